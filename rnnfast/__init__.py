@@ -1,0 +1,35 @@
+"""rnnfast: a vanilla RNN whose forward pass and backpropagation through time run
+in compiled Cython kernels.
+
+The functions below are drop-in replacements for the plain NumPy ones in
+:mod:`rnnfast.reference` (same arguments, shapes, dict keys and cache format).
+"""
+
+try:
+    from rnnfast import _kernels  # noqa: F401
+except ImportError as exc:  # pragma: no cover - only without a build
+    raise ImportError(
+        "rnnfast's compiled extension is missing. Install the package with "
+        "'pip install .' (or 'pip install -e .' for development) and run Python "
+        "from outside the source checkout, or from it after an editable install."
+    ) from exc
+
+from rnnfast import reference
+from rnnfast.functional import (
+    ForwardCache,
+    rnn_backward,
+    rnn_cell_backward,
+    rnn_cell_forward,
+    rnn_forward,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ForwardCache",
+    "reference",
+    "rnn_backward",
+    "rnn_cell_backward",
+    "rnn_cell_forward",
+    "rnn_forward",
+]

@@ -1,0 +1,416 @@
+"""The seed-compatible API: validate, convert, allocate, call a kernel, return.
+
+Functions, arguments and results match :mod:`rnnfast.reference`; only the
+speed differs.  Each call:
+
+1. validates dimensions, shapes, parameter names and dtype kinds, raising a
+   ``ValueError``/``TypeError``/``KeyError`` that names the argument;
+2. converts to one floating dtype (float32 only when every array input is
+   float32, float64 otherwise) and to the kernels' C-contiguous layout, copying
+   only when the input is not already in that form;
+3. allocates every output and scratch array;
+4. runs the whole time loop in one compiled call with the GIL released;
+5. returns the reference's structures.  ``h`` and ``y_pred`` are transposed
+   views of batch-major buffers, so their strides differ from the reference's
+   while shapes and values agree.
+
+Caller arrays are never written to.
+"""
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from rnnfast import _kernels
+
+__all__ = ["rnn_cell_forward", "rnn_forward", "rnn_cell_backward", "rnn_backward", "ForwardCache"]
+
+PARAMETER_NAMES = ("Whx", "Whh", "Wyh", "bh", "by")
+_INT_MAX = 2**31 - 1
+_ACCEPTED_KINDS = "fiub"  # real floating, signed and unsigned integers, booleans
+
+
+def _as_array(name, value):
+    """``value`` as an ndarray of a real numeric kind, or a clear error."""
+    if type(value) is not np.ndarray:
+        try:
+            value = np.asarray(value)
+        except (ValueError, TypeError) as exc:
+            raise TypeError(f"{name} cannot be converted to a numeric array: {exc}") from None
+    if value.dtype.kind not in _ACCEPTED_KINDS:
+        raise TypeError(f"{name} has dtype {value.dtype}; expected real numbers "
+                        "(floating, integer or boolean)")
+    return value
+
+
+def _common_dtype(arrays):
+    """float32 when every array is float32, float64 otherwise."""
+    for a in arrays:
+        if a.dtype != np.float32:
+            return np.dtype(np.float64)
+    return np.dtype(np.float32)
+
+
+def _check_shape(name, array, expected, labels):
+    if array.shape != expected:
+        raise ValueError(f"{name} has shape {array.shape}; expected {labels} = {expected}")
+
+
+def _check_ndim(name, array, ndim, labels):
+    if array.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D with shape {labels}; "
+                         f"got shape {array.shape}")
+
+
+def _check_sizes(**sizes):
+    """Every size is at least 1 and every BLAS dimension fits a 32-bit int."""
+    for label, size in sizes.items():
+        if size == 0:
+            raise ValueError(f"{label} is 0; rnnfast needs at least one "
+                             "input feature, hidden unit, output, batch element and time step")
+    n_x, n_h, n_y, m, n_steps = (sizes[k] for k in ("n_x", "n_h", "n_y", "m", "T_x"))
+    blas_dims = {"m*T_x": m * n_steps, "T_x*n_h": n_steps * n_h, "n_x": n_x,
+                 "n_h": n_h, "n_y": n_y}
+    for label, size in blas_dims.items():
+        if size > _INT_MAX:
+            raise ValueError(f"{label} = {size} exceeds the 32-bit BLAS limit {_INT_MAX}")
+
+
+def _parameters(parameters):
+    """The five parameter arrays of the ``parameters`` dict, in PARAMETER_NAMES order."""
+    if not isinstance(parameters, Mapping):
+        raise TypeError(f"parameters must be a dict with keys {', '.join(PARAMETER_NAMES)}; "
+                        f"got {type(parameters).__name__}")
+    arrays = []
+    for key in PARAMETER_NAMES:
+        if key not in parameters:
+            raise KeyError(f"parameters has no {key!r}; expected keys "
+                           f"{', '.join(PARAMETER_NAMES)}")
+        arrays.append(_as_array(f'parameters["{key}"]', parameters[key]))
+    return arrays
+
+
+def _check_parameters(arrays, n_x):
+    """Validate the parameter shapes against each other and n_x; return (n_h, n_y)."""
+    w_hx, w_hh, w_yh, b_h, b_y = arrays
+    _check_ndim('parameters["Whh"]', w_hh, 2, "(n_h, n_h)")
+    n_h = w_hh.shape[0]
+    _check_shape('parameters["Whh"]', w_hh, (n_h, n_h), "(n_h, n_h)")
+    _check_ndim('parameters["Wyh"]', w_yh, 2, "(n_y, n_h)")
+    n_y = w_yh.shape[0]
+    _check_shape('parameters["Wyh"]', w_yh, (n_y, n_h), "(n_y, n_h)")
+    _check_shape('parameters["Whx"]', w_hx, (n_h, n_x), "(n_h, n_x)")
+    _check_shape('parameters["bh"]', b_h, (n_h, 1), "(n_h, 1)")
+    _check_shape('parameters["by"]', b_y, (n_y, 1), "(n_y, 1)")
+    return n_h, n_y
+
+
+class _Model:
+    """Validated, converted inputs of one forward pass (kernel layout).
+
+    ``x2`` is ``x`` as an ``(n_x, m*T)`` matrix, ``h0`` is ``(m, n_h)``, the
+    weights are C-contiguous and the biases 1-D, all of ``dtype``.
+    """
+
+    __slots__ = ("x2", "h0", "w_hx", "w_hh", "w_yh", "b_h", "b_y", "dtype",
+                 "n_x", "n_h", "n_y", "m", "n_steps")
+
+    def __init__(self, x, h0, parameters, x_name, h0_name, cell):
+        x = _as_array(x_name, x)
+        h0 = _as_array(h0_name, h0)
+        arrays = _parameters(parameters)
+        if cell:
+            _check_ndim(x_name, x, 2, "(n_x, m)")
+            n_x, m = x.shape
+            n_steps = 1
+        else:
+            _check_ndim(x_name, x, 3, "(n_x, m, T_x)")
+            n_x, m, n_steps = x.shape
+        n_h, n_y = _check_parameters(arrays, n_x)
+        _check_shape(h0_name, h0, (n_h, m), "(n_h, m)")
+        _check_sizes(n_x=n_x, n_h=n_h, n_y=n_y, m=m, T_x=n_steps)
+
+        dtype = _common_dtype([x, h0, *arrays])
+        self.dtype = dtype
+        self.n_x, self.n_h, self.n_y, self.m, self.n_steps = n_x, n_h, n_y, m, n_steps
+        self.x2 = np.ascontiguousarray(x, dtype=dtype).reshape(n_x, m * n_steps)
+        self.h0 = np.ascontiguousarray(h0.T, dtype=dtype)
+        w_hx, w_hh, w_yh, b_h, b_y = arrays
+        self.w_hx = np.ascontiguousarray(w_hx, dtype=dtype)
+        self.w_hh = np.ascontiguousarray(w_hh, dtype=dtype)
+        self.w_yh = np.ascontiguousarray(w_yh, dtype=dtype)
+        self.b_h = np.ascontiguousarray(b_h, dtype=dtype).reshape(n_h)
+        self.b_y = np.ascontiguousarray(b_y, dtype=dtype).reshape(n_y)
+
+    def astype(self, dtype):
+        """This model with every array in ``dtype`` (itself when already so)."""
+        if dtype == self.dtype:
+            return self
+        other = object.__new__(_Model)
+        for name in _Model.__slots__:
+            value = getattr(self, name)
+            if isinstance(value, np.ndarray):
+                value = value.astype(dtype)
+            setattr(other, name, value)
+        other.dtype = np.dtype(dtype)
+        return other
+
+    def run_forward(self):
+        """Run the forward kernel; return ``(H (m,T,n_h), Y (m,T,n_y))``."""
+        H = np.empty((self.m, self.n_steps, self.n_h), dtype=self.dtype)
+        Y = np.empty((self.m, self.n_steps, self.n_y), dtype=self.dtype)
+        _kernels.forward(self.x2, self.h0, self.w_hx, self.w_hh, self.w_yh,
+                         self.b_h, self.b_y, H, Y)
+        return H, Y
+
+    def run_backward(self, H, dH):
+        """Run the BPTT kernel on batch-major ``H`` and ``dH``.
+
+        Returns ``(dx2 (n_x, m*T), dh0 (m, n_h), dWhx, dWhh, dbh (n_h,))``.
+        """
+        dtype, n_h = self.dtype, self.n_h
+        dx2 = np.empty_like(self.x2)
+        dh0 = np.empty_like(self.h0)
+        dw_hx = np.empty_like(self.w_hx)
+        dw_hh = np.empty_like(self.w_hh)
+        db_h = np.empty(n_h, dtype=dtype)
+        dz = np.empty_like(H)
+        edge = np.empty_like(self.h0)
+        _kernels.backward(self.x2, self.h0, H, dH, self.w_hx, self.w_hh,
+                          dx2, dh0, dw_hx, dw_hh, db_h, dz, edge)
+        return dx2, dh0, dw_hx, dw_hh, db_h
+
+
+class ForwardCache(Sequence):
+    """The per-step caches of :func:`rnn_forward`, without storing anything per step.
+
+    Behaves like the reference's list of step caches: ``len(cache)`` is the
+    number of steps and ``cache[t]`` is ``(h_next, h_prev, xt, parameters)``,
+    built on demand as views of the arrays computed by the forward pass.
+    """
+
+    __slots__ = ("_model", "_h", "_parameters")
+
+    def __init__(self, model, h, parameters):
+        self._model = model          # validated, converted inputs
+        self._h = h                  # hidden states, (m, T, n_h)
+        self._parameters = parameters
+
+    def __len__(self):
+        return self._model.n_steps
+
+    def __getitem__(self, t):
+        if isinstance(t, slice):
+            return [self[i] for i in range(*t.indices(len(self)))]
+        n_steps = len(self)
+        t = int(t)
+        if not -n_steps <= t < n_steps:
+            raise IndexError(f"step {t} out of range for {n_steps} steps")
+        t %= n_steps
+        model = self._model
+        h_prev = model.h0.T if t == 0 else self._h[:, t - 1, :].T
+        xt = model.x2.reshape(model.n_x, model.m, n_steps)[:, :, t]
+        return self._h[:, t, :].T, h_prev, xt, self._parameters
+
+    def __repr__(self):
+        m = self._model
+        return (f"<ForwardCache of {m.n_steps} steps: n_x={m.n_x}, n_h={m.n_h}, "
+                f"n_y={m.n_y}, m={m.m}, dtype={m.dtype}>")
+
+
+def rnn_cell_forward(xt, h_prev, parameters):
+    """One RNN time step (compiled); same contract as the reference.
+
+    Parameters
+    ----------
+    xt : array_like, shape (n_x, m)
+        Input at this step.
+    h_prev : array_like, shape (n_h, m)
+        Hidden state of the previous step.
+    parameters : dict
+        ``Whx (n_h, n_x)``, ``Whh (n_h, n_h)``, ``Wyh (n_y, n_h)``,
+        ``bh (n_h, 1)``, ``by (n_y, 1)``.
+
+    Returns
+    -------
+    h_next : ndarray, shape (n_h, m)
+        ``tanh(Whh h_prev + Whx xt + bh)``.
+    y_pred : ndarray, shape (n_y, m)
+        ``softmax(Wyh h_next + by)`` over axis 0.
+    cache : tuple
+        ``(h_next, h_prev, xt, parameters)`` for :func:`rnn_cell_backward`.
+
+    Raises
+    ------
+    ValueError
+        Wrong number of dimensions, mismatched shapes, or a zero size.
+    TypeError
+        Complex, string or object inputs, or ``parameters`` not a dict.
+    KeyError
+        A parameter missing from ``parameters``.
+    """
+    model = _Model(xt, h_prev, parameters, "xt", "h_prev", cell=True)
+    H, Y = model.run_forward()
+    h_next = H[:, 0, :].T
+    return h_next, Y[:, 0, :].T, (h_next, h_prev, xt, parameters)
+
+
+def rnn_forward(x, h0, parameters):
+    """Forward pass over all time steps in one compiled call.
+
+    Parameters
+    ----------
+    x : array_like, shape (n_x, m, T_x)
+        Inputs of every step.
+    h0 : array_like, shape (n_h, m)
+        Initial hidden state.
+    parameters : dict
+        ``Whx (n_h, n_x)``, ``Whh (n_h, n_h)``, ``Wyh (n_y, n_h)``,
+        ``bh (n_h, 1)``, ``by (n_y, 1)``.
+
+    Returns
+    -------
+    h : ndarray, shape (n_h, m, T_x)
+        Hidden state after every step.
+    y_pred : ndarray, shape (n_y, m, T_x)
+        Softmax output of every step.
+    caches : tuple
+        ``(steps, x)`` for :func:`rnn_backward`; ``steps`` is a
+        :class:`ForwardCache` that indexes like the reference's list of step
+        caches.
+
+    The result dtype is float32 when ``x``, ``h0`` and every parameter are
+    float32, and float64 otherwise.
+
+    Raises
+    ------
+    ValueError
+        Wrong number of dimensions, mismatched shapes, a zero size, or a size
+        beyond the 32-bit BLAS limit.
+    TypeError
+        Complex, string or object inputs, or ``parameters`` not a dict.
+    KeyError
+        A parameter missing from ``parameters``.
+    """
+    model = _Model(x, h0, parameters, "x", "h0", cell=False)
+    H, Y = model.run_forward()
+    return H.transpose(2, 0, 1), Y.transpose(2, 0, 1), (ForwardCache(model, H, parameters), x)
+
+
+def _check_grad(name, grad, expected, labels):
+    """Validate an upstream gradient; return it as an array."""
+    grad = _as_array(name, grad)
+    _check_ndim(name, grad, len(expected), labels)
+    _check_shape(name, grad, expected, labels)
+    return grad
+
+
+def rnn_cell_backward(dh_next, cache):
+    """Gradients of one RNN step (compiled); same contract as the reference.
+
+    Parameters
+    ----------
+    dh_next : array_like, shape (n_h, m)
+        Gradient of the loss with respect to ``h_next``.
+    cache : tuple
+        ``(h_next, h_prev, xt, parameters)`` from :func:`rnn_cell_forward`.
+
+    Returns
+    -------
+    dict
+        ``dxt (n_x, m)``, ``dh_prev (n_h, m)``, ``dWhx (n_h, n_x)``,
+        ``dWhh (n_h, n_h)``, ``dbh (n_h, 1)``.
+
+    Raises
+    ------
+    ValueError
+        A malformed cache, or shapes that do not fit each other.
+    TypeError, KeyError
+        As for :func:`rnn_cell_forward`.
+    """
+    if not isinstance(cache, (tuple, list)) or len(cache) != 4:
+        raise ValueError("cache must be the (h_next, h_prev, xt, parameters) tuple "
+                         "returned by rnn_cell_forward")
+    h_next, h_prev, xt, parameters = cache
+    model = _Model(xt, h_prev, parameters, "cache xt", "cache h_prev", cell=True)
+    n_h, m = model.n_h, model.m
+    h_next = _check_grad("cache h_next", h_next, (n_h, m), "(n_h, m)")
+    dh_next = _check_grad("dh_next", dh_next, (n_h, m), "(n_h, m)")
+    dtype = _common_dtype([dh_next, h_next]) if model.dtype == np.float32 else model.dtype
+    model = model.astype(dtype)
+    H = np.ascontiguousarray(h_next.T, dtype=dtype).reshape(m, 1, n_h)
+    dH = np.ascontiguousarray(dh_next.T, dtype=dtype).reshape(m, 1, n_h)
+    dx2, dh0, dw_hx, dw_hh, db_h = model.run_backward(H, dH)
+    return {"dxt": dx2, "dh_prev": dh0.T, "dWhx": dw_hx, "dWhh": dw_hh,
+            "dbh": db_h.reshape(n_h, 1)}
+
+
+def _model_from_seed_cache(steps, x):
+    """Model inputs and batch-major H from a reference-format list of step caches."""
+    if not isinstance(steps, Sequence) or len(steps) == 0:
+        raise ValueError("caches[0] must be a non-empty list of (h_next, h_prev, xt, "
+                         "parameters) step caches, or the ForwardCache of rnnfast.rnn_forward")
+    first = steps[0]
+    if not isinstance(first, (tuple, list)) or len(first) != 4:
+        raise ValueError("each step cache must be a (h_next, h_prev, xt, parameters) tuple")
+    model = _Model(x, first[1], first[3], "caches x", "caches[0][0][1] (h0)", cell=False)
+    if len(steps) != model.n_steps:
+        raise ValueError(f"caches hold {len(steps)} steps but x has T_x = {model.n_steps}")
+    n_h, m = model.n_h, model.m
+    H = np.empty((m, model.n_steps, n_h), dtype=np.float64)
+    for t, step in enumerate(steps):
+        if not isinstance(step, (tuple, list)) or len(step) != 4:
+            raise ValueError(f"step cache {t} is not a (h_next, h_prev, xt, parameters) tuple")
+        h_t = _as_array(f"caches[0][{t}][0] (h_next)", step[0])
+        _check_shape(f"caches[0][{t}][0] (h_next)", h_t, (n_h, m), "(n_h, m)")
+        H[:, t, :] = h_t.T
+    if model.dtype == np.float32:
+        H = H.astype(np.float32)
+    return model, H
+
+
+def rnn_backward(dh, caches):
+    """Backpropagation through time over all steps in one compiled call.
+
+    Parameters
+    ----------
+    dh : array_like, shape (n_h, m, T_x)
+        Upstream gradient of the loss with respect to every hidden state.
+    caches : tuple
+        ``(steps, x)`` from :func:`rnn_forward`, or a cache in the same format
+        from :func:`rnnfast.reference.rnn_forward` (a list of per-step
+        ``(h_next, h_prev, xt, parameters)`` tuples; the state before step
+        ``t > 0`` is taken as ``h_next`` of step ``t - 1``, as that function
+        records it).
+
+    Returns
+    -------
+    dict
+        ``dx (n_x, m, T_x)``, ``dh0 (n_h, m)``, ``dWhx (n_h, n_x)``,
+        ``dWhh (n_h, n_h)``, ``dbh (n_h, 1)``.
+
+    The result dtype is float32 when ``dh`` and the cached arrays are float32,
+    and float64 otherwise.
+
+    Raises
+    ------
+    ValueError
+        A malformed cache, or ``dh`` whose shape does not fit the cache.
+    TypeError, KeyError
+        Invalid arrays or parameters inside a reference-format cache.
+    """
+    if not isinstance(caches, (tuple, list)) or len(caches) != 2:
+        raise ValueError("caches must be the (steps, x) pair returned by rnn_forward")
+    steps, x = caches
+    if isinstance(steps, ForwardCache):
+        model, H = steps._model, steps._h
+    else:
+        model, H = _model_from_seed_cache(steps, x)
+    n_h, m, n_steps = model.n_h, model.m, model.n_steps
+    dh = _check_grad("dh", dh, (n_h, m, n_steps), "(n_h, m, T_x) of the cache")
+    if model.dtype == np.float32 and dh.dtype != np.float32:
+        model, H = model.astype(np.float64), H.astype(np.float64)
+    dH = np.ascontiguousarray(dh.transpose(1, 2, 0), dtype=model.dtype)
+    dx2, dh0, dw_hx, dw_hh, db_h = model.run_backward(H, dH)
+    return {"dx": dx2.reshape(model.n_x, m, n_steps), "dh0": dh0.T, "dWhx": dw_hx,
+            "dWhh": dw_hh, "dbh": db_h.reshape(n_h, 1)}
