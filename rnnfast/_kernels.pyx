@@ -26,65 +26,73 @@
 # validated every shape, checked BLAS sizes against INT_MAX and allocated every
 # output and scratch array.
 
+cimport numpy as cnp
 from cython cimport floating
-from libc.math cimport tanh, tanhf, exp, expf
 
 from rnnfast._blas cimport gemm, gemv
 
+cnp.import_array()
 
-cdef inline floating _tanh(floating v) noexcept nogil:
-    """tanh(v) in the precision of v."""
+
+cdef extern from "_vecmath.h" nogil:
+    void rf_bias_tanh_d(double *row, const double *bias, Py_ssize_t n)
+    void rf_bias_tanh_f(float *row, const float *bias, Py_ssize_t n)
+    void rf_bias_softmax_d(double *row, const double *bias, Py_ssize_t n)
+    void rf_bias_softmax_f(float *row, const float *bias, Py_ssize_t n)
+    void rf_tanh_grad_d(double *dz, const double *dh, const double *grad, const double *h,
+                        double *db, Py_ssize_t n)
+    void rf_tanh_grad_f(float *dz, const float *dh, const float *grad, const float *h,
+                        float *db, Py_ssize_t n)
+    void rf_vecmat_d(const double *v, const double *a, Py_ssize_t n_k, Py_ssize_t n_j,
+                     Py_ssize_t lda, double *out, int accumulate)
+    void rf_vecmat_f(const float *v, const float *a, Py_ssize_t n_k, Py_ssize_t n_j,
+                     Py_ssize_t lda, float *out, int accumulate)
+
+
+cdef inline void _bias_tanh(floating *row, const floating *bias, Py_ssize_t n) noexcept nogil:
+    """row = tanh(row + bias), in place (vectorised)."""
     if floating is float:
-        return tanhf(v)
+        rf_bias_tanh_f(row, bias, n)
     else:
-        return tanh(v)
+        rf_bias_tanh_d(row, bias, n)
 
 
-cdef inline floating _exp(floating v) noexcept nogil:
-    """exp(v) in the precision of v."""
-    if floating is float:
-        return expf(v)
-    else:
-        return exp(v)
-
-
-cdef inline void _bias_tanh(floating *row, const floating *bias,
-                            Py_ssize_t n) noexcept nogil:
-    """row = tanh(row + bias), in place."""
-    cdef Py_ssize_t j
-    for j in range(n):
-        row[j] = _tanh(row[j] + bias[j])
-
-
-cdef inline void _bias_softmax(floating *row, const floating *bias,
-                               Py_ssize_t n) noexcept nogil:
+cdef inline void _bias_softmax(floating *row, const floating *bias, Py_ssize_t n) noexcept nogil:
     """row = softmax(row + bias), in place; the maximum is subtracted first."""
-    cdef Py_ssize_t k
-    cdef floating top, total = 0
-    for k in range(n):
-        row[k] += bias[k]
-    top = row[0]
-    for k in range(1, n):
-        if row[k] > top:
-            top = row[k]
-    for k in range(n):
-        row[k] = _exp(row[k] - top)
-        total += row[k]
-    total = 1 / total
-    for k in range(n):
-        row[k] *= total
+    if floating is float:
+        rf_bias_softmax_f(row, bias, n)
+    else:
+        rf_bias_softmax_d(row, bias, n)
+
+
+cdef inline void _tanh_grad(floating *dz, const floating *dh, const floating *grad,
+                            const floating *h, floating *db, Py_ssize_t n) noexcept nogil:
+    """dz = (dh + grad) * (1 - h^2); db += dz."""
+    if floating is float:
+        rf_tanh_grad_f(dz, dh, grad, h, db, n)
+    else:
+        rf_tanh_grad_d(dz, dh, grad, h, db, n)
+
+
+cdef inline void _vecmat(const floating *v, const floating *a, Py_ssize_t n_k, Py_ssize_t n_j,
+                         Py_ssize_t lda, floating *out, bint accumulate) noexcept nogil:
+    """out (+)= v^T A for row-major A (n_k, n_j); hand-written, for small products."""
+    if floating is float:
+        rf_vecmat_f(v, a, n_k, n_j, lda, out, accumulate)
+    else:
+        rf_vecmat_d(v, a, n_k, n_j, lda, out, accumulate)
 
 
 cdef void _forward(const floating *x2, const floating *h0,
                    const floating *w_hx, const floating *w_hh, const floating *w_yh,
                    const floating *b_h, const floating *b_y,
-                   floating *h_out, floating *y_out,
+                   floating *h_out, floating *y_out, floating *w_hh_t,
                    int n_input, int n_hidden, int n_output,
-                   int n_batch, int n_steps) noexcept nogil:
+                   int n_batch, int n_steps, bint own_products) noexcept nogil:
     cdef int n_rows = n_batch * n_steps          # m*T rows, batch-major
     cdef int ld_step = n_steps * n_hidden        # row stride of one step's block
     cdef int ld_prev
-    cdef Py_ssize_t t, i
+    cdef Py_ssize_t t, i, j
     cdef const floating *h_prev
     cdef floating *z_t
 
@@ -92,13 +100,24 @@ cdef void _forward(const floating *x2, const floating *h0,
     gemm(c'T', c'T', n_rows, n_hidden, n_input, 1, x2, n_rows,
          w_hx, n_input, 0, h_out, n_hidden)
 
+    if own_products:
+        # Whh^T, row-major, so that each step is a row-vector times matrix
+        for i in range(n_hidden):
+            for j in range(n_hidden):
+                w_hh_t[j * n_hidden + i] = w_hh[i * n_hidden + j]
+
     for t in range(n_steps):
         z_t = h_out + t * n_hidden
         if t == 0:
             h_prev, ld_prev = h0, n_hidden
         else:
             h_prev, ld_prev = h_out + (t - 1) * n_hidden, ld_step
-        if n_batch == 1:
+        if own_products:
+            # z_{t,i} += h_{t-1,i} Whh^T      (n_h,) = (n_h,) (n_h, n_h), each batch row i
+            for i in range(n_batch):
+                _vecmat(h_prev + i * ld_prev, w_hh_t, n_hidden, n_hidden, n_hidden,
+                        z_t + i * ld_step, True)
+        elif n_batch == 1:
             # z_t += Whh h_{t-1}           (n_h,) = (n_h, n_h) (n_h,)
             gemv(c'N', n_hidden, n_hidden, 1, w_hh, n_hidden, h_prev, 1, 1, z_t, 1)
         else:
@@ -122,7 +141,8 @@ cdef void _backward(const floating *x2, const floating *h0, const floating *h,
                     floating *dx_out, floating *dh0_out, floating *dw_hx_out,
                     floating *dw_hh_out, floating *db_h_out,
                     floating *dz, floating *h_edge,
-                    int n_input, int n_hidden, int n_batch, int n_steps) noexcept nogil:
+                    int n_input, int n_hidden, int n_batch, int n_steps,
+                    bint own_products) noexcept nogil:
     cdef int n_rows = n_batch * n_steps
     cdef int ld_step = n_steps * n_hidden
     cdef Py_ssize_t t, i, j, off
@@ -138,11 +158,13 @@ cdef void _backward(const floating *x2, const floating *h0, const floating *h,
         # dZ_t = (dH_t + G_t) * (1 - H_t^2);  dbh += column sums of dZ_t
         for i in range(n_batch):
             off = i * ld_step + t * n_hidden
-            for j in range(n_hidden):
-                v = (dh[off + j] + grad[i * n_hidden + j]) * (1 - h[off + j] * h[off + j])
-                dz[off + j] = v
-                db_h_out[j] += v
-        if n_batch == 1:
+            _tanh_grad(dz + off, dh + off, grad + i * n_hidden, h + off, db_h_out, n_hidden)
+        if own_products:
+            # G_{t-1,i} = dz_{t,i} Whh        (n_h,) = (n_h,) (n_h, n_h), each batch row i
+            for i in range(n_batch):
+                _vecmat(dz + i * ld_step + t * n_hidden, w_hh, n_hidden, n_hidden, n_hidden,
+                        grad + i * n_hidden, False)
+        elif n_batch == 1:
             # G_{t-1} = Whh^T dz_t         (n_h,) = (n_h, n_h)^T (n_h,)
             gemv(c'T', n_hidden, n_hidden, 1, w_hh, n_hidden, dz + t * n_hidden, 1,
                  0, grad, 1)
@@ -183,40 +205,74 @@ cdef void _backward(const floating *x2, const floating *h0, const floating *h,
          1, dw_hh_out, n_hidden)
 
 
-def forward(const floating[:, ::1] x2, const floating[:, ::1] h0,
-            const floating[:, ::1] w_hx, const floating[:, ::1] w_hh,
-            const floating[:, ::1] w_yh, const floating[::1] b_h,
-            const floating[::1] b_y,
-            floating[:, :, ::1] h_out, floating[:, :, ::1] y_out):
+# The entry points take ndarrays and read their data pointers directly: the
+# wrapper (functional.py) has checked that every array is C-contiguous, of one
+# dtype (float32 or float64, that of h_out / h) and of the documented shape,
+# so no buffer is acquired or checked here.
+
+cdef inline void *_ptr(cnp.ndarray a) noexcept:
+    return cnp.PyArray_DATA(a)
+
+
+def forward(cnp.ndarray x2 not None, cnp.ndarray h0 not None, cnp.ndarray w_hx not None,
+            cnp.ndarray w_hh not None, cnp.ndarray w_yh not None, cnp.ndarray b_h not None,
+            cnp.ndarray b_y not None, cnp.ndarray h_out not None, cnp.ndarray y_out not None,
+            cnp.ndarray w_hh_t not None, bint own_products):
     """Forward pass over all steps; writes ``h_out (m, T, n_h)`` and ``y_out (m, T, n_y)``.
 
-    Shapes are trusted: the caller has validated them.
+    ``x2 (n_x, m*T)``, ``h0 (m, n_h)``, weights as in the model, biases 1-D,
+    ``w_hh_t (n_h, n_h)`` scratch (used when ``own_products``).  With
+    ``own_products`` the recurrent products use the hand-written loops instead
+    of BLAS.
     """
-    cdef int n_batch = <int>h_out.shape[0], n_steps = <int>h_out.shape[1]
-    cdef int n_hidden = <int>h_out.shape[2], n_output = <int>y_out.shape[2]
-    cdef int n_input = <int>x2.shape[0]
-    with nogil:
-        _forward(&x2[0, 0], &h0[0, 0], &w_hx[0, 0], &w_hh[0, 0], &w_yh[0, 0],
-                 &b_h[0], &b_y[0], &h_out[0, 0, 0], &y_out[0, 0, 0],
-                 n_input, n_hidden, n_output, n_batch, n_steps)
+    cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(h_out)
+    cdef int n_batch = <int>dims[0], n_steps = <int>dims[1], n_hidden = <int>dims[2]
+    cdef int n_output = <int>cnp.PyArray_DIMS(y_out)[2]
+    cdef int n_input = <int>cnp.PyArray_DIMS(x2)[0]
+    cdef void *p[10]
+    p[:] = [_ptr(x2), _ptr(h0), _ptr(w_hx), _ptr(w_hh), _ptr(w_yh), _ptr(b_h), _ptr(b_y),
+            _ptr(h_out), _ptr(y_out), _ptr(w_hh_t)]
+    if cnp.PyArray_TYPE(h_out) == cnp.NPY_FLOAT32:
+        with nogil:
+            _forward(<float *>p[0], <float *>p[1], <float *>p[2], <float *>p[3], <float *>p[4],
+                     <float *>p[5], <float *>p[6], <float *>p[7], <float *>p[8], <float *>p[9],
+                     n_input, n_hidden, n_output, n_batch, n_steps, own_products)
+    else:
+        with nogil:
+            _forward(<double *>p[0], <double *>p[1], <double *>p[2], <double *>p[3],
+                     <double *>p[4], <double *>p[5], <double *>p[6], <double *>p[7],
+                     <double *>p[8], <double *>p[9],
+                     n_input, n_hidden, n_output, n_batch, n_steps, own_products)
 
 
-def backward(const floating[:, ::1] x2, const floating[:, ::1] h0,
-             const floating[:, :, ::1] h, const floating[:, :, ::1] dh,
-             const floating[:, ::1] w_hx, const floating[:, ::1] w_hh,
-             floating[:, ::1] dx_out, floating[:, ::1] dh0_out,
-             floating[:, ::1] dw_hx_out, floating[:, ::1] dw_hh_out,
-             floating[::1] db_h_out, floating[:, :, ::1] dz_scratch,
-             floating[:, ::1] edge_scratch):
+def backward(cnp.ndarray x2 not None, cnp.ndarray h0 not None, cnp.ndarray h not None,
+             cnp.ndarray dh not None, cnp.ndarray w_hx not None, cnp.ndarray w_hh not None,
+             cnp.ndarray dx_out not None, cnp.ndarray dh0_out not None,
+             cnp.ndarray dw_hx_out not None, cnp.ndarray dw_hh_out not None,
+             cnp.ndarray db_h_out not None, cnp.ndarray dz_scratch not None,
+             cnp.ndarray edge_scratch not None, bint own_products):
     """BPTT over all steps; writes the ``*_out`` arrays (see the module comment).
 
-    ``dz_scratch`` has the shape of ``h``; ``edge_scratch`` the shape of ``h0``.
-    Shapes are trusted: the caller has validated them.
+    ``h`` and ``dh`` are ``(m, T, n_h)``; ``dz_scratch`` has the shape of ``h``
+    and may be ``dh`` itself (then overwritten); ``edge_scratch`` has the
+    shape of ``h0 (m, n_h)``.
     """
-    cdef int n_batch = <int>h.shape[0], n_steps = <int>h.shape[1]
-    cdef int n_hidden = <int>h.shape[2], n_input = <int>x2.shape[0]
-    with nogil:
-        _backward(&x2[0, 0], &h0[0, 0], &h[0, 0, 0], &dh[0, 0, 0], &w_hx[0, 0],
-                  &w_hh[0, 0], &dx_out[0, 0], &dh0_out[0, 0], &dw_hx_out[0, 0],
-                  &dw_hh_out[0, 0], &db_h_out[0], &dz_scratch[0, 0, 0],
-                  &edge_scratch[0, 0], n_input, n_hidden, n_batch, n_steps)
+    cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(h)
+    cdef int n_batch = <int>dims[0], n_steps = <int>dims[1], n_hidden = <int>dims[2]
+    cdef int n_input = <int>cnp.PyArray_DIMS(x2)[0]
+    cdef void *p[13]
+    p[:] = [_ptr(x2), _ptr(h0), _ptr(h), _ptr(dh), _ptr(w_hx), _ptr(w_hh), _ptr(dx_out),
+            _ptr(dh0_out), _ptr(dw_hx_out), _ptr(dw_hh_out), _ptr(db_h_out),
+            _ptr(dz_scratch), _ptr(edge_scratch)]
+    if cnp.PyArray_TYPE(h) == cnp.NPY_FLOAT32:
+        with nogil:
+            _backward(<float *>p[0], <float *>p[1], <float *>p[2], <float *>p[3], <float *>p[4],
+                      <float *>p[5], <float *>p[6], <float *>p[7], <float *>p[8], <float *>p[9],
+                      <float *>p[10], <float *>p[11], <float *>p[12],
+                      n_input, n_hidden, n_batch, n_steps, own_products)
+    else:
+        with nogil:
+            _backward(<double *>p[0], <double *>p[1], <double *>p[2], <double *>p[3],
+                      <double *>p[4], <double *>p[5], <double *>p[6], <double *>p[7],
+                      <double *>p[8], <double *>p[9], <double *>p[10], <double *>p[11],
+                      <double *>p[12], n_input, n_hidden, n_batch, n_steps, own_products)

@@ -29,6 +29,15 @@ PARAMETER_NAMES = ("Whx", "Whh", "Wyh", "bh", "by")
 _INT_MAX = 2**31 - 1
 _ACCEPTED_KINDS = "fiub"  # real floating, signed and unsigned integers, booleans
 
+# With one sequence (m = 1) and at most this many hidden units, the per-step
+# recurrent products run in the hand-written loops; otherwise in BLAS, which
+# measured faster (python -m rnnfast bench, and the crossover table in the notes).
+_OWN_PRODUCTS_MAX_HIDDEN = 64
+# Tests set this to True/False to force one path on every shape.
+_force_products = None
+_EMPTY = {np.dtype(np.float32): np.empty((0, 0), np.float32),
+          np.dtype(np.float64): np.empty((0, 0), np.float64)}
+
 
 def _as_array(name, value):
     """``value`` as an ndarray of a real numeric kind, or a clear error."""
@@ -106,79 +115,141 @@ def _check_parameters(arrays, n_x):
 
 
 class _Model:
-    """Validated, converted inputs of one forward pass (kernel layout).
+    """Validated inputs of one forward pass, in the kernels' layout.
 
     ``x2`` is ``x`` as an ``(n_x, m*T)`` matrix, ``h0`` is ``(m, n_h)``, the
-    weights are C-contiguous and the biases 1-D, all of ``dtype``.
+    weights are C-contiguous and the biases 1-D, all of one float dtype.
+    Build it with :func:`_model`, which validates and converts.
     """
 
     __slots__ = ("x2", "h0", "w_hx", "w_hh", "w_yh", "b_h", "b_y", "dtype",
                  "n_x", "n_h", "n_y", "m", "n_steps")
 
-    def __init__(self, x, h0, parameters, x_name, h0_name, cell):
-        x = _as_array(x_name, x)
-        h0 = _as_array(h0_name, h0)
-        arrays = _parameters(parameters)
-        if cell:
-            _check_ndim(x_name, x, 2, "(n_x, m)")
-            n_x, m = x.shape
-            n_steps = 1
-        else:
-            _check_ndim(x_name, x, 3, "(n_x, m, T_x)")
-            n_x, m, n_steps = x.shape
-        n_h, n_y = _check_parameters(arrays, n_x)
-        _check_shape(h0_name, h0, (n_h, m), "(n_h, m)")
-        _check_sizes(n_x=n_x, n_h=n_h, n_y=n_y, m=m, T_x=n_steps)
+    def __init__(self, x2, h0, w_hx, w_hh, w_yh, b_h, b_y, n_steps):
+        self.x2, self.h0 = x2, h0
+        self.w_hx, self.w_hh, self.w_yh, self.b_h, self.b_y = w_hx, w_hh, w_yh, b_h, b_y
+        self.dtype = x2.dtype
+        self.n_h, self.n_x = w_hx.shape
+        self.n_y = w_yh.shape[0]
+        self.m = h0.shape[0]
+        self.n_steps = n_steps
 
-        dtype = _common_dtype([x, h0, *arrays])
-        self.dtype = dtype
-        self.n_x, self.n_h, self.n_y, self.m, self.n_steps = n_x, n_h, n_y, m, n_steps
-        self.x2 = np.ascontiguousarray(x, dtype=dtype).reshape(n_x, m * n_steps)
-        self.h0 = np.ascontiguousarray(h0.T, dtype=dtype)
-        w_hx, w_hh, w_yh, b_h, b_y = arrays
-        self.w_hx = np.ascontiguousarray(w_hx, dtype=dtype)
-        self.w_hh = np.ascontiguousarray(w_hh, dtype=dtype)
-        self.w_yh = np.ascontiguousarray(w_yh, dtype=dtype)
-        self.b_h = np.ascontiguousarray(b_h, dtype=dtype).reshape(n_h)
-        self.b_y = np.ascontiguousarray(b_y, dtype=dtype).reshape(n_y)
 
     def astype(self, dtype):
         """This model with every array in ``dtype`` (itself when already so)."""
         if dtype == self.dtype:
             return self
-        other = object.__new__(_Model)
-        for name in _Model.__slots__:
-            value = getattr(self, name)
-            if isinstance(value, np.ndarray):
-                value = value.astype(dtype)
-            setattr(other, name, value)
-        other.dtype = np.dtype(dtype)
-        return other
+        return _Model(*(a.astype(dtype) for a in (self.x2, self.h0, self.w_hx, self.w_hh,
+                                                   self.w_yh, self.b_h, self.b_y)),
+                      self.n_steps)
+
+    def own_products(self):
+        """Whether the recurrent products use the hand-written loops rather than BLAS."""
+        if _force_products is not None:
+            return _force_products
+        return self.m == 1 and self.n_h <= _OWN_PRODUCTS_MAX_HIDDEN
 
     def run_forward(self):
         """Run the forward kernel; return ``(H (m,T,n_h), Y (m,T,n_y))``."""
         H = np.empty((self.m, self.n_steps, self.n_h), dtype=self.dtype)
         Y = np.empty((self.m, self.n_steps, self.n_y), dtype=self.dtype)
+        own = self.own_products()
+        w_hh_t = np.empty_like(self.w_hh) if own else _EMPTY[self.dtype]
         _kernels.forward(self.x2, self.h0, self.w_hx, self.w_hh, self.w_yh,
-                         self.b_h, self.b_y, H, Y)
+                         self.b_h, self.b_y, H, Y, w_hh_t, own)
         return H, Y
 
-    def run_backward(self, H, dH):
+    def run_backward(self, H, dH, dH_is_scratch):
         """Run the BPTT kernel on batch-major ``H`` and ``dH``.
 
+        With ``dH_is_scratch`` (``dH`` is a private copy) the kernel overwrites
+        ``dH`` with its intermediate ``dZ`` instead of allocating another array.
         Returns ``(dx2 (n_x, m*T), dh0 (m, n_h), dWhx, dWhh, dbh (n_h,))``.
         """
-        dtype, n_h = self.dtype, self.n_h
-        dx2 = np.empty_like(self.x2)
-        dh0 = np.empty_like(self.h0)
-        dw_hx = np.empty_like(self.w_hx)
-        dw_hh = np.empty_like(self.w_hh)
-        db_h = np.empty(n_h, dtype=dtype)
-        dz = np.empty_like(H)
-        edge = np.empty_like(self.h0)
+        empty_like = np.empty_like
+        dx2 = empty_like(self.x2)
+        dh0 = empty_like(self.h0)
+        dw_hx = empty_like(self.w_hx)
+        dw_hh = empty_like(self.w_hh)
+        db_h = empty_like(self.b_h)
+        dz = dH if dH_is_scratch else empty_like(H)
+        edge = empty_like(self.h0)
         _kernels.backward(self.x2, self.h0, H, dH, self.w_hx, self.w_hh,
-                          dx2, dh0, dw_hx, dw_hh, db_h, dz, edge)
+                          dx2, dh0, dw_hx, dw_hh, db_h, dz, edge, self.own_products())
         return dx2, dh0, dw_hx, dw_hh, db_h
+
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _fast_model(x, h0, parameters, cell):
+    """The common case, checked cheaply: one float dtype, C-contiguous arrays.
+
+    Returns None whenever anything differs (the full path then validates,
+    converts and reports errors).
+    """
+    if type(parameters) is not dict or len(parameters) != 5:
+        return None
+    w_hx = parameters.get("Whx")
+    w_hh = parameters.get("Whh")
+    w_yh = parameters.get("Wyh")
+    b_h = parameters.get("bh")
+    b_y = parameters.get("by")
+    ndarray = np.ndarray
+    if not (type(x) is ndarray and type(h0) is ndarray and type(w_hx) is ndarray
+            and type(w_hh) is ndarray and type(w_yh) is ndarray and type(b_h) is ndarray
+            and type(b_y) is ndarray):
+        return None
+    dtype = x.dtype
+    if not ((dtype is _FLOAT_DTYPES[0] or dtype is _FLOAT_DTYPES[1]) and h0.dtype is dtype
+            and w_hx.dtype is dtype and w_hh.dtype is dtype and w_yh.dtype is dtype
+            and b_h.dtype is dtype and b_y.dtype is dtype):
+        return None
+    shape = x.shape
+    if len(shape) != (2 if cell else 3) or not x.flags.c_contiguous:
+        return None
+    n_x, m = shape[0], shape[1]
+    n_steps = 1 if cell else shape[2]
+    if w_yh.ndim != 2:
+        return None
+    n_y, n_h = w_yh.shape
+    if not (n_x and m and n_steps and n_h and n_y) \
+            or max(n_x, n_h, n_y, m * n_steps, n_steps * n_h) > _INT_MAX:
+        return None
+    if (w_hh.shape != (n_h, n_h) or w_hx.shape != (n_h, n_x) or h0.shape != (n_h, m)
+            or b_h.shape != (n_h, 1) or b_y.shape != (n_y, 1)):
+        return None
+    if not (w_hh.flags.c_contiguous and w_hx.flags.c_contiguous and w_yh.flags.c_contiguous
+            and b_h.flags.c_contiguous and b_y.flags.c_contiguous):
+        return None
+    return _Model(x.reshape(n_x, m * n_steps), np.ascontiguousarray(h0.T), w_hx, w_hh, w_yh,
+                  b_h.reshape(n_h), b_y.reshape(n_y), n_steps)
+
+
+def _model(x, h0, parameters, x_name, h0_name, cell):
+    """Validate and convert the inputs of a forward pass into a :class:`_Model`."""
+    model = _fast_model(x, h0, parameters, cell)
+    if model is not None:
+        return model
+    x = _as_array(x_name, x)
+    h0 = _as_array(h0_name, h0)
+    arrays = _parameters(parameters)
+    if cell:
+        _check_ndim(x_name, x, 2, "(n_x, m)")
+        n_x, m = x.shape
+        n_steps = 1
+    else:
+        _check_ndim(x_name, x, 3, "(n_x, m, T_x)")
+        n_x, m, n_steps = x.shape
+    n_h, n_y = _check_parameters(arrays, n_x)
+    _check_shape(h0_name, h0, (n_h, m), "(n_h, m)")
+    _check_sizes(n_x=n_x, n_h=n_h, n_y=n_y, m=m, T_x=n_steps)
+
+    dtype = _common_dtype([x, h0, *arrays])
+    w_hx, w_hh, w_yh, b_h, b_y = (np.ascontiguousarray(a, dtype=dtype) for a in arrays)
+    return _Model(np.ascontiguousarray(x, dtype=dtype).reshape(n_x, m * n_steps),
+                  np.ascontiguousarray(h0.T, dtype=dtype), w_hx, w_hh, w_yh,
+                  b_h.reshape(n_h), b_y.reshape(n_y), n_steps)
 
 
 class ForwardCache(Sequence):
@@ -249,7 +320,7 @@ def rnn_cell_forward(xt, h_prev, parameters):
     KeyError
         A parameter missing from ``parameters``.
     """
-    model = _Model(xt, h_prev, parameters, "xt", "h_prev", cell=True)
+    model = _model(xt, h_prev, parameters, "xt", "h_prev", cell=True)
     H, Y = model.run_forward()
     h_next = H[:, 0, :].T
     return h_next, Y[:, 0, :].T, (h_next, h_prev, xt, parameters)
@@ -292,7 +363,7 @@ def rnn_forward(x, h0, parameters):
     KeyError
         A parameter missing from ``parameters``.
     """
-    model = _Model(x, h0, parameters, "x", "h0", cell=False)
+    model = _model(x, h0, parameters, "x", "h0", cell=False)
     H, Y = model.run_forward()
     return H.transpose(2, 0, 1), Y.transpose(2, 0, 1), (ForwardCache(model, H, parameters), x)
 
@@ -332,7 +403,7 @@ def rnn_cell_backward(dh_next, cache):
         raise ValueError("cache must be the (h_next, h_prev, xt, parameters) tuple "
                          "returned by rnn_cell_forward")
     h_next, h_prev, xt, parameters = cache
-    model = _Model(xt, h_prev, parameters, "cache xt", "cache h_prev", cell=True)
+    model = _model(xt, h_prev, parameters, "cache xt", "cache h_prev", cell=True)
     n_h, m = model.n_h, model.m
     h_next = _check_grad("cache h_next", h_next, (n_h, m), "(n_h, m)")
     dh_next = _check_grad("dh_next", dh_next, (n_h, m), "(n_h, m)")
@@ -340,7 +411,7 @@ def rnn_cell_backward(dh_next, cache):
     model = model.astype(dtype)
     H = np.ascontiguousarray(h_next.T, dtype=dtype).reshape(m, 1, n_h)
     dH = np.ascontiguousarray(dh_next.T, dtype=dtype).reshape(m, 1, n_h)
-    dx2, dh0, dw_hx, dw_hh, db_h = model.run_backward(H, dH)
+    dx2, dh0, dw_hx, dw_hh, db_h = model.run_backward(H, dH, False)
     return {"dxt": dx2, "dh_prev": dh0.T, "dWhx": dw_hx, "dWhh": dw_hh,
             "dbh": db_h.reshape(n_h, 1)}
 
@@ -353,7 +424,7 @@ def _model_from_seed_cache(steps, x):
     first = steps[0]
     if not isinstance(first, (tuple, list)) or len(first) != 4:
         raise ValueError("each step cache must be a (h_next, h_prev, xt, parameters) tuple")
-    model = _Model(x, first[1], first[3], "caches x", "caches[0][0][1] (h0)", cell=False)
+    model = _model(x, first[1], first[3], "caches x", "caches[0][0][1] (h0)", cell=False)
     if len(steps) != model.n_steps:
         raise ValueError(f"caches hold {len(steps)} steps but x has T_x = {model.n_steps}")
     n_h, m = model.n_h, model.m
@@ -411,6 +482,7 @@ def rnn_backward(dh, caches):
     if model.dtype == np.float32 and dh.dtype != np.float32:
         model, H = model.astype(np.float64), H.astype(np.float64)
     dH = np.ascontiguousarray(dh.transpose(1, 2, 0), dtype=model.dtype)
-    dx2, dh0, dw_hx, dw_hh, db_h = model.run_backward(H, dH)
+    # A fresh copy (base None) is ours to overwrite; a view of the caller's dh is not.
+    dx2, dh0, dw_hx, dw_hh, db_h = model.run_backward(H, dH, dH.base is None)
     return {"dx": dx2.reshape(model.n_x, m, n_steps), "dh0": dh0.T, "dWhx": dw_hx,
             "dWhh": dw_hh, "dbh": db_h.reshape(n_h, 1)}

@@ -78,3 +78,12 @@ def as_float64(x, h0, parameters):
 @pytest.fixture(params=DTYPES, ids=lambda d: np.dtype(d).name)
 def dtype(request):
     return np.dtype(request.param)
+
+
+@pytest.fixture(params=["auto", "own", "blas"])
+def products(request, monkeypatch):
+    """Run a test with the recurrent products chosen by size, or forced to one path."""
+    from rnnfast import functional
+    force = {"auto": None, "own": True, "blas": False}[request.param]
+    monkeypatch.setattr(functional, "_force_products", force)
+    return request.param

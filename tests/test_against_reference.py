@@ -28,13 +28,13 @@ def check_forward_backward(x, h0, p, dh, dtype):
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
-def test_forward_backward(shape, dtype):
+def test_forward_backward(shape, dtype, products):
     x, h0, p = make_problem(shape, dtype)
     check_forward_backward(x, h0, p, make_dh(shape, dtype), dtype)
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
-def test_cell_forward_backward(shape, dtype):
+def test_cell_forward_backward(shape, dtype, products):
     x, h0, p = make_problem(shape, dtype)
     xt = x[:, :, -1]
     dh_next = make_dh(shape, dtype)[:, :, 0]
@@ -58,7 +58,7 @@ def test_cell_forward_backward(shape, dtype):
 
 
 @pytest.mark.parametrize("shape", [(7, 13, 5, 1, 3000), (5, 16, 3, 4, 2000)], ids=shape_id)
-def test_long_sequences(shape, dtype):
+def test_long_sequences(shape, dtype, products):
     x, h0, p = make_problem(shape, dtype)
     check_forward_backward(x, h0, p, make_dh(shape, dtype), dtype)
 

@@ -36,7 +36,7 @@ def read_only(a):
 
 @pytest.mark.parametrize("layout", [fortran, strided, reversed_strides, read_only],
                          ids=lambda f: f.__name__)
-def test_any_layout(layout, dtype):
+def test_any_layout(layout, dtype, products):
     x, h0, p = make_problem(SHAPE, dtype)
     dh = make_dh(SHAPE, dtype)
     x_l, h0_l, dh_l = layout(x), layout(h0), layout(dh)
@@ -140,3 +140,20 @@ def test_m1_and_n_h1_inputs_are_not_aliased_in_outputs(dtype):
     for out in (h, y, *grads.values()):
         for inp in (x, h0, *p.values()):
             assert not np.shares_memory(out, inp)
+
+
+def test_batch_major_dh_is_read_in_place_and_left_intact(dtype, products):
+    """dh given as a view of a batch-major (m, T, n_h) buffer needs no copy; it must stay intact."""
+    x, h0, p = make_problem(SHAPE, dtype)
+    dh = make_dh(SHAPE, dtype)
+    buffer = np.ascontiguousarray(dh.transpose(1, 2, 0))
+    buffer.flags.writeable = True
+    before = buffer.copy()
+    dh_view = buffer.transpose(2, 0, 1)
+    check_forward_backward(x, h0, p, dh_view, dtype)
+    np.testing.assert_array_equal(buffer, before)
+    # and the forward's h, itself such a view, passes through untouched too
+    h, _, caches = rnnfast.rnn_forward(x, h0, p)
+    h_before = h.copy()
+    rnnfast.rnn_backward(h, caches)
+    np.testing.assert_array_equal(h, h_before)

@@ -1,0 +1,91 @@
+/* Helper bodies for one floating type RF_T; included by _vecmath.h (see there).
+ * RF_BLOCK is the number of output columns vecmat keeps in registers. */
+
+/* row = tanh(row + bias) */
+static RF_CLONES void RF_NAME(rf_bias_tanh)(RF_T *restrict row, const RF_T *restrict bias,
+                                            ptrdiff_t n)
+{
+    for (ptrdiff_t j = 0; j < n; j++)
+        row[j] = RF_TANH(row[j] + bias[j]);
+}
+
+/* row = softmax(row + bias): exp(row + bias - max) / sum */
+static RF_CLONES void RF_NAME(rf_bias_softmax)(RF_T *restrict row, const RF_T *restrict bias,
+                                               ptrdiff_t n)
+{
+    RF_T top, part[8] = {0, 0, 0, 0, 0, 0, 0, 0}, total;
+    ptrdiff_t j;
+    for (j = 0; j < n; j++)
+        row[j] += bias[j];
+    top = row[0];
+    for (j = 1; j < n; j++)
+        top = row[j] > top ? row[j] : top;
+    for (j = 0; j < n; j++)
+        row[j] = RF_EXP(row[j] - top);
+    for (j = 0; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++)
+            part[l] += row[j + l];
+    for (; j < n; j++)
+        part[0] += row[j];
+    total = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+    total = 1 / total;
+    for (j = 0; j < n; j++)
+        row[j] *= total;
+}
+
+/* dz = (dh + grad) * (1 - h^2);  db += dz.  dz may be dh itself (updated in place). */
+static RF_CLONES void RF_NAME(rf_tanh_grad)(RF_T *dz, const RF_T *dh,
+                                            const RF_T *restrict grad, const RF_T *restrict h,
+                                            RF_T *restrict db, ptrdiff_t n)
+{
+    if (dz == dh) {
+        RF_T *restrict inout = dz;
+        for (ptrdiff_t j = 0; j < n; j++) {
+            RF_T v = (inout[j] + grad[j]) * (1 - h[j] * h[j]);
+            inout[j] = v;
+            db[j] += v;
+        }
+        return;
+    }
+    RF_T *restrict out = dz;
+    const RF_T *restrict in = dh;
+    for (ptrdiff_t j = 0; j < n; j++) {
+        RF_T v = (in[j] + grad[j]) * (1 - h[j] * h[j]);
+        out[j] = v;
+        db[j] += v;
+    }
+}
+
+/* out = v^T A (+ out when accumulate): out[j] (+)= sum_k v[k] A[k, j]
+ * A is (n_k, n_j) row-major with leading dimension lda.  Blocks of RF_BLOCK
+ * outputs stay in registers while the k loop streams the rows of A. */
+static RF_CLONES void RF_NAME(rf_vecmat)(const RF_T *restrict v, const RF_T *restrict a,
+                                         ptrdiff_t n_k, ptrdiff_t n_j, ptrdiff_t lda,
+                                         RF_T *restrict out, int accumulate)
+{
+    ptrdiff_t j0 = 0, j, k;
+    for (; j0 + RF_BLOCK <= n_j; j0 += RF_BLOCK) {
+        RF_T acc[RF_BLOCK];
+        for (int l = 0; l < RF_BLOCK; l++)
+            acc[l] = accumulate ? out[j0 + l] : 0;
+        for (k = 0; k < n_k; k++) {
+            const RF_T s = v[k];
+            const RF_T *restrict row = a + k * lda + j0;
+            for (int l = 0; l < RF_BLOCK; l++)
+                acc[l] += s * row[l];
+        }
+        for (int l = 0; l < RF_BLOCK; l++)
+            out[j0 + l] = acc[l];
+    }
+    if (j0 == n_j)
+        return;
+    if (!accumulate)
+        for (j = j0; j < n_j; j++)
+            out[j] = 0;
+    for (k = 0; k < n_k; k++) {
+        const RF_T s = v[k];
+        const RF_T *restrict row = a + k * lda;
+        for (j = j0; j < n_j; j++)
+            out[j] += s * row[j];
+    }
+}

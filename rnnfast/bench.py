@@ -1,0 +1,470 @@
+"""Speed benchmark: rnnfast against the NumPy reference and PyTorch, in one process.
+
+Run it as ``python -m rnnfast bench`` (or ``python bench/bench_rnn.py``).
+
+For every shape and dtype it times forward + BPTT of
+
+* **rnnfast**: :func:`rnnfast.rnn_forward` then :func:`rnnfast.rnn_backward`;
+* **numpy**: the same two calls of :mod:`rnnfast.reference`;
+* **torch** (when installed): ``nn.RNN`` + ``nn.Linear`` + softmax, then
+  autograd's backward of the hidden states with the same upstream gradient;
+
+and the **GEMM roof**: the time NumPy's matmul takes for the set of matrix
+products the computation needs (input projection, every step's recurrent
+product forward and backward, output projection, ``dWhx``, ``dWhh``, ``dx``).
+Calls are interleaved (one sample of each in turn, after a warm-up) and the
+medians are reported, so that the ratios compare implementations under the
+same machine load.  Ratios are what to read: absolute times drift on a shared
+machine.
+
+Both NumPy and SciPy ship their own OpenBLAS; after each call, each one's
+worker threads busy-wait for about 0.1 s before sleeping, so interleaving calls
+of the two would have them steal each other's cores.  The benchmark therefore
+runs with ``OPENBLAS_THREAD_TIMEOUT=22`` (about 1 ms of busy-waiting), unless
+that variable is already set; it applies to every implementation alike.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import tracemalloc
+from dataclasses import dataclass
+
+import numpy as np
+
+import rnnfast
+from rnnfast import reference
+
+
+@dataclass(frozen=True)
+class Shape:
+    n_x: int
+    n_h: int
+    n_y: int
+    m: int
+    T: int
+    why: str = ""
+
+    def __str__(self):
+        return f"{self.n_x},{self.n_h},{self.n_y},{self.m},{self.T}"
+
+    def flops(self, forward_only=False):
+        """Floating-point operations of the matrix products (2 per multiply-add)."""
+        rows = self.m * self.T
+        forward = 2 * rows * (self.n_x * self.n_h + self.n_h * self.n_h + self.n_h * self.n_y)
+        backward = 2 * rows * (2 * self.n_h * self.n_h + 2 * self.n_x * self.n_h)
+        return forward if forward_only else forward + backward
+
+
+SHAPES = {
+    "seed-apple": Shape(5, 5, 5, 1, 5, "the seed notebook's example"),
+    "min-char": Shape(65, 100, 65, 1, 25, "the classic char-RNN setting"),
+    "char-small": Shape(65, 128, 65, 1, 100, "longer char sequences"),
+    "small-batch": Shape(32, 64, 32, 16, 50, "small layers, some batch"),
+    "medium": Shape(128, 256, 128, 32, 100, ""),
+    "large": Shape(512, 1024, 512, 64, 25, "BLAS-bound"),
+}
+
+# Speed-up targets for forward + BPTT: (vs numpy, vs torch) per dtype.
+TARGETS = {
+    "float64": {"seed-apple": (50, 100), "min-char": (12, 15), "char-small": (10, 12),
+                "small-batch": (4, 4), "medium": (3, 1.3), "large": (2.2, 1.0)},
+    "float32": {"seed-apple": (50, 100), "min-char": (20, 15), "char-small": (20, 12),
+                "small-batch": (7, 4), "medium": (4.5, 1.3), "large": (3.3, 1.0)},
+}
+# Share of the GEMM roof targeted at "large".
+ROOF_TARGETS = {"float64": 0.90, "float32": 0.85}
+
+# Environment the benchmark runs under (set before NumPy loads; see the module doc).
+BLAS_ENV = {"OPENBLAS_THREAD_TIMEOUT": "22"}
+
+MEMORY_SHAPE = Shape(64, 64, 64, 1, 100_000, "long sequence, for peak memory")
+
+
+def blas_env_missing():
+    """The BLAS_ENV variables that are not set in this process."""
+    return {k: v for k, v in BLAS_ENV.items() if k not in os.environ}
+
+
+def reexec_with_blas_env(argv):
+    """Restart ``python -m rnnfast ARGV`` with BLAS_ENV set, once, if it is not."""
+    missing = blas_env_missing()
+    if missing and not os.environ.get("RNNFAST_BENCH_REEXEC"):
+        env = dict(os.environ, **missing, RNNFAST_BENCH_REEXEC="1")
+        sys.stdout.flush()
+        os.execve(sys.executable, [sys.executable, "-m", "rnnfast", *argv], env)
+
+
+def make_case(shape, dtype, seed=0):
+    """Inputs ``(x, h0, parameters, dh)`` of ``shape`` in ``dtype``."""
+    rng = np.random.default_rng(seed)
+    s = shape
+    x = rng.standard_normal((s.n_x, s.m, s.T)).astype(dtype)
+    h0 = (0.1 * rng.standard_normal((s.n_h, s.m))).astype(dtype)
+    parameters = {
+        "Whx": (rng.standard_normal((s.n_h, s.n_x)) / np.sqrt(s.n_x)).astype(dtype),
+        "Whh": (0.9 * rng.standard_normal((s.n_h, s.n_h)) / np.sqrt(s.n_h)).astype(dtype),
+        "Wyh": (rng.standard_normal((s.n_y, s.n_h)) / np.sqrt(s.n_h)).astype(dtype),
+        "bh": np.zeros((s.n_h, 1), dtype),
+        "by": np.zeros((s.n_y, 1), dtype),
+    }
+    dh = rng.standard_normal((s.n_h, s.m, s.T)).astype(dtype)
+    return x, h0, parameters, dh
+
+
+def module_calls(module, case, forward_only):
+    """A no-argument callable running ``module``'s forward (+ backward) on ``case``."""
+    x, h0, parameters, dh = case
+    forward, backward = module.rnn_forward, module.rnn_backward
+    if forward_only:
+        return lambda: forward(x, h0, parameters)
+
+    def run():
+        _, _, caches = forward(x, h0, parameters)
+        return backward(dh, caches)
+    return run
+
+
+def torch_calls(torch, case, forward_only):
+    """The same computation with ``torch.nn.RNN`` + ``nn.Linear`` + softmax and autograd."""
+    x, h0, parameters, dh = case
+    dtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[x.dtype]
+    n_h, n_x = parameters["Whx"].shape
+    n_y = parameters["Wyh"].shape[0]
+    rnn = torch.nn.RNN(n_x, n_h, nonlinearity="tanh", dtype=dtype)
+    linear = torch.nn.Linear(n_h, n_y, dtype=dtype)
+    with torch.no_grad():
+        rnn.weight_ih_l0.copy_(torch.from_numpy(parameters["Whx"]))
+        rnn.weight_hh_l0.copy_(torch.from_numpy(parameters["Whh"]))
+        rnn.bias_ih_l0.copy_(torch.from_numpy(parameters["bh"][:, 0]))
+        rnn.bias_hh_l0.zero_()
+        linear.weight.copy_(torch.from_numpy(parameters["Wyh"]))
+        linear.bias.copy_(torch.from_numpy(parameters["by"][:, 0]))
+    # torch's own layout, prepared once: (T, m, n)
+    xs = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 1, 0)))
+    h0s = torch.from_numpy(np.ascontiguousarray(h0.T)[None])
+    dhs = torch.from_numpy(np.ascontiguousarray(dh.transpose(2, 1, 0)))
+
+    if forward_only:
+        def run():
+            with torch.no_grad():
+                out, _ = rnn(xs, h0s)
+                return torch.softmax(linear(out), dim=-1)
+        return run
+
+    xs.requires_grad_(True)
+    h0s.requires_grad_(True)
+    leaves = [xs, h0s, *rnn.parameters()]
+
+    def run():
+        for leaf in leaves:
+            leaf.grad = None
+        out, _ = rnn(xs, h0s)
+        torch.softmax(linear(out), dim=-1)
+        out.backward(dhs)
+    return run
+
+
+def roof_calls(shape, dtype, forward_only):
+    """NumPy matmul over the products of forward (+ backward), into preallocated outputs."""
+    s = shape
+    rows = s.m * s.T
+    rng = np.random.default_rng(1)
+
+    def mat(*dims):
+        return rng.standard_normal(dims).astype(dtype)
+
+    step = (mat(s.m, s.n_h), mat(s.n_h, s.n_h), np.empty((s.m, s.n_h), dtype))
+    products = [
+        (mat(rows, s.n_x), mat(s.n_x, s.n_h), np.empty((rows, s.n_h), dtype)),   # input projection
+        *[step] * s.T,                                                           # recurrent, forward
+        (mat(rows, s.n_h), mat(s.n_h, s.n_y), np.empty((rows, s.n_y), dtype)),   # output projection
+    ]
+    if not forward_only:
+        products += [
+            *[step] * s.T,                                                       # recurrent, backward
+            (mat(s.n_h, rows), mat(rows, s.n_x), np.empty((s.n_h, s.n_x), dtype)),  # dWhx
+            (mat(s.n_h, rows), mat(rows, s.n_h), np.empty((s.n_h, s.n_h), dtype)),  # dWhh
+            (mat(rows, s.n_h), mat(s.n_h, s.n_x), np.empty((rows, s.n_x), dtype)),  # dx
+        ]
+    matmul = np.matmul
+
+    def run():
+        for a, b, out in products:
+            matmul(a, b, out=out)
+    return run
+
+
+def time_interleaved(calls, samples, min_sample_seconds):
+    """Median seconds per call of each callable, sampling them in turn.
+
+    Each sample repeats a call enough times to last ``min_sample_seconds``
+    (calibrated once during the warm-up), so tiny calls are not timer-bound.
+    """
+    numbers = {}
+    for name, fn in calls.items():
+        fn()                                          # warm-up
+        start = time.perf_counter()
+        fn()
+        once = max(time.perf_counter() - start, 1e-9)
+        numbers[name] = max(1, int(min_sample_seconds / once))
+    times = {name: [] for name in calls}
+    clock = time.perf_counter
+    for _ in range(samples):
+        for name, fn in calls.items():
+            number = numbers[name]
+            start = clock()
+            for _ in range(number):
+                fn()
+            times[name].append((clock() - start) / number)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def import_torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def thread_report(torch):
+    """Lines describing the BLAS libraries and thread counts in use."""
+    lines = []
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        threadpool_info = None
+    if threadpool_info is not None:
+        for pool in threadpool_info():
+            owner = os.path.basename(os.path.dirname(pool["filepath"]))
+            lines.append(f"{pool['internal_api']} {pool.get('version') or ''} "
+                         f"({pool.get('architecture') or pool['user_api']}, from {owner}): "
+                         f"{pool['num_threads']} threads")
+    else:
+        lines.append("BLAS thread pools: unknown (pip install threadpoolctl to list them)")
+        lines.append(f"numpy BLAS: {np.__config__.CONFIG['Build Dependencies']['blas']['name']}")
+    if torch is not None:
+        lines.append(f"torch {torch.__version__}: {torch.get_num_threads()} threads")
+    return lines
+
+
+def machine_info(torch):
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "rnnfast": rnnfast.__version__,
+        "torch": None if torch is None else torch.__version__,
+        "machine": platform.machine(),
+        "processor": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def bench_shape(name, shape, dtype, torch, args):
+    """Time every implementation on one shape; return a result dict."""
+    case = make_case(shape, dtype)
+    calls = {
+        "rnnfast": module_calls(rnnfast, case, args.forward_only),
+        "numpy": module_calls(reference, case, args.forward_only),
+        "roof": roof_calls(shape, dtype, args.forward_only),
+    }
+    if torch is not None:
+        calls["torch"] = torch_calls(torch, case, args.forward_only)
+    times = time_interleaved(calls, args.samples, args.min_sample_ms / 1000)
+    fast = times["rnnfast"]
+    dtype_name = np.dtype(dtype).name
+    target_numpy, target_torch = TARGETS[dtype_name].get(name, (None, None))
+    result = {
+        "shape": name, "dims": str(shape), "dtype": dtype_name,
+        "forward_only": args.forward_only,
+        "seconds": times,
+        "vs_numpy": times["numpy"] / fast,
+        "vs_torch": times["torch"] / fast if "torch" in times else None,
+        "gflops": shape.flops(args.forward_only) / fast / 1e9,
+        "roof_share": times["roof"] / fast,
+        "target_vs_numpy": None if args.forward_only else target_numpy,
+        "target_vs_torch": None if args.forward_only else target_torch,
+        "target_roof": ROOF_TARGETS[dtype_name] if name == "large" and not args.forward_only else None,
+    }
+    return result
+
+
+def _fmt_time(seconds):
+    if seconds is None:
+        return "-"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.1f} us"
+    return f"{seconds * 1e3:.2f} ms"
+
+
+def _fmt_ratio(value, target):
+    if value is None:
+        return "-"
+    text = f"{value:.1f}x"
+    if target is not None:
+        text += f" ({'ok' if value >= target else 'below'} >={target:g})"
+    return text
+
+
+def print_table(results, out=sys.stdout):
+    headers = ["shape", "n_x,n_h,n_y,m,T", "rnnfast", "numpy", "torch",
+               "vs numpy (target)", "vs torch (target)", "GFLOP/s", "roof"]
+    rows = []
+    for r in results:
+        roof = f"{100 * r['roof_share']:.0f}%"
+        if r["target_roof"] is not None:
+            roof += f" ({'ok' if r['roof_share'] >= r['target_roof'] else 'below'} " \
+                    f">={100 * r['target_roof']:.0f}%)"
+        rows.append([r["shape"], r["dims"], _fmt_time(r["seconds"]["rnnfast"]),
+                     _fmt_time(r["seconds"]["numpy"]), _fmt_time(r["seconds"].get("torch")),
+                     _fmt_ratio(r["vs_numpy"], r["target_vs_numpy"]),
+                     _fmt_ratio(r["vs_torch"], r["target_vs_torch"]),
+                     f"{r['gflops']:.1f}", roof])
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
+    print(line, file=out)
+    print("-" * len(line), file=out)
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)), file=out)
+
+
+def measure_memory(shape=MEMORY_SHAPE, dtype=np.float64):
+    """Peak traced memory of forward + backward, for rnnfast and the reference.
+
+    Returns bytes of the peak (inputs ``x`` and ``dh`` included) and of
+    ``x + h + y + dx``, the arrays any implementation must hold.
+    """
+    x, h0, parameters, dh = make_case(shape, dtype)
+    essential = x.nbytes * 2 + np.dtype(dtype).itemsize * shape.m * shape.T * (shape.n_h + shape.n_y)
+    report = {"shape": str(shape), "essential_bytes": essential}
+    for name, module in (("rnnfast", rnnfast), ("numpy", reference)):
+        tracemalloc.start()
+        h, y, caches = module.rnn_forward(x, h0, parameters)
+        grads = module.rnn_backward(dh, caches)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        del h, y, caches, grads
+        report[name] = {"peak_bytes": peak + x.nbytes + dh.nbytes,
+                        "ratio": (peak + x.nbytes + dh.nbytes) / essential}
+    return report
+
+
+def plot(results, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print(f"--plot needs matplotlib (pip install matplotlib); {path} not written",
+              file=sys.stderr)
+        return False
+    dtypes = sorted({r["dtype"] for r in results})
+    fig, axes = plt.subplots(1, len(dtypes), figsize=(6 * len(dtypes), 4), squeeze=False)
+    for ax, dtype_name in zip(axes[0], dtypes):
+        rows = [r for r in results if r["dtype"] == dtype_name]
+        pos = np.arange(len(rows))
+        ax.bar(pos - 0.2, [r["vs_numpy"] for r in rows], 0.4, label="vs NumPy reference")
+        if all(r["vs_torch"] is not None for r in rows):
+            ax.bar(pos + 0.2, [r["vs_torch"] for r in rows], 0.4, label="vs PyTorch nn.RNN")
+        ax.axhline(1, color="black", linewidth=0.8)
+        ax.set_yscale("log")
+        ax.set_xticks(pos, [r["shape"] for r in rows], rotation=30, ha="right")
+        ax.set_ylabel("speed-up of rnnfast (x)")
+        ax.set_title(f"{dtype_name}, {'forward' if rows[0]['forward_only'] else 'forward + BPTT'}")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return True
+
+
+def build_parser(parser=None):
+    if parser is None:
+        parser = argparse.ArgumentParser(prog="python -m rnnfast bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="few short samples (a smoke test; ratios are rough)")
+    parser.add_argument("--shapes", nargs="+", metavar="NAME", choices=list(SHAPES),
+                        default=list(SHAPES), help=f"shapes to run (default: all of {', '.join(SHAPES)})")
+    parser.add_argument("--dtype", choices=["float32", "float64", "both"], default="both")
+    parser.add_argument("--forward-only", action="store_true", help="time the forward pass alone")
+    parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
+    parser.add_argument("--samples", type=int, default=None,
+                        help="samples per implementation (default 15, 3 with --quick)")
+    parser.add_argument("--min-sample-ms", type=float, default=None,
+                        help="minimum duration of one sample (default 20 ms, 2 ms with --quick)")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--plot", metavar="FILE.png", help="bar chart of the ratios (needs matplotlib)")
+    parser.add_argument("--memory", action="store_true",
+                        help=f"also measure peak memory at {MEMORY_SHAPE} (n_x,n_h,n_y,m,T)")
+    return parser
+
+
+def run(args):
+    if args.samples is None:
+        args.samples = 3 if args.quick else 15
+    if args.min_sample_ms is None:
+        args.min_sample_ms = 2.0 if args.quick else 20.0
+    torch = None if args.no_torch else import_torch()
+    dtypes = ["float32", "float64"] if args.dtype == "both" else [args.dtype]
+
+    print(f"rnnfast {rnnfast.__version__} benchmark: "
+          f"{'forward' if args.forward_only else 'forward + BPTT'}, "
+          f"median of {args.samples} interleaved samples; ratios = other time / rnnfast time")
+    print(f"machine: {_cpu_name()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+          f"NumPy {np.__version__}")
+    for line in thread_report(torch):
+        print(f"  {line}")
+    if torch is None:
+        print("  torch: not installed (pip install torch to compare with nn.RNN)")
+    print("  " + ", ".join(f"{k}={os.environ.get(k, 'unset')}" for k in BLAS_ENV))
+    print("roof: time of NumPy matmul on the same matrix products; 100% = as fast as that")
+
+    results = []
+    for dtype_name in dtypes:
+        print(f"\n{dtype_name}")
+        dtype_results = []
+        for name in args.shapes:
+            dtype_results.append(bench_shape(name, SHAPES[name], np.dtype(dtype_name), torch, args))
+        print_table(dtype_results)
+        results += dtype_results
+
+    report = {"machine": machine_info(torch), "threads": thread_report(torch),
+              "samples": args.samples, "results": results}
+    if args.memory:
+        memory = measure_memory()
+        report["memory"] = memory
+        print(f"\npeak memory of forward + backward at n_x,n_h,n_y,m,T = {memory['shape']} "
+              f"(float64), relative to x + h + y + dx ({memory['essential_bytes'] / 2**20:.1f} MiB):")
+        for name in ("rnnfast", "numpy"):
+            print(f"  {name}: {memory[name]['peak_bytes'] / 2**20:.1f} MiB = "
+                  f"{memory[name]['ratio']:.2f}x")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+        print(f"\nwrote {args.json}")
+    if args.plot and plot(results, args.plot):
+        print(f"wrote {args.plot}")
+    return report
+
+
+def main(argv=None):
+    run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
