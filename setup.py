@@ -61,6 +61,7 @@ extensions = [
               include_dirs=[np.get_include(), "rnnfast"],
               define_macros=macros, libraries=libraries, extra_compile_args=compile_args,
               depends=["rnnfast/_vecmath.h", "rnnfast/_vecmath_impl.h", "rnnfast/_blas.pxd"]),
+    Extension("rnnfast._updates", ["rnnfast/_updates.pyx"], extra_compile_args=compile_args),
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives))

@@ -14,22 +14,30 @@ except ImportError as exc:  # pragma: no cover - only without a build
         "from outside the source checkout, or from it after an editable install."
     ) from exc
 
-from rnnfast import reference
+from rnnfast import optim, reference
 from rnnfast.functional import (
     ForwardCache,
     rnn_backward,
     rnn_cell_backward,
     rnn_cell_forward,
     rnn_forward,
+    rnn_loss,
 )
+from rnnfast.model import RNNModel
+from rnnfast.optim import clip_grad_norm, clip_grad_value
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ForwardCache",
+    "RNNModel",
+    "clip_grad_norm",
+    "clip_grad_value",
+    "optim",
     "reference",
     "rnn_backward",
     "rnn_cell_backward",
     "rnn_cell_forward",
     "rnn_forward",
+    "rnn_loss",
 ]

@@ -1,23 +1,28 @@
-"""Command line: ``python -m rnnfast bench [options]``."""
+"""Command line: ``python -m rnnfast {bench,demo,train,sample} [options]``."""
 
 import argparse
 import sys
 
-from rnnfast import bench
+from rnnfast import bench, charrnn
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m rnnfast",
                                      description="rnnfast command line")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    bench.build_parser(commands.add_parser(
+    bench_parser = commands.add_parser(
         "bench", help="time forward + BPTT against the NumPy reference and PyTorch",
-        description=bench.__doc__.split("\n\n")[0]))
+        description=bench.__doc__.split("\n\n")[0])
+    bench.build_parser(bench_parser)
+    bench_parser.set_defaults(func=None)
+    charrnn.add_commands(commands)
     args = parser.parse_args(argv)
     if args.command == "bench":
-        bench.reexec_with_blas_env(sys.argv[1:] if argv is None else argv)
+        if argv is None:      # a real command line, not a call from Python
+            bench.reexec_with_blas_env(sys.argv[1:])
         bench.run(args)
-    return 0
+        return 0
+    return args.func(args)
 
 
 if __name__ == "__main__":

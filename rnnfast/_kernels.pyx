@@ -1,9 +1,13 @@
 # Compiled time loops of the vanilla RNN: forward and backpropagation through time.
 #
 # Internal layout (all C-contiguous):
-#   x2      (n_x, m*T)     the caller's x of shape (n_x, m, T), read as a matrix;
-#                          its transpose X (m*T, n_x) has one row per (batch i, step t),
-#                          row index r = i*T + t: "batch-major".
+#   x       the inputs, in one of three forms (x_mode):
+#           X_COLUMNS  (n_x, m*T)  the seed's x of shape (n_x, m, T) read as a matrix;
+#                                  its transpose X (m*T, n_x) has one row per
+#                                  (batch i, step t), row r = i*T + t: "batch-major";
+#           X_ROWS     (m*T, n_x)  X itself (batch-first input (m, T, n_x));
+#           X_INDEX    (m*T,)      class indices: row r of X is one-hot at x[r], so
+#                                  X Whx^T is a gather of Whx's columns.
 #   h       (m, T, n_h)    hidden states, batch-major rows; step t of all batch
 #                          elements is an (m, n_h) block with row stride T*n_h.
 #   y       (m, T, n_y)    softmax outputs, batch-major rows.
@@ -33,8 +37,16 @@ from rnnfast._blas cimport gemm, gemv
 
 cnp.import_array()
 
+# Forms of the input x (see the top of this file).
+cpdef enum:
+    X_COLUMNS = 0
+    X_ROWS = 1
+    X_INDEX = 2
+
 
 cdef extern from "_vecmath.h" nogil:
+    double rf_xent_row_d(double *row, Py_ssize_t label, Py_ssize_t n, double scale)
+    double rf_xent_row_f(float *row, Py_ssize_t label, Py_ssize_t n, float scale)
     void rf_bias_tanh_d(double *row, const double *bias, Py_ssize_t n)
     void rf_bias_tanh_f(float *row, const float *bias, Py_ssize_t n)
     void rf_bias_softmax_d(double *row, const double *bias, Py_ssize_t n)
@@ -74,6 +86,15 @@ cdef inline void _tanh_grad(floating *dz, const floating *dh, const floating *gr
         rf_tanh_grad_d(dz, dh, grad, h, db, n)
 
 
+cdef inline double _xent_row(floating *row, Py_ssize_t label, Py_ssize_t n,
+                            floating scale) noexcept nogil:
+    """Row loss -log softmax(row)[label]; row becomes (softmax - onehot) * scale."""
+    if floating is float:
+        return rf_xent_row_f(row, label, n, scale)
+    else:
+        return rf_xent_row_d(row, label, n, scale)
+
+
 cdef inline void _vecmat(const floating *v, const floating *a, Py_ssize_t n_k, Py_ssize_t n_j,
                          Py_ssize_t lda, floating *out, bint accumulate) noexcept nogil:
     """out (+)= v^T A for row-major A (n_k, n_j); hand-written, for small products."""
@@ -83,22 +104,40 @@ cdef inline void _vecmat(const floating *v, const floating *a, Py_ssize_t n_k, P
         rf_vecmat_d(v, a, n_k, n_j, lda, out, accumulate)
 
 
-cdef void _forward(const floating *x2, const floating *h0,
+cdef void _project_input(int x_mode, const void *x, const floating *w_hx, floating *z,
+                         int n_input, int n_hidden, int n_rows) noexcept nogil:
+    """Z = X Whx^T                         (m*T, n_h) = (m*T, n_x) (n_x, n_h)"""
+    cdef const Py_ssize_t *index = <const Py_ssize_t *>x
+    cdef Py_ssize_t r, j, k
+    if x_mode == X_COLUMNS:
+        gemm(c'T', c'T', n_rows, n_hidden, n_input, 1, <const floating *>x, n_rows,
+             w_hx, n_input, 0, z, n_hidden)
+    elif x_mode == X_ROWS:
+        gemm(c'N', c'T', n_rows, n_hidden, n_input, 1, <const floating *>x, n_input,
+             w_hx, n_input, 0, z, n_hidden)
+    else:
+        # Z[r, :] = Whx[:, x[r]]
+        for r in range(n_rows):
+            k = index[r]
+            for j in range(n_hidden):
+                z[r * n_hidden + j] = w_hx[j * n_input + k]
+
+
+cdef void _forward(int x_mode, const void *x, const floating *h0,
                    const floating *w_hx, const floating *w_hh, const floating *w_yh,
                    const floating *b_h, const floating *b_y,
                    floating *h_out, floating *y_out, floating *w_hh_t,
                    int n_input, int n_hidden, int n_output,
-                   int n_batch, int n_steps, bint own_products) noexcept nogil:
+                   int n_batch, int n_steps, bint own_products, bint softmax) noexcept nogil:
     cdef int n_rows = n_batch * n_steps          # m*T rows, batch-major
     cdef int ld_step = n_steps * n_hidden        # row stride of one step's block
     cdef int ld_prev
     cdef Py_ssize_t t, i, j
     cdef const floating *h_prev
     cdef floating *z_t
+    cdef floating *row
 
-    # Z = X Whx^T                         (m*T, n_h) = (m*T, n_x) (n_x, n_h)
-    gemm(c'T', c'T', n_rows, n_hidden, n_input, 1, x2, n_rows,
-         w_hx, n_input, 0, h_out, n_hidden)
+    _project_input(x_mode, x, w_hx, h_out, n_input, n_hidden, n_rows)
 
     if own_products:
         # Whh^T, row-major, so that each step is a row-vector times matrix
@@ -131,12 +170,18 @@ cdef void _forward(const floating *x2, const floating *h0,
     # Y = H Wyh^T                         (m*T, n_y) = (m*T, n_h) (n_h, n_y)
     gemm(c'N', c'T', n_rows, n_output, n_hidden, 1, h_out, n_hidden,
          w_yh, n_hidden, 0, y_out, n_output)
-    # Y = softmax(Y + by) row by row
     for i in range(n_rows):
-        _bias_softmax(y_out + i * n_output, b_y, n_output)
+        row = y_out + i * n_output
+        if softmax:
+            # Y = softmax(Y + by) row by row
+            _bias_softmax(row, b_y, n_output)
+        else:
+            # Y = Y + by (the logits)
+            for j in range(n_output):
+                row[j] += b_y[j]
 
 
-cdef void _backward(const floating *x2, const floating *h0, const floating *h,
+cdef void _backward(int x_mode, const void *x, const floating *h0, const floating *h,
                     const floating *dh, const floating *w_hx, const floating *w_hh,
                     floating *dx_out, floating *dh0_out, floating *dw_hx_out,
                     floating *dw_hh_out, floating *db_h_out,
@@ -145,9 +190,10 @@ cdef void _backward(const floating *x2, const floating *h0, const floating *h,
                     bint own_products) noexcept nogil:
     cdef int n_rows = n_batch * n_steps
     cdef int ld_step = n_steps * n_hidden
-    cdef Py_ssize_t t, i, j, off
+    cdef Py_ssize_t t, i, j, off, k
     cdef floating *grad = dh0_out      # G_t, the gradient arriving from step t+1
     cdef floating v
+    cdef const Py_ssize_t *index = <const Py_ssize_t *>x
 
     for j in range(n_batch * n_hidden):
         grad[j] = 0
@@ -174,12 +220,28 @@ cdef void _backward(const floating *x2, const floating *h0, const floating *h,
                  w_hh, n_hidden, 0, grad, n_hidden)
     # dh0 = G_{-1} is already in dh0_out.
 
-    # dWhx = dZ^T X                       (n_h, n_x) = (n_h, m*T) (m*T, n_x)
-    gemm(c'T', c'T', n_hidden, n_input, n_rows, 1, dz, n_hidden, x2, n_rows,
-         0, dw_hx_out, n_input)
-    # dX^T = Whx^T dZ^T, i.e. dx2          (n_x, m*T) = (n_x, n_h) (n_h, m*T)
-    gemm(c'T', c'T', n_input, n_rows, n_hidden, 1, w_hx, n_input, dz, n_hidden,
-         0, dx_out, n_rows)
+    if x_mode == X_COLUMNS:
+        # dWhx = dZ^T X                   (n_h, n_x) = (n_h, m*T) (m*T, n_x)
+        gemm(c'T', c'T', n_hidden, n_input, n_rows, 1, dz, n_hidden,
+             <const floating *>x, n_rows, 0, dw_hx_out, n_input)
+        # dX^T = Whx^T dZ^T, into x's (n_x, m*T) layout
+        gemm(c'T', c'T', n_input, n_rows, n_hidden, 1, w_hx, n_input, dz, n_hidden,
+             0, dx_out, n_rows)
+    elif x_mode == X_ROWS:
+        # dWhx = dZ^T X                   (n_h, n_x) = (n_h, m*T) (m*T, n_x)
+        gemm(c'T', c'N', n_hidden, n_input, n_rows, 1, dz, n_hidden,
+             <const floating *>x, n_input, 0, dw_hx_out, n_input)
+        # dX = dZ Whx                     (m*T, n_x) = (m*T, n_h) (n_h, n_x)
+        gemm(c'N', c'N', n_rows, n_input, n_hidden, 1, dz, n_hidden, w_hx, n_input,
+             0, dx_out, n_input)
+    else:
+        # dWhx[:, x[r]] += dZ[r, :]; class indices have no gradient
+        for j in range(n_hidden * n_input):
+            dw_hx_out[j] = 0
+        for i in range(n_rows):
+            k = index[i]
+            for j in range(n_hidden):
+                dw_hx_out[j * n_input + k] += dz[i * n_hidden + j]
 
     # dWhh = sum_t dZ_t^T H_{t-1}.  In the flat batch-major rows, row r of dZ pairs
     # with row r-1 of H except at t = 0, where it must pair with h0 instead of the
@@ -205,74 +267,158 @@ cdef void _backward(const floating *x2, const floating *h0, const floating *h,
          1, dw_hh_out, n_hidden)
 
 
+cdef double _loss(int x_mode, const void *x, const floating *h0, const Py_ssize_t *labels,
+                  const floating *w_hx, const floating *w_hh, const floating *w_yh,
+                  const floating *b_h, const floating *b_y,
+                  floating *h_out, floating *logits, floating *dh,
+                  floating *dx_out, floating *dh0_out, floating *dw_hx_out,
+                  floating *dw_hh_out, floating *db_h_out, floating *dw_yh_out,
+                  floating *db_y_out, floating *h_edge, floating *w_hh_t,
+                  int n_input, int n_hidden, int n_output, int n_batch, int n_steps,
+                  bint own_products) noexcept nogil:
+    """Mean softmax cross-entropy over all m*T positions, and every gradient."""
+    cdef int n_rows = n_batch * n_steps
+    cdef floating scale = <floating>1 / n_rows
+    cdef double total = 0
+    cdef Py_ssize_t r, j
+    cdef floating *row
+
+    _forward(x_mode, x, h0, w_hx, w_hh, w_yh, b_h, b_y, h_out, logits, w_hh_t,
+             n_input, n_hidden, n_output, n_batch, n_steps, own_products, False)
+    # loss_r = logsumexp(Y_r) - Y_r[label_r];  dY_r = (softmax(Y_r) - onehot) / (m*T)
+    for j in range(n_output):
+        db_y_out[j] = 0
+    for r in range(n_rows):
+        row = logits + r * n_output
+        total += _xent_row(row, labels[r], n_output, scale)
+        # dby = column sums of dY
+        for j in range(n_output):
+            db_y_out[j] += row[j]
+    # dWyh = dY^T H                       (n_y, n_h) = (n_y, m*T) (m*T, n_h)
+    gemm(c'T', c'N', n_output, n_hidden, n_rows, 1, logits, n_output, h_out, n_hidden,
+         0, dw_yh_out, n_hidden)
+    # dH = dY Wyh                         (m*T, n_h) = (m*T, n_y) (n_y, n_h)
+    gemm(c'N', c'N', n_rows, n_hidden, n_output, 1, logits, n_output, w_yh, n_hidden,
+         0, dh, n_hidden)
+    _backward(x_mode, x, h0, h_out, dh, w_hx, w_hh, dx_out, dh0_out, dw_hx_out, dw_hh_out,
+              db_h_out, dh, h_edge, n_input, n_hidden, n_batch, n_steps, own_products)
+    return total / n_rows
+
+
 # The entry points take ndarrays and read their data pointers directly: the
 # wrapper (functional.py) has checked that every array is C-contiguous, of one
-# dtype (float32 or float64, that of h_out / h) and of the documented shape,
-# so no buffer is acquired or checked here.
+# float dtype (that of h0), of the documented shape, and that class indices are
+# intp values in range, so no buffer is acquired or checked here.  Sizes come
+# from the shapes of h_out/h (m, T, n_h), y_out/logits (m*T or m, T, n_y) and
+# w_hx (n_h, n_x).
 
 cdef inline void *_ptr(cnp.ndarray a) noexcept:
-    return cnp.PyArray_DATA(a)
+    return NULL if a is None else cnp.PyArray_DATA(a)
 
 
-def forward(cnp.ndarray x2 not None, cnp.ndarray h0 not None, cnp.ndarray w_hx not None,
-            cnp.ndarray w_hh not None, cnp.ndarray w_yh not None, cnp.ndarray b_h not None,
-            cnp.ndarray b_y not None, cnp.ndarray h_out not None, cnp.ndarray y_out not None,
-            cnp.ndarray w_hh_t not None, bint own_products):
+def forward(int x_mode, cnp.ndarray x not None, cnp.ndarray h0 not None,
+            cnp.ndarray w_hx not None, cnp.ndarray w_hh not None, cnp.ndarray w_yh not None,
+            cnp.ndarray b_h not None, cnp.ndarray b_y not None,
+            cnp.ndarray h_out not None, cnp.ndarray y_out not None,
+            cnp.ndarray w_hh_t not None, bint own_products, bint softmax=True):
     """Forward pass over all steps; writes ``h_out (m, T, n_h)`` and ``y_out (m, T, n_y)``.
 
-    ``x2 (n_x, m*T)``, ``h0 (m, n_h)``, weights as in the model, biases 1-D,
-    ``w_hh_t (n_h, n_h)`` scratch (used when ``own_products``).  With
-    ``own_products`` the recurrent products use the hand-written loops instead
-    of BLAS.
+    ``y_out`` gets the softmax outputs, or the logits when ``softmax`` is false.
+    ``h0 (m, n_h)``, weights as in the model, biases 1-D, ``w_hh_t (n_h, n_h)``
+    scratch (used when ``own_products``: the recurrent products then run in the
+    hand-written loops instead of BLAS).
     """
     cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(h_out)
     cdef int n_batch = <int>dims[0], n_steps = <int>dims[1], n_hidden = <int>dims[2]
-    cdef int n_output = <int>cnp.PyArray_DIMS(y_out)[2]
-    cdef int n_input = <int>cnp.PyArray_DIMS(x2)[0]
+    cdef int n_output = <int>cnp.PyArray_DIMS(w_yh)[0]
+    cdef int n_input = <int>cnp.PyArray_DIMS(w_hx)[1]
     cdef void *p[10]
-    p[:] = [_ptr(x2), _ptr(h0), _ptr(w_hx), _ptr(w_hh), _ptr(w_yh), _ptr(b_h), _ptr(b_y),
+    p[:] = [_ptr(x), _ptr(h0), _ptr(w_hx), _ptr(w_hh), _ptr(w_yh), _ptr(b_h), _ptr(b_y),
             _ptr(h_out), _ptr(y_out), _ptr(w_hh_t)]
-    if cnp.PyArray_TYPE(h_out) == cnp.NPY_FLOAT32:
+    if cnp.PyArray_TYPE(h0) == cnp.NPY_FLOAT32:
         with nogil:
-            _forward(<float *>p[0], <float *>p[1], <float *>p[2], <float *>p[3], <float *>p[4],
+            _forward(x_mode, p[0], <float *>p[1], <float *>p[2], <float *>p[3], <float *>p[4],
                      <float *>p[5], <float *>p[6], <float *>p[7], <float *>p[8], <float *>p[9],
-                     n_input, n_hidden, n_output, n_batch, n_steps, own_products)
+                     n_input, n_hidden, n_output, n_batch, n_steps, own_products, softmax)
     else:
         with nogil:
-            _forward(<double *>p[0], <double *>p[1], <double *>p[2], <double *>p[3],
+            _forward(x_mode, p[0], <double *>p[1], <double *>p[2], <double *>p[3],
                      <double *>p[4], <double *>p[5], <double *>p[6], <double *>p[7],
                      <double *>p[8], <double *>p[9],
-                     n_input, n_hidden, n_output, n_batch, n_steps, own_products)
+                     n_input, n_hidden, n_output, n_batch, n_steps, own_products, softmax)
 
 
-def backward(cnp.ndarray x2 not None, cnp.ndarray h0 not None, cnp.ndarray h not None,
-             cnp.ndarray dh not None, cnp.ndarray w_hx not None, cnp.ndarray w_hh not None,
-             cnp.ndarray dx_out not None, cnp.ndarray dh0_out not None,
+def backward(int x_mode, cnp.ndarray x not None, cnp.ndarray h0 not None,
+             cnp.ndarray h not None, cnp.ndarray dh not None, cnp.ndarray w_hx not None,
+             cnp.ndarray w_hh not None, cnp.ndarray dx_out, cnp.ndarray dh0_out not None,
              cnp.ndarray dw_hx_out not None, cnp.ndarray dw_hh_out not None,
              cnp.ndarray db_h_out not None, cnp.ndarray dz_scratch not None,
              cnp.ndarray edge_scratch not None, bint own_products):
-    """BPTT over all steps; writes the ``*_out`` arrays (see the module comment).
+    """BPTT over all steps; writes the ``*_out`` arrays (see the top of this file).
 
     ``h`` and ``dh`` are ``(m, T, n_h)``; ``dz_scratch`` has the shape of ``h``
     and may be ``dh`` itself (then overwritten); ``edge_scratch`` has the
-    shape of ``h0 (m, n_h)``.
+    shape of ``h0 (m, n_h)``.  ``dx_out`` has the layout of ``x``, or is None
+    for class indices.
     """
     cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(h)
     cdef int n_batch = <int>dims[0], n_steps = <int>dims[1], n_hidden = <int>dims[2]
-    cdef int n_input = <int>cnp.PyArray_DIMS(x2)[0]
+    cdef int n_input = <int>cnp.PyArray_DIMS(w_hx)[1]
     cdef void *p[13]
-    p[:] = [_ptr(x2), _ptr(h0), _ptr(h), _ptr(dh), _ptr(w_hx), _ptr(w_hh), _ptr(dx_out),
+    p[:] = [_ptr(x), _ptr(h0), _ptr(h), _ptr(dh), _ptr(w_hx), _ptr(w_hh), _ptr(dx_out),
             _ptr(dh0_out), _ptr(dw_hx_out), _ptr(dw_hh_out), _ptr(db_h_out),
             _ptr(dz_scratch), _ptr(edge_scratch)]
-    if cnp.PyArray_TYPE(h) == cnp.NPY_FLOAT32:
+    if cnp.PyArray_TYPE(h0) == cnp.NPY_FLOAT32:
         with nogil:
-            _backward(<float *>p[0], <float *>p[1], <float *>p[2], <float *>p[3], <float *>p[4],
+            _backward(x_mode, p[0], <float *>p[1], <float *>p[2], <float *>p[3], <float *>p[4],
                       <float *>p[5], <float *>p[6], <float *>p[7], <float *>p[8], <float *>p[9],
                       <float *>p[10], <float *>p[11], <float *>p[12],
                       n_input, n_hidden, n_batch, n_steps, own_products)
     else:
         with nogil:
-            _backward(<double *>p[0], <double *>p[1], <double *>p[2], <double *>p[3],
+            _backward(x_mode, p[0], <double *>p[1], <double *>p[2], <double *>p[3],
                       <double *>p[4], <double *>p[5], <double *>p[6], <double *>p[7],
                       <double *>p[8], <double *>p[9], <double *>p[10], <double *>p[11],
                       <double *>p[12], n_input, n_hidden, n_batch, n_steps, own_products)
+
+
+def loss(int x_mode, cnp.ndarray x not None, cnp.ndarray h0 not None,
+         cnp.ndarray labels not None, cnp.ndarray w_hx not None, cnp.ndarray w_hh not None,
+         cnp.ndarray w_yh not None, cnp.ndarray b_h not None, cnp.ndarray b_y not None,
+         cnp.ndarray h_out not None, cnp.ndarray logits not None, cnp.ndarray dh not None,
+         cnp.ndarray dx_out, cnp.ndarray dh0_out not None, cnp.ndarray dw_hx_out not None,
+         cnp.ndarray dw_hh_out not None, cnp.ndarray db_h_out not None,
+         cnp.ndarray dw_yh_out not None, cnp.ndarray db_y_out not None,
+         cnp.ndarray edge_scratch not None, cnp.ndarray w_hh_t not None, bint own_products):
+    """Forward, mean softmax cross-entropy against ``labels (m*T,)`` and full backward.
+
+    Returns the loss (a float); writes ``h_out``, the ``d*_out`` gradients, and
+    uses ``logits (m, T, n_y)`` and ``dh (m, T, n_h)`` as scratch.
+    """
+    cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(h_out)
+    cdef int n_batch = <int>dims[0], n_steps = <int>dims[1], n_hidden = <int>dims[2]
+    cdef int n_output = <int>cnp.PyArray_DIMS(w_yh)[0]
+    cdef int n_input = <int>cnp.PyArray_DIMS(w_hx)[1]
+    cdef double result
+    cdef void *p[20]
+    p[:] = [_ptr(x), _ptr(h0), _ptr(labels), _ptr(w_hx), _ptr(w_hh), _ptr(w_yh), _ptr(b_h),
+            _ptr(b_y), _ptr(h_out), _ptr(logits), _ptr(dh), _ptr(dx_out), _ptr(dh0_out),
+            _ptr(dw_hx_out), _ptr(dw_hh_out), _ptr(db_h_out), _ptr(dw_yh_out),
+            _ptr(db_y_out), _ptr(edge_scratch), _ptr(w_hh_t)]
+    if cnp.PyArray_TYPE(h0) == cnp.NPY_FLOAT32:
+        with nogil:
+            result = _loss(x_mode, p[0], <float *>p[1], <Py_ssize_t *>p[2], <float *>p[3],
+                           <float *>p[4], <float *>p[5], <float *>p[6], <float *>p[7],
+                           <float *>p[8], <float *>p[9], <float *>p[10], <float *>p[11],
+                           <float *>p[12], <float *>p[13], <float *>p[14], <float *>p[15],
+                           <float *>p[16], <float *>p[17], <float *>p[18], <float *>p[19],
+                           n_input, n_hidden, n_output, n_batch, n_steps, own_products)
+    else:
+        with nogil:
+            result = _loss(x_mode, p[0], <double *>p[1], <Py_ssize_t *>p[2], <double *>p[3],
+                           <double *>p[4], <double *>p[5], <double *>p[6], <double *>p[7],
+                           <double *>p[8], <double *>p[9], <double *>p[10], <double *>p[11],
+                           <double *>p[12], <double *>p[13], <double *>p[14], <double *>p[15],
+                           <double *>p[16], <double *>p[17], <double *>p[18], <double *>p[19],
+                           n_input, n_hidden, n_output, n_batch, n_steps, own_products)
+    return result

@@ -1,6 +1,30 @@
 /* Helper bodies for one floating type RF_T; included by _vecmath.h (see there).
  * RF_BLOCK is the number of output columns vecmat keeps in registers. */
 
+/* max(row) (inlined into each caller, so vectorised for the caller's target) */
+static inline RF_T RF_NAME(rf_row_max)(const RF_T *restrict row, ptrdiff_t n)
+{
+    RF_T top = row[0];
+    for (ptrdiff_t j = 1; j < n; j++)
+        top = row[j] > top ? row[j] : top;
+    return top;
+}
+
+/* row = exp(row - top); returns sum(row), accumulated in 8 independent partial sums */
+static inline RF_T RF_NAME(rf_exp_shift_sum)(RF_T *restrict row, RF_T top, ptrdiff_t n)
+{
+    RF_T part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    ptrdiff_t j;
+    for (j = 0; j < n; j++)
+        row[j] = RF_EXP(row[j] - top);
+    for (j = 0; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++)
+            part[l] += row[j + l];
+    for (; j < n; j++)
+        part[0] += row[j];
+    return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+}
+
 /* row = tanh(row + bias) */
 static RF_CLONES void RF_NAME(rf_bias_tanh)(RF_T *restrict row, const RF_T *restrict bias,
                                             ptrdiff_t n)
@@ -13,23 +37,11 @@ static RF_CLONES void RF_NAME(rf_bias_tanh)(RF_T *restrict row, const RF_T *rest
 static RF_CLONES void RF_NAME(rf_bias_softmax)(RF_T *restrict row, const RF_T *restrict bias,
                                                ptrdiff_t n)
 {
-    RF_T top, part[8] = {0, 0, 0, 0, 0, 0, 0, 0}, total;
-    ptrdiff_t j;
-    for (j = 0; j < n; j++)
+    RF_T total;
+    for (ptrdiff_t j = 0; j < n; j++)
         row[j] += bias[j];
-    top = row[0];
-    for (j = 1; j < n; j++)
-        top = row[j] > top ? row[j] : top;
-    for (j = 0; j < n; j++)
-        row[j] = RF_EXP(row[j] - top);
-    for (j = 0; j + 8 <= n; j += 8)
-        for (int l = 0; l < 8; l++)
-            part[l] += row[j + l];
-    for (; j < n; j++)
-        part[0] += row[j];
-    total = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
-    total = 1 / total;
-    for (j = 0; j < n; j++)
+    total = 1 / RF_NAME(rf_exp_shift_sum)(row, RF_NAME(rf_row_max)(row, n), n);
+    for (ptrdiff_t j = 0; j < n; j++)
         row[j] *= total;
 }
 
@@ -88,4 +100,22 @@ static RF_CLONES void RF_NAME(rf_vecmat)(const RF_T *restrict v, const RF_T *res
         for (j = j0; j < n_j; j++)
             out[j] += s * row[j];
     }
+}
+
+/* Softmax cross-entropy of one row of logits (bias already added) against
+ * class `label`: returns the row's loss -log softmax(row)[label] as
+ * log-sum-exp minus the label's logit, and overwrites the row with its
+ * gradient scaled by `scale`: (softmax(row) - onehot(label)) * scale. */
+static RF_CLONES double RF_NAME(rf_xent_row)(RF_T *restrict row, ptrdiff_t label, ptrdiff_t n,
+                                             RF_T scale)
+{
+    RF_T top = RF_NAME(rf_row_max)(row, n), total;
+    double loss = (double)top - (double)row[label];
+    total = RF_NAME(rf_exp_shift_sum)(row, top, n);
+    loss += log((double)total);
+    total = scale / total;
+    for (ptrdiff_t j = 0; j < n; j++)
+        row[j] *= total;
+    row[label] -= scale;
+    return loss;
 }

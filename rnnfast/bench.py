@@ -322,7 +322,8 @@ def _fmt_ratio(value, target):
     return text
 
 
-def print_table(results, out=sys.stdout):
+def print_table(results, out=None):
+    out = sys.stdout if out is None else out
     headers = ["shape", "n_x,n_h,n_y,m,T", "rnnfast", "numpy", "torch",
                "vs numpy (target)", "vs torch (target)", "GFLOP/s", "roof"]
     rows = []

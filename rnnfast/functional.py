@@ -22,8 +22,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from rnnfast import _kernels
+from rnnfast._kernels import X_COLUMNS, X_INDEX, X_ROWS  # noqa: F401  (input forms)
 
-__all__ = ["rnn_cell_forward", "rnn_forward", "rnn_cell_backward", "rnn_backward", "ForwardCache"]
+__all__ = ["rnn_cell_forward", "rnn_forward", "rnn_cell_backward", "rnn_backward", "rnn_loss",
+           "ForwardCache"]
 
 PARAMETER_NAMES = ("Whx", "Whh", "Wyh", "bh", "by")
 _INT_MAX = 2**31 - 1
@@ -117,18 +119,20 @@ def _check_parameters(arrays, n_x):
 class _Model:
     """Validated inputs of one forward pass, in the kernels' layout.
 
-    ``x2`` is ``x`` as an ``(n_x, m*T)`` matrix, ``h0`` is ``(m, n_h)``, the
-    weights are C-contiguous and the biases 1-D, all of one float dtype.
-    Build it with :func:`_model`, which validates and converts.
+    ``x`` is in the form ``x_mode`` names (see ``_kernels.pyx``): the seed's
+    ``x`` as an ``(n_x, m*T)`` matrix (X_COLUMNS), batch-first rows
+    ``(m*T, n_x)`` (X_ROWS) or class indices ``(m*T,)`` (X_INDEX).  ``h0`` is
+    ``(m, n_h)``, the weights are C-contiguous and the biases 1-D, all of one
+    float dtype.  Build it with :func:`_model`, which validates and converts.
     """
 
-    __slots__ = ("x2", "h0", "w_hx", "w_hh", "w_yh", "b_h", "b_y", "dtype",
+    __slots__ = ("x_mode", "x", "h0", "w_hx", "w_hh", "w_yh", "b_h", "b_y", "dtype",
                  "n_x", "n_h", "n_y", "m", "n_steps")
 
-    def __init__(self, x2, h0, w_hx, w_hh, w_yh, b_h, b_y, n_steps):
-        self.x2, self.h0 = x2, h0
+    def __init__(self, x, h0, w_hx, w_hh, w_yh, b_h, b_y, n_steps, x_mode=X_COLUMNS):
+        self.x_mode, self.x, self.h0 = x_mode, x, h0
         self.w_hx, self.w_hh, self.w_yh, self.b_h, self.b_y = w_hx, w_hh, w_yh, b_h, b_y
-        self.dtype = x2.dtype
+        self.dtype = h0.dtype
         self.n_h, self.n_x = w_hx.shape
         self.n_y = w_yh.shape[0]
         self.m = h0.shape[0]
@@ -139,9 +143,10 @@ class _Model:
         """This model with every array in ``dtype`` (itself when already so)."""
         if dtype == self.dtype:
             return self
-        return _Model(*(a.astype(dtype) for a in (self.x2, self.h0, self.w_hx, self.w_hh,
-                                                   self.w_yh, self.b_h, self.b_y)),
-                      self.n_steps)
+        x = self.x if self.x_mode == X_INDEX else self.x.astype(dtype)
+        return _Model(x, *(a.astype(dtype) for a in (self.h0, self.w_hx, self.w_hh,
+                                                      self.w_yh, self.b_h, self.b_y)),
+                      self.n_steps, self.x_mode)
 
     def own_products(self):
         """Whether the recurrent products use the hand-written loops rather than BLAS."""
@@ -149,32 +154,58 @@ class _Model:
             return _force_products
         return self.m == 1 and self.n_h <= _OWN_PRODUCTS_MAX_HIDDEN
 
-    def run_forward(self):
-        """Run the forward kernel; return ``(H (m,T,n_h), Y (m,T,n_y))``."""
+    def w_hh_scratch(self, own):
+        """Scratch for Whh^T, needed by the hand-written products only."""
+        return np.empty_like(self.w_hh) if own else _EMPTY[self.dtype]
+
+    def run_forward(self, softmax=True):
+        """Run the forward kernel; return ``(H (m,T,n_h), Y (m,T,n_y))``.
+
+        ``Y`` holds the softmax outputs, or the logits when ``softmax`` is false.
+        """
         H = np.empty((self.m, self.n_steps, self.n_h), dtype=self.dtype)
         Y = np.empty((self.m, self.n_steps, self.n_y), dtype=self.dtype)
         own = self.own_products()
-        w_hh_t = np.empty_like(self.w_hh) if own else _EMPTY[self.dtype]
-        _kernels.forward(self.x2, self.h0, self.w_hx, self.w_hh, self.w_yh,
-                         self.b_h, self.b_y, H, Y, w_hh_t, own)
+        _kernels.forward(self.x_mode, self.x, self.h0, self.w_hx, self.w_hh, self.w_yh,
+                         self.b_h, self.b_y, H, Y, self.w_hh_scratch(own), own, softmax)
         return H, Y
+
+    def run_loss(self, labels):
+        """Forward, mean cross-entropy against ``labels`` (intp, ``(m*T,)``), backward.
+
+        Returns ``(loss, H, dx, dh0 (m, n_h), dWhx, dWhh, dbh, dWyh, dby)`` with
+        ``dx`` in the layout of ``x`` (None for class indices) and 1-D biases.
+        """
+        empty_like = np.empty_like
+        H = np.empty((self.m, self.n_steps, self.n_h), dtype=self.dtype)
+        logits = np.empty((self.m, self.n_steps, self.n_y), dtype=self.dtype)
+        dH = empty_like(H)
+        dx = None if self.x_mode == X_INDEX else empty_like(self.x)
+        grads = (dx, empty_like(self.h0), empty_like(self.w_hx), empty_like(self.w_hh),
+                 empty_like(self.b_h), empty_like(self.w_yh), empty_like(self.b_y))
+        own = self.own_products()
+        loss = _kernels.loss(self.x_mode, self.x, self.h0, labels, self.w_hx, self.w_hh,
+                             self.w_yh, self.b_h, self.b_y, H, logits, dH, *grads,
+                             empty_like(self.h0), self.w_hh_scratch(own), own)
+        return (loss, H, *grads)
 
     def run_backward(self, H, dH, dH_is_scratch):
         """Run the BPTT kernel on batch-major ``H`` and ``dH``.
 
         With ``dH_is_scratch`` (``dH`` is a private copy) the kernel overwrites
         ``dH`` with its intermediate ``dZ`` instead of allocating another array.
-        Returns ``(dx2 (n_x, m*T), dh0 (m, n_h), dWhx, dWhh, dbh (n_h,))``.
+        Returns ``(dx, dh0 (m, n_h), dWhx, dWhh, dbh (n_h,))``, ``dx`` in the layout
+        of ``x`` (None for class indices).
         """
         empty_like = np.empty_like
-        dx2 = empty_like(self.x2)
+        dx2 = None if self.x_mode == X_INDEX else empty_like(self.x)
         dh0 = empty_like(self.h0)
         dw_hx = empty_like(self.w_hx)
         dw_hh = empty_like(self.w_hh)
         db_h = empty_like(self.b_h)
         dz = dH if dH_is_scratch else empty_like(H)
         edge = empty_like(self.h0)
-        _kernels.backward(self.x2, self.h0, H, dH, self.w_hx, self.w_hh,
+        _kernels.backward(self.x_mode, self.x, self.h0, H, dH, self.w_hx, self.w_hh,
                           dx2, dh0, dw_hx, dw_hh, db_h, dz, edge, self.own_products())
         return dx2, dh0, dw_hx, dw_hh, db_h
 
@@ -280,7 +311,7 @@ class ForwardCache(Sequence):
         t %= n_steps
         model = self._model
         h_prev = model.h0.T if t == 0 else self._h[:, t - 1, :].T
-        xt = model.x2.reshape(model.n_x, model.m, n_steps)[:, :, t]
+        xt = model.x.reshape(model.n_x, model.m, n_steps)[:, :, t]
         return self._h[:, t, :].T, h_prev, xt, self._parameters
 
     def __repr__(self):
@@ -486,3 +517,57 @@ def rnn_backward(dh, caches):
     dx2, dh0, dw_hx, dw_hh, db_h = model.run_backward(H, dH, dH.base is None)
     return {"dx": dx2.reshape(model.n_x, m, n_steps), "dh0": dh0.T, "dWhx": dw_hx,
             "dWhh": dw_hh, "dbh": db_h.reshape(n_h, 1)}
+
+
+def _check_labels(y, shape, n_classes, name="y"):
+    """Integer class indices of ``shape``, each in [0, n_classes), as a flat intp array."""
+    y = _as_array(name, y)
+    if y.dtype.kind not in "iu":
+        raise TypeError(f"{name} has dtype {y.dtype}; expected integer class indices")
+    _check_ndim(name, y, len(shape), "(m, T_x)" if len(shape) == 2 else str(shape))
+    _check_shape(name, y, shape, "(m, T_x)" if len(shape) == 2 else str(shape))
+    if y.size and (y.min() < 0 or y.max() >= n_classes):
+        bad = y[(y < 0) | (y >= n_classes)].flat[0]
+        raise ValueError(f"{name} holds class index {bad}; expected 0 <= index < {n_classes}")
+    return np.ascontiguousarray(y, dtype=np.intp).reshape(-1)
+
+
+def rnn_loss(x, h0, y, parameters):
+    """Forward pass, softmax cross-entropy and every gradient, in one compiled call.
+
+    The loss is the mean over all ``m * T_x`` positions of
+    ``-log softmax(Wyh h_t + by)[y_t]`` (as ``torch.nn.CrossEntropyLoss``
+    computes it by default), evaluated as log-sum-exp minus the target logit
+    so that it stays finite for any finite logits.
+
+    Parameters
+    ----------
+    x : array_like, shape (n_x, m, T_x)
+    h0 : array_like, shape (n_h, m)
+    y : array_like of int, shape (m, T_x)
+        Target class of every position, ``0 <= y < n_y``.
+    parameters : dict
+        ``Whx, Whh, Wyh, bh, by`` as for :func:`rnn_forward`.
+
+    Returns
+    -------
+    loss : float
+    grads : dict
+        ``dWhx, dWhh, dWyh, dbh (n_h, 1), dby (n_y, 1), dx (n_x, m, T_x),
+        dh0 (n_h, m)``.
+
+    Raises
+    ------
+    ValueError
+        Shapes that do not fit (including ``y``), or a label out of range.
+    TypeError
+        Non-real inputs, or ``y`` not of an integer dtype.
+    KeyError
+        A parameter missing from ``parameters``.
+    """
+    model = _model(x, h0, parameters, "x", "h0", cell=False)
+    labels = _check_labels(y, (model.m, model.n_steps), model.n_y)
+    loss, _, dx, dh0, dw_hx, dw_hh, db_h, dw_yh, db_y = model.run_loss(labels)
+    return loss, {"dWhx": dw_hx, "dWhh": dw_hh, "dWyh": dw_yh,
+                  "dbh": db_h.reshape(model.n_h, 1), "dby": db_y.reshape(model.n_y, 1),
+                  "dx": dx.reshape(model.n_x, model.m, model.n_steps), "dh0": dh0.T}

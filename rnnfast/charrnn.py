@@ -1,0 +1,323 @@
+"""Char-level RNN jobs behind ``python -m rnnfast demo | train | sample``.
+
+* ``demo``: the classic toy task, learning to map ``"apple"`` to ``"pple!"``
+  with :class:`~rnnfast.RNNModel` and Adam (lr 0.1) for 100 iterations,
+  printing each iteration like the PyTorch original does; ``--compare-torch``
+  also runs that original (``nn.RNN`` + ``nn.Linear`` + ``CrossEntropyLoss``)
+  from the same initial weights and times both.
+* ``train FILE``: char-level language model on any UTF-8 text, truncated BPTT
+  with the hidden state carried across chunks.
+* ``sample MODEL``: generate text from a model saved by ``train``.
+"""
+
+import sys
+import time
+
+import numpy as np
+
+from rnnfast.model import RNNModel
+from rnnfast.optim import Adam, clip_grad_norm
+
+APPLE_INPUT, APPLE_TARGET = "apple", "pple!"
+
+
+# -- demo --------------------------------------------------------------------
+
+def apple_data(dtype=np.float32):
+    """Vocabulary, one-hot inputs ``(1, 5, 5)`` and targets ``(1, 5)`` of the apple task."""
+    vocab = sorted(set(APPLE_INPUT + APPLE_TARGET))
+    index = {c: i for i, c in enumerate(vocab)}
+    X = np.eye(len(vocab), dtype=dtype)[[index[c] for c in APPLE_INPUT]][None]
+    Y = np.array([[index[c] for c in APPLE_TARGET]])
+    return vocab, X, Y
+
+
+def train_apple(model, iterations=100, lr=0.1, log=None):
+    """Train ``model`` on the apple task with Adam; return (losses, predictions, seconds).
+
+    Each iteration takes the loss and gradients, notes the prediction made by
+    the same parameters (as the PyTorch original prints the outputs of the
+    forward pass it just ran), then steps.  Printing is not timed.
+    """
+    vocab, X, Y = apple_data(model.dtype)
+    optimizer = Adam(model.parameters, lr=lr)
+    losses, predictions, elapsed = [], [], 0.0
+    for i in range(iterations):
+        start = time.perf_counter()
+        loss, grads = model.loss_and_grads(X, Y)
+        predicted = model.predict(X)
+        optimizer.step(grads)
+        elapsed += time.perf_counter() - start
+        text = "".join(vocab[c] for c in predicted[0])
+        losses.append(loss)
+        predictions.append(text)
+        if log is not None:
+            log(f"{i} loss:  {loss:.6f} prediction:  {predicted.tolist()} "
+                f"true Y:  {Y.tolist()} prediction str:  {text}")
+    return losses, predictions, elapsed
+
+
+def train_apple_torch(model, iterations=100, lr=0.1):
+    """The PyTorch original from ``model``'s initial weights; return (losses, seconds).
+
+    ``nn.RNN`` has two hidden biases where RNNModel has one (``bh``): to train
+    the same model, ``bias_hh_l0`` stays frozen at zero and ``bias_ih_l0``
+    plays ``bh``.
+    """
+    import torch
+
+    vocab, X, Y = apple_data(model.dtype)
+    rnn, linear = model.to_torch()
+    rnn.bias_hh_l0.requires_grad_(False)
+    params = [p for p in list(rnn.parameters()) + list(linear.parameters()) if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=lr)
+    criterion = torch.nn.CrossEntropyLoss()
+    Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
+    losses, elapsed = [], 0.0
+    for _ in range(iterations):
+        start = time.perf_counter()
+        optimizer.zero_grad()
+        out, _ = rnn(Xt)
+        outputs = linear(out)
+        loss = criterion(outputs.view(-1, len(vocab)), Yt.view(-1))
+        loss.backward()
+        optimizer.step()
+        outputs.data.numpy().argmax(axis=2)
+        elapsed += time.perf_counter() - start
+        losses.append(loss.item())
+    return losses, elapsed
+
+
+def demo(args, out=None):
+    out = sys.stdout if out is None else out
+    dtype = np.dtype(args.dtype)
+    model = RNNModel(5, 5, 5, dtype=dtype, seed=args.seed)
+    initial = {k: v.copy() for k, v in model.parameters.items()}
+    lines = []
+    losses, predictions, seconds = train_apple(model, args.iterations, args.lr, log=lines.append)
+    print("\n".join(lines), file=out)
+    print(f"\nfinal prediction: {predictions[-1]!r} (target {APPLE_TARGET!r})", file=out)
+    print(f"rnnfast: {args.iterations} iterations in {seconds * 1e3:.2f} ms "
+          f"({seconds / args.iterations * 1e6:.1f} us each, {dtype.name})", file=out)
+    if args.compare_torch:
+        try:
+            import torch
+        except ImportError:
+            print("--compare-torch needs PyTorch (pip install torch)", file=out)
+            return 1
+        torch.set_num_threads(torch.get_num_threads())
+        twin = RNNModel(5, 5, 5, dtype=dtype)
+        for k, v in initial.items():
+            twin.parameters[k][...] = v
+        torch_losses, torch_seconds = train_apple_torch(twin, args.iterations, args.lr)
+        gap = max(abs(a - b) for a, b in zip(losses, torch_losses))
+        print(f"torch:   {args.iterations} iterations in {torch_seconds * 1e3:.2f} ms "
+              f"({torch_seconds / args.iterations * 1e6:.1f} us each); "
+              f"rnnfast is {torch_seconds / seconds:.1f}x faster; "
+              f"largest loss difference {gap:.2e}", file=out)
+    return 0
+
+
+# -- text training -----------------------------------------------------------
+
+def read_text(path):
+    """The text of ``path``, with clear errors for missing, empty and binary files."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise SystemExit(f"error: {path}: no such file") from None
+    except IsADirectoryError:
+        raise SystemExit(f"error: {path}: is a directory, not a text file") from None
+    except OSError as exc:
+        raise SystemExit(f"error: {path}: {exc.strerror}") from None
+    if not raw:
+        raise SystemExit(f"error: {path} is empty; give a UTF-8 text file to train on")
+    if b"\0" in raw:
+        raise SystemExit(f"error: {path} looks binary (it holds NUL bytes); "
+                         "give a UTF-8 text file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SystemExit(f"error: {path} is not UTF-8 text ({exc.reason} at byte "
+                         f"{exc.start})") from None
+    if len(text) < 2:
+        raise SystemExit(f"error: {path} holds {len(text)} character; need at least 2")
+    return text
+
+
+def sample_text(model, vocab, length, temperature=1.0, prime="", seed=None):
+    """Generate ``length`` characters, starting after ``prime`` (or a random character)."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0; got {temperature}")
+    rng = np.random.default_rng(seed)
+    index = {c: i for i, c in enumerate(vocab)}
+    unknown = sorted(set(prime) - set(index))
+    if unknown:
+        raise ValueError(f"prime holds characters the model never saw: {''.join(unknown)!r}")
+    h = None
+    if prime:
+        logits, h = model.forward(np.array([[index[c] for c in prime]]), h, return_state=True)
+        logits = logits[0, -1]
+    else:
+        logits = np.zeros(len(vocab))
+    out = []
+    for _ in range(length):
+        z = logits.astype(np.float64) / temperature
+        p = np.exp(z - z.max())
+        c = rng.choice(len(vocab), p=p / p.sum())
+        out.append(vocab[c])
+        logits, h = model.forward(np.array([[c]]), h, return_state=True)
+        logits = logits[0, -1]
+    return "".join(out)
+
+
+class _Progress:
+    """tqdm when installed and stderr is a terminal, a plain line otherwise; silent off a terminal."""
+
+    def __init__(self, total, enabled):
+        self.bar = None
+        self.enabled = enabled
+        self.total = total
+        if enabled:
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                tqdm = None
+            if tqdm is not None:
+                self.bar = tqdm(total=total, unit="step", file=sys.stderr)
+
+    def update(self, step, loss):
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+            self.bar.update(1)
+        elif self.enabled and (step % max(1, self.total // 100) == 0 or step == self.total):
+            print(f"\rstep {step}/{self.total}  loss {loss:.4f}", end="", file=sys.stderr,
+                  flush=True)
+
+    def write(self, text):
+        if self.bar is not None:
+            self.bar.write(text)
+        else:
+            if self.enabled:
+                print(file=sys.stderr)
+            print(text, flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+        elif self.enabled:
+            print(file=sys.stderr)
+
+
+def train(args):
+    for name in ("hidden", "seq_len", "batch", "steps"):
+        if getattr(args, name) < 1:
+            raise SystemExit(f"error: --{name.replace('_', '-')} must be at least 1")
+    if not args.lr > 0:
+        raise SystemExit("error: --lr must be positive")
+    text = read_text(args.file)
+    vocab = sorted(set(text))
+    index = {c: i for i, c in enumerate(vocab)}
+    data = np.array([index[c] for c in text], dtype=np.intp)
+    # batch parallel streams over the text; each chunk is (batch, seq_len)
+    per_stream = (len(data) - 1) // args.batch
+    if per_stream < 1:
+        raise SystemExit(f"error: {args.file} holds {len(data)} characters, too few for "
+                         f"--batch {args.batch}")
+    seq_len = min(args.seq_len, per_stream)
+    inputs = data[:per_stream * args.batch].reshape(args.batch, per_stream)
+    targets = data[1:per_stream * args.batch + 1].reshape(args.batch, per_stream)
+
+    model = RNNModel(len(vocab), args.hidden, len(vocab), dtype=np.float32, seed=args.seed)
+    model.metadata = {"vocab": "".join(vocab), "source": str(args.file)}
+    optimizer = Adam(model.parameters, lr=args.lr)
+    progress = _Progress(args.steps, sys.stderr.isatty() and not args.quiet)
+    print(f"training on {args.file}: {len(text)} characters, vocabulary {len(vocab)}, "
+          f"hidden {args.hidden}, batch {args.batch} x {seq_len} steps", flush=True)
+    h, pos, smooth = None, 0, None
+    start = time.perf_counter()
+    for step in range(1, args.steps + 1):
+        if pos + seq_len > per_stream:
+            pos, h = 0, None          # back to the start of every stream
+        X = inputs[:, pos:pos + seq_len]
+        Y = targets[:, pos:pos + seq_len]
+        loss, grads, h = model.loss_and_grads(X, Y, h, return_state=True)
+        clip_grad_norm(grads, args.clip)
+        optimizer.step(grads)
+        pos += seq_len
+        smooth = loss if smooth is None else 0.98 * smooth + 0.02 * loss
+        progress.update(step, smooth)
+        if args.sample_every and step % args.sample_every == 0:
+            progress.write(f"--- step {step}, loss {smooth:.4f} ---\n"
+                           f"{sample_text(model, vocab, 200, 0.8, seed=step)}\n---")
+    seconds = time.perf_counter() - start
+    progress.close()
+    chars = args.steps * args.batch * seq_len
+    print(f"done: {args.steps} steps in {seconds:.2f} s ({chars / seconds:,.0f} characters/s), "
+          f"final smoothed loss {smooth:.4f}", flush=True)
+    if args.save:
+        model.save(args.save)
+        print(f"saved {args.save}")
+    return 0
+
+
+def sample(args):
+    try:
+        model = RNNModel.load(args.model)
+    except FileNotFoundError:
+        raise SystemExit(f"error: {args.model}: no such file") from None
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    vocab = list(model.metadata.get("vocab", ""))
+    if len(vocab) != model.input_size:
+        raise SystemExit(f"error: {args.model} has no vocabulary; save it with "
+                         "'python -m rnnfast train ... --save'")
+    if args.length < 0:
+        raise SystemExit("error: --length must be >= 0")
+    try:
+        text = sample_text(model, vocab, args.length, args.temperature, args.prime, args.seed)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(args.prime + text)
+    return 0
+
+
+def add_commands(commands):
+    """Add the demo, train and sample sub-commands to an argparse sub-parser set."""
+    p = commands.add_parser("demo", help="train 'apple' -> 'pple!' with RNNModel + Adam",
+                            description="The apple example: RNNModel + Adam(lr=0.1), "
+                                        "100 iterations.")
+    p.add_argument("--iterations", type=int, default=100)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--compare-torch", action="store_true",
+                   help="also train the PyTorch original from the same weights and time both")
+    p.set_defaults(func=demo)
+
+    p = commands.add_parser("train", help="train a char-level model on a UTF-8 text file",
+                            description="Char-level RNN on a text file, truncated BPTT with "
+                                        "the hidden state carried across chunks.")
+    p.add_argument("file")
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--seq-len", type=int, default=25)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--clip", type=float, default=5.0, help="max gradient norm")
+    p.add_argument("--sample-every", type=int, default=0, metavar="K",
+                   help="print 200 sampled characters every K steps")
+    p.add_argument("--save", metavar="MODEL.npz")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=train)
+
+    p = commands.add_parser("sample", help="generate text from a trained model",
+                            description="Generate text from a model saved by 'train --save'.")
+    p.add_argument("model")
+    p.add_argument("--length", type=int, default=200)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--prime", default="", help="text to start from")
+    p.add_argument("--seed", type=int, default=None)
+    p.set_defaults(func=sample)

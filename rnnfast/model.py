@@ -1,0 +1,269 @@
+"""``RNNModel``: an RNN with a linear read-out, batch-first, for training with rnnfast alone.
+
+It does the job of ``nn.RNN(batch_first=True)`` + ``nn.Linear`` +
+``nn.CrossEntropyLoss`` with the compiled kernels: ``forward`` gives logits,
+``loss_and_grads`` the mean cross-entropy and every gradient in one call.
+"""
+
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+from rnnfast import functional as F
+
+__all__ = ["RNNModel"]
+
+_FORMAT = "rnnfast.RNNModel/1"
+
+
+class RNNModel:
+    """A vanilla RNN with a linear output layer.
+
+    ``h_t = tanh(Whx x_t + Whh h_{t-1} + bh)``, ``logits_t = Wyh h_t + by``.
+
+    Parameters
+    ----------
+    input_size, hidden_size, output_size : int
+        ``n_x``, ``n_h`` and ``n_y``.
+    dtype : float32 or float64, keyword-only
+        Dtype of the parameters and of every computation.
+    seed : int or None, keyword-only
+        Seed of the initialisation: every parameter is drawn uniformly from
+        ``(-1/sqrt(n_h), 1/sqrt(n_h))``, the ranges ``nn.RNN`` and
+        ``nn.Linear(n_h, n_y)`` use.  (``nn.RNN`` draws two biases and adds
+        them; here ``bh`` is one draw.)
+
+    Attributes
+    ----------
+    parameters : dict
+        ``Whx (n_h, n_x)``, ``Whh (n_h, n_h)``, ``Wyh (n_y, n_h)``,
+        ``bh (n_h, 1)``, ``by (n_y, 1)``: the arrays optimizers update in place.
+    metadata : dict
+        Free-form JSON-serialisable data saved and loaded with the model.
+
+    Inputs are batch-first: ``X (m, T, n_x)`` floats, or ``X (m, T)`` integer
+    class indices (then ``Whx x_t`` is a lookup of column ``x_t`` of ``Whx``,
+    the usual char-RNN case).  ``h0`` is ``(m, n_h)``, zeros when omitted.
+    """
+
+    def __init__(self, input_size, hidden_size, output_size, *, dtype=np.float32, seed=None):
+        sizes = {"input_size": input_size, "hidden_size": hidden_size,
+                 "output_size": output_size}
+        for name, value in sizes.items():
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be float32 or float64; got {dtype}")
+        n_x, n_h, n_y = int(input_size), int(hidden_size), int(output_size)
+        rng = np.random.default_rng(seed)
+        bound = 1 / np.sqrt(n_h)
+        shapes = {"Whx": (n_h, n_x), "Whh": (n_h, n_h), "Wyh": (n_y, n_h),
+                  "bh": (n_h, 1), "by": (n_y, 1)}
+        self.parameters = {k: rng.uniform(-bound, bound, s).astype(dtype)
+                           for k, s in shapes.items()}
+        self.dtype = dtype
+        self.metadata = {}
+        self._sizes = (n_x, n_h, n_y)
+
+    @property
+    def input_size(self):
+        return self._sizes[0]
+
+    @property
+    def hidden_size(self):
+        return self._sizes[1]
+
+    @property
+    def output_size(self):
+        return self._sizes[2]
+
+    def __repr__(self):
+        return (f"RNNModel(input_size={self.input_size}, hidden_size={self.hidden_size}, "
+                f"output_size={self.output_size}, dtype={self.dtype.name})")
+
+    # -- the computation ---------------------------------------------------
+
+    def _kernel_model(self, X, h0):
+        """Validate ``X``/``h0``; return the kernels' model of this call."""
+        p = self.parameters
+        for name, shape in (("Whx", (self.hidden_size, self.input_size)),
+                            ("Whh", (self.hidden_size, self.hidden_size)),
+                            ("Wyh", (self.output_size, self.hidden_size)),
+                            ("bh", (self.hidden_size, 1)), ("by", (self.output_size, 1))):
+            a = p.get(name)
+            if (not isinstance(a, np.ndarray) or a.shape != shape or a.dtype != self.dtype
+                    or not a.flags.c_contiguous):
+                raise ValueError(f"parameters[{name!r}] must be a C-contiguous "
+                                 f"{self.dtype.name} array of shape {shape}")
+        X = F._as_array("X", X)
+        n_x, n_h = self.input_size, self.hidden_size
+        if X.dtype.kind in "iu" and X.ndim == 2:
+            m, n_steps = X.shape
+            F._check_sizes(n_x=n_x, n_h=n_h, n_y=self.output_size, m=m, T_x=n_steps)
+            x = F._check_labels(X, X.shape, n_x, name="X")
+            x_mode = F.X_INDEX
+        else:
+            F._check_ndim("X", X, 3, "(m, T, input_size), or (m, T) class indices")
+            m, n_steps, n_in = X.shape
+            if n_in != n_x:
+                raise ValueError(f"X has shape {X.shape}; expected (m, T, input_size) with "
+                                 f"input_size = {n_x}")
+            F._check_sizes(n_x=n_x, n_h=n_h, n_y=self.output_size, m=m, T_x=n_steps)
+            x = np.ascontiguousarray(X, dtype=self.dtype).reshape(m * n_steps, n_x)
+            x_mode = F.X_ROWS
+        if h0 is None:
+            h0 = np.zeros((m, n_h), dtype=self.dtype)
+        else:
+            h0 = F._as_array("h0", h0)
+            F._check_shape("h0", h0, (m, n_h), "(m, hidden_size)")
+            h0 = np.ascontiguousarray(h0, dtype=self.dtype)
+        return F._Model(x, h0, p["Whx"], p["Whh"], p["Wyh"], p["bh"].reshape(n_h),
+                        p["by"].reshape(-1), n_steps, x_mode)
+
+    def forward(self, X, h0=None, *, return_state=False):
+        """Logits ``(m, T, output_size)`` for batch-first ``X``.
+
+        With ``return_state=True`` also returns the last hidden state
+        ``(m, hidden_size)``, to carry into the next chunk of a sequence.
+        """
+        model = self._kernel_model(X, h0)
+        H, logits = model.run_forward(softmax=False)
+        return (logits, H[:, -1, :].copy()) if return_state else logits
+
+    __call__ = forward
+
+    def predict(self, X, h0=None):
+        """The most likely class at every position, ``(m, T)``."""
+        return np.argmax(self.forward(X, h0), axis=-1)
+
+    def loss_and_grads(self, X, Y, h0=None, *, return_state=False):
+        """Mean softmax cross-entropy against ``Y (m, T)`` and its gradients.
+
+        Returns ``(loss, grads)`` with ``grads`` keyed ``dWhx, dWhh, dWyh,
+        dbh, dby`` (shaped like the parameters), ``dh0 (m, hidden_size)`` and,
+        for float inputs, ``dx (m, T, input_size)``; with ``return_state=True``
+        also the last hidden state.
+        """
+        model = self._kernel_model(X, h0)
+        labels = F._check_labels(Y, (model.m, model.n_steps), self.output_size, name="Y")
+        loss, H, dx, dh0, dw_hx, dw_hh, db_h, dw_yh, db_y = model.run_loss(labels)
+        grads = {"dWhx": dw_hx, "dWhh": dw_hh, "dWyh": dw_yh,
+                 "dbh": db_h.reshape(-1, 1), "dby": db_y.reshape(-1, 1), "dh0": dh0}
+        if dx is not None:
+            grads["dx"] = dx.reshape(model.m, model.n_steps, self.input_size)
+        return (loss, grads, H[:, -1, :].copy()) if return_state else (loss, grads)
+
+    # -- persistence -------------------------------------------------------
+
+    def save(self, path):
+        """Write the parameters and ``metadata`` to ``path`` (``.npz``), atomically.
+
+        The file appears complete or not at all: it is written to a temporary
+        file in the same folder, then renamed over ``path``.
+        """
+        path = os.fspath(path)
+        meta = json.dumps({"format": _FORMAT, "dtype": self.dtype.name,
+                           "metadata": self.metadata})
+        folder = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".rnnfast-", suffix=".npz")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, __meta__=np.array(meta), **self.parameters)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path):
+        """A model saved by :meth:`save`; ``ValueError`` for any other or damaged file."""
+        try:
+            with np.load(os.fspath(path), allow_pickle=False) as data:
+                meta = json.loads(str(data["__meta__"]))
+                arrays = {k: data[k] for k in ("Whx", "Whh", "Wyh", "bh", "by")}
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            if isinstance(exc, FileNotFoundError):
+                raise
+            raise ValueError(f"{path} is not a model saved by RNNModel.save: {exc}") from None
+        if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+            raise ValueError(f"{path} is not a model saved by RNNModel.save")
+        model = cls._from_arrays(arrays, meta.get("dtype", "float32"), str(path))
+        model.metadata = meta.get("metadata") or {}
+        return model
+
+    @classmethod
+    def _from_arrays(cls, arrays, dtype, source):
+        try:
+            n_h, n_x = arrays["Whx"].shape
+            n_y = arrays["Wyh"].shape[0]
+        except (ValueError, AttributeError):
+            raise ValueError(f"{source}: Whx and Wyh must be 2-D") from None
+        model = cls(n_x, n_h, n_y, dtype=dtype)
+        for name, current in model.parameters.items():
+            a = np.asarray(arrays[name])
+            if a.shape != current.shape:
+                raise ValueError(f"{source}: {name} has shape {a.shape}; "
+                                 f"expected {current.shape}")
+            if a.dtype.kind != "f":
+                raise ValueError(f"{source}: {name} has dtype {a.dtype}; expected floats")
+            current[...] = a
+        return model
+
+    # -- PyTorch interchange -----------------------------------------------
+
+    @classmethod
+    def from_torch(cls, rnn, linear):
+        """A model with the weights of ``torch.nn.RNN`` ``rnn`` and ``torch.nn.Linear`` ``linear``.
+
+        ``rnn`` must be one-layer, unidirectional, tanh; ``bh`` is
+        ``bias_ih_l0 + bias_hh_l0``.  The dtype follows ``rnn``'s weights.
+        """
+        import torch
+
+        if rnn.num_layers != 1 or rnn.bidirectional or rnn.nonlinearity != "tanh":
+            raise ValueError("from_torch needs a one-layer, unidirectional tanh nn.RNN")
+        if linear.in_features != rnn.hidden_size:
+            raise ValueError(f"linear.in_features = {linear.in_features} does not match "
+                             f"rnn.hidden_size = {rnn.hidden_size}")
+
+        def arr(t):
+            return t.detach().cpu().numpy()
+
+        dtype = {torch.float32: "float32", torch.float64: "float64"}.get(rnn.weight_ih_l0.dtype)
+        if dtype is None:
+            raise TypeError(f"unsupported torch dtype {rnn.weight_ih_l0.dtype}")
+        n_h = rnn.hidden_size
+        bh = np.zeros(n_h)
+        for name in ("bias_ih_l0", "bias_hh_l0"):
+            if getattr(rnn, name, None) is not None:
+                bh = bh + arr(getattr(rnn, name)).astype(np.float64)
+        by = arr(linear.bias) if linear.bias is not None else np.zeros(linear.out_features)
+        arrays = {"Whx": arr(rnn.weight_ih_l0), "Whh": arr(rnn.weight_hh_l0),
+                  "Wyh": arr(linear.weight), "bh": bh[:, None], "by": by[:, None]}
+        return cls._from_arrays(arrays, dtype, "torch modules")
+
+    def to_torch(self):
+        """``(torch.nn.RNN(batch_first=True), torch.nn.Linear)`` with these weights.
+
+        ``bias_ih_l0`` gets ``bh`` and ``bias_hh_l0`` zeros.
+        """
+        import torch
+
+        tdtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
+        dt = tdtype[self.dtype]
+        rnn = torch.nn.RNN(self.input_size, self.hidden_size, batch_first=True, dtype=dt)
+        linear = torch.nn.Linear(self.hidden_size, self.output_size, dtype=dt)
+        p = self.parameters
+        with torch.no_grad():
+            rnn.weight_ih_l0.copy_(torch.from_numpy(p["Whx"]))
+            rnn.weight_hh_l0.copy_(torch.from_numpy(p["Whh"]))
+            rnn.bias_ih_l0.copy_(torch.from_numpy(p["bh"][:, 0].copy()))
+            rnn.bias_hh_l0.zero_()
+            linear.weight.copy_(torch.from_numpy(p["Wyh"]))
+            linear.bias.copy_(torch.from_numpy(p["by"][:, 0].copy()))
+        return rnn, linear

@@ -1,0 +1,186 @@
+"""RNNModel: batch-first forward and loss, class-index input, persistence, torch interchange."""
+
+import numpy as np
+import pytest
+
+import rnnfast
+from rnnfast import RNNModel
+from rnnfast.charrnn import apple_data, train_apple, train_apple_torch
+from conftest import assert_close
+
+
+def make_batch(model, m=3, n_steps=4, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((m, n_steps, model.input_size)).astype(model.dtype)
+    Y = rng.integers(0, model.output_size, size=(m, n_steps))
+    return X, Y
+
+
+def seed_layout(model, X, h0=None):
+    """rnn_loss / rnn_forward arguments for the same computation in the seed's layout."""
+    m = X.shape[0]
+    x = X.transpose(2, 0, 1)
+    h0 = np.zeros((model.hidden_size, m), model.dtype) if h0 is None else h0.T
+    return x, h0
+
+
+def test_initialisation_ranges_and_seed():
+    model = RNNModel(7, 16, 5, seed=3)
+    bound = 1 / np.sqrt(16)
+    for name, shape in {"Whx": (16, 7), "Whh": (16, 16), "Wyh": (5, 16), "bh": (16, 1),
+                        "by": (5, 1)}.items():
+        a = model.parameters[name]
+        assert a.shape == shape and a.dtype == np.float32 and a.flags.c_contiguous
+        assert np.all(np.abs(a) <= bound) and np.std(a) > bound / 4
+    again = RNNModel(7, 16, 5, seed=3)
+    for name in model.parameters:
+        np.testing.assert_array_equal(model.parameters[name], again.parameters[name])
+    assert RNNModel(7, 16, 5, dtype=np.float64).parameters["Whh"].dtype == np.float64
+
+
+@pytest.mark.parametrize("args, error", [((0, 4, 3), ValueError), ((2, -1, 3), ValueError),
+                                         ((2, 4, 2.5), ValueError), ((2, True, 3), ValueError)])
+def test_bad_sizes(args, error):
+    with pytest.raises(error):
+        RNNModel(*args)
+
+
+def test_bad_dtype():
+    with pytest.raises(TypeError, match="float32 or float64"):
+        RNNModel(2, 3, 4, dtype=np.int32)
+
+
+def test_forward_and_loss_match_the_functional_api(dtype, products):
+    model = RNNModel(4, 6, 5, dtype=dtype, seed=1)
+    X, Y = make_batch(model)
+    h0 = np.random.default_rng(5).standard_normal((3, 6)).astype(dtype)
+    x, h0_seed = seed_layout(model, X, h0)
+    p = model.parameters
+    h, _, _ = rnnfast.rnn_forward(x, h0_seed, p)
+    logits = model.forward(X, h0)
+    expected = np.einsum("yh,hmt->mty", p["Wyh"].astype(np.float64), h) + p["by"][:, 0]
+    assert logits.shape == (3, 4, 5)
+    assert_close(logits, expected, dtype, "logits")
+    np.testing.assert_array_equal(model.predict(X, h0), np.argmax(logits, axis=-1))
+
+    loss, grads = model.loss_and_grads(X, Y, h0)
+    loss_ref, grads_ref = rnnfast.rnn_loss(x, h0_seed, Y, p)
+    assert abs(loss - loss_ref) < (1e-12 if dtype == np.float64 else 1e-5)
+    for key in ("dWhx", "dWhh", "dWyh", "dbh", "dby"):
+        assert_close(grads[key], grads_ref[key].astype(np.float64), dtype, key)
+    assert_close(grads["dx"], grads_ref["dx"].transpose(1, 2, 0).astype(np.float64), dtype, "dx")
+    assert_close(grads["dh0"], grads_ref["dh0"].T.astype(np.float64), dtype, "dh0")
+
+
+def test_class_index_input_equals_one_hot(dtype, products):
+    model = RNNModel(6, 8, 6, dtype=dtype, seed=2)
+    idx = np.random.default_rng(0).integers(0, 6, size=(2, 9))
+    one_hot = np.eye(6, dtype=dtype)[idx]
+    Y = np.roll(idx, -1, axis=1)
+    assert_close(model.forward(idx), model.forward(one_hot).astype(np.float64), dtype)
+    loss_i, g_i = model.loss_and_grads(idx, Y)
+    loss_o, g_o = model.loss_and_grads(one_hot, Y)
+    assert abs(loss_i - loss_o) < 1e-6
+    assert "dx" not in g_i and "dx" in g_o
+    for key in g_i:
+        assert_close(g_i[key], g_o[key].astype(np.float64), dtype, key)
+    with pytest.raises(ValueError, match="class index 6"):
+        model.forward(idx + 1)
+
+
+def test_state_carries_across_chunks(dtype):
+    model = RNNModel(3, 5, 4, dtype=dtype, seed=0)
+    X, Y = make_batch(model, m=2, n_steps=10)
+    whole, h_end = model.forward(X, return_state=True)
+    first, h_mid = model.forward(X[:, :6], return_state=True)
+    second, h_last = model.forward(X[:, 6:], h_mid, return_state=True)
+    assert_close(np.concatenate([first, second], axis=1), whole.astype(np.float64), dtype)
+    assert_close(h_last, h_end.astype(np.float64), dtype)
+    loss, grads, h = model.loss_and_grads(X, Y, return_state=True)
+    assert_close(h, h_end.astype(np.float64), dtype)
+
+
+def test_input_validation():
+    model = RNNModel(3, 5, 4)
+    with pytest.raises(ValueError, match="input_size = 3"):
+        model.forward(np.zeros((2, 4, 2), np.float32))
+    with pytest.raises(ValueError, match="X must be 3-D"):
+        model.forward(np.zeros((2, 4), np.float32))
+    with pytest.raises(ValueError, match=r"h0 has shape \(5, 2\)"):
+        model.forward(np.zeros((2, 4, 3)), np.zeros((5, 2)))
+    with pytest.raises(ValueError, match=r"Y has shape"):
+        model.loss_and_grads(np.zeros((2, 4, 3)), np.zeros((2, 3), int))
+    with pytest.raises(ValueError, match="class index 4"):
+        model.loss_and_grads(np.zeros((2, 4, 3)), np.full((2, 4), 4))
+    model.parameters["Whh"] = np.zeros((4, 4), np.float32)
+    with pytest.raises(ValueError, match="Whh"):
+        model.forward(np.zeros((2, 4, 3)))
+
+
+def test_save_load_round_trip(tmp_path, dtype):
+    model = RNNModel(3, 5, 4, dtype=dtype, seed=7)
+    model.metadata = {"vocab": "abc", "note": [1, 2]}
+    path = tmp_path / "m.npz"
+    model.save(path)
+    loaded = RNNModel.load(path)
+    assert loaded.dtype == dtype and loaded.metadata == model.metadata
+    for name in model.parameters:
+        np.testing.assert_array_equal(loaded.parameters[name], model.parameters[name])
+    assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]     # no temporary left behind
+
+
+def test_load_rejects_foreign_and_damaged_files(tmp_path):
+    model = RNNModel(3, 5, 4, seed=7)
+    good = tmp_path / "good.npz"
+    model.save(good)
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(good.read_bytes()[:200])
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, a=np.zeros(3))
+    text = tmp_path / "text.npz"
+    text.write_text("hello")
+    for path in (truncated, foreign, text):
+        with pytest.raises(ValueError, match="not a model saved by RNNModel.save"):
+            RNNModel.load(path)
+    with pytest.raises(FileNotFoundError):
+        RNNModel.load(tmp_path / "missing.npz")
+
+
+def test_torch_round_trip_and_forward_parity(dtype):
+    torch = pytest.importorskip("torch")
+    tdtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[dtype]
+    torch.manual_seed(0)
+    rnn = torch.nn.RNN(4, 6, batch_first=True, dtype=tdtype)
+    linear = torch.nn.Linear(6, 3, dtype=tdtype)
+    model = RNNModel.from_torch(rnn, linear)
+    assert model.dtype == dtype
+    X = np.random.default_rng(0).standard_normal((2, 5, 4)).astype(dtype)
+    with torch.no_grad():
+        expected = linear(rnn(torch.from_numpy(X))[0]).numpy()
+    assert_close(model.forward(X), expected.astype(np.float64), dtype)
+    rnn2, linear2 = model.to_torch()
+    with torch.no_grad():
+        again = linear2(rnn2(torch.from_numpy(X))[0]).numpy()
+    assert_close(again, expected.astype(np.float64), dtype)
+    with pytest.raises(ValueError, match="one-layer"):
+        RNNModel.from_torch(torch.nn.RNN(4, 6, num_layers=2), linear)
+
+
+def test_apple_training_matches_torch_adam_every_iteration():
+    """Same initial weights, float64: the loss of every one of 100 iterations agrees."""
+    pytest.importorskip("torch")
+    model = RNNModel(5, 5, 5, dtype=np.float64, seed=0)
+    twin = RNNModel(5, 5, 5, dtype=np.float64)
+    for k, v in model.parameters.items():
+        twin.parameters[k][...] = v
+    losses, predictions, _ = train_apple(model, 100, 0.1)
+    torch_losses, _ = train_apple_torch(twin, 100, 0.1)
+    np.testing.assert_allclose(losses, torch_losses, rtol=1e-9, atol=1e-12)
+    assert predictions[-1] == "pple!"
+
+
+def test_apple_training_learns_without_torch(dtype):
+    vocab, X, Y = apple_data(dtype)
+    model = RNNModel(5, 5, 5, dtype=dtype, seed=0)
+    losses, predictions, seconds = train_apple(model, 100, 0.1)
+    assert losses[-1] < 0.01 < losses[0] and predictions[-1] == "pple!" and seconds > 0

@@ -1,0 +1,155 @@
+"""Optimizers and clipping against torch.optim / torch.nn.utils (float64, several steps)."""
+
+import numpy as np
+import pytest
+
+import rnnfast
+from rnnfast import optim
+
+SHAPES = {"Whx": (4, 3), "Whh": (4, 4), "Wyh": (2, 4), "bh": (4, 1), "by": (2, 1)}
+
+
+def make_params(seed=0):
+    rng = np.random.default_rng(seed)
+    return {k: rng.standard_normal(s) for k, s in SHAPES.items()}
+
+
+def gradient_sequence(n_steps, seed=1):
+    rng = np.random.default_rng(seed)
+    return [{"d" + k: rng.standard_normal(s) for k, s in SHAPES.items()} for _ in range(n_steps)]
+
+
+def run_ours(make_optimizer, grads_seq):
+    params = make_params()
+    opt = make_optimizer(params)
+    for grads in grads_seq:
+        opt.step(grads)
+    return params
+
+
+def run_torch(torch, make_optimizer, grads_seq):
+    tensors = {k: torch.tensor(v) for k, v in make_params().items()}
+    for t in tensors.values():
+        t.requires_grad_(True)
+    opt = make_optimizer(list(tensors.values()))
+    for grads in grads_seq:
+        for k, t in tensors.items():
+            t.grad = torch.tensor(grads["d" + k])
+        opt.step()
+    return {k: t.detach().numpy() for k, t in tensors.items()}
+
+
+CASES = {
+    "sgd": (lambda p: optim.SGD(p, lr=0.1), lambda T, p: T.optim.SGD(p, lr=0.1)),
+    "sgd-momentum": (lambda p: optim.SGD(p, lr=0.05, momentum=0.9),
+                     lambda T, p: T.optim.SGD(p, lr=0.05, momentum=0.9)),
+    "adam": (lambda p: optim.Adam(p, lr=0.1), lambda T, p: T.optim.Adam(p, lr=0.1)),
+    "adam-wd": (lambda p: optim.Adam(p, lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1),
+                lambda T, p: T.optim.Adam(p, lr=0.01, betas=(0.8, 0.99), eps=1e-6,
+                                          weight_decay=0.1)),
+    "adam-beta1-small": (lambda p: optim.Adam(p, lr=0.01, betas=(0.3, 0.9)),
+                         lambda T, p: T.optim.Adam(p, lr=0.01, betas=(0.3, 0.9))),
+    "adagrad": (lambda p: optim.Adagrad(p, lr=0.1), lambda T, p: T.optim.Adagrad(p, lr=0.1, eps=1e-8)),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_matches_torch(case):
+    torch = pytest.importorskip("torch")
+    ours, theirs = CASES[case]
+    grads_seq = gradient_sequence(7)
+    expected = run_torch(torch, lambda p: theirs(torch, p), grads_seq)
+    got = run_ours(ours, grads_seq)
+    for k in SHAPES:
+        np.testing.assert_allclose(got[k], expected[k], rtol=1e-12, atol=1e-14, err_msg=k)
+
+
+def test_sgd_by_hand():
+    params = make_params()
+    start = {k: v.copy() for k, v in params.items()}
+    g1, g2 = gradient_sequence(2)
+    opt = optim.SGD(params, lr=0.5, momentum=0.5)
+    opt.step(g1)
+    opt.step(g2)
+    for k in SHAPES:
+        buf = 0.5 * g1["d" + k] + g2["d" + k]
+        np.testing.assert_allclose(params[k], start[k] - 0.5 * g1["d" + k] - 0.5 * buf)
+
+
+def test_float32_parameters_stay_float32_and_in_place():
+    params = {k: v.astype(np.float32) for k, v in make_params().items()}
+    arrays = dict(params)
+    for make in (lambda p: optim.Adam(p, lr=0.1), lambda p: optim.SGD(p, 0.1, momentum=0.9),
+                 lambda p: optim.Adagrad(p, 0.1)):
+        opt = make(params)
+        opt.step(gradient_sequence(1)[0])
+        for k in params:
+            assert params[k] is arrays[k] and params[k].dtype == np.float32
+
+
+def test_failed_step_changes_nothing():
+    params = make_params()
+    before = {k: v.copy() for k, v in params.items()}
+    opt = optim.Adam(params, lr=0.1)
+    opt.step(gradient_sequence(1)[0])
+    state_before = {k: {s: a.copy() for s, a in st.items()} for k, st in opt.state.items()}
+    after_one = {k: v.copy() for k, v in params.items()}
+    bad = gradient_sequence(1)[0]
+    bad["dby"] = np.zeros((3, 1))
+    with pytest.raises(ValueError, match="dby"):
+        opt.step(bad)
+    del bad["dby"]
+    with pytest.raises(KeyError, match="dby"):
+        opt.step(bad)
+    assert opt.steps == 1
+    for k in params:
+        np.testing.assert_array_equal(params[k], after_one[k])
+        for s in state_before[k]:
+            np.testing.assert_array_equal(opt.state[k][s], state_before[k][s])
+    assert not all(np.array_equal(before[k], after_one[k]) for k in params)
+
+
+@pytest.mark.parametrize("make, pattern", [
+    (lambda: optim.SGD([], 0.1), "non-empty dict"),
+    (lambda: optim.SGD({"a": np.zeros(3, int)}, 0.1), "floating-point"),
+    (lambda: optim.SGD({"a": np.zeros((3, 4))[:, ::2]}, 0.1), "C-contiguous"),
+    (lambda: optim.SGD(make_params(), -1.0), "lr must be"),
+    (lambda: optim.Adam(make_params(), betas=(1.0, 0.9)), r"betas\[0\]"),
+    (lambda: optim.Adagrad(make_params(), 0.1, eps=-1), "eps must be"),
+])
+def test_bad_arguments(make, pattern):
+    with pytest.raises((ValueError, TypeError), match=pattern):
+        make()
+
+
+def test_clip_grad_norm_matches_torch():
+    torch = pytest.importorskip("torch")
+    grads = gradient_sequence(1)[0]
+    grads["dx"] = np.ones((3, 2, 2))
+    tensors = [torch.tensor(grads["d" + k], requires_grad=False) for k in SHAPES]
+    params = []
+    for t in tensors:
+        p = torch.zeros_like(t, requires_grad=True)
+        p.grad = t.clone()
+        params.append(p)
+    total_t = torch.nn.utils.clip_grad_norm_(params, 1.5)
+    total = rnnfast.clip_grad_norm(grads, 1.5)
+    assert abs(total - total_t.item()) < 1e-12
+    for k, p in zip(SHAPES, params):
+        np.testing.assert_allclose(grads["d" + k], p.grad.numpy(), rtol=1e-12)
+    np.testing.assert_array_equal(grads["dx"], 1.0)       # not a parameter gradient
+
+
+def test_clip_grad_norm_leaves_small_gradients_alone():
+    grads = {"dWhh": np.full((2, 2), 0.1)}
+    assert rnnfast.clip_grad_norm(grads, 10.0) == pytest.approx(0.2)
+    np.testing.assert_array_equal(grads["dWhh"], 0.1)
+
+
+def test_clip_grad_value():
+    grads = {"dWhh": np.array([[-3.0, 0.5], [2.0, -0.2]]), "dh0": np.array([9.0])}
+    rnnfast.clip_grad_value(grads, 1.0)
+    np.testing.assert_array_equal(grads["dWhh"], [[-1.0, 0.5], [1.0, -0.2]])
+    np.testing.assert_array_equal(grads["dh0"], [9.0])
+    with pytest.raises(ValueError, match="none of"):
+        rnnfast.clip_grad_value({"dx": np.zeros(2)}, 1.0)
