@@ -24,12 +24,14 @@ from rnnfast.functional import (
     rnn_loss,
 )
 from rnnfast.model import RNNModel
+from rnnfast.rnn import RNN
 from rnnfast.optim import clip_grad_norm, clip_grad_value
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ForwardCache",
+    "RNN",
     "RNNModel",
     "clip_grad_norm",
     "clip_grad_value",

@@ -26,6 +26,13 @@
 #   dWhh = sum_t dZ_t^T H_{t-1}  with H_{-1} = h0             (after the loop)
 # and dh0 = G_{-1}.
 #
+# The nn.RNN-style layers (rnnfast.RNN) use the same recurrence with options:
+# relu instead of tanh (f'(h) = [h > 0]), the reverse direction (steps run from
+# T-1 down to 0, so "previous" means t+1), and per-sequence lengths: a step
+# t outside sequence i's length leaves its state unchanged (the state is carried,
+# its dZ is 0 and the gradient G passes through), so each sequence's final state
+# is the one at its own last valid step.
+#
 # Kernels never allocate and never raise: the Python wrapper (functional.py) has
 # validated every shape, checked BLAS sizes against INT_MAX and allocated every
 # output and scratch array.
@@ -51,22 +58,31 @@ cdef extern from "_vecmath.h" nogil:
     void rf_bias_tanh_f(float *row, const float *bias, Py_ssize_t n)
     void rf_bias_softmax_d(double *row, const double *bias, Py_ssize_t n)
     void rf_bias_softmax_f(float *row, const float *bias, Py_ssize_t n)
-    void rf_tanh_grad_d(double *dz, const double *dh, const double *grad, const double *h,
-                        double *db, Py_ssize_t n)
-    void rf_tanh_grad_f(float *dz, const float *dh, const float *grad, const float *h,
-                        float *db, Py_ssize_t n)
+    void rf_bias_relu_d(double *row, const double *bias, Py_ssize_t n)
+    void rf_bias_relu_f(float *row, const float *bias, Py_ssize_t n)
+    void rf_act_grad_d(double *dz, const double *dh, const double *grad, const double *h,
+                       double *db, Py_ssize_t n, int relu)
+    void rf_act_grad_f(float *dz, const float *dh, const float *grad, const float *h,
+                       float *db, Py_ssize_t n, int relu)
     void rf_vecmat_d(const double *v, const double *a, Py_ssize_t n_k, Py_ssize_t n_j,
                      Py_ssize_t lda, double *out, int accumulate)
     void rf_vecmat_f(const float *v, const float *a, Py_ssize_t n_k, Py_ssize_t n_j,
                      Py_ssize_t lda, float *out, int accumulate)
 
 
-cdef inline void _bias_tanh(floating *row, const floating *bias, Py_ssize_t n) noexcept nogil:
-    """row = tanh(row + bias), in place (vectorised)."""
+cdef inline void _bias_act(floating *row, const floating *bias, Py_ssize_t n,
+                           bint relu) noexcept nogil:
+    """row = f(row + bias), in place (vectorised); f is tanh, or relu."""
     if floating is float:
-        rf_bias_tanh_f(row, bias, n)
+        if relu:
+            rf_bias_relu_f(row, bias, n)
+        else:
+            rf_bias_tanh_f(row, bias, n)
     else:
-        rf_bias_tanh_d(row, bias, n)
+        if relu:
+            rf_bias_relu_d(row, bias, n)
+        else:
+            rf_bias_tanh_d(row, bias, n)
 
 
 cdef inline void _bias_softmax(floating *row, const floating *bias, Py_ssize_t n) noexcept nogil:
@@ -77,13 +93,14 @@ cdef inline void _bias_softmax(floating *row, const floating *bias, Py_ssize_t n
         rf_bias_softmax_d(row, bias, n)
 
 
-cdef inline void _tanh_grad(floating *dz, const floating *dh, const floating *grad,
-                            const floating *h, floating *db, Py_ssize_t n) noexcept nogil:
-    """dz = (dh + grad) * (1 - h^2); db += dz."""
+cdef inline void _act_grad(floating *dz, const floating *dh, const floating *grad,
+                           const floating *h, floating *db, Py_ssize_t n,
+                           bint relu) noexcept nogil:
+    """dz = (dh + grad) * f'(h) with f tanh or relu; db += dz."""
     if floating is float:
-        rf_tanh_grad_f(dz, dh, grad, h, db, n)
+        rf_act_grad_f(dz, dh, grad, h, db, n, relu)
     else:
-        rf_tanh_grad_d(dz, dh, grad, h, db, n)
+        rf_act_grad_d(dz, dh, grad, h, db, n, relu)
 
 
 cdef inline double _xent_row(floating *row, Py_ssize_t label, Py_ssize_t n,
@@ -123,21 +140,22 @@ cdef void _project_input(int x_mode, const void *x, const floating *w_hx, floati
                 z[r * n_hidden + j] = w_hx[j * n_input + k]
 
 
-cdef void _forward(int x_mode, const void *x, const floating *h0,
-                   const floating *w_hx, const floating *w_hh, const floating *w_yh,
-                   const floating *b_h, const floating *b_y,
-                   floating *h_out, floating *y_out, floating *w_hh_t,
-                   int n_input, int n_hidden, int n_output,
-                   int n_batch, int n_steps, bint own_products, bint softmax) noexcept nogil:
-    cdef int n_rows = n_batch * n_steps          # m*T rows, batch-major
+cdef void _recur_forward(floating *h, const floating *h0, const floating *w_hh,
+                         const floating *b_h, floating *w_hh_t, const Py_ssize_t *lengths,
+                         int n_hidden, int n_batch, int n_steps, bint reverse, bint relu,
+                         bint own_products) noexcept nogil:
+    """The serial part of the forward pass: H_t = f(Z_t + H_prev Whh^T + bh).
+
+    ``h`` (m, T, n_h) holds Z = X Whx^T on entry and the states on return.
+    ``lengths`` (m,) may be NULL (every step valid); ``w_hh_t`` is scratch for
+    Whh^T when ``own_products``.
+    """
     cdef int ld_step = n_steps * n_hidden        # row stride of one step's block
     cdef int ld_prev
-    cdef Py_ssize_t t, i, j
+    cdef Py_ssize_t s, t, i, j
     cdef const floating *h_prev
     cdef floating *z_t
     cdef floating *row
-
-    _project_input(x_mode, x, w_hx, h_out, n_input, n_hidden, n_rows)
 
     if own_products:
         # Whh^T, row-major, so that each step is a row-vector times matrix
@@ -145,81 +163,92 @@ cdef void _forward(int x_mode, const void *x, const floating *h0,
             for j in range(n_hidden):
                 w_hh_t[j * n_hidden + i] = w_hh[i * n_hidden + j]
 
-    for t in range(n_steps):
-        z_t = h_out + t * n_hidden
-        if t == 0:
+    for s in range(n_steps):
+        t = n_steps - 1 - s if reverse else s
+        z_t = h + t * n_hidden
+        if s == 0:
             h_prev, ld_prev = h0, n_hidden
         else:
-            h_prev, ld_prev = h_out + (t - 1) * n_hidden, ld_step
+            h_prev, ld_prev = h + (t + 1 if reverse else t - 1) * n_hidden, ld_step
         if own_products:
-            # z_{t,i} += h_{t-1,i} Whh^T      (n_h,) = (n_h,) (n_h, n_h), each batch row i
+            # z_{t,i} += h_{prev,i} Whh^T     (n_h,) = (n_h,) (n_h, n_h), each batch row i
             for i in range(n_batch):
                 _vecmat(h_prev + i * ld_prev, w_hh_t, n_hidden, n_hidden, n_hidden,
                         z_t + i * ld_step, True)
         elif n_batch == 1:
-            # z_t += Whh h_{t-1}           (n_h,) = (n_h, n_h) (n_h,)
+            # z_t += Whh h_prev            (n_h,) = (n_h, n_h) (n_h,)
             gemv(c'N', n_hidden, n_hidden, 1, w_hh, n_hidden, h_prev, 1, 1, z_t, 1)
         else:
-            # Z_t += H_{t-1} Whh^T         (m, n_h) = (m, n_h) (n_h, n_h)
+            # Z_t += H_prev Whh^T          (m, n_h) = (m, n_h) (n_h, n_h)
             gemm(c'N', c'T', n_batch, n_hidden, n_hidden, 1, h_prev, ld_prev,
                  w_hh, n_hidden, 1, z_t, ld_step)
-        # H_t = tanh(Z_t + bh)
         for i in range(n_batch):
-            _bias_tanh(z_t + i * ld_step, b_h, n_hidden)
-
-    # Y = H Wyh^T                         (m*T, n_y) = (m*T, n_h) (n_h, n_y)
-    gemm(c'N', c'T', n_rows, n_output, n_hidden, 1, h_out, n_hidden,
-         w_yh, n_hidden, 0, y_out, n_output)
-    for i in range(n_rows):
-        row = y_out + i * n_output
-        if softmax:
-            # Y = softmax(Y + by) row by row
-            _bias_softmax(row, b_y, n_output)
-        else:
-            # Y = Y + by (the logits)
-            for j in range(n_output):
-                row[j] += b_y[j]
+            row = z_t + i * ld_step
+            if lengths != NULL and t >= lengths[i]:
+                # past sequence i's end: its state is carried unchanged
+                for j in range(n_hidden):
+                    row[j] = h_prev[i * ld_prev + j]
+            else:
+                # H_t = f(Z_t + bh)
+                _bias_act(row, b_h, n_hidden, relu)
 
 
-cdef void _backward(int x_mode, const void *x, const floating *h0, const floating *h,
-                    const floating *dh, const floating *w_hx, const floating *w_hh,
-                    floating *dx_out, floating *dh0_out, floating *dw_hx_out,
-                    floating *dw_hh_out, floating *db_h_out,
-                    floating *dz, floating *h_edge,
-                    int n_input, int n_hidden, int n_batch, int n_steps,
-                    bint own_products) noexcept nogil:
-    cdef int n_rows = n_batch * n_steps
+cdef void _recur_backward(const floating *h, const floating *dh, floating *dz,
+                          floating *grad, floating *carry, const floating *w_hh,
+                          floating *db_h_out, const Py_ssize_t *lengths,
+                          int n_hidden, int n_batch, int n_steps, bint reverse, bint relu,
+                          bint own_products) noexcept nogil:
+    """The serial part of BPTT, in the reverse of the forward's step order.
+
+    ``grad`` (m, n_h) holds on entry the gradient reaching the final states
+    (zeros, or the caller's dL/dh_n) and on return dL/dh0.  ``dz`` (m, T, n_h)
+    may be ``dh``.  ``carry`` (m, n_h) is scratch, used with ``lengths``.
+    """
     cdef int ld_step = n_steps * n_hidden
-    cdef Py_ssize_t t, i, j, off, k
-    cdef floating *grad = dh0_out      # G_t, the gradient arriving from step t+1
-    cdef floating v
-    cdef const Py_ssize_t *index = <const Py_ssize_t *>x
+    cdef Py_ssize_t s, t, i, j, off
+    cdef floating *dz_t
 
-    for j in range(n_batch * n_hidden):
-        grad[j] = 0
     for j in range(n_hidden):
         db_h_out[j] = 0
-
-    for t in range(n_steps - 1, -1, -1):
-        # dZ_t = (dH_t + G_t) * (1 - H_t^2);  dbh += column sums of dZ_t
+    for s in range(n_steps):
+        t = s if reverse else n_steps - 1 - s
+        dz_t = dz + t * n_hidden
         for i in range(n_batch):
             off = i * ld_step + t * n_hidden
-            _tanh_grad(dz + off, dh + off, grad + i * n_hidden, h + off, db_h_out, n_hidden)
+            if lengths != NULL and t >= lengths[i]:
+                # a carried state: no pre-activation, G passes through unchanged
+                for j in range(n_hidden):
+                    dz[off + j] = 0
+                    carry[i * n_hidden + j] = grad[i * n_hidden + j]
+            else:
+                # dZ_t = (dH_t + G_t) * f'(H_t);  dbh += dZ_t
+                _act_grad(dz + off, dh + off, grad + i * n_hidden, h + off, db_h_out,
+                          n_hidden, relu)
         if own_products:
-            # G_{t-1,i} = dz_{t,i} Whh        (n_h,) = (n_h,) (n_h, n_h), each batch row i
+            # G_{i} = dz_{t,i} Whh           (n_h,) = (n_h,) (n_h, n_h), each batch row i
             for i in range(n_batch):
-                _vecmat(dz + i * ld_step + t * n_hidden, w_hh, n_hidden, n_hidden, n_hidden,
+                _vecmat(dz_t + i * ld_step, w_hh, n_hidden, n_hidden, n_hidden,
                         grad + i * n_hidden, False)
         elif n_batch == 1:
-            # G_{t-1} = Whh^T dz_t         (n_h,) = (n_h, n_h)^T (n_h,)
-            gemv(c'T', n_hidden, n_hidden, 1, w_hh, n_hidden, dz + t * n_hidden, 1,
-                 0, grad, 1)
+            # G = Whh^T dz_t               (n_h,) = (n_h, n_h)^T (n_h,)
+            gemv(c'T', n_hidden, n_hidden, 1, w_hh, n_hidden, dz_t, 1, 0, grad, 1)
         else:
-            # G_{t-1} = dZ_t Whh           (m, n_h) = (m, n_h) (n_h, n_h)
-            gemm(c'N', c'N', n_batch, n_hidden, n_hidden, 1, dz + t * n_hidden, ld_step,
+            # G = dZ_t Whh                 (m, n_h) = (m, n_h) (n_h, n_h)
+            gemm(c'N', c'N', n_batch, n_hidden, n_hidden, 1, dz_t, ld_step,
                  w_hh, n_hidden, 0, grad, n_hidden)
-    # dh0 = G_{-1} is already in dh0_out.
+        if lengths != NULL:
+            for i in range(n_batch):
+                if t >= lengths[i]:
+                    for j in range(n_hidden):
+                        grad[i * n_hidden + j] = carry[i * n_hidden + j]
 
+
+cdef void _input_grads(int x_mode, const void *x, const floating *dz, const floating *w_hx,
+                       floating *dx_out, floating *dw_hx_out,
+                       int n_input, int n_hidden, int n_rows) noexcept nogil:
+    """dWhx = dZ^T X and dX = dZ Whx (in x's form; none for class indices)."""
+    cdef const Py_ssize_t *index = <const Py_ssize_t *>x
+    cdef Py_ssize_t i, j, k
     if x_mode == X_COLUMNS:
         # dWhx = dZ^T X                   (n_h, n_x) = (n_h, m*T) (m*T, n_x)
         gemm(c'T', c'T', n_hidden, n_input, n_rows, 1, dz, n_hidden,
@@ -243,28 +272,96 @@ cdef void _backward(int x_mode, const void *x, const floating *h0, const floatin
             for j in range(n_hidden):
                 dw_hx_out[j * n_input + k] += dz[i * n_hidden + j]
 
-    # dWhh = sum_t dZ_t^T H_{t-1}.  In the flat batch-major rows, row r of dZ pairs
-    # with row r-1 of H except at t = 0, where it must pair with h0 instead of the
-    # previous batch element's last state.  One GEMM takes all shifted pairs, a
-    # second (m rows) swaps the wrong t = 0 partners for h0:
-    #   h_edge[i] = h0[i] - H[i-1, T-1]   (H[-1, T-1] taken as 0)
+
+cdef void _hidden_weight_grad(const floating *dz, const floating *h, const floating *h0,
+                              floating *h_edge, floating *dw_hh_out,
+                              int n_hidden, int n_batch, int n_steps,
+                              bint reverse) noexcept nogil:
+    """dWhh = sum_t dZ_t^T H_prev(t), with H_prev(first step) = h0.
+
+    In the flat batch-major rows, row r of dZ pairs with row r-1 of H (r+1 when
+    reversed) except at each sequence's first step, where it must pair with h0
+    instead of a neighbouring sequence's state.  One GEMM takes all shifted
+    pairs, a second (m rows) swaps those wrong partners for h0:
+      h_edge[i] = h0[i] - H[i-1, T-1]   (reversed: h0[i] - H[i+1, 0]; 0 past the ends)
+    """
+    cdef int n_rows = n_batch * n_steps
+    cdef int ld_step = n_steps * n_hidden
+    cdef Py_ssize_t i, j, neighbour
+    cdef floating v
     if n_steps == 1:
         # dWhh = dZ^T h0                   (n_h, n_h) = (n_h, m) (m, n_h)
         gemm(c'T', c'N', n_hidden, n_hidden, n_batch, 1, dz, n_hidden, h0, n_hidden,
              0, dw_hh_out, n_hidden)
         return
-    # dWhh = dZ[1:]^T H[:-1]              (n_h, n_h) = (n_h, m*T-1) (m*T-1, n_h)
-    gemm(c'T', c'N', n_hidden, n_hidden, n_rows - 1, 1, dz + n_hidden, n_hidden,
-         h, n_hidden, 0, dw_hh_out, n_hidden)
+    if reverse:
+        # dWhh = dZ[:-1]^T H[1:]          (n_h, n_h) = (n_h, m*T-1) (m*T-1, n_h)
+        gemm(c'T', c'N', n_hidden, n_hidden, n_rows - 1, 1, dz, n_hidden,
+             h + n_hidden, n_hidden, 0, dw_hh_out, n_hidden)
+    else:
+        # dWhh = dZ[1:]^T H[:-1]          (n_h, n_h) = (n_h, m*T-1) (m*T-1, n_h)
+        gemm(c'T', c'N', n_hidden, n_hidden, n_rows - 1, 1, dz + n_hidden, n_hidden,
+             h, n_hidden, 0, dw_hh_out, n_hidden)
     for i in range(n_batch):
+        neighbour = i + 1 if reverse else i - 1
         for j in range(n_hidden):
             v = h0[i * n_hidden + j]
-            if i > 0:
-                v = v - h[(i - 1) * ld_step + (n_steps - 1) * n_hidden + j]
+            if 0 <= neighbour < n_batch:
+                if reverse:
+                    v = v - h[neighbour * ld_step + j]
+                else:
+                    v = v - h[neighbour * ld_step + (n_steps - 1) * n_hidden + j]
             h_edge[i * n_hidden + j] = v
-    # dWhh += dZ_0^T h_edge               (n_h, n_h) = (n_h, m) (m, n_h)
-    gemm(c'T', c'N', n_hidden, n_hidden, n_batch, 1, dz, ld_step, h_edge, n_hidden,
+    # dWhh += dZ_first^T h_edge          (n_h, n_h) = (n_h, m) (m, n_h)
+    gemm(c'T', c'N', n_hidden, n_hidden, n_batch, 1,
+         dz + ((n_steps - 1) * n_hidden if reverse else 0), ld_step, h_edge, n_hidden,
          1, dw_hh_out, n_hidden)
+
+
+cdef void _forward(int x_mode, const void *x, const floating *h0,
+                   const floating *w_hx, const floating *w_hh, const floating *w_yh,
+                   const floating *b_h, const floating *b_y,
+                   floating *h_out, floating *y_out, floating *w_hh_t,
+                   int n_input, int n_hidden, int n_output,
+                   int n_batch, int n_steps, bint own_products, bint softmax) noexcept nogil:
+    """The seed model's forward pass: states and softmax outputs (or logits)."""
+    cdef int n_rows = n_batch * n_steps
+    cdef Py_ssize_t i, j
+    cdef floating *row
+
+    _project_input(x_mode, x, w_hx, h_out, n_input, n_hidden, n_rows)
+    _recur_forward(h_out, h0, w_hh, b_h, w_hh_t, NULL, n_hidden, n_batch, n_steps,
+                   False, False, own_products)
+    # Y = H Wyh^T                         (m*T, n_y) = (m*T, n_h) (n_h, n_y)
+    gemm(c'N', c'T', n_rows, n_output, n_hidden, 1, h_out, n_hidden,
+         w_yh, n_hidden, 0, y_out, n_output)
+    for i in range(n_rows):
+        row = y_out + i * n_output
+        if softmax:
+            # Y = softmax(Y + by) row by row
+            _bias_softmax(row, b_y, n_output)
+        else:
+            # Y = Y + by (the logits)
+            for j in range(n_output):
+                row[j] += b_y[j]
+
+
+cdef void _backward(int x_mode, const void *x, const floating *h0, const floating *h,
+                    const floating *dh, const floating *w_hx, const floating *w_hh,
+                    floating *dx_out, floating *dh0_out, floating *dw_hx_out,
+                    floating *dw_hh_out, floating *db_h_out,
+                    floating *dz, floating *h_edge,
+                    int n_input, int n_hidden, int n_batch, int n_steps,
+                    bint own_products) noexcept nogil:
+    """The seed model's BPTT: every gradient of sum(dh * h)."""
+    cdef Py_ssize_t j
+    for j in range(n_batch * n_hidden):
+        dh0_out[j] = 0            # no gradient reaches the final state from outside
+    _recur_backward(h, dh, dz, dh0_out, NULL, w_hh, db_h_out, NULL, n_hidden, n_batch,
+                    n_steps, False, False, own_products)
+    _input_grads(x_mode, x, dz, w_hx, dx_out, dw_hx_out, n_input, n_hidden,
+                 n_batch * n_steps)
+    _hidden_weight_grad(dz, h, h0, h_edge, dw_hh_out, n_hidden, n_batch, n_steps, False)
 
 
 cdef double _loss(int x_mode, const void *x, const floating *h0, const Py_ssize_t *labels,
@@ -422,3 +519,77 @@ def loss(int x_mode, cnp.ndarray x not None, cnp.ndarray h0 not None,
                            <double *>p[16], <double *>p[17], <double *>p[18], <double *>p[19],
                            n_input, n_hidden, n_output, n_batch, n_steps, own_products)
     return result
+
+
+def layer_forward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray w_ih not None,
+                  cnp.ndarray w_hh not None, cnp.ndarray bias not None,
+                  cnp.ndarray h_out not None, cnp.ndarray lengths, bint reverse, bint relu,
+                  cnp.ndarray w_hh_t not None, bint own_products):
+    """One direction of one ``nn.RNN`` layer: states ``h_out (m, T, n_h)``.
+
+    ``x (m*T, n_in)`` batch-major rows, ``h0 (m, n_h)``, ``bias (n_h,)`` (the
+    sum of both biases), ``lengths`` an intp ``(m,)`` array or None.
+    """
+    cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(h_out)
+    cdef int n_batch = <int>dims[0], n_steps = <int>dims[1], n_hidden = <int>dims[2]
+    cdef int n_input = <int>cnp.PyArray_DIMS(w_ih)[1]
+    cdef void *p[8]
+    p[:] = [_ptr(x), _ptr(h0), _ptr(w_ih), _ptr(w_hh), _ptr(bias), _ptr(h_out),
+            _ptr(lengths), _ptr(w_hh_t)]
+    if cnp.PyArray_TYPE(h0) == cnp.NPY_FLOAT32:
+        with nogil:
+            _project_input(X_ROWS, p[0], <float *>p[2], <float *>p[5], n_input, n_hidden,
+                           n_batch * n_steps)
+            _recur_forward(<float *>p[5], <float *>p[1], <float *>p[3], <float *>p[4],
+                           <float *>p[7], <Py_ssize_t *>p[6], n_hidden, n_batch, n_steps,
+                           reverse, relu, own_products)
+    else:
+        with nogil:
+            _project_input(X_ROWS, p[0], <double *>p[2], <double *>p[5], n_input, n_hidden,
+                           n_batch * n_steps)
+            _recur_forward(<double *>p[5], <double *>p[1], <double *>p[3], <double *>p[4],
+                           <double *>p[7], <Py_ssize_t *>p[6], n_hidden, n_batch, n_steps,
+                           reverse, relu, own_products)
+
+
+def layer_backward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray h not None,
+                   cnp.ndarray dh not None, cnp.ndarray w_ih not None,
+                   cnp.ndarray w_hh not None, cnp.ndarray lengths, bint reverse, bint relu,
+                   cnp.ndarray dx_out not None, cnp.ndarray dh0_out not None,
+                   cnp.ndarray dw_ih_out not None, cnp.ndarray dw_hh_out not None,
+                   cnp.ndarray db_out not None, cnp.ndarray carry_scratch not None,
+                   cnp.ndarray edge_scratch not None, bint own_products):
+    """BPTT of one direction of one layer.
+
+    ``dh (m, T, n_h)`` is the gradient of the outputs and is overwritten (with
+    dZ).  ``dh0_out (m, n_h)`` holds on entry the gradient of the final state
+    (dL/dh_n, or zeros) and on return dL/dh0.  ``dx_out (m*T, n_in)``.
+    """
+    cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(h)
+    cdef int n_batch = <int>dims[0], n_steps = <int>dims[1], n_hidden = <int>dims[2]
+    cdef int n_input = <int>cnp.PyArray_DIMS(w_ih)[1]
+    cdef void *p[14]
+    p[:] = [_ptr(x), _ptr(h0), _ptr(h), _ptr(dh), _ptr(w_ih), _ptr(w_hh), _ptr(lengths),
+            _ptr(dx_out), _ptr(dh0_out), _ptr(dw_ih_out), _ptr(dw_hh_out), _ptr(db_out),
+            _ptr(carry_scratch), _ptr(edge_scratch)]
+    if cnp.PyArray_TYPE(h0) == cnp.NPY_FLOAT32:
+        with nogil:
+            _recur_backward(<float *>p[2], <float *>p[3], <float *>p[3], <float *>p[8],
+                            <float *>p[12], <float *>p[5], <float *>p[11],
+                            <Py_ssize_t *>p[6], n_hidden, n_batch, n_steps, reverse, relu,
+                            own_products)
+            _input_grads(X_ROWS, p[0], <float *>p[3], <float *>p[4], <float *>p[7],
+                         <float *>p[9], n_input, n_hidden, n_batch * n_steps)
+            _hidden_weight_grad(<float *>p[3], <float *>p[2], <float *>p[1], <float *>p[13],
+                                <float *>p[10], n_hidden, n_batch, n_steps, reverse)
+    else:
+        with nogil:
+            _recur_backward(<double *>p[2], <double *>p[3], <double *>p[3], <double *>p[8],
+                            <double *>p[12], <double *>p[5], <double *>p[11],
+                            <Py_ssize_t *>p[6], n_hidden, n_batch, n_steps, reverse, relu,
+                            own_products)
+            _input_grads(X_ROWS, p[0], <double *>p[3], <double *>p[4], <double *>p[7],
+                         <double *>p[9], n_input, n_hidden, n_batch * n_steps)
+            _hidden_weight_grad(<double *>p[3], <double *>p[2], <double *>p[1],
+                                <double *>p[13], <double *>p[10], n_hidden, n_batch,
+                                n_steps, reverse)

@@ -33,6 +33,16 @@ static RF_CLONES void RF_NAME(rf_bias_tanh)(RF_T *restrict row, const RF_T *rest
         row[j] = RF_TANH(row[j] + bias[j]);
 }
 
+/* row = relu(row + bias); NaN stays NaN, as in torch.relu */
+static RF_CLONES void RF_NAME(rf_bias_relu)(RF_T *restrict row, const RF_T *restrict bias,
+                                            ptrdiff_t n)
+{
+    for (ptrdiff_t j = 0; j < n; j++) {
+        RF_T v = row[j] + bias[j];
+        row[j] = v < 0 ? 0 : v;
+    }
+}
+
 /* row = softmax(row + bias): exp(row + bias - max) / sum */
 static RF_CLONES void RF_NAME(rf_bias_softmax)(RF_T *restrict row, const RF_T *restrict bias,
                                                ptrdiff_t n)
@@ -45,28 +55,29 @@ static RF_CLONES void RF_NAME(rf_bias_softmax)(RF_T *restrict row, const RF_T *r
         row[j] *= total;
 }
 
-/* dz = (dh + grad) * (1 - h^2);  db += dz.  dz may be dh itself (updated in place). */
-static RF_CLONES void RF_NAME(rf_tanh_grad)(RF_T *dz, const RF_T *dh,
-                                            const RF_T *restrict grad, const RF_T *restrict h,
-                                            RF_T *restrict db, ptrdiff_t n)
+/* dz = (dh + grad) * f'(h);  db += dz, where f' is tanh's 1 - h^2 or, with `relu`,
+ * relu's (h > 0).  dz may be dh itself (updated in place). */
+#define RF_ACT_GRAD_LOOP(OUT, IN)                                           \
+    for (ptrdiff_t j = 0; j < n; j++) {                                     \
+        RF_T v = (IN[j] + grad[j]) * (relu ? (RF_T)(h[j] > 0) : 1 - h[j] * h[j]); \
+        OUT[j] = v;                                                         \
+        db[j] += v;                                                         \
+    }
+
+static RF_CLONES void RF_NAME(rf_act_grad)(RF_T *dz, const RF_T *dh,
+                                           const RF_T *restrict grad, const RF_T *restrict h,
+                                           RF_T *restrict db, ptrdiff_t n, int relu)
 {
     if (dz == dh) {
         RF_T *restrict inout = dz;
-        for (ptrdiff_t j = 0; j < n; j++) {
-            RF_T v = (inout[j] + grad[j]) * (1 - h[j] * h[j]);
-            inout[j] = v;
-            db[j] += v;
-        }
-        return;
-    }
-    RF_T *restrict out = dz;
-    const RF_T *restrict in = dh;
-    for (ptrdiff_t j = 0; j < n; j++) {
-        RF_T v = (in[j] + grad[j]) * (1 - h[j] * h[j]);
-        out[j] = v;
-        db[j] += v;
+        RF_ACT_GRAD_LOOP(inout, inout)
+    } else {
+        RF_T *restrict out = dz;
+        const RF_T *restrict in = dh;
+        RF_ACT_GRAD_LOOP(out, in)
     }
 }
+#undef RF_ACT_GRAD_LOOP
 
 /* out = v^T A (+ out when accumulate): out[j] (+)= sum_k v[k] A[k, j]
  * A is (n_k, n_j) row-major with leading dimension lda.  Blocks of RF_BLOCK
