@@ -69,6 +69,28 @@ SHAPES = {
     "large": Shape(512, 1024, 512, 64, 25, "BLAS-bound"),
 }
 
+@dataclass(frozen=True)
+class ModuleShape:
+    """An ``nn.RNN``-shaped case: rnnfast.RNN against torch.nn.RNN, forward + backward."""
+    input_size: int
+    hidden_size: int
+    num_layers: int
+    bidirectional: bool
+    batch: int
+    length: int
+
+    def __str__(self):
+        return (f"in {self.input_size}, H {self.hidden_size}, {self.num_layers} layer"
+                f"{'s' if self.num_layers > 1 else ''}{', bi' if self.bidirectional else ''}, "
+                f"N {self.batch}, L {self.length}")
+
+
+MODULE_SHAPES = {
+    "rnn-1layer": ModuleShape(128, 256, 1, False, 32, 100),
+    "rnn-2layer-bi": ModuleShape(128, 256, 2, True, 32, 100),
+}
+MODULE_TARGET = 1.5      # vs torch.nn.RNN, both dtypes
+
 # Speed-up targets for forward + BPTT: (vs numpy, vs torch) per dtype.
 TARGETS = {
     "float64": {"seed-apple": (50, 100), "min-char": (12, 15), "char-small": (10, 12),
@@ -305,6 +327,52 @@ def bench_shape(name, shape, dtype, torch, args):
     return result
 
 
+def rnn_module_calls(torch, shape, dtype):
+    """``(rnnfast_fn, torch_fn)`` running forward + backward of the same nn.RNN."""
+    s = shape
+    tdtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[dtype]
+    torch.manual_seed(0)
+    t = torch.nn.RNN(s.input_size, s.hidden_size, s.num_layers, bidirectional=s.bidirectional,
+                     dtype=tdtype)
+    r = rnnfast.RNN(s.input_size, s.hidden_size, s.num_layers, bidirectional=s.bidirectional,
+                    dtype=dtype)
+    r.load_state_dict(t.state_dict())
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((s.length, s.batch, s.input_size)).astype(dtype)
+    go = rng.standard_normal((s.length, s.batch, s.hidden_size * (1 + s.bidirectional)))
+    go = go.astype(dtype)
+    xt, got = torch.from_numpy(x).requires_grad_(True), torch.from_numpy(go)
+
+    def run_rnnfast():
+        out, _ = r.forward(x)
+        return r.backward(go)
+
+    def run_torch():
+        xt.grad = None
+        for p in t.parameters():
+            p.grad = None
+        out, _ = t(xt)
+        out.backward(got)
+    return run_rnnfast, run_torch
+
+
+def bench_module_shape(name, shape, dtype, torch, args):
+    fast, slow = rnn_module_calls(torch, shape, dtype)
+    times = time_interleaved({"rnnfast": fast, "torch": slow}, args.samples,
+                             args.min_sample_ms / 1000)
+    return {"shape": name, "dims": str(shape), "dtype": np.dtype(dtype).name,
+            "seconds": times, "vs_torch": times["torch"] / times["rnnfast"],
+            "target_vs_torch": MODULE_TARGET}
+
+
+def print_module_table(results, out=None):
+    out = sys.stdout if out is None else out
+    for r in results:
+        print(f"{r['shape']:14s} {r['dims']:45s} rnnfast {_fmt_time(r['seconds']['rnnfast']):>10s}"
+              f"  torch {_fmt_time(r['seconds']['torch']):>10s}  "
+              f"{_fmt_ratio(r['vs_torch'], r['target_vs_torch'])}", file=out)
+
+
 def _fmt_time(seconds):
     if seconds is None:
         return "-"
@@ -410,6 +478,10 @@ def build_parser(parser=None):
                         help="minimum duration of one sample (default 20 ms, 2 ms with --quick)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--plot", metavar="FILE.png", help="bar chart of the ratios (needs matplotlib)")
+    parser.add_argument("--modules", nargs="*", metavar="NAME", choices=list(MODULE_SHAPES),
+                        default=None,
+                        help="nn.RNN-shaped cases against torch.nn.RNN (default: all, when "
+                             f"torch is installed; none: skip); {', '.join(MODULE_SHAPES)}")
     parser.add_argument("--memory", action="store_true",
                         help=f"also measure peak memory at {MEMORY_SHAPE} (n_x,n_h,n_y,m,T)")
     return parser
@@ -446,6 +518,19 @@ def run(args):
 
     report = {"machine": machine_info(torch), "threads": thread_report(torch),
               "samples": args.samples, "results": results}
+    modules = list(MODULE_SHAPES) if args.modules is None else args.modules
+    if torch is not None and modules and not args.forward_only:
+        print("\nnn.RNN-shaped: rnnfast.RNN vs torch.nn.RNN, forward + backward "
+              "(time-major input, zero initial state)")
+        module_results = []
+        for dtype_name in dtypes:
+            for name in modules:
+                module_results.append(bench_module_shape(name, MODULE_SHAPES[name],
+                                                         np.dtype(dtype_name), torch, args))
+        for dtype_name in dtypes:
+            print(dtype_name)
+            print_module_table([r for r in module_results if r["dtype"] == dtype_name])
+        report["modules"] = module_results
     if args.memory:
         memory = measure_memory()
         report["memory"] = memory
