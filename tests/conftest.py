@@ -4,8 +4,20 @@ float64 results must match the float64 reference to ~1e-9 relative; float32
 results are compared with the float64 reference run on the same inputs.
 """
 
+import os
+
 import numpy as np
 import pytest
+
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:          # hypothesis is in the [test] extra; its tests skip without it
+    settings = None
+else:
+    for _name, _examples in (("default", 200), ("long", 3000)):
+        settings.register_profile(_name, max_examples=_examples, deadline=None,
+                                  suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile(os.environ.get("RNNFAST_HYPOTHESIS_PROFILE", "default"))
 
 # Relative tolerance per result dtype, scaled by the largest magnitude in the
 # expected array (so entries near zero are judged on the array's scale).
