@@ -593,3 +593,82 @@ def layer_backward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray 
             _hidden_weight_grad(<double *>p[3], <double *>p[2], <double *>p[1],
                                 <double *>p[13], <double *>p[10], n_hidden, n_batch,
                                 n_steps, reverse)
+
+
+cdef inline bint _plain(object a, int type_num, int ndim) noexcept:
+    """``a`` is an exact ndarray of type ``type_num``, native byte order, C-contiguous, ``ndim``-D."""
+    return (cnp.PyArray_CheckExact(a) and cnp.PyArray_TYPE(<cnp.ndarray>a) == type_num
+            and cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>a)
+            and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a)
+            and cnp.PyArray_NDIM(<cnp.ndarray>a) == ndim)
+
+
+def fast_inputs(x, h0, parameters, bint cell):
+    """The common case of the seed API's inputs, checked at C speed.
+
+    When ``x``, ``h0`` and the five parameters are all C-contiguous ndarrays of
+    one float dtype with consistent, non-zero shapes inside the BLAS limits,
+    returns ``(h0_rows, n_steps)`` with ``h0_rows = h0.T`` as a new C-contiguous
+    array; otherwise None (the caller then validates fully and reports errors).
+    """
+    if type(parameters) is not dict or len(<dict>parameters) != 5:
+        return None
+    cdef dict p = <dict>parameters
+    w_hx, w_hh, w_yh = p.get("Whx"), p.get("Whh"), p.get("Wyh")
+    b_h, b_y = p.get("bh"), p.get("by")
+    if not cnp.PyArray_CheckExact(x):
+        return None
+    cdef int type_num = cnp.PyArray_TYPE(<cnp.ndarray>x)
+    if type_num != cnp.NPY_FLOAT32 and type_num != cnp.NPY_FLOAT64:
+        return None
+    if not (_plain(x, type_num, 2 if cell else 3) and _plain(h0, type_num, 2)
+            and _plain(w_hx, type_num, 2) and _plain(w_hh, type_num, 2)
+            and _plain(w_yh, type_num, 2) and _plain(b_h, type_num, 2)
+            and _plain(b_y, type_num, 2)):
+        return None
+    cdef cnp.npy_intp *xd = cnp.PyArray_DIMS(<cnp.ndarray>x)
+    cdef cnp.npy_intp n_x = xd[0], m = xd[1], n_steps = 1 if cell else xd[2]
+    cdef cnp.npy_intp *yd = cnp.PyArray_DIMS(<cnp.ndarray>w_yh)
+    cdef cnp.npy_intp n_y = yd[0], n_h = yd[1]
+    cdef cnp.npy_intp *d
+    cdef cnp.npy_intp limit = 2147483647
+    if n_x == 0 or m == 0 or n_steps == 0 or n_h == 0 or n_y == 0:
+        return None
+    if (n_x > limit or n_h > limit or n_y > limit or m > limit // n_steps
+            or n_h > limit // n_steps):
+        return None
+    d = cnp.PyArray_DIMS(<cnp.ndarray>w_hh)
+    if d[0] != n_h or d[1] != n_h:
+        return None
+    d = cnp.PyArray_DIMS(<cnp.ndarray>w_hx)
+    if d[0] != n_h or d[1] != n_x:
+        return None
+    d = cnp.PyArray_DIMS(<cnp.ndarray>h0)
+    if d[0] != n_h or d[1] != m:
+        return None
+    d = cnp.PyArray_DIMS(<cnp.ndarray>b_h)
+    if d[0] != n_h or d[1] != 1:
+        return None
+    d = cnp.PyArray_DIMS(<cnp.ndarray>b_y)
+    if d[0] != n_y or d[1] != 1:
+        return None
+    # h0 (n_h, m) -> rows (m, n_h)
+    cdef cnp.npy_intp dims[2]
+    dims[0], dims[1] = m, n_h
+    cdef cnp.ndarray rows = cnp.PyArray_EMPTY(2, dims, type_num, 0)
+    cdef Py_ssize_t i, j
+    cdef float *sf
+    cdef float *df
+    cdef double *sd
+    cdef double *dd
+    if type_num == cnp.NPY_FLOAT32:
+        sf, df = <float *>cnp.PyArray_DATA(<cnp.ndarray>h0), <float *>cnp.PyArray_DATA(rows)
+        for i in range(m):
+            for j in range(n_h):
+                df[i * n_h + j] = sf[j * m + i]
+    else:
+        sd, dd = <double *>cnp.PyArray_DATA(<cnp.ndarray>h0), <double *>cnp.PyArray_DATA(rows)
+        for i in range(m):
+            for j in range(n_h):
+                dd[i * n_h + j] = sd[j * m + i]
+    return rows, n_steps

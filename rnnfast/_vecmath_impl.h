@@ -130,3 +130,22 @@ static RF_CLONES double RF_NAME(rf_xent_row)(RF_T *restrict row, ptrdiff_t label
     row[label] -= scale;
     return loss;
 }
+
+/* C = alpha op(A) op(B) + beta C for tiny row-major matrices, where a BLAS call
+ * costs more than the arithmetic.  Same contract as BLAS gemm: C is (m, n),
+ * op(X) is X or X^T by the flags, and C is not read when beta is 0. */
+static void RF_NAME(rf_small_gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n,
+                                   ptrdiff_t k, RF_T alpha, const RF_T *a, ptrdiff_t lda,
+                                   const RF_T *b, ptrdiff_t ldb, RF_T beta, RF_T *c,
+                                   ptrdiff_t ldc)
+{
+    for (ptrdiff_t i = 0; i < m; i++) {
+        for (ptrdiff_t j = 0; j < n; j++) {
+            RF_T sum = 0;
+            for (ptrdiff_t l = 0; l < k; l++)
+                sum += (trans_a ? a[l * lda + i] : a[i * lda + l])
+                       * (trans_b ? b[j * ldb + l] : b[l * ldb + j]);
+            c[i * ldc + j] = beta == 0 ? alpha * sum : alpha * sum + beta * c[i * ldc + j];
+        }
+    }
+}

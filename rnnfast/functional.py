@@ -120,10 +120,12 @@ class _Model:
     """Validated inputs of one forward pass, in the kernels' layout.
 
     ``x`` is in the form ``x_mode`` names (see ``_kernels.pyx``): the seed's
-    ``x`` as an ``(n_x, m*T)`` matrix (X_COLUMNS), batch-first rows
-    ``(m*T, n_x)`` (X_ROWS) or class indices ``(m*T,)`` (X_INDEX).  ``h0`` is
-    ``(m, n_h)``, the weights are C-contiguous and the biases 1-D, all of one
-    float dtype.  Build it with :func:`_model`, which validates and converts.
+    ``x`` (n_x, m, T) or (n_x, m) (X_COLUMNS, read by the kernels as an
+    ``(n_x, m*T)`` matrix), batch-first rows ``(m*T, n_x)`` (X_ROWS) or class
+    indices ``(m*T,)`` (X_INDEX).  ``h0`` is ``(m, n_h)``.  Every array is
+    C-contiguous and of one float dtype; the biases are ``(n, 1)`` or ``(n,)``
+    (the kernels read n values either way).  Build it with :func:`_model`,
+    which validates and converts.
     """
 
     __slots__ = ("x_mode", "x", "h0", "w_hx", "w_hh", "w_yh", "b_h", "b_y", "dtype",
@@ -214,47 +216,17 @@ _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _fast_model(x, h0, parameters, cell):
-    """The common case, checked cheaply: one float dtype, C-contiguous arrays.
+    """The common case, checked at C speed: one float dtype, C-contiguous arrays.
 
     Returns None whenever anything differs (the full path then validates,
     converts and reports errors).
     """
-    if type(parameters) is not dict or len(parameters) != 5:
+    checked = _kernels.fast_inputs(x, h0, parameters, cell)
+    if checked is None:
         return None
-    w_hx = parameters.get("Whx")
-    w_hh = parameters.get("Whh")
-    w_yh = parameters.get("Wyh")
-    b_h = parameters.get("bh")
-    b_y = parameters.get("by")
-    ndarray = np.ndarray
-    if not (type(x) is ndarray and type(h0) is ndarray and type(w_hx) is ndarray
-            and type(w_hh) is ndarray and type(w_yh) is ndarray and type(b_h) is ndarray
-            and type(b_y) is ndarray):
-        return None
-    dtype = x.dtype
-    if not ((dtype is _FLOAT_DTYPES[0] or dtype is _FLOAT_DTYPES[1]) and h0.dtype is dtype
-            and w_hx.dtype is dtype and w_hh.dtype is dtype and w_yh.dtype is dtype
-            and b_h.dtype is dtype and b_y.dtype is dtype):
-        return None
-    shape = x.shape
-    if len(shape) != (2 if cell else 3) or not x.flags.c_contiguous:
-        return None
-    n_x, m = shape[0], shape[1]
-    n_steps = 1 if cell else shape[2]
-    if w_yh.ndim != 2:
-        return None
-    n_y, n_h = w_yh.shape
-    if not (n_x and m and n_steps and n_h and n_y) \
-            or max(n_x, n_h, n_y, m * n_steps, n_steps * n_h) > _INT_MAX:
-        return None
-    if (w_hh.shape != (n_h, n_h) or w_hx.shape != (n_h, n_x) or h0.shape != (n_h, m)
-            or b_h.shape != (n_h, 1) or b_y.shape != (n_y, 1)):
-        return None
-    if not (w_hh.flags.c_contiguous and w_hx.flags.c_contiguous and w_yh.flags.c_contiguous
-            and b_h.flags.c_contiguous and b_y.flags.c_contiguous):
-        return None
-    return _Model(x.reshape(n_x, m * n_steps), np.ascontiguousarray(h0.T), w_hx, w_hh, w_yh,
-                  b_h.reshape(n_h), b_y.reshape(n_y), n_steps)
+    h0_rows, n_steps = checked
+    p = parameters
+    return _Model(x, h0_rows, p["Whx"], p["Whh"], p["Wyh"], p["bh"], p["by"], n_steps)
 
 
 def _model(x, h0, parameters, x_name, h0_name, cell):
@@ -278,9 +250,8 @@ def _model(x, h0, parameters, x_name, h0_name, cell):
 
     dtype = _common_dtype([x, h0, *arrays])
     w_hx, w_hh, w_yh, b_h, b_y = (np.ascontiguousarray(a, dtype=dtype) for a in arrays)
-    return _Model(np.ascontiguousarray(x, dtype=dtype).reshape(n_x, m * n_steps),
-                  np.ascontiguousarray(h0.T, dtype=dtype), w_hx, w_hh, w_yh,
-                  b_h.reshape(n_h), b_y.reshape(n_y), n_steps)
+    return _Model(np.ascontiguousarray(x, dtype=dtype), np.ascontiguousarray(h0.T, dtype=dtype),
+                  w_hx, w_hh, w_yh, b_h, b_y, n_steps)
 
 
 class ForwardCache(Sequence):

@@ -19,8 +19,9 @@
 #    _updates.pyx (the Adam step); --valgrind / --asan are what check the kernels.
 # 2. --valgrind: a release build (the directives that ship, with -g) in a second
 #    fresh venv; a representative subset of the tests (rnn_forward/backward,
-#    cells, layouts and dtypes, rnn_loss, RNNModel, optimizers, validation, and
-#    the rnnfast.RNN module tests when torch is installed) plus a small driver
+#    cells, layouts and dtypes, rnn_loss, RNNModel, optimizers, validation,
+#    hostile inputs, the hypothesis properties, and the rnnfast.RNN module
+#    tests when torch is installed) plus a small driver
 #    that exercises rnnfast.RNN without torch (layers, directions, relu, lengths,
 #    dropout, both dtypes, both product paths) run under
 #    `valgrind --tool=memcheck --error-exitcode=99` with PYTHONMALLOC=malloc.
@@ -186,7 +187,7 @@ for force, dtype in itertools.product([None, True, False], [np.float32, np.float
             [1, 2], [False, True], ["tanh", "relu"], [True, False], [False, True]):
         r = rnnfast.RNN(3, 5, num_layers=layers, bidirectional=bidir, nonlinearity=nonlin,
                         bias=bias, batch_first=batch_first,
-                        dropout=0.3 if layers > 1 else 0.0, seed=1)
+                        dropout=0.3 if layers > 1 else 0.0, dtype=dtype, seed=1)
         r.train(layers > 1)
         dirs = 2 if bidir else 1
         for n_batch, lengths in [(3, None), (3, [4, 2, 1]), (1, None), (1, [2])]:
@@ -273,7 +274,8 @@ if ((run_valgrind)); then
     # Small shapes everywhere; the finite-difference loss test (reference-heavy,
     # slow under valgrind) is left out, and so is the reference's own test file.
     subset=(tests/test_against_reference.py tests/test_layouts_and_dtypes.py
-            tests/test_loss.py tests/test_model.py tests/test_optim.py tests/test_validation.py)
+            tests/test_loss.py tests/test_model.py tests/test_optim.py tests/test_validation.py
+            tests/test_hostile.py tests/test_properties.py)
     if "$venv/bin/python" -c 'import torch' 2>/dev/null; then
         subset+=(tests/test_rnn_module.py)
     fi
