@@ -405,34 +405,57 @@ cdef double _loss(int x_mode, const void *x, const floating *h0, const Py_ssize_
 # The entry points take ndarrays and read their data pointers directly: the
 # wrapper (functional.py) has checked that every array is C-contiguous, of one
 # float dtype (that of h0), of the documented shape, and that class indices are
-# intp values in range, so no buffer is acquired or checked here.  Sizes come
-# from the shapes of h_out/h (m, T, n_h), y_out/logits (m*T or m, T, n_y) and
-# w_hx (n_h, n_x).
+# intp values in range, so no buffer is acquired or checked here.  The seed
+# model's entry points allocate their outputs and scratch themselves (at C
+# speed, which matters for small models) before releasing the GIL.
 
 cdef inline void *_ptr(cnp.ndarray a) noexcept:
     return NULL if a is None else cnp.PyArray_DATA(a)
 
 
+cdef inline cnp.ndarray _empty_like(cnp.ndarray a):
+    return cnp.PyArray_EMPTY(cnp.PyArray_NDIM(a), cnp.PyArray_DIMS(a), cnp.PyArray_TYPE(a), 0)
+
+
+cdef inline cnp.ndarray _empty3(cnp.npy_intp d0, cnp.npy_intp d1, cnp.npy_intp d2, int type_num):
+    cdef cnp.npy_intp dims[3]
+    dims[0], dims[1], dims[2] = d0, d1, d2
+    return cnp.PyArray_EMPTY(3, dims, type_num, 0)
+
+
+cdef inline cnp.ndarray _scratch(bint needed, cnp.ndarray like):
+    """An array shaped like ``like`` when ``needed``, else a 1-element placeholder."""
+    cdef cnp.npy_intp one = 1
+    if needed:
+        return _empty_like(like)
+    return cnp.PyArray_EMPTY(1, &one, cnp.PyArray_TYPE(like), 0)
+
+
 def forward(int x_mode, cnp.ndarray x not None, cnp.ndarray h0 not None,
             cnp.ndarray w_hx not None, cnp.ndarray w_hh not None, cnp.ndarray w_yh not None,
-            cnp.ndarray b_h not None, cnp.ndarray b_y not None,
-            cnp.ndarray h_out not None, cnp.ndarray y_out not None,
-            cnp.ndarray w_hh_t not None, bint own_products, bint softmax=True):
-    """Forward pass over all steps; writes ``h_out (m, T, n_h)`` and ``y_out (m, T, n_y)``.
+            cnp.ndarray b_h not None, cnp.ndarray b_y not None, bint own_products,
+            bint softmax=True):
+    """Forward pass over all steps; returns ``(h (m, T, n_h), y (m, T, n_y))``.
 
-    ``y_out`` gets the softmax outputs, or the logits when ``softmax`` is false.
-    ``h0 (m, n_h)``, weights as in the model, biases 1-D, ``w_hh_t (n_h, n_h)``
-    scratch (used when ``own_products``: the recurrent products then run in the
-    hand-written loops instead of BLAS).
+    ``y`` holds the softmax outputs, or the logits when ``softmax`` is false.
+    ``h0 (m, n_h)``, weights as in the model, biases of n values.  With
+    ``own_products`` the recurrent products run in the hand-written loops
+    instead of BLAS.  The number of steps is ``x``'s size / (m * n_x) (or its
+    length for class indices).
     """
-    cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(h_out)
-    cdef int n_batch = <int>dims[0], n_steps = <int>dims[1], n_hidden = <int>dims[2]
+    cdef int type_num = cnp.PyArray_TYPE(h0)
+    cdef int n_batch = <int>cnp.PyArray_DIMS(h0)[0], n_hidden = <int>cnp.PyArray_DIMS(h0)[1]
     cdef int n_output = <int>cnp.PyArray_DIMS(w_yh)[0]
     cdef int n_input = <int>cnp.PyArray_DIMS(w_hx)[1]
+    cdef int n_steps = <int>(cnp.PyArray_SIZE(x) // n_batch
+                             // (1 if x_mode == X_INDEX else n_input))
+    cdef cnp.ndarray h_out = _empty3(n_batch, n_steps, n_hidden, type_num)
+    cdef cnp.ndarray y_out = _empty3(n_batch, n_steps, n_output, type_num)
+    cdef cnp.ndarray w_hh_t = _scratch(own_products, w_hh)
     cdef void *p[10]
     p[:] = [_ptr(x), _ptr(h0), _ptr(w_hx), _ptr(w_hh), _ptr(w_yh), _ptr(b_h), _ptr(b_y),
             _ptr(h_out), _ptr(y_out), _ptr(w_hh_t)]
-    if cnp.PyArray_TYPE(h0) == cnp.NPY_FLOAT32:
+    if type_num == cnp.NPY_FLOAT32:
         with nogil:
             _forward(x_mode, p[0], <float *>p[1], <float *>p[2], <float *>p[3], <float *>p[4],
                      <float *>p[5], <float *>p[6], <float *>p[7], <float *>p[8], <float *>p[9],
@@ -443,28 +466,32 @@ def forward(int x_mode, cnp.ndarray x not None, cnp.ndarray h0 not None,
                      <double *>p[4], <double *>p[5], <double *>p[6], <double *>p[7],
                      <double *>p[8], <double *>p[9],
                      n_input, n_hidden, n_output, n_batch, n_steps, own_products, softmax)
+    return h_out, y_out
 
 
 def backward(int x_mode, cnp.ndarray x not None, cnp.ndarray h0 not None,
              cnp.ndarray h not None, cnp.ndarray dh not None, cnp.ndarray w_hx not None,
-             cnp.ndarray w_hh not None, cnp.ndarray dx_out, cnp.ndarray dh0_out not None,
-             cnp.ndarray dw_hx_out not None, cnp.ndarray dw_hh_out not None,
-             cnp.ndarray db_h_out not None, cnp.ndarray dz_scratch not None,
-             cnp.ndarray edge_scratch not None, bint own_products):
-    """BPTT over all steps; writes the ``*_out`` arrays (see the top of this file).
+             cnp.ndarray w_hh not None, cnp.ndarray b_h not None, bint dh_is_scratch,
+             bint own_products):
+    """BPTT over all steps; returns ``(dx, dh0, dWhx, dWhh, dbh)``.
 
-    ``h`` and ``dh`` are ``(m, T, n_h)``; ``dz_scratch`` has the shape of ``h``
-    and may be ``dh`` itself (then overwritten); ``edge_scratch`` has the
-    shape of ``h0 (m, n_h)``.  ``dx_out`` has the layout of ``x``, or is None
-    for class indices.
+    ``h`` and ``dh`` are ``(m, T, n_h)``; with ``dh_is_scratch`` the kernel
+    overwrites ``dh`` (with dZ) instead of allocating a scratch array.  ``dx``
+    has the shape of ``x`` (None for class indices), ``dh0`` that of ``h0
+    (m, n_h)``, ``dbh`` that of ``b_h``.
     """
     cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(h)
     cdef int n_batch = <int>dims[0], n_steps = <int>dims[1], n_hidden = <int>dims[2]
     cdef int n_input = <int>cnp.PyArray_DIMS(w_hx)[1]
+    cdef cnp.ndarray dx_out = None if x_mode == X_INDEX else _empty_like(x)
+    cdef cnp.ndarray dh0_out = _empty_like(h0), edge = _empty_like(h0)
+    cdef cnp.ndarray dw_hx_out = _empty_like(w_hx), dw_hh_out = _empty_like(w_hh)
+    cdef cnp.ndarray db_h_out = _empty_like(b_h)
+    cdef cnp.ndarray dz = dh if dh_is_scratch else _empty_like(h)
     cdef void *p[13]
     p[:] = [_ptr(x), _ptr(h0), _ptr(h), _ptr(dh), _ptr(w_hx), _ptr(w_hh), _ptr(dx_out),
-            _ptr(dh0_out), _ptr(dw_hx_out), _ptr(dw_hh_out), _ptr(db_h_out),
-            _ptr(dz_scratch), _ptr(edge_scratch)]
+            _ptr(dh0_out), _ptr(dw_hx_out), _ptr(dw_hh_out), _ptr(db_h_out), _ptr(dz),
+            _ptr(edge)]
     if cnp.PyArray_TYPE(h0) == cnp.NPY_FLOAT32:
         with nogil:
             _backward(x_mode, p[0], <float *>p[1], <float *>p[2], <float *>p[3], <float *>p[4],
@@ -477,32 +504,40 @@ def backward(int x_mode, cnp.ndarray x not None, cnp.ndarray h0 not None,
                       <double *>p[4], <double *>p[5], <double *>p[6], <double *>p[7],
                       <double *>p[8], <double *>p[9], <double *>p[10], <double *>p[11],
                       <double *>p[12], n_input, n_hidden, n_batch, n_steps, own_products)
+    return dx_out, dh0_out, dw_hx_out, dw_hh_out, db_h_out
 
 
 def loss(int x_mode, cnp.ndarray x not None, cnp.ndarray h0 not None,
          cnp.ndarray labels not None, cnp.ndarray w_hx not None, cnp.ndarray w_hh not None,
          cnp.ndarray w_yh not None, cnp.ndarray b_h not None, cnp.ndarray b_y not None,
-         cnp.ndarray h_out not None, cnp.ndarray logits not None, cnp.ndarray dh not None,
-         cnp.ndarray dx_out, cnp.ndarray dh0_out not None, cnp.ndarray dw_hx_out not None,
-         cnp.ndarray dw_hh_out not None, cnp.ndarray db_h_out not None,
-         cnp.ndarray dw_yh_out not None, cnp.ndarray db_y_out not None,
-         cnp.ndarray edge_scratch not None, cnp.ndarray w_hh_t not None, bint own_products):
+         bint own_products):
     """Forward, mean softmax cross-entropy against ``labels (m*T,)`` and full backward.
 
-    Returns the loss (a float); writes ``h_out``, the ``d*_out`` gradients, and
-    uses ``logits (m, T, n_y)`` and ``dh (m, T, n_h)`` as scratch.
+    Returns ``(loss, h, dx, dh0, dWhx, dWhh, dbh, dWyh, dby)``: the loss as a
+    float, the states ``(m, T, n_h)``, and gradients shaped like their
+    parameters (``dx`` like ``x``, None for class indices).
     """
-    cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(h_out)
-    cdef int n_batch = <int>dims[0], n_steps = <int>dims[1], n_hidden = <int>dims[2]
+    cdef int type_num = cnp.PyArray_TYPE(h0)
+    cdef int n_batch = <int>cnp.PyArray_DIMS(h0)[0], n_hidden = <int>cnp.PyArray_DIMS(h0)[1]
     cdef int n_output = <int>cnp.PyArray_DIMS(w_yh)[0]
     cdef int n_input = <int>cnp.PyArray_DIMS(w_hx)[1]
+    cdef int n_steps = <int>(cnp.PyArray_SIZE(labels) // n_batch)
+    cdef cnp.ndarray h_out = _empty3(n_batch, n_steps, n_hidden, type_num)
+    cdef cnp.ndarray logits = _empty3(n_batch, n_steps, n_output, type_num)
+    cdef cnp.ndarray dh = _empty3(n_batch, n_steps, n_hidden, type_num)
+    cdef cnp.ndarray dx_out = None if x_mode == X_INDEX else _empty_like(x)
+    cdef cnp.ndarray dh0_out = _empty_like(h0), edge = _empty_like(h0)
+    cdef cnp.ndarray dw_hx_out = _empty_like(w_hx), dw_hh_out = _empty_like(w_hh)
+    cdef cnp.ndarray dw_yh_out = _empty_like(w_yh)
+    cdef cnp.ndarray db_h_out = _empty_like(b_h), db_y_out = _empty_like(b_y)
+    cdef cnp.ndarray w_hh_t = _scratch(own_products, w_hh)
     cdef double result
     cdef void *p[20]
     p[:] = [_ptr(x), _ptr(h0), _ptr(labels), _ptr(w_hx), _ptr(w_hh), _ptr(w_yh), _ptr(b_h),
             _ptr(b_y), _ptr(h_out), _ptr(logits), _ptr(dh), _ptr(dx_out), _ptr(dh0_out),
             _ptr(dw_hx_out), _ptr(dw_hh_out), _ptr(db_h_out), _ptr(dw_yh_out),
-            _ptr(db_y_out), _ptr(edge_scratch), _ptr(w_hh_t)]
-    if cnp.PyArray_TYPE(h0) == cnp.NPY_FLOAT32:
+            _ptr(db_y_out), _ptr(edge), _ptr(w_hh_t)]
+    if type_num == cnp.NPY_FLOAT32:
         with nogil:
             result = _loss(x_mode, p[0], <float *>p[1], <Py_ssize_t *>p[2], <float *>p[3],
                            <float *>p[4], <float *>p[5], <float *>p[6], <float *>p[7],
@@ -518,7 +553,8 @@ def loss(int x_mode, cnp.ndarray x not None, cnp.ndarray h0 not None,
                            <double *>p[12], <double *>p[13], <double *>p[14], <double *>p[15],
                            <double *>p[16], <double *>p[17], <double *>p[18], <double *>p[19],
                            n_input, n_hidden, n_output, n_batch, n_steps, own_products)
-    return result
+    return (result, h_out, dx_out, dh0_out, dw_hx_out, dw_hh_out, db_h_out, dw_yh_out,
+            db_y_out)
 
 
 def layer_forward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray w_ih not None,

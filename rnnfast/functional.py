@@ -156,63 +156,34 @@ class _Model:
             return _force_products
         return self.m == 1 and self.n_h <= _OWN_PRODUCTS_MAX_HIDDEN
 
-    def w_hh_scratch(self, own):
-        """Scratch for Whh^T, needed by the hand-written products only."""
-        return np.empty_like(self.w_hh) if own else _EMPTY[self.dtype]
-
     def run_forward(self, softmax=True):
         """Run the forward kernel; return ``(H (m,T,n_h), Y (m,T,n_y))``.
 
         ``Y`` holds the softmax outputs, or the logits when ``softmax`` is false.
         """
-        H = np.empty((self.m, self.n_steps, self.n_h), dtype=self.dtype)
-        Y = np.empty((self.m, self.n_steps, self.n_y), dtype=self.dtype)
-        own = self.own_products()
-        _kernels.forward(self.x_mode, self.x, self.h0, self.w_hx, self.w_hh, self.w_yh,
-                         self.b_h, self.b_y, H, Y, self.w_hh_scratch(own), own, softmax)
-        return H, Y
+        return _kernels.forward(self.x_mode, self.x, self.h0, self.w_hx, self.w_hh, self.w_yh,
+                                self.b_h, self.b_y, self.own_products(), softmax)
 
     def run_loss(self, labels):
         """Forward, mean cross-entropy against ``labels`` (intp, ``(m*T,)``), backward.
 
         Returns ``(loss, H, dx, dh0 (m, n_h), dWhx, dWhh, dbh, dWyh, dby)`` with
-        ``dx`` in the layout of ``x`` (None for class indices) and 1-D biases.
+        ``dx`` shaped like ``x`` (None for class indices) and biases like the
+        model's.
         """
-        empty_like = np.empty_like
-        H = np.empty((self.m, self.n_steps, self.n_h), dtype=self.dtype)
-        logits = np.empty((self.m, self.n_steps, self.n_y), dtype=self.dtype)
-        dH = empty_like(H)
-        dx = None if self.x_mode == X_INDEX else empty_like(self.x)
-        grads = (dx, empty_like(self.h0), empty_like(self.w_hx), empty_like(self.w_hh),
-                 empty_like(self.b_h), empty_like(self.w_yh), empty_like(self.b_y))
-        own = self.own_products()
-        loss = _kernels.loss(self.x_mode, self.x, self.h0, labels, self.w_hx, self.w_hh,
-                             self.w_yh, self.b_h, self.b_y, H, logits, dH, *grads,
-                             empty_like(self.h0), self.w_hh_scratch(own), own)
-        return (loss, H, *grads)
+        return _kernels.loss(self.x_mode, self.x, self.h0, labels, self.w_hx, self.w_hh,
+                             self.w_yh, self.b_h, self.b_y, self.own_products())
 
     def run_backward(self, H, dH, dH_is_scratch):
         """Run the BPTT kernel on batch-major ``H`` and ``dH``.
 
         With ``dH_is_scratch`` (``dH`` is a private copy) the kernel overwrites
         ``dH`` with its intermediate ``dZ`` instead of allocating another array.
-        Returns ``(dx, dh0 (m, n_h), dWhx, dWhh, dbh (n_h,))``, ``dx`` in the layout
-        of ``x`` (None for class indices).
+        Returns ``(dx, dh0 (m, n_h), dWhx, dWhh, dbh)``, ``dx`` shaped like ``x``
+        (None for class indices).
         """
-        empty_like = np.empty_like
-        dx2 = None if self.x_mode == X_INDEX else empty_like(self.x)
-        dh0 = empty_like(self.h0)
-        dw_hx = empty_like(self.w_hx)
-        dw_hh = empty_like(self.w_hh)
-        db_h = empty_like(self.b_h)
-        dz = dH if dH_is_scratch else empty_like(H)
-        edge = empty_like(self.h0)
-        _kernels.backward(self.x_mode, self.x, self.h0, H, dH, self.w_hx, self.w_hh,
-                          dx2, dh0, dw_hx, dw_hh, db_h, dz, edge, self.own_products())
-        return dx2, dh0, dw_hx, dw_hh, db_h
-
-
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+        return _kernels.backward(self.x_mode, self.x, self.h0, H, dH, self.w_hx, self.w_hh,
+                                 self.b_h, dH_is_scratch, self.own_products())
 
 
 def _fast_model(x, h0, parameters, cell):
