@@ -37,8 +37,13 @@ _ACCEPTED_KINDS = "fiub"  # real floating, signed and unsigned integers, boolean
 _OWN_PRODUCTS_MAX_HIDDEN = 64
 # Tests set this to True/False to force one path on every shape.
 _force_products = None
-_EMPTY = {np.dtype(np.float32): np.empty((0, 0), np.float32),
-          np.dtype(np.float64): np.empty((0, 0), np.float64)}
+
+
+def use_own_products(n_batch, n_hidden):
+    """Whether the recurrent products use the hand-written loops rather than BLAS."""
+    if _force_products is not None:
+        return _force_products
+    return n_batch == 1 and n_hidden <= _OWN_PRODUCTS_MAX_HIDDEN
 
 
 def _as_array(name, value):
@@ -152,9 +157,7 @@ class _Model:
 
     def own_products(self):
         """Whether the recurrent products use the hand-written loops rather than BLAS."""
-        if _force_products is not None:
-            return _force_products
-        return self.m == 1 and self.n_h <= _OWN_PRODUCTS_MAX_HIDDEN
+        return use_own_products(self.m, self.n_h)
 
     def run_forward(self, softmax=True):
         """Run the forward kernel; return ``(H (m,T,n_h), Y (m,T,n_y))``.

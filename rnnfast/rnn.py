@@ -164,11 +164,6 @@ class RNN:
 
     # -- forward -------------------------------------------------------------
 
-    def _own_products(self, n_batch):
-        if F._force_products is not None:
-            return F._force_products
-        return n_batch == 1 and self.hidden_size <= F._OWN_PRODUCTS_MAX_HIDDEN
-
     def _check_inputs(self, input, hx, lengths):
         """Validated ``(X (N, L, H_in) batch-major, h0 (D*layers, N, H), lengths, batched)``."""
         x = F._as_array("input", input)
@@ -243,9 +238,9 @@ class RNN:
         x, h0, lengths, batched = self._check_inputs(input, hx, lengths)
         n_batch, n_steps = x.shape[0], x.shape[1]
         H, D = self.hidden_size, self.num_directions
-        own = self._own_products(n_batch)
+        own = F.use_own_products(n_batch, H)
         relu = self.nonlinearity == "relu"
-        w_hh_t = np.empty((H, H), self.dtype) if own else F._EMPTY[self.dtype]
+        w_hh_t = np.empty((H, H) if own else (1,), self.dtype)    # scratch for Whh^T
         zero_bias = np.zeros(H, self.dtype)
         layers, h_n = [], np.empty((self.num_layers * D, n_batch, H), self.dtype)
         layer_input = x.reshape(n_batch * n_steps, -1)
