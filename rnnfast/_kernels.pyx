@@ -121,6 +121,30 @@ cdef inline void _vecmat(const floating *v, const floating *a, Py_ssize_t n_k, P
         rf_vecmat_d(v, a, n_k, n_j, lda, out, accumulate)
 
 
+cdef void _times_whh(const floating *v, int ld_v, const floating *w_hh,
+                     const floating *w_rows, bint transposed, floating *out, int ld_out,
+                     bint accumulate, int n_hidden, int n_batch, bint own_products) noexcept nogil:
+    """out (+)= V M for the n_batch rows of V, with M = Whh^T (``transposed``) or Whh.
+
+    ``w_rows`` is M itself, row-major, for the hand-written loops
+    (``own_products``); BLAS reads ``w_hh`` with the transpose flag.
+    """
+    cdef Py_ssize_t i
+    if own_products:
+        # out_i (+)= v_i M                 (n_h,) = (n_h,) (n_h, n_h), each row i
+        for i in range(n_batch):
+            _vecmat(v + i * ld_v, w_rows, n_hidden, n_hidden, n_hidden, out + i * ld_out,
+                    accumulate)
+    elif n_batch == 1:
+        # out (+)= M^T v, i.e. Whh v or Whh^T v
+        gemv(c'N' if transposed else c'T', n_hidden, n_hidden, 1, w_hh, n_hidden, v, 1,
+             1 if accumulate else 0, out, 1)
+    else:
+        # out (+)= V M                     (m, n_h) = (m, n_h) (n_h, n_h)
+        gemm(c'N', c'T' if transposed else c'N', n_batch, n_hidden, n_hidden, 1, v, ld_v,
+             w_hh, n_hidden, 1 if accumulate else 0, out, ld_out)
+
+
 cdef void _project_input(int x_mode, const void *x, const floating *w_hx, floating *z,
                          int n_input, int n_hidden, int n_rows) noexcept nogil:
     """Z = X Whx^T                         (m*T, n_h) = (m*T, n_x) (n_x, n_h)"""
@@ -170,18 +194,9 @@ cdef void _recur_forward(floating *h, const floating *h0, const floating *w_hh,
             h_prev, ld_prev = h0, n_hidden
         else:
             h_prev, ld_prev = h + (t + 1 if reverse else t - 1) * n_hidden, ld_step
-        if own_products:
-            # z_{t,i} += h_{prev,i} Whh^T     (n_h,) = (n_h,) (n_h, n_h), each batch row i
-            for i in range(n_batch):
-                _vecmat(h_prev + i * ld_prev, w_hh_t, n_hidden, n_hidden, n_hidden,
-                        z_t + i * ld_step, True)
-        elif n_batch == 1:
-            # z_t += Whh h_prev            (n_h,) = (n_h, n_h) (n_h,)
-            gemv(c'N', n_hidden, n_hidden, 1, w_hh, n_hidden, h_prev, 1, 1, z_t, 1)
-        else:
-            # Z_t += H_prev Whh^T          (m, n_h) = (m, n_h) (n_h, n_h)
-            gemm(c'N', c'T', n_batch, n_hidden, n_hidden, 1, h_prev, ld_prev,
-                 w_hh, n_hidden, 1, z_t, ld_step)
+        # Z_t += H_prev Whh^T              (m, n_h) = (m, n_h) (n_h, n_h)
+        _times_whh(h_prev, ld_prev, w_hh, w_hh_t, True, z_t, ld_step, True,
+                   n_hidden, n_batch, own_products)
         for i in range(n_batch):
             row = z_t + i * ld_step
             if lengths != NULL and t >= lengths[i]:
@@ -224,18 +239,9 @@ cdef void _recur_backward(const floating *h, const floating *dh, floating *dz,
                 # dZ_t = (dH_t + G_t) * f'(H_t);  dbh += dZ_t
                 _act_grad(dz + off, dh + off, grad + i * n_hidden, h + off, db_h_out,
                           n_hidden, relu)
-        if own_products:
-            # G_{i} = dz_{t,i} Whh           (n_h,) = (n_h,) (n_h, n_h), each batch row i
-            for i in range(n_batch):
-                _vecmat(dz_t + i * ld_step, w_hh, n_hidden, n_hidden, n_hidden,
-                        grad + i * n_hidden, False)
-        elif n_batch == 1:
-            # G = Whh^T dz_t               (n_h,) = (n_h, n_h)^T (n_h,)
-            gemv(c'T', n_hidden, n_hidden, 1, w_hh, n_hidden, dz_t, 1, 0, grad, 1)
-        else:
-            # G = dZ_t Whh                 (m, n_h) = (m, n_h) (n_h, n_h)
-            gemm(c'N', c'N', n_batch, n_hidden, n_hidden, 1, dz_t, ld_step,
-                 w_hh, n_hidden, 0, grad, n_hidden)
+        # G = dZ_t Whh                     (m, n_h) = (m, n_h) (n_h, n_h)
+        _times_whh(dz_t, ld_step, w_hh, w_hh, False, grad, n_hidden, False,
+                   n_hidden, n_batch, own_products)
         if lengths != NULL:
             for i in range(n_batch):
                 if t >= lengths[i]:
