@@ -279,6 +279,19 @@ cdef void _input_grads(int x_mode, const void *x, const floating *dz, const floa
                 dw_hx_out[j * n_input + k] += dz[i * n_hidden + j]
 
 
+cdef bint _rows_finite(const floating *a, Py_ssize_t n_rows, Py_ssize_t ld,
+                       Py_ssize_t n) noexcept nogil:
+    """Every value in n_rows rows of n values (row stride ld) is finite."""
+    cdef Py_ssize_t i, j
+    cdef floating v
+    for i in range(n_rows):
+        for j in range(n):
+            v = a[i * ld + j]
+            if v - v != 0:          # NaN or +-Inf
+                return False
+    return True
+
+
 cdef void _hidden_weight_grad(const floating *dz, const floating *h, const floating *h0,
                               floating *h_edge, floating *dw_hh_out,
                               int n_hidden, int n_batch, int n_steps,
@@ -290,15 +303,34 @@ cdef void _hidden_weight_grad(const floating *dz, const floating *h, const float
     instead of a neighbouring sequence's state.  One GEMM takes all shifted
     pairs, a second (m rows) swaps those wrong partners for h0:
       h_edge[i] = h0[i] - H[i-1, T-1]   (reversed: h0[i] - H[i+1, 0]; 0 past the ends)
+    The swap subtracts what the first GEMM added, which only works for finite
+    values (inf - inf is NaN): when a row involved is not finite, every sequence
+    gets its own GEMM instead.
     """
     cdef int n_rows = n_batch * n_steps
     cdef int ld_step = n_steps * n_hidden
+    cdef int first = (n_steps - 1) * n_hidden if reverse else 0   # offset of the first step
+    cdef int last = 0 if reverse else (n_steps - 1) * n_hidden     # offset of the last step
     cdef Py_ssize_t i, j, neighbour
     cdef floating v
     if n_steps == 1:
         # dWhh = dZ^T h0                   (n_h, n_h) = (n_h, m) (m, n_h)
         gemm(c'T', c'N', n_hidden, n_hidden, n_batch, 1, dz, n_hidden, h0, n_hidden,
              0, dw_hh_out, n_hidden)
+        return
+    if not (_rows_finite(dz + first, n_batch, ld_step, n_hidden)
+            and _rows_finite(h + last, n_batch, ld_step, n_hidden)):
+        # dWhh = dZ_first^T h0 + sum_i dZ_i[later steps]^T H_i[earlier steps]
+        gemm(c'T', c'N', n_hidden, n_hidden, n_batch, 1, dz + first, ld_step, h0, n_hidden,
+             0, dw_hh_out, n_hidden)
+        for i in range(n_batch):
+            if reverse:
+                gemm(c'T', c'N', n_hidden, n_hidden, n_steps - 1, 1, dz + i * ld_step,
+                     n_hidden, h + i * ld_step + n_hidden, n_hidden, 1, dw_hh_out, n_hidden)
+            else:
+                gemm(c'T', c'N', n_hidden, n_hidden, n_steps - 1, 1,
+                     dz + i * ld_step + n_hidden, n_hidden, h + i * ld_step, n_hidden,
+                     1, dw_hh_out, n_hidden)
         return
     if reverse:
         # dWhh = dZ[:-1]^T H[1:]          (n_h, n_h) = (n_h, m*T-1) (m*T-1, n_h)
@@ -313,14 +345,10 @@ cdef void _hidden_weight_grad(const floating *dz, const floating *h, const float
         for j in range(n_hidden):
             v = h0[i * n_hidden + j]
             if 0 <= neighbour < n_batch:
-                if reverse:
-                    v = v - h[neighbour * ld_step + j]
-                else:
-                    v = v - h[neighbour * ld_step + (n_steps - 1) * n_hidden + j]
+                v = v - h[neighbour * ld_step + last + j]
             h_edge[i * n_hidden + j] = v
     # dWhh += dZ_first^T h_edge          (n_h, n_h) = (n_h, m) (m, n_h)
-    gemm(c'T', c'N', n_hidden, n_hidden, n_batch, 1,
-         dz + ((n_steps - 1) * n_hidden if reverse else 0), ld_step, h_edge, n_hidden,
+    gemm(c'T', c'N', n_hidden, n_hidden, n_batch, 1, dz + first, ld_step, h_edge, n_hidden,
          1, dw_hh_out, n_hidden)
 
 

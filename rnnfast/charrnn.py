@@ -90,6 +90,10 @@ def train_apple_torch(model, iterations=100, lr=0.1):
 
 def demo(args, out=None):
     out = sys.stdout if out is None else out
+    if args.iterations < 1:
+        raise SystemExit("error: --iterations must be at least 1")
+    if not args.lr > 0:
+        raise SystemExit("error: --lr must be positive")
     dtype = np.dtype(args.dtype)
     model = RNNModel(5, 5, 5, dtype=dtype, seed=args.seed)
     initial = {k: v.copy() for k, v in model.parameters.items()}
@@ -148,8 +152,8 @@ def read_text(path):
 
 def sample_text(model, vocab, length, temperature=1.0, prime="", seed=None):
     """Generate ``length`` characters, starting after ``prime`` (or a random character)."""
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0; got {temperature}")
+    if not temperature > 0 or not np.isfinite(temperature):
+        raise ValueError(f"temperature must be a positive number; got {temperature}")
     rng = np.random.default_rng(seed)
     index = {c: i for i, c in enumerate(vocab)}
     unknown = sorted(set(prime) - set(index))
@@ -269,7 +273,7 @@ def sample(args):
         raise SystemExit(f"error: {args.model}: no such file") from None
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
-    vocab = list(model.metadata.get("vocab", ""))
+    vocab = list(model.metadata.get("vocab", "")) if isinstance(model.metadata, dict) else []
     if len(vocab) != model.input_size:
         raise SystemExit(f"error: {args.model} has no vocabulary; save it with "
                          "'python -m rnnfast train ... --save'")

@@ -341,7 +341,9 @@ def rnn_forward(x, h0, parameters):
     """
     model = _model(x, h0, parameters, "x", "h0", cell=False)
     H, Y = model.run_forward()
-    return H.transpose(2, 0, 1), Y.transpose(2, 0, 1), (ForwardCache(model, H, parameters), x)
+    # h is the caller's to modify; the cache keeps its own copy of the states
+    return (H.transpose(2, 0, 1), Y.transpose(2, 0, 1),
+            (ForwardCache(model, H.copy(), parameters), x))
 
 
 def _check_grad(name, grad, expected, labels):

@@ -8,7 +8,6 @@ It does the job of ``nn.RNN(batch_first=True)`` + ``nn.Linear`` +
 import json
 import os
 import tempfile
-import zipfile
 
 import numpy as np
 
@@ -166,6 +165,8 @@ class RNNModel:
         file in the same folder, then renamed over ``path``.
         """
         path = os.fspath(path)
+        if not isinstance(self.metadata, dict):
+            raise TypeError(f"metadata must be a dict; got {type(self.metadata).__name__}")
         meta = json.dumps({"format": _FORMAT, "dtype": self.dtype.name,
                            "metadata": self.metadata})
         folder = os.path.dirname(os.path.abspath(path))
@@ -186,14 +187,21 @@ class RNNModel:
             with np.load(os.fspath(path), allow_pickle=False) as data:
                 meta = json.loads(str(data["__meta__"]))
                 arrays = {k: data[k] for k in ("Whx", "Whh", "Wyh", "bh", "by")}
-        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-            if isinstance(exc, FileNotFoundError):
-                raise
-            raise ValueError(f"{path} is not a model saved by RNNModel.save: {exc}") from None
-        if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
-            raise ValueError(f"{path} is not a model saved by RNNModel.save")
-        model = cls._from_arrays(arrays, meta.get("dtype", "float32"), str(path))
-        model.metadata = meta.get("metadata") or {}
+            if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+                raise ValueError("no rnnfast.RNNModel header")
+            dtype = meta.get("dtype")
+            if dtype not in ("float32", "float64"):
+                raise ValueError(f"unknown dtype {dtype!r}")
+            metadata = meta.get("metadata", {})
+            if not isinstance(metadata, dict):
+                raise ValueError("metadata is not a dict")
+            model = cls._from_arrays(arrays, dtype, str(path))
+        except (FileNotFoundError, IsADirectoryError, PermissionError):
+            raise
+        except Exception as exc:      # any damage (zip, zlib, JSON, shapes) reads as "not ours"
+            raise ValueError(f"{path} is not a model saved by RNNModel.save: "
+                             f"{type(exc).__name__}: {exc}") from None
+        model.metadata = metadata
         return model
 
     @classmethod

@@ -25,13 +25,7 @@ class Optimizer:
             raise TypeError("params must be a non-empty dict of parameter arrays, "
                             "e.g. RNNModel.parameters")
         for name, p in params.items():
-            if not isinstance(p, np.ndarray) or p.dtype.kind != "f":
-                raise TypeError(f"parameter {name!r} must be a floating-point ndarray")
-            if not p.flags.writeable:
-                raise ValueError(f"parameter {name!r} is read-only; optimizers update in place")
-            if not p.flags.c_contiguous:
-                raise ValueError(f"parameter {name!r} is not C-contiguous; optimizers update "
-                                 "parameters in place as flat arrays")
+            _check_parameter(name, p)
         _check_positive("lr", lr, allow_zero=True)
         self.params = params
         self.lr = float(lr)
@@ -44,6 +38,7 @@ class Optimizer:
             raise TypeError("grads must be a dict with a 'd' + name entry per parameter")
         checked = {}
         for name, p in self.params.items():
+            _check_parameter(name, p)           # it may have been replaced since
             key = "d" + name
             if key not in grads:
                 raise KeyError(f"grads has no {key!r} (the gradient of parameter {name!r})")
@@ -66,8 +61,24 @@ class Optimizer:
         raise NotImplementedError
 
 
+def _check_parameter(name, p):
+    """A parameter the optimizers can update in place, or a clear error."""
+    if not isinstance(p, np.ndarray) or p.dtype not in (np.float32, np.float64) \
+            or not p.dtype.isnative:
+        raise TypeError(f"parameter {name!r} must be a float32 or float64 ndarray "
+                        "in native byte order")
+    if not p.flags.writeable:
+        raise ValueError(f"parameter {name!r} is read-only; optimizers update in place")
+    if not p.flags.c_contiguous:
+        raise ValueError(f"parameter {name!r} is not C-contiguous; optimizers update "
+                         "parameters in place as flat arrays")
+
+
 def _check_positive(name, value, allow_zero=False):
-    value = float(value)
+    try:
+        value = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{name} must be a finite number; got {str(value)[:40]}") from None
     if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} "
                          f"finite number; got {value}")
@@ -82,8 +93,7 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr, momentum=0.0):
         super().__init__(params, lr)
-        if not 0 <= float(momentum) < math.inf:
-            raise ValueError(f"momentum must be >= 0; got {momentum}")
+        _check_positive("momentum", momentum, allow_zero=True)
         self.momentum = float(momentum)
 
     def _update(self, p, g, state):
@@ -168,7 +178,8 @@ def clip_grad_norm(grads, max_norm):
     _check_positive("max_norm", max_norm, allow_zero=True)
     arrays = _parameter_gradients(grads)
     total = math.sqrt(sum(float(np.vdot(a, a)) for a in arrays))
-    scale = min(1.0, float(max_norm) / (total + 1e-6))
+    coef = float(max_norm) / (total + 1e-6)
+    scale = 1.0 if coef >= 1.0 else coef      # a NaN norm gives NaN gradients, as in torch
     for a in arrays:
         a *= scale
     return total

@@ -195,7 +195,7 @@ class RNN:
                                  if batched else
                                  f"hx has shape {h.shape}; expected {expected} "
                                  "(num_layers * num_directions, hidden_size) for unbatched input")
-            h0 = np.array(h if batched else h[:, None], dtype=self.dtype)
+            h0 = np.array(h if batched else h[:, None], dtype=self.dtype, order="C")
         if lengths is not None:
             lengths = F._as_array("lengths", lengths)
             if lengths.dtype.kind not in "iu":
@@ -270,7 +270,8 @@ class RNN:
             layer_input = out.reshape(n_batch * n_steps, D * H)
         self._cache = {"layers": layers, "h0": h0, "lengths": lengths, "batched": batched,
                        "shape": (n_batch, n_steps), "own": own}
-        output = out
+        # the caller may write into output: never hand out the states backward reads
+        output = out.copy() if out is layers[-1]["states"][0] else out
         if not batched:
             return output[0], h_n[:, 0]
         return (output if self.batch_first else output.transpose(1, 0, 2)), h_n
@@ -315,7 +316,7 @@ class RNN:
         else:
             g_hn = F._as_array("grad_h_n", grad_h_n)
             F._check_shape("grad_h_n", g_hn, hn_expected, "the shape of h_n")
-            g_hn = np.array(g_hn if batched else g_hn[:, None], dtype=self.dtype)
+            g_hn = np.array(g_hn if batched else g_hn[:, None], dtype=self.dtype, order="C")
 
         grads, d_hx = {}, np.empty((n_states, n_batch, H), self.dtype)
         carry, edge = np.empty((n_batch, H), self.dtype), np.empty((n_batch, H), self.dtype)

@@ -69,6 +69,13 @@ def test_train_refuses_bad_files(tmp_path, content, pattern):
         main(["train", str(path), "--steps", "1"])
 
 
+@pytest.mark.parametrize("args, pattern", [(["--iterations", "0"], "--iterations"),
+                                           (["--lr", "-1"], "--lr")])
+def test_demo_refuses_bad_arguments(args, pattern):
+    with pytest.raises(SystemExit, match=pattern):
+        main(["demo", *args])
+
+
 def test_sample_refuses_bad_models(tmp_path):
     with pytest.raises(SystemExit, match="no such file"):
         main(["sample", str(tmp_path / "missing.npz")])

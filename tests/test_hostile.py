@@ -121,3 +121,27 @@ def test_concurrent_calls_match_serial_calls():
     for result in results:
         for got, want in zip(result, expected):
             np.testing.assert_array_equal(got, want)
+
+
+def test_infinite_dh_gives_the_references_dwhh():
+    """The shifted-GEMM shortcut for dWhh must not turn inf into NaN (inf - inf)."""
+    p = {k: np.zeros((1, 1)) for k in ("Whx", "Whh", "Wyh", "bh", "by")}
+    dh = np.zeros((1, 2, 2))
+    dh[0, 1, 0] = np.inf
+    h0 = np.array([[0.0, 1.0]])
+    _, _, c = rnnfast.rnn_forward(np.zeros((1, 2, 2)), h0, p)
+    _, _, c_ref = ref.rnn_forward(np.zeros((1, 2, 2)), h0, p)
+    with np.errstate(all="ignore"):
+        expected = ref.rnn_backward(dh, c_ref)["dWhh"]
+    np.testing.assert_array_equal(rnnfast.rnn_backward(dh, c)["dWhh"], expected)
+
+
+def test_writing_into_h_does_not_change_the_backward_pass():
+    x, h0, p = make_problem(SHAPE)
+    dh = make_dh(SHAPE)
+    h, _, caches = rnnfast.rnn_forward(x, h0, p)
+    expected = rnnfast.rnn_backward(dh, caches)
+    h *= 0.5
+    got = rnnfast.rnn_backward(dh, caches)
+    for key in expected:
+        np.testing.assert_array_equal(got[key], expected[key])

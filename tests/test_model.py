@@ -139,11 +139,30 @@ def test_load_rejects_foreign_and_damaged_files(tmp_path):
     np.savez(foreign, a=np.zeros(3))
     text = tmp_path / "text.npz"
     text.write_text("hello")
-    for path in (truncated, foreign, text):
+    deep = tmp_path / "deep.npz"
+    np.savez(deep, __meta__=np.array("[" * 100000), **model.parameters)
+    bad_dtype = tmp_path / "dtype.npz"
+    np.savez(bad_dtype, __meta__=np.array('{"format": "rnnfast.RNNModel/1", "dtype": "int8"}'),
+             **model.parameters)
+    compressed = tmp_path / "compressed.npz"
+    np.savez_compressed(compressed, __meta__=np.array("x" * 5000), **model.parameters)
+    damaged = tmp_path / "damaged.npz"
+    raw = bytearray(compressed.read_bytes())
+    raw[100:400] = bytes(300)
+    damaged.write_bytes(bytes(raw))
+    for path in (truncated, foreign, text, deep, bad_dtype, damaged):
         with pytest.raises(ValueError, match="not a model saved by RNNModel.save"):
             RNNModel.load(path)
     with pytest.raises(FileNotFoundError):
         RNNModel.load(tmp_path / "missing.npz")
+
+
+def test_metadata_must_be_a_dict(tmp_path):
+    model = RNNModel(3, 5, 4)
+    model.metadata = [1, 2]
+    with pytest.raises(TypeError, match="metadata must be a dict"):
+        model.save(tmp_path / "m.npz")
+    assert not list(tmp_path.iterdir())
 
 
 def test_torch_round_trip_and_forward_parity(dtype):

@@ -111,7 +111,11 @@ def test_failed_step_changes_nothing():
 
 @pytest.mark.parametrize("make, pattern", [
     (lambda: optim.SGD([], 0.1), "non-empty dict"),
-    (lambda: optim.SGD({"a": np.zeros(3, int)}, 0.1), "floating-point"),
+    (lambda: optim.SGD({"a": np.zeros(3, int)}, 0.1), "float32 or float64"),
+    (lambda: optim.Adam({"a": np.zeros(3, np.float16)}), "float32 or float64"),
+    (lambda: optim.Adam({"a": np.zeros(3, ">f8")}), "native byte order"),
+    (lambda: optim.SGD(make_params(), 10**400), "lr must be a finite number"),
+    (lambda: optim.SGD(make_params(), 0.1, momentum=10**400), "momentum"),
     (lambda: optim.SGD({"a": np.zeros((3, 4))[:, ::2]}, 0.1), "C-contiguous"),
     (lambda: optim.SGD(make_params(), -1.0), "lr must be"),
     (lambda: optim.Adam(make_params(), betas=(1.0, 0.9)), r"betas\[0\]"),
@@ -138,6 +142,24 @@ def test_clip_grad_norm_matches_torch():
     for k, p in zip(SHAPES, params):
         np.testing.assert_allclose(grads["d" + k], p.grad.numpy(), rtol=1e-12)
     np.testing.assert_array_equal(grads["dx"], 1.0)       # not a parameter gradient
+
+
+def test_replaced_parameter_fails_before_any_update():
+    params = make_params()
+    opt = optim.Adam(params, lr=0.1)
+    params["by"] = params["by"].astype(np.float16)
+    before = {k: v.copy() for k, v in params.items()}
+    with pytest.raises(TypeError, match="'by'"):
+        opt.step(gradient_sequence(1)[0])
+    assert opt.steps == 0 and all(not st for st in opt.state.values())
+    for k in params:
+        np.testing.assert_array_equal(params[k], before[k])
+
+
+def test_clip_grad_norm_with_nan_gives_nan_like_torch():
+    grads = {"dWhh": np.array([[np.nan, 1.0]]), "dbh": np.array([[2.0]])}
+    assert np.isnan(rnnfast.clip_grad_norm(grads, 1.0))
+    assert np.all(np.isnan(grads["dbh"]))
 
 
 def test_clip_grad_norm_leaves_small_gradients_alone():

@@ -220,3 +220,33 @@ def test_bad_forward_and_backward_arguments():
         r.load_state_dict(state)
     for k, v in r.state_dict().items():
         np.testing.assert_array_equal(v, before[k])
+
+
+@pytest.mark.parametrize("layout", ["fortran", "transposed-view"])
+def test_hx_and_grad_h_n_in_any_memory_order(layout):
+    t, r = pair(num_layers=2, bidirectional=True)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 3, 4))
+    hx = rng.standard_normal((4, 3, 5))
+    go, gh = rng.standard_normal((6, 3, 10)), rng.standard_normal((4, 3, 5))
+    other = (np.asfortranarray if layout == "fortran"
+             else lambda a: np.ascontiguousarray(a.transpose(2, 1, 0)).transpose(2, 1, 0))
+    out, hn = r(x, hx)
+    g = r.backward(go, gh)
+    out2, hn2 = r(x, other(hx))
+    g2 = r.backward(go, other(gh))
+    np.testing.assert_array_equal(out, out2)
+    np.testing.assert_array_equal(hn, hn2)
+    for key in g:
+        np.testing.assert_array_equal(g[key], g2[key])
+
+
+def test_writing_into_output_does_not_change_backward():
+    t, r = pair()
+    x = np.random.default_rng(0).standard_normal((6, 3, 4))
+    out, _ = r(x)
+    expected = r.backward(np.ones_like(out))
+    out[...] = 7
+    got = r.backward(np.ones_like(out))
+    for key in expected:
+        np.testing.assert_array_equal(got[key], expected[key])
