@@ -1,54 +1,67 @@
 #!/usr/bin/env bash
 # Memory-safety checks of rnnfast's compiled code, on the committed tree only.
 #
-#   tools/memcheck.sh [--torch] [--valgrind] [--asan] [--no-suite] [--rev REV]
-#                     [--keep] [--logs DIR]
+#   tools/memcheck.sh [--torch] [--valgrind] [--valgrind-torch] [--asan]
+#                     [--no-suite] [--rev REV] [--keep] [--logs DIR]
 #
-# 1. (always, unless --no-suite) copies the committed tree (`git archive REV`,
-#    default HEAD) to a temp dir, installs it into a fresh venv with
-#    RNNFAST_DEBUG_CYTHON=1 (Cython bounds, wraparound and initialisation
-#    checks) and the [test] extra, and runs the whole pytest suite from the
-#    copy's root against the installed package (the copy's rnnfast/ source
-#    folder is removed after the install so that it cannot shadow it).
-#    Exceptions raised inside the `noexcept` kernels cannot propagate; Python
-#    prints them as "Exception ignored in ..." and pytest turns them into a
-#    PytestUnraisableExceptionWarning, which is made an error here and also
-#    grepped for in the log.
+# Nothing in the working tree is read or written: each part installs a fresh
+# copy of `git archive REV` (default HEAD) into a fresh venv under a temp dir,
+# and removes the copy's rnnfast/ source folder after the install so that the
+# tests, run from the copy's root, import the installed package (checked).
+#
+# 1. (unless --no-suite) RNNFAST_DEBUG_CYTHON=1 build (Cython bounds,
+#    wraparound and initialisation checks; checked to be in the binary) with the
+#    [test] extra, and the whole suite: `python -m pytest -q -p no:cacheprovider`
+#    plus -rfEs and -W error::pytest.PytestUnraisableExceptionWarning: an
+#    exception raised inside a `noexcept` kernel cannot propagate, Python only
+#    prints "Exception ignored in ...", so that warning is made an error (and
+#    the log is grepped for it).
 #    Note: Cython's bounds checks only guard memoryview/buffer indexing.  The
 #    kernels in _kernels.pyx work on raw pointers, so the checks reach only
 #    _updates.pyx (the Adam step); --valgrind / --asan are what check the kernels.
-# 2. --valgrind: a release build (the directives that ship, with -g) in a second
-#    fresh venv; a representative subset of the tests (rnn_forward/backward,
-#    cells, layouts and dtypes, rnn_loss, RNNModel, optimizers, validation,
-#    hostile inputs, the hypothesis properties, and the rnnfast.RNN module
-#    tests when torch is installed) plus a small driver
-#    that exercises rnnfast.RNN without torch (layers, directions, relu, lengths,
-#    dropout, both dtypes, both product paths) run under
-#    `valgrind --tool=memcheck --error-exitcode=99` with PYTHONMALLOC=malloc.
-#    Errors are attributed to rnnfast when a frame of their stack lies in
-#    rnnfast's extension modules (_kernels, _updates, _vecmath*.h); all the
-#    others (CPython, NumPy, OpenBLAS, torch) are counted and listed as noise.
-#    Valgrind does not emulate AVX-512, so the kernels' AVX2/SSE2 clones run.
-# 3. --asan: a release build with -fsanitize=address in a third venv, and the
-#    whole suite under it (LD_PRELOAD=libasan, PYTHONMALLOC=malloc,
-#    detect_leaks=0).  Natively fast, and it runs the AVX-512 clones too.
+# 2. --valgrind: a release build (the directives that ship; Python's -g) and a
+#    representative subset of the tests (rnn_forward/backward, cells, layouts
+#    and dtypes, rnn_loss, RNNModel, optimizers, validation, hostile inputs,
+#    the hypothesis properties; rnnfast.RNN's tests need torch, see
+#    --valgrind-torch) plus a driver that runs rnnfast.RNN without torch
+#    (layers, directions, relu, bias, batch_first, lengths, dropout, unbatched,
+#    both dtypes, all product paths), under `valgrind --tool=memcheck
+#    --error-exitcode=99 --track-origins=yes` with PYTHONMALLOC=malloc.  An error
+#    is rnnfast's when a frame of rnnfast's compiled code (_kernels, _updates,
+#    _vecmath*.h) comes before the interpreter's in its stack, or in the stack
+#    that allocated an uninitialised value; all the others (CPython 3.11's
+#    long-object and glibc noise, torch) are counted and listed, not failed on.
+#    A positive control (a deliberate out-of-bounds read through the kernels'
+#    raw entry point) must be caught and attributed first.  Valgrind does not
+#    emulate AVX-512, so the kernels' AVX2 (x86-64-v3) clones run.  ~7 min.
+# 3. --asan: a release build with -fsanitize=address (checked), the same
+#    positive control, then the whole suite under LD_PRELOAD=libasan,
+#    PYTHONMALLOC=malloc, ASAN_OPTIONS=detect_leaks=0:halt_on_error=1.  Runs at
+#    native speed and runs the AVX-512 clones on a CPU that has it.  ~1.5 min.
 #
-# --torch installs torch==2.13.0 into every venv (the parity tests skip without
-# it).  Exit status: 0 when everything that ran is clean; 1 when the
-# bounds-checked suite fails (or reports an ignored exception), valgrind finds
-# an error in rnnfast's code or a test fails under valgrind, or ASan reports an
-# error or a test fails under it; 2 on a usage or set-up error.  Logs and
-# summaries are kept in the --logs directory (default: a new /tmp dir, printed).
-# The copies and venvs are deleted at the end unless --keep.
+# --torch installs torch==2.13.0 into the bounds-checked and ASan venvs (the
+# parity and rnnfast.RNN tests skip without it).  --valgrind-torch (implies
+# --valgrind) installs it into the valgrind venv too, adding test_rnn_module.py
+# and the subset's torch comparisons under valgrind: ~14 min instead of ~7,
+# most of it in torch.
+#
+# Exit status: 0 when everything that ran is clean; 1 when the bounds-checked
+# suite fails (or shows an ignored exception), valgrind attributes an error to
+# rnnfast or a test fails under valgrind, or ASan reports an error or a test
+# fails under it; 2 on a usage or set-up error (including a missed positive
+# control).  Logs and summary.txt go to --logs DIR (default: a new /tmp dir,
+# printed); the copies and venvs are deleted unless --keep.
 set -euo pipefail
+shopt -s inherit_errexit     # a failure inside $(...) stops the script too
 
-usage() { sed -n '2,4p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
-with_torch=0 run_suite=1 run_valgrind=0 run_asan=0 keep=0 rev=HEAD logs=""
+with_torch=0 valgrind_torch=0 run_suite=1 run_valgrind=0 run_asan=0 keep=0 rev=HEAD logs=""
 while (($#)); do
     case $1 in
         --torch) with_torch=1 ;;
         --valgrind) run_valgrind=1 ;;
+        --valgrind-torch) run_valgrind=1 valgrind_torch=1 ;;
         --asan) run_asan=1 ;;
         --no-suite) run_suite=0 ;;
         --keep) keep=1 ;;
@@ -98,15 +111,16 @@ copy_tree() {
     echo "$dest"
 }
 
-# make_venv NAME SRC [ENV=VALUE...]: a fresh venv with SRC[test] (and torch)
-# installed under the given build environment; prints the venv's path.
+# make_venv NAME SRC TORCH [ENV=VALUE...]: a fresh venv with SRC[test] (and
+# torch when TORCH is 1) installed under the given build environment; prints
+# the venv's path.
 make_venv() {
-    local name=$1 src=$2
-    shift 2
+    local name=$1 src=$2 torch=$3
+    shift 3
     local venv=$work/venv-$name
     "$PYTHON" -m venv "$venv"
     local -a pkgs=("$src[test]")
-    ((with_torch)) && pkgs+=("$TORCH_SPEC")
+    ((torch)) && pkgs+=("$TORCH_SPEC")
     # --no-cache-dir: never reuse a wheel built with other flags.
     if ! env "$@" "$venv/bin/pip" install --no-cache-dir "${pkgs[@]}" \
             >"$logs/pip-$name.log" 2>&1; then
@@ -117,13 +131,14 @@ make_venv() {
     echo "$venv"
 }
 
-# Remove the copy's sources so that Python started in it imports the installed
-# package, and check that it does.
+# use_installed VENV SRC [ENV=VALUE...]: remove the copy's sources so that
+# Python started in it imports the installed package, and check that it does.
 use_installed() {
     local venv=$1 src=$2
+    shift 2
     rm -rf "$src/rnnfast" "$src/build" "$src"/*.egg-info
     local where
-    where=$(cd "$src" && "$venv/bin/python" -c \
+    where=$(cd "$src" && env "$@" "$venv/bin/python" -c \
         'import rnnfast, rnnfast._kernels, rnnfast._updates; print(rnnfast._kernels.__file__)')
     case $where in
         "$venv"/*) echo "memcheck: tests import $where" ;;
@@ -141,12 +156,15 @@ if ((run_suite)); then
     say "bounds-checked build (RNNFAST_DEBUG_CYTHON=1) and the full test suite"
     t0=$(date +%s)
     src=$(copy_tree src-debug)
-    venv=$(make_venv debug "$src" RNNFAST_DEBUG_CYTHON=1)
-    # The checks really are compiled in: Cython's buffer bounds-check message
-    # is only present when boundscheck is on (it guards _updates.adam's views).
-    updates_so=$("$venv/bin/python" -c 'import rnnfast._updates as u; print(u.__file__)')
-    if ! grep -qa 'Out of bounds on buffer access' "$updates_so"; then
-        echo "memcheck: $updates_so has no bounds checks: RNNFAST_DEBUG_CYTHON had no effect" >&2
+    venv=$(make_venv debug "$src" "$with_torch" RNNFAST_DEBUG_CYTHON=1)
+    # The checks really are compiled in: Cython calls __Pyx_RaiseBufferIndexError
+    # (and emits it at all) only when boundscheck is on; it guards the views of
+    # _updates.adam.  pip builds in the copy, so the generated C is there.
+    updates_c=$src/rnnfast/_updates.c
+    [[ -e $updates_c ]] || updates_c=$("$venv/bin/python" -c \
+        'import rnnfast._updates as u; print(u.__file__)')
+    if ! grep -qa '__Pyx_RaiseBufferIndexError' "$updates_c"; then
+        echo "memcheck: $updates_c has no bounds checks: RNNFAST_DEBUG_CYTHON had no effect" >&2
         exit 2
     fi
     use_installed "$venv" "$src"
@@ -209,53 +227,114 @@ print(f"rnn driver: {count} forward/backward passes ok")
 EOF
 }
 
-# summarise_valgrind LOG...: counts errors, attributing them to rnnfast when a
-# frame of the error's own stack is in rnnfast's compiled code.  Prints a
-# summary; the last line is "RNNFAST_ERRORS=N".
+# A deliberate out-of-bounds read through the kernels' raw entry point (by is
+# one element short, which rnnfast's public functions would refuse): run under
+# valgrind it must be reported and attributed to rnnfast, or the check above
+# proves nothing.
+write_positive_control() {
+    cat >"$1" <<'EOF'
+import re
+import numpy as np
+from rnnfast import _kernels as k
+
+n_x, n_h, n_y, m, T = 3, 4, 5, 2, 3
+rng = np.random.default_rng(0)
+args = dict(
+    x_mode=k.X_COLUMNS, x=rng.standard_normal((n_x, m * T)), h0=np.zeros((m, n_h)),
+    w_hx=rng.standard_normal((n_h, n_x)), w_hh=rng.standard_normal((n_h, n_h)),
+    w_yh=rng.standard_normal((n_y, n_h)), b_h=np.zeros(n_h),
+    b_y=np.zeros(n_y - 1),                                  # one element short
+    h_out=np.empty((m, T, n_h)), y_out=np.empty((m, T, n_y)),
+    w_hh_t=np.empty((n_h, n_h)), own_products=False, softmax=True)
+# The entry point's arguments, by name, from its embedded signature (the
+# internal API changes; the names have been stable).
+head = (k.forward.__doc__ or "").strip().splitlines()[0]
+names = []
+for piece in re.search(r"\((.*)\)", head).group(1).split(","):
+    piece = piece.split("=")[0]
+    piece = piece.split(":")[0] if ":" in piece else piece
+    names.append(piece.split()[-1])
+k.forward(**{n: args[n] for n in names if n in args})
+print("positive control ran")
+EOF
+}
+
+# summarise_valgrind LOG...: the error contexts that valgrind printed (each
+# distinct stack once), attributed to rnnfast when one of its frames comes
+# before the interpreter's in the error's own stack: the error happened inside
+# a call into rnnfast (in its code, or in BLAS/NumPy/libc called from it).  A
+# frame of rnnfast's further down only means that its code is on the stack
+# (e.g. _kernels' module init importing scipy).  Prints a summary whose last
+# line is "RNNFAST_ERRORS=N".
 summarise_valgrind() {
     "$PYTHON" - "$@" <<'EOF'
 import collections, re, sys
 
-OURS = re.compile(r"rnnfast|_kernels[.]|_updates[.]|_vecmath")
+# rnnfast's compiled code: the modules' sources and objects, Cython's mangled
+# names (__pyx_..._7rnnfast_8_kernels_...) and the rf_* helpers of _vecmath*.h;
+# never a bare "rnnfast" (the temp dirs' paths contain it).
+OURS = re.compile(r"\b(_kernels|_updates)[.](c|pyx|cpython)|_vecmath"
+                  r"|7rnnfast_\d+_(kernels|updates)|\brf_\w+_[df]\b")
+INTERPRETER = re.compile(r"\b(_PyEval_EvalFrameDefault|_PyEval_Vector|PyModule_ExecDef"
+                         r"|_PyObject_MakeTpCall|PyObject_Vectorcall|PyObject_Call)\b")
 PREFIX = re.compile(r"^==\d+== ?")
-KIND = re.compile(r"^(Invalid (read|write|free)|Conditional jump|Use of uninitialised"
-                  r"|Syscall param|Mismatched free|Source and destination overlap"
-                  r"|Argument '.*' of function .* has a fishy|Jump to the invalid"
-                  r"|Process terminating|Stack overflow|Invalid .*)")
-ours, others = [], collections.Counter()
+FRAME = re.compile(r"^\s+(at|by) 0x[0-9A-Fa-f]+: ")
+ours, others, totals = [], collections.Counter(), []
+
+
+def called_from_rnnfast(stack):
+    """A frame of rnnfast's comes before the first of the interpreter's."""
+    for frame in stack:
+        if OURS.search(frame):
+            return True
+        if INTERPRETER.search(frame):
+            return False
+    return False
+
+
 for path in sys.argv[1:]:
     blocks, cur = [], []
     for raw in open(path, errors="replace"):
+        if not PREFIX.match(raw):
+            continue
         line = PREFIX.sub("", raw.rstrip("\n"))
-        if not line.strip():
-            if cur:
-                blocks.append(cur)
-            cur = []
-        elif PREFIX.match(raw) or not raw.startswith("--"):
+        if line.startswith("ERROR SUMMARY"):
+            totals.append(f"{path}: {line}")
+        if line.strip():
             cur.append(line)
+        elif cur:
+            blocks.append(cur)
+            cur = []
     if cur:
         blocks.append(cur)
     for b in blocks:
-        if not KIND.match(b[0]):
-            continue
-        # the error's own stack: up to the first "Address ..." / origin line
-        stack = []
+        if len(b) < 2 or not FRAME.match(b[1]):
+            continue                      # banners, summaries, notes
+        stack = []                        # the error's own stack (not the origin's)
         for l in b[1:]:
-            if not re.match(r"\s+(at|by) 0x", l):
+            if not FRAME.match(l):
                 break
-            stack.append(l)
-        if any(OURS.search(l) for l in stack):
+            stack.append(FRAME.sub("", l))
+        mine = called_from_rnnfast(stack)
+        # an uninitialised value whose memory rnnfast's code allocated (an
+        # output a kernel did not fully write) counts too, wherever it is used
+        for i, l in enumerate(b):
+            if "Uninitialised value was created" in l:
+                origin = [FRAME.sub("", o) for o in b[i + 1:] if FRAME.match(o)]
+                mine = mine or called_from_rnnfast(origin)
+                break
+        if mine:
             ours.append((path, b))
         else:
-            top = next((l.split(":", 1)[1].strip() for l in stack), "?")
-            others[(b[0], top)] += 1
+            others[(b[0], stack[0])] += 1
 
-print(f"errors in rnnfast's code: {len(ours)}")
+print("\n".join(totals))
+print(f"error contexts in rnnfast's code: {len(ours)}")
 for path, b in ours[:3]:
     print(f"--- {path}")
-    print("\n".join(b[:25]))
-print(f"other errors (CPython/NumPy/OpenBLAS/torch noise): {sum(others.values())}")
-for (kind, top), n in others.most_common(10):
+    print("\n".join(b[:30]))
+print(f"other error contexts (CPython, glibc, NumPy, OpenBLAS, torch): {sum(others.values())}")
+for (kind, top), n in others.most_common(12):
     print(f"  {n:4d}  {kind}  at {top}")
 print(f"RNNFAST_ERRORS={len(ours)}")
 EOF
@@ -266,7 +345,7 @@ if ((run_valgrind)); then
     say "valgrind memcheck on a release build (a subset of the tests + the RNN driver)"
     t0=$(date +%s)
     src=$(copy_tree src-valgrind)
-    venv=$(make_venv valgrind "$src")
+    venv=$(make_venv valgrind "$src" "$valgrind_torch")
     use_installed "$venv" "$src"
     write_rnn_driver "$work/rnn_driver.py"
     build_time=$(elapsed "$t0")
@@ -280,6 +359,22 @@ if ((run_valgrind)); then
         subset+=(tests/test_rnn_module.py)
     fi
     deselect=(-k "not finite_differences and not apple_training_matches_torch")
+    # The detector and the attribution work: a known bug is found.
+    write_positive_control "$work/control.py"
+    mkdir -p "$work/control-logs"
+    (cd "$src" && env PYTHONMALLOC=malloc OPENBLAS_NUM_THREADS=1 valgrind --tool=memcheck \
+        --error-exitcode=99 --leak-check=no --log-file="$work/control-logs/vg-%p.log" \
+        "$venv/bin/python" "$work/control.py") >"$logs/valgrind-control.out" 2>&1 || true
+    if ! grep -q 'positive control ran' "$logs/valgrind-control.out"; then
+        note "valgrind: WARNING: the positive control did not run (internal API changed?):" \
+             "$(grep -m1 -E 'Error|error' "$logs/valgrind-control.out" || true)"
+    elif summarise_valgrind "$work"/control-logs/vg-*.log | grep -q '^RNNFAST_ERRORS=[1-9]'; then
+        note "valgrind: positive control (a deliberate out-of-bounds read in _kernels) detected"
+    else
+        echo "memcheck: valgrind missed the positive control's out-of-bounds read;" \
+             "the attribution of errors is broken" >&2
+        exit 2
+    fi
     vg=(valgrind --tool=memcheck --error-exitcode=99 --leak-check=no --num-callers=40
         --track-origins=yes --log-file="$logs/valgrind-%p.log")
     export_vg=(env PYTHONMALLOC=malloc OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
@@ -287,7 +382,7 @@ if ((run_valgrind)); then
     rm -f "$logs"/valgrind-*.log
     set +e
     (cd "$src" && "${export_vg[@]}" "${vg[@]}" "$venv/bin/python" "${PYTEST[@]}" \
-        "${subset[@]}" "${deselect[@]}") 2>&1 | tee "$logs/valgrind-pytest.out"
+        --durations=5 "${subset[@]}" "${deselect[@]}") 2>&1 | tee "$logs/valgrind-pytest.out"
     rc_tests=${PIPESTATUS[0]}
     (cd "$src" && "${export_vg[@]}" "${vg[@]}" "$venv/bin/python" "$work/rnn_driver.py") \
         2>&1 | tee "$logs/valgrind-driver.out"
@@ -319,16 +414,31 @@ if ((run_asan)); then
     [[ -e $libasan ]] || { echo "memcheck: libasan not found ($libasan)" >&2; exit 2; }
     t0=$(date +%s)
     src=$(copy_tree src-asan)
-    venv=$(make_venv asan "$src" CFLAGS="-fsanitize=address -fno-omit-frame-pointer -g" \
+    venv=$(make_venv asan "$src" "$with_torch" CFLAGS="-fsanitize=address -fno-omit-frame-pointer -g" \
         LDFLAGS="-fsanitize=address")
     asan_env=(env LD_PRELOAD="$libasan" PYTHONMALLOC=malloc
               ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:halt_on_error=1:exitcode=98:log_path=$logs/asan")
-    rm -f "$logs"/asan.*
-    if ! (cd / && "${asan_env[@]}" "$venv/bin/python" -c 'import rnnfast'); then
-        echo "memcheck: the ASan build does not import" >&2
+    kernels_so=$(find "$venv" -name '_kernels*.so' | head -n 1)
+    if ! nm -D "$kernels_so" | grep -q '__asan_report'; then
+        echo "memcheck: $kernels_so is not instrumented by ASan" >&2
         exit 2
     fi
-    use_installed "$venv" "$src"
+    rm -f "$logs"/asan.*
+    use_installed "$venv" "$src" "${asan_env[@]:1}"
+    # The positive control: ASan must stop it with a heap-buffer-overflow.
+    write_positive_control "$work/control.py"
+    (cd "$src" && env LD_PRELOAD="$libasan" PYTHONMALLOC=malloc \
+        ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:exitcode=98" \
+        "$venv/bin/python" "$work/control.py") >"$logs/asan-control.out" 2>&1 || true
+    if grep -q 'positive control ran' "$logs/asan-control.out"; then
+        echo "memcheck: ASan missed the positive control's out-of-bounds read" >&2
+        exit 2
+    elif grep -q 'ERROR: AddressSanitizer: heap-buffer-overflow' "$logs/asan-control.out"; then
+        note "asan: positive control (a deliberate out-of-bounds read in _kernels) detected"
+    else
+        note "asan: WARNING: the positive control did not run (internal API changed?):" \
+             "$(grep -m1 -E 'Error|error' "$logs/asan-control.out" || true)"
+    fi
     build_time=$(elapsed "$t0")
     t1=$(date +%s)
     set +e
