@@ -1,0 +1,35 @@
+"""Typed stubs of the compiled kernels (see _kernels.pyx for the layouts and the math).
+
+Private: the wrappers in functional.py, model.py and rnn.py validate every
+argument (shapes, one float dtype, C order, BLAS size limits) before calling.
+"""
+
+import numpy as np
+import numpy.typing as npt
+
+X_COLUMNS: int
+X_ROWS: int
+X_INDEX: int
+
+Floats = npt.NDArray[np.float32] | npt.NDArray[np.float64]
+
+def forward(x_mode: int, x: np.ndarray, h0: Floats, w_hx: Floats, w_hh: Floats,
+            w_yh: Floats, b_h: Floats, b_y: Floats, own_products: bool,
+            softmax: bool = ...) -> tuple[Floats, Floats]: ...
+def backward(x_mode: int, x: np.ndarray, h0: Floats, h: Floats, dh: Floats, w_hx: Floats,
+             w_hh: Floats, b_h: Floats, dh_is_scratch: bool,
+             own_products: bool) -> tuple[Floats | None, Floats, Floats, Floats, Floats]: ...
+def loss(x_mode: int, x: np.ndarray, h0: Floats, labels: npt.NDArray[np.intp], w_hx: Floats,
+         w_hh: Floats, w_yh: Floats, b_h: Floats, b_y: Floats, own_products: bool
+         ) -> tuple[float, Floats, Floats | None, Floats, Floats, Floats, Floats, Floats,
+                    Floats]: ...
+def layer_forward(x: Floats, h0: Floats, w_ih: Floats, w_hh: Floats, bias: Floats,
+                  h_out: Floats, lengths: npt.NDArray[np.intp] | None, reverse: bool,
+                  relu: bool, w_hh_t: Floats, own_products: bool) -> None: ...
+def layer_backward(x: Floats, h0: Floats, h: Floats, dh: Floats, w_ih: Floats, w_hh: Floats,
+                   lengths: npt.NDArray[np.intp] | None, reverse: bool, relu: bool,
+                   dx_out: Floats, dh0_out: Floats, dw_ih_out: Floats, dw_hh_out: Floats,
+                   db_out: Floats, carry_scratch: Floats, edge_scratch: Floats,
+                   own_products: bool) -> None: ...
+def fast_inputs(x: object, h0: object, parameters: object,
+                cell: bool) -> tuple[Floats, int] | None: ...

@@ -1,0 +1,9 @@
+"""Typed stub of the compiled optimizer update (see _updates.pyx)."""
+
+import numpy as np
+import numpy.typing as npt
+
+Floats = npt.NDArray[np.float32] | npt.NDArray[np.float64]
+
+def adam(param: Floats, grad: Floats, exp_avg: Floats, exp_avg_sq: Floats, lr: float,
+         beta1: float, beta2: float, eps: float, weight_decay: float, step: int) -> None: ...
