@@ -592,21 +592,23 @@ def loss(int x_mode, cnp.ndarray x not None, cnp.ndarray h0 not None,
 
 
 def layer_forward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray w_ih not None,
-                  cnp.ndarray w_hh not None, cnp.ndarray bias not None,
-                  cnp.ndarray h_out not None, cnp.ndarray lengths, bint reverse, bint relu,
-                  cnp.ndarray w_hh_t not None, bint own_products):
-    """One direction of one ``nn.RNN`` layer: states ``h_out (m, T, n_h)``.
+                  cnp.ndarray w_hh not None, cnp.ndarray bias not None, cnp.ndarray lengths,
+                  bint reverse, bint relu, bint own_products):
+    """One direction of one ``nn.RNN`` layer; returns its states ``(m, T, n_h)``.
 
     ``x (m*T, n_in)`` batch-major rows, ``h0 (m, n_h)``, ``bias (n_h,)`` (the
     sum of both biases), ``lengths`` an intp ``(m,)`` array or None.
     """
-    cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(h_out)
-    cdef int n_batch = <int>dims[0], n_steps = <int>dims[1], n_hidden = <int>dims[2]
+    cdef int type_num = cnp.PyArray_TYPE(h0)
+    cdef int n_batch = <int>cnp.PyArray_DIMS(h0)[0], n_hidden = <int>cnp.PyArray_DIMS(h0)[1]
     cdef int n_input = <int>cnp.PyArray_DIMS(w_ih)[1]
+    cdef int n_steps = <int>(cnp.PyArray_SIZE(x) // n_batch // n_input)
+    cdef cnp.ndarray h_out = _empty3(n_batch, n_steps, n_hidden, type_num)
+    cdef cnp.ndarray w_hh_t = _scratch(own_products, w_hh)
     cdef void *p[8]
     p[:] = [_ptr(x), _ptr(h0), _ptr(w_ih), _ptr(w_hh), _ptr(bias), _ptr(h_out),
             _ptr(lengths), _ptr(w_hh_t)]
-    if cnp.PyArray_TYPE(h0) == cnp.NPY_FLOAT32:
+    if type_num == cnp.NPY_FLOAT32:
         with nogil:
             _project_input(X_ROWS, p[0], <float *>p[2], <float *>p[5], n_input, n_hidden,
                            n_batch * n_steps)
@@ -620,28 +622,32 @@ def layer_forward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray w
             _recur_forward(<double *>p[5], <double *>p[1], <double *>p[3], <double *>p[4],
                            <double *>p[7], <Py_ssize_t *>p[6], n_hidden, n_batch, n_steps,
                            reverse, relu, own_products)
+    return h_out
 
 
 def layer_backward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray h not None,
-                   cnp.ndarray dh not None, cnp.ndarray w_ih not None,
-                   cnp.ndarray w_hh not None, cnp.ndarray lengths, bint reverse, bint relu,
-                   cnp.ndarray dx_out not None, cnp.ndarray dh0_out not None,
-                   cnp.ndarray dw_ih_out not None, cnp.ndarray dw_hh_out not None,
-                   cnp.ndarray db_out not None, cnp.ndarray carry_scratch not None,
-                   cnp.ndarray edge_scratch not None, bint own_products):
-    """BPTT of one direction of one layer.
+                   cnp.ndarray dh not None, cnp.ndarray grad_h_n not None,
+                   cnp.ndarray w_ih not None, cnp.ndarray w_hh not None, cnp.ndarray lengths,
+                   bint reverse, bint relu, bint own_products):
+    """BPTT of one direction of one layer; returns ``(dx, dh0, dW_ih, dW_hh, db)``.
 
     ``dh (m, T, n_h)`` is the gradient of the outputs and is overwritten (with
-    dZ).  ``dh0_out (m, n_h)`` holds on entry the gradient of the final state
-    (dL/dh_n, or zeros) and on return dL/dh0.  ``dx_out (m*T, n_in)``.
+    dZ); ``grad_h_n (m, n_h)`` that of the final state.  ``dx`` is
+    ``(m*T, n_in)`` like ``x``; ``db (n_h,)`` is the gradient of either bias.
     """
     cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(h)
     cdef int n_batch = <int>dims[0], n_steps = <int>dims[1], n_hidden = <int>dims[2]
     cdef int n_input = <int>cnp.PyArray_DIMS(w_ih)[1]
+    cdef cnp.npy_intp n_bias = n_hidden
+    cdef cnp.ndarray dx_out = _empty_like(x)
+    cdef cnp.ndarray dh0_out = cnp.PyArray_NewCopy(grad_h_n, cnp.NPY_CORDER)  # G on entry
+    cdef cnp.ndarray dw_ih_out = _empty_like(w_ih), dw_hh_out = _empty_like(w_hh)
+    cdef cnp.ndarray db_out = cnp.PyArray_EMPTY(1, &n_bias, cnp.PyArray_TYPE(h0), 0)
+    cdef cnp.ndarray carry = _empty_like(h0), edge = _empty_like(h0)
     cdef void *p[14]
     p[:] = [_ptr(x), _ptr(h0), _ptr(h), _ptr(dh), _ptr(w_ih), _ptr(w_hh), _ptr(lengths),
             _ptr(dx_out), _ptr(dh0_out), _ptr(dw_ih_out), _ptr(dw_hh_out), _ptr(db_out),
-            _ptr(carry_scratch), _ptr(edge_scratch)]
+            _ptr(carry), _ptr(edge)]
     if cnp.PyArray_TYPE(h0) == cnp.NPY_FLOAT32:
         with nogil:
             _recur_backward(<float *>p[2], <float *>p[3], <float *>p[3], <float *>p[8],
@@ -663,6 +669,7 @@ def layer_backward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray 
             _hidden_weight_grad(<double *>p[3], <double *>p[2], <double *>p[1],
                                 <double *>p[13], <double *>p[10], n_hidden, n_batch,
                                 n_steps, reverse)
+    return dx_out, dh0_out, dw_ih_out, dw_hh_out, db_out
 
 
 cdef inline bint _plain(object a, int type_num, int ndim) noexcept:

@@ -500,7 +500,8 @@ def run(args):
           f"median of {args.samples} interleaved samples; ratios = other time / rnnfast time")
     print(f"machine: {_cpu_name()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
           f"NumPy {np.__version__}")
-    for line in thread_report(torch):
+    threads = thread_report(torch)
+    for line in threads:
         print(f"  {line}")
     if torch is None:
         print("  torch: not installed (pip install torch to compare with nn.RNN)")
@@ -516,7 +517,7 @@ def run(args):
         print_table(dtype_results)
         results += dtype_results
 
-    report = {"machine": machine_info(torch), "threads": thread_report(torch),
+    report = {"machine": machine_info(torch), "threads": threads,
               "samples": args.samples, "results": results}
     modules = list(MODULE_SHAPES) if args.modules is None else args.modules
     if torch is not None and modules and not args.forward_only:

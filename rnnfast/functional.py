@@ -145,7 +145,6 @@ class _Model:
         self.m = h0.shape[0]
         self.n_steps = n_steps
 
-
     def astype(self, dtype):
         """This model with every array in ``dtype`` (itself when already so)."""
         if dtype == self.dtype:

@@ -240,8 +240,8 @@ class RNN:
         H, D = self.hidden_size, self.num_directions
         own = F.use_own_products(n_batch, H)
         relu = self.nonlinearity == "relu"
-        w_hh_t = np.empty((H, H) if own else (1,), self.dtype)    # scratch for Whh^T
         zero_bias = np.zeros(H, self.dtype)
+        padded = None if lengths is None else np.arange(n_steps)[None, :] >= lengths[:, None]
         layers, h_n = [], np.empty((self.num_layers * D, n_batch, H), self.dtype)
         layer_input = x.reshape(n_batch * n_steps, -1)
         for k in range(self.num_layers):
@@ -250,16 +250,15 @@ class RNN:
                 p = self._params
                 bias = (p[f"bias_ih_l{k}{sfx}"] + p[f"bias_hh_l{k}{sfx}"]) if self.bias \
                     else zero_bias
-                S = np.empty((n_batch, n_steps, H), self.dtype)
-                _kernels.layer_forward(layer_input, h0[k * D + d], p[f"weight_ih_l{k}{sfx}"],
-                                       p[f"weight_hh_l{k}{sfx}"], bias, S, lengths,
-                                       d == 1, relu, w_hh_t, own)
+                S = _kernels.layer_forward(layer_input, h0[k * D + d],
+                                           p[f"weight_ih_l{k}{sfx}"], p[f"weight_hh_l{k}{sfx}"],
+                                           bias, lengths, d == 1, relu, own)
                 h_n[k * D + d] = S[:, 0] if d == 1 else S[:, -1]
                 states.append(S)
             out = states[0] if D == 1 else np.concatenate(states, axis=2)
-            if lengths is not None:
+            if padded is not None:
                 out = out.copy() if D == 1 else out
-                out[np.arange(n_steps)[None, :] >= lengths[:, None]] = 0
+                out[padded] = 0
             mask = None
             if self.training and self.dropout > 0 and k < self.num_layers - 1:
                 keep = self._dropout_rng.random(out.shape) >= self.dropout
@@ -319,7 +318,6 @@ class RNN:
             g_hn = np.array(g_hn if batched else g_hn[:, None], dtype=self.dtype, order="C")
 
         grads, d_hx = {}, np.empty((n_states, n_batch, H), self.dtype)
-        carry, edge = np.empty((n_batch, H), self.dtype), np.empty((n_batch, H), self.dtype)
         g_layer = g
         for k in range(self.num_layers - 1, -1, -1):
             layer = cache["layers"][k]
@@ -330,15 +328,10 @@ class RNN:
             for d, sfx in enumerate(self._suffixes()):
                 p = self._params
                 dS = np.array(g_layer[:, :, d * H:(d + 1) * H], dtype=self.dtype, order="C")
-                dh0 = g_hn[k * D + d].copy()
-                dx = np.empty_like(x_rows)
-                dw_ih = np.empty_like(p[f"weight_ih_l{k}{sfx}"])
-                dw_hh = np.empty_like(p[f"weight_hh_l{k}{sfx}"])
-                db = np.empty(H, self.dtype)
-                _kernels.layer_backward(x_rows, cache["h0"][k * D + d], layer["states"][d], dS,
-                                        p[f"weight_ih_l{k}{sfx}"], p[f"weight_hh_l{k}{sfx}"],
-                                        lengths, d == 1, relu, dx, dh0, dw_ih, dw_hh, db,
-                                        carry, edge, own)
+                dx, dh0, dw_ih, dw_hh, db = _kernels.layer_backward(
+                    x_rows, cache["h0"][k * D + d], layer["states"][d], dS, g_hn[k * D + d],
+                    p[f"weight_ih_l{k}{sfx}"], p[f"weight_hh_l{k}{sfx}"], lengths, d == 1, relu,
+                    own)
                 grads[f"weight_ih_l{k}{sfx}"], grads[f"weight_hh_l{k}{sfx}"] = dw_ih, dw_hh
                 if self.bias:
                     grads[f"bias_ih_l{k}{sfx}"], grads[f"bias_hh_l{k}{sfx}"] = db, db.copy()
