@@ -292,37 +292,38 @@ cdef bint _rows_finite(const floating *a, Py_ssize_t n_rows, Py_ssize_t ld,
     return True
 
 
-cdef void _hidden_weight_grad(const floating *dz, const floating *h, const floating *h0,
-                              floating *h_edge, floating *dw_hh_out,
-                              int n_hidden, int n_batch, int n_steps,
+cdef void _hidden_weight_grad(floating *dz, const floating *h, const floating *h0,
+                              floating *dw_hh_out, int n_hidden, int n_batch, int n_steps,
                               bint reverse) noexcept nogil:
     """dWhh = sum_t dZ_t^T H_prev(t), with H_prev(first step) = h0.
 
     In the flat batch-major rows, row r of dZ pairs with row r-1 of H (r+1 when
     reversed) except at each sequence's first step, where it must pair with h0
-    instead of a neighbouring sequence's state.  One GEMM takes all shifted
-    pairs, a second (m rows) swaps those wrong partners for h0:
-      h_edge[i] = h0[i] - H[i-1, T-1]   (reversed: h0[i] - H[i+1, 0]; 0 past the ends)
-    The swap subtracts what the first GEMM added, which only works for finite
-    values (inf - inf is NaN): when a row involved is not finite, every sequence
-    gets its own GEMM instead.
+    instead of a neighbouring sequence's state.  The first steps' products with
+    h0 come first (one GEMM of m rows); then those dZ rows are set to zero, so
+    that one GEMM over all shifted pairs adds exactly nothing for the wrong
+    partners.  Every product is then a term of the true sum (no cancellation:
+    the result is as accurate as one GEMM per sequence, whatever the states'
+    magnitudes).  A zero row times a non-finite state would give NaN instead
+    of nothing, so when a wrong partner is not finite every sequence gets its
+    own GEMM instead.
+
+    On return the first steps' rows of ``dz`` are zero.
     """
     cdef int n_rows = n_batch * n_steps
     cdef int ld_step = n_steps * n_hidden
     cdef int first = (n_steps - 1) * n_hidden if reverse else 0   # offset of the first step
     cdef int last = 0 if reverse else (n_steps - 1) * n_hidden     # offset of the last step
-    cdef Py_ssize_t i, j, neighbour
-    cdef floating v
+    cdef Py_ssize_t i, j
+    # dWhh = dZ_first^T h0                 (n_h, n_h) = (n_h, m) (m, n_h)
+    gemm(c'T', c'N', n_hidden, n_hidden, n_batch, 1, dz + first, ld_step, h0, n_hidden,
+         0, dw_hh_out, n_hidden)
     if n_steps == 1:
-        # dWhh = dZ^T h0                   (n_h, n_h) = (n_h, m) (m, n_h)
-        gemm(c'T', c'N', n_hidden, n_hidden, n_batch, 1, dz, n_hidden, h0, n_hidden,
-             0, dw_hh_out, n_hidden)
         return
-    if not (_rows_finite(dz + first, n_batch, ld_step, n_hidden)
-            and _rows_finite(h + last, n_batch, ld_step, n_hidden)):
-        # dWhh = dZ_first^T h0 + sum_i dZ_i[later steps]^T H_i[earlier steps]
-        gemm(c'T', c'N', n_hidden, n_hidden, n_batch, 1, dz + first, ld_step, h0, n_hidden,
-             0, dw_hh_out, n_hidden)
+    # The wrong partners are the last steps of sequences 0..m-2 (1..m-1 reversed).
+    if not _rows_finite(h + last + (ld_step if reverse else 0), n_batch - 1, ld_step,
+                        n_hidden):
+        # dWhh += sum_i dZ_i[later steps]^T H_i[earlier steps]
         for i in range(n_batch):
             if reverse:
                 gemm(c'T', c'N', n_hidden, n_hidden, n_steps - 1, 1, dz + i * ld_step,
@@ -332,24 +333,17 @@ cdef void _hidden_weight_grad(const floating *dz, const floating *h, const float
                      dz + i * ld_step + n_hidden, n_hidden, h + i * ld_step, n_hidden,
                      1, dw_hh_out, n_hidden)
         return
-    if reverse:
-        # dWhh = dZ[:-1]^T H[1:]          (n_h, n_h) = (n_h, m*T-1) (m*T-1, n_h)
-        gemm(c'T', c'N', n_hidden, n_hidden, n_rows - 1, 1, dz, n_hidden,
-             h + n_hidden, n_hidden, 0, dw_hh_out, n_hidden)
-    else:
-        # dWhh = dZ[1:]^T H[:-1]          (n_h, n_h) = (n_h, m*T-1) (m*T-1, n_h)
-        gemm(c'T', c'N', n_hidden, n_hidden, n_rows - 1, 1, dz + n_hidden, n_hidden,
-             h, n_hidden, 0, dw_hh_out, n_hidden)
     for i in range(n_batch):
-        neighbour = i + 1 if reverse else i - 1
         for j in range(n_hidden):
-            v = h0[i * n_hidden + j]
-            if 0 <= neighbour < n_batch:
-                v = v - h[neighbour * ld_step + last + j]
-            h_edge[i * n_hidden + j] = v
-    # dWhh += dZ_first^T h_edge          (n_h, n_h) = (n_h, m) (m, n_h)
-    gemm(c'T', c'N', n_hidden, n_hidden, n_batch, 1, dz + first, ld_step, h_edge, n_hidden,
-         1, dw_hh_out, n_hidden)
+            dz[i * ld_step + first + j] = 0
+    if reverse:
+        # dWhh += dZ[:-1]^T H[1:]          (n_h, n_h) = (n_h, m*T-1) (m*T-1, n_h)
+        gemm(c'T', c'N', n_hidden, n_hidden, n_rows - 1, 1, dz, n_hidden,
+             h + n_hidden, n_hidden, 1, dw_hh_out, n_hidden)
+    else:
+        # dWhh += dZ[1:]^T H[:-1]          (n_h, n_h) = (n_h, m*T-1) (m*T-1, n_h)
+        gemm(c'T', c'N', n_hidden, n_hidden, n_rows - 1, 1, dz + n_hidden, n_hidden,
+             h, n_hidden, 1, dw_hh_out, n_hidden)
 
 
 cdef void _forward(int x_mode, const void *x, const floating *h0,
@@ -384,7 +378,7 @@ cdef void _backward(int x_mode, const void *x, const floating *h0, const floatin
                     const floating *dh, const floating *w_hx, const floating *w_hh,
                     floating *dx_out, floating *dh0_out, floating *dw_hx_out,
                     floating *dw_hh_out, floating *db_h_out,
-                    floating *dz, floating *h_edge,
+                    floating *dz,
                     int n_input, int n_hidden, int n_batch, int n_steps,
                     bint own_products) noexcept nogil:
     """The seed model's BPTT: every gradient of sum(dh * h)."""
@@ -395,7 +389,7 @@ cdef void _backward(int x_mode, const void *x, const floating *h0, const floatin
                     n_steps, False, False, own_products)
     _input_grads(x_mode, x, dz, w_hx, dx_out, dw_hx_out, n_input, n_hidden,
                  n_batch * n_steps)
-    _hidden_weight_grad(dz, h, h0, h_edge, dw_hh_out, n_hidden, n_batch, n_steps, False)
+    _hidden_weight_grad(dz, h, h0, dw_hh_out, n_hidden, n_batch, n_steps, False)
 
 
 cdef double _loss(int x_mode, const void *x, const floating *h0, const Py_ssize_t *labels,
@@ -404,7 +398,7 @@ cdef double _loss(int x_mode, const void *x, const floating *h0, const Py_ssize_
                   floating *h_out, floating *logits, floating *dh,
                   floating *dx_out, floating *dh0_out, floating *dw_hx_out,
                   floating *dw_hh_out, floating *db_h_out, floating *dw_yh_out,
-                  floating *db_y_out, floating *h_edge, floating *w_hh_t,
+                  floating *db_y_out, floating *w_hh_t,
                   int n_input, int n_hidden, int n_output, int n_batch, int n_steps,
                   bint own_products) noexcept nogil:
     """Mean softmax cross-entropy over all m*T positions, and every gradient."""
@@ -432,7 +426,7 @@ cdef double _loss(int x_mode, const void *x, const floating *h0, const Py_ssize_
     gemm(c'N', c'N', n_rows, n_hidden, n_output, 1, logits, n_output, w_yh, n_hidden,
          0, dh, n_hidden)
     _backward(x_mode, x, h0, h_out, dh, w_hx, w_hh, dx_out, dh0_out, dw_hx_out, dw_hh_out,
-              db_h_out, dh, h_edge, n_input, n_hidden, n_batch, n_steps, own_products)
+              db_h_out, dh, n_input, n_hidden, n_batch, n_steps, own_products)
     return total / n_rows
 
 
@@ -518,26 +512,25 @@ def backward(int x_mode, cnp.ndarray x not None, cnp.ndarray h0 not None,
     cdef int n_batch = <int>dims[0], n_steps = <int>dims[1], n_hidden = <int>dims[2]
     cdef int n_input = <int>cnp.PyArray_DIMS(w_hx)[1]
     cdef cnp.ndarray dx_out = None if x_mode == X_INDEX else _empty_like(x)
-    cdef cnp.ndarray dh0_out = _empty_like(h0), edge = _empty_like(h0)
+    cdef cnp.ndarray dh0_out = _empty_like(h0)
     cdef cnp.ndarray dw_hx_out = _empty_like(w_hx), dw_hh_out = _empty_like(w_hh)
     cdef cnp.ndarray db_h_out = _empty_like(b_h)
     cdef cnp.ndarray dz = dh if dh_is_scratch else _empty_like(h)
-    cdef void *p[13]
+    cdef void *p[12]
     p[:] = [_ptr(x), _ptr(h0), _ptr(h), _ptr(dh), _ptr(w_hx), _ptr(w_hh), _ptr(dx_out),
-            _ptr(dh0_out), _ptr(dw_hx_out), _ptr(dw_hh_out), _ptr(db_h_out), _ptr(dz),
-            _ptr(edge)]
+            _ptr(dh0_out), _ptr(dw_hx_out), _ptr(dw_hh_out), _ptr(db_h_out), _ptr(dz)]
     if cnp.PyArray_TYPE(h0) == cnp.NPY_FLOAT32:
         with nogil:
             _backward(x_mode, p[0], <float *>p[1], <float *>p[2], <float *>p[3], <float *>p[4],
                       <float *>p[5], <float *>p[6], <float *>p[7], <float *>p[8], <float *>p[9],
-                      <float *>p[10], <float *>p[11], <float *>p[12],
+                      <float *>p[10], <float *>p[11],
                       n_input, n_hidden, n_batch, n_steps, own_products)
     else:
         with nogil:
             _backward(x_mode, p[0], <double *>p[1], <double *>p[2], <double *>p[3],
                       <double *>p[4], <double *>p[5], <double *>p[6], <double *>p[7],
                       <double *>p[8], <double *>p[9], <double *>p[10], <double *>p[11],
-                      <double *>p[12], n_input, n_hidden, n_batch, n_steps, own_products)
+                      n_input, n_hidden, n_batch, n_steps, own_products)
     return dx_out, dh0_out, dw_hx_out, dw_hh_out, db_h_out
 
 
@@ -560,24 +553,24 @@ def loss(int x_mode, cnp.ndarray x not None, cnp.ndarray h0 not None,
     cdef cnp.ndarray logits = _empty3(n_batch, n_steps, n_output, type_num)
     cdef cnp.ndarray dh = _empty3(n_batch, n_steps, n_hidden, type_num)
     cdef cnp.ndarray dx_out = None if x_mode == X_INDEX else _empty_like(x)
-    cdef cnp.ndarray dh0_out = _empty_like(h0), edge = _empty_like(h0)
+    cdef cnp.ndarray dh0_out = _empty_like(h0)
     cdef cnp.ndarray dw_hx_out = _empty_like(w_hx), dw_hh_out = _empty_like(w_hh)
     cdef cnp.ndarray dw_yh_out = _empty_like(w_yh)
     cdef cnp.ndarray db_h_out = _empty_like(b_h), db_y_out = _empty_like(b_y)
     cdef cnp.ndarray w_hh_t = _scratch(own_products, w_hh)
     cdef double result
-    cdef void *p[20]
+    cdef void *p[19]
     p[:] = [_ptr(x), _ptr(h0), _ptr(labels), _ptr(w_hx), _ptr(w_hh), _ptr(w_yh), _ptr(b_h),
             _ptr(b_y), _ptr(h_out), _ptr(logits), _ptr(dh), _ptr(dx_out), _ptr(dh0_out),
             _ptr(dw_hx_out), _ptr(dw_hh_out), _ptr(db_h_out), _ptr(dw_yh_out),
-            _ptr(db_y_out), _ptr(edge), _ptr(w_hh_t)]
+            _ptr(db_y_out), _ptr(w_hh_t)]
     if type_num == cnp.NPY_FLOAT32:
         with nogil:
             result = _loss(x_mode, p[0], <float *>p[1], <Py_ssize_t *>p[2], <float *>p[3],
                            <float *>p[4], <float *>p[5], <float *>p[6], <float *>p[7],
                            <float *>p[8], <float *>p[9], <float *>p[10], <float *>p[11],
                            <float *>p[12], <float *>p[13], <float *>p[14], <float *>p[15],
-                           <float *>p[16], <float *>p[17], <float *>p[18], <float *>p[19],
+                           <float *>p[16], <float *>p[17], <float *>p[18],
                            n_input, n_hidden, n_output, n_batch, n_steps, own_products)
     else:
         with nogil:
@@ -585,7 +578,7 @@ def loss(int x_mode, cnp.ndarray x not None, cnp.ndarray h0 not None,
                            <double *>p[4], <double *>p[5], <double *>p[6], <double *>p[7],
                            <double *>p[8], <double *>p[9], <double *>p[10], <double *>p[11],
                            <double *>p[12], <double *>p[13], <double *>p[14], <double *>p[15],
-                           <double *>p[16], <double *>p[17], <double *>p[18], <double *>p[19],
+                           <double *>p[16], <double *>p[17], <double *>p[18],
                            n_input, n_hidden, n_output, n_batch, n_steps, own_products)
     return (result, h_out, dx_out, dh0_out, dw_hx_out, dw_hh_out, db_h_out, dw_yh_out,
             db_y_out)
@@ -643,11 +636,11 @@ def layer_backward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray 
     cdef cnp.ndarray dh0_out = cnp.PyArray_NewCopy(grad_h_n, cnp.NPY_CORDER)  # G on entry
     cdef cnp.ndarray dw_ih_out = _empty_like(w_ih), dw_hh_out = _empty_like(w_hh)
     cdef cnp.ndarray db_out = cnp.PyArray_EMPTY(1, &n_bias, cnp.PyArray_TYPE(h0), 0)
-    cdef cnp.ndarray carry = _empty_like(h0), edge = _empty_like(h0)
-    cdef void *p[14]
+    cdef cnp.ndarray carry = _empty_like(h0)
+    cdef void *p[13]
     p[:] = [_ptr(x), _ptr(h0), _ptr(h), _ptr(dh), _ptr(w_ih), _ptr(w_hh), _ptr(lengths),
             _ptr(dx_out), _ptr(dh0_out), _ptr(dw_ih_out), _ptr(dw_hh_out), _ptr(db_out),
-            _ptr(carry), _ptr(edge)]
+            _ptr(carry)]
     if cnp.PyArray_TYPE(h0) == cnp.NPY_FLOAT32:
         with nogil:
             _recur_backward(<float *>p[2], <float *>p[3], <float *>p[3], <float *>p[8],
@@ -656,8 +649,8 @@ def layer_backward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray 
                             own_products)
             _input_grads(X_ROWS, p[0], <float *>p[3], <float *>p[4], <float *>p[7],
                          <float *>p[9], n_input, n_hidden, n_batch * n_steps)
-            _hidden_weight_grad(<float *>p[3], <float *>p[2], <float *>p[1], <float *>p[13],
-                                <float *>p[10], n_hidden, n_batch, n_steps, reverse)
+            _hidden_weight_grad(<float *>p[3], <float *>p[2], <float *>p[1], <float *>p[10],
+                                n_hidden, n_batch, n_steps, reverse)
     else:
         with nogil:
             _recur_backward(<double *>p[2], <double *>p[3], <double *>p[3], <double *>p[8],
@@ -667,8 +660,7 @@ def layer_backward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray 
             _input_grads(X_ROWS, p[0], <double *>p[3], <double *>p[4], <double *>p[7],
                          <double *>p[9], n_input, n_hidden, n_batch * n_steps)
             _hidden_weight_grad(<double *>p[3], <double *>p[2], <double *>p[1],
-                                <double *>p[13], <double *>p[10], n_hidden, n_batch,
-                                n_steps, reverse)
+                                <double *>p[10], n_hidden, n_batch, n_steps, reverse)
     return dx_out, dh0_out, dw_ih_out, dw_hh_out, db_out
 
 

@@ -29,6 +29,8 @@ __all__ = [
     "rnn_forward",
     "rnn_cell_backward",
     "rnn_backward",
+    "rnn_layer_forward",
+    "rnn_layer_backward",
 ]
 
 
@@ -151,3 +153,103 @@ def rnn_backward(dh, caches):
         dWhh += g["dWhh"]
         dbh += g["dbh"]
     return {"dx": dx, "dh0": dh_prev, "dWhx": dWhx, "dWhh": dWhh, "dbh": dbh}
+
+
+# -- one layer of nn.RNN ------------------------------------------------------
+#
+# torch.nn.RNN's conventions, one direction of one layer, time-major:
+#
+#     x       (T, N, n_in)      inputs
+#     h0      (N, H)            initial state
+#     w_ih    (H, n_in)         w_hh (H, H)      b_ih, b_hh (H,)
+#
+#     h_t = f(x_t w_ih^T + b_ih + h_prev w_hh^T + b_hh),  f = tanh or relu
+#
+# ``reverse`` runs the steps from T-1 down to 0 (``h_prev`` is the state of
+# step t+1).  ``lengths`` (N,) gives each sequence's valid length, with
+# pack_padded_sequence semantics: a step t >= lengths[i] leaves sequence i's
+# state unchanged and outputs zeros, so h_n is the state at its own last valid
+# step, and the reverse direction starts there from h0.
+
+
+def _activation(nonlinearity):
+    """``(f, f')`` with ``f'`` written in terms of ``h = f(z)``."""
+    if nonlinearity == "tanh":
+        return np.tanh, lambda h: 1.0 - h * h
+    if nonlinearity == "relu":
+        return (lambda z: np.maximum(z, 0.0)), (lambda h: (h > 0).astype(h.dtype))
+    raise ValueError(f"unknown nonlinearity {nonlinearity!r}")
+
+
+def _valid_steps(n_steps, n_batch, lengths):
+    """``(T, N)`` booleans: step t of sequence i is inside its length."""
+    if lengths is None:
+        return np.ones((n_steps, n_batch), dtype=bool)
+    return np.arange(n_steps)[:, None] < np.asarray(lengths)[None, :]
+
+
+def rnn_layer_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
+                      reverse=False, lengths=None):
+    """One direction of one ``nn.RNN`` layer.
+
+    Returns
+    -------
+    output : ndarray, shape (T, N, H)
+        The state after every step; zeros at padded steps.
+    h_n : ndarray, shape (N, H)
+        Each sequence's final state.
+    cache : dict
+        What :func:`rnn_layer_backward` needs.
+    """
+    f, _ = _activation(nonlinearity)
+    n_steps, n_batch, _ = x.shape
+    H = w_hh.shape[0]
+    bias = np.zeros(H) if b_ih is None else b_ih + b_hh
+    valid = _valid_steps(n_steps, n_batch, lengths)
+    states = np.zeros((n_steps, n_batch, H))
+    prev = np.zeros((n_steps, n_batch, H))
+    h = h0
+    order = range(n_steps - 1, -1, -1) if reverse else range(n_steps)
+    for t in order:
+        prev[t] = h
+        h_new = f(x[t] @ w_ih.T + h @ w_hh.T + bias)
+        h = np.where(valid[t][:, None], h_new, h)
+        states[t] = h
+    output = np.where(valid[:, :, None], states, 0.0)
+    cache = {"x": x, "prev": prev, "states": states, "valid": valid, "w_ih": w_ih,
+             "w_hh": w_hh, "nonlinearity": nonlinearity, "reverse": reverse,
+             "bias": b_ih is not None}
+    return output, h, cache
+
+
+def rnn_layer_backward(d_output, d_h_n, cache):
+    """Gradients of one layer direction given those of ``output`` and ``h_n``.
+
+    Returns
+    -------
+    dict with ``input (T, N, n_in)``, ``hx (N, H)``, ``weight_ih``,
+    ``weight_hh`` and, when the layer has biases, ``bias_ih`` and ``bias_hh``
+    (equal: both enter the same sum).
+    """
+    _, f_prime = _activation(cache["nonlinearity"])
+    x, prev, states, valid = cache["x"], cache["prev"], cache["states"], cache["valid"]
+    w_ih, w_hh = cache["w_ih"], cache["w_hh"]
+    n_steps = x.shape[0]
+    d_x = np.zeros(x.shape)
+    d_w_ih, d_w_hh = np.zeros(w_ih.shape), np.zeros(w_hh.shape)
+    d_b = np.zeros(w_hh.shape[0])
+    g = np.array(d_h_n, dtype=np.float64)        # gradient reaching the current state
+    order = range(n_steps) if cache["reverse"] else range(n_steps - 1, -1, -1)
+    for t in order:
+        v = valid[t][:, None]
+        g = g + np.where(v, d_output[t], 0.0)
+        dz = np.where(v, g * f_prime(states[t]), 0.0)
+        d_x[t] = dz @ w_ih
+        d_w_ih += dz.T @ x[t]
+        d_w_hh += dz.T @ prev[t]
+        d_b += dz.sum(axis=0)
+        g = np.where(v, dz @ w_hh, g)              # a padded step passes g through
+    grads = {"input": d_x, "hx": g, "weight_ih": d_w_ih, "weight_hh": d_w_hh}
+    if cache["bias"]:
+        grads["bias_ih"], grads["bias_hh"] = d_b, d_b.copy()
+    return grads

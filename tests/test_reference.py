@@ -83,3 +83,34 @@ def test_rnn_forward_matches_explicit_recurrence():
         np.testing.assert_allclose(y[:, :, t], probs, rtol=1e-12)
     assert len(steps) == 3 and x_cached is x
     np.testing.assert_array_equal(steps[1][1], h[:, :, 0])
+
+
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("lengths", [None, [3, 1, 2]])
+def test_rnn_layer_backward_matches_finite_differences(nonlinearity, reverse, lengths):
+    rng = np.random.default_rng(3)
+    T, N, n_in, H = 3, 3, 2, 4
+    x = rng.standard_normal((T, N, n_in))
+    h0 = 0.5 * rng.standard_normal((N, H))
+    w_ih, w_hh = rng.standard_normal((H, n_in)), 0.6 * rng.standard_normal((H, H))
+    b_ih, b_hh = 0.1 * rng.standard_normal(H), 0.1 * rng.standard_normal(H)
+    d_out, d_hn = rng.standard_normal((T, N, H)), rng.standard_normal((N, H))
+
+    def loss():
+        out, h_n, _ = ref.rnn_layer_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity,
+                                            reverse, lengths)
+        return float(np.sum(d_out * out) + np.sum(d_hn * h_n))
+
+    _, _, cache = ref.rnn_layer_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity,
+                                        reverse, lengths)
+    grads = ref.rnn_layer_backward(d_out, d_hn, cache)
+    targets = {"input": x, "hx": h0, "weight_ih": w_ih, "weight_hh": w_hh,
+               "bias_ih": b_ih, "bias_hh": b_hh}
+    for key, array in targets.items():
+        np.testing.assert_allclose(grads[key], numeric_grad(loss, array),
+                                   rtol=1e-6, atol=1e-8, err_msg=key)
+    if lengths is not None:       # padded steps output zeros and get no input gradient
+        out, _, _ = ref.rnn_layer_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity,
+                                          reverse, lengths)
+        assert np.all(out[1:, 1] == 0) and np.all(grads["input"][1:, 1] == 0)
