@@ -17,9 +17,13 @@ def adam(floating[::1] param, const floating[::1] grad, floating[::1] exp_avg,
         exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
         param -= lr / (1 - beta1^step) * exp_avg / (sqrt(exp_avg_sq) / sqrt(1 - beta2^step) + eps)
 
-    All four arrays are 1-D views of the same length (the caller checks).
+    All four arrays are 1-D views of the same length (``ValueError`` otherwise,
+    before anything is written).
     """
     cdef Py_ssize_t i, n = param.shape[0]
+    if grad.shape[0] != n or exp_avg.shape[0] != n or exp_avg_sq.shape[0] != n:
+        raise ValueError(f"adam: param, grad, exp_avg and exp_avg_sq must have one length; "
+                         f"got {n}, {grad.shape[0]}, {exp_avg.shape[0]}, {exp_avg_sq.shape[0]}")
     cdef floating w = 1 - beta1, c2 = 1 - beta2, wd = weight_decay
     cdef floating neg_step = -(lr / (1 - beta1 ** step))
     cdef floating bc2_sqrt = sqrt(1 - beta2 ** step)

@@ -3,12 +3,17 @@
 An optimizer holds a dict of parameter arrays (for example
 ``RNNModel.parameters``) and updates them **in place** on each
 ``step(grads)``, where the gradient of parameter ``K`` is ``grads["d" + K]``
-(the naming of :func:`rnnfast.rnn_loss`).  Every gradient is checked before
-any parameter or optimizer state changes, so a failed step leaves everything
-as it was.
+(the naming of :func:`rnnfast.rnn_loss`).  Every gradient, parameter and
+state buffer is checked before any of them changes, so a failed step leaves
+everything as it was.  Defaults follow ``torch.optim`` (torch 2.13).
+
+Hyperparameters are real numbers (Python or NumPy ints and floats; not
+``bool``, not strings): a value of another type raises ``TypeError``, one out
+of range (or not finite) raises ``ValueError``, and both name the argument.
 """
 
 import math
+import numbers
 
 import numpy as np
 
@@ -26,9 +31,8 @@ class Optimizer:
                             "e.g. RNNModel.parameters")
         for name, p in params.items():
             _check_parameter(name, p)
-        _check_positive("lr", lr, allow_zero=True)
         self.params = params
-        self.lr = float(lr)
+        self.lr = _check_number("lr", lr)
         self.steps = 0
         self.state = {name: {} for name in params}
 
@@ -39,6 +43,13 @@ class Optimizer:
         checked = {}
         for name, p in self.params.items():
             _check_parameter(name, p)           # it may have been replaced since
+            for buffer_name, buffer in self.state.get(name, {}).items():
+                if buffer.shape != p.shape or buffer.dtype != p.dtype:
+                    raise ValueError(
+                        f"parameter {name!r} is now a {p.dtype} array of shape {p.shape}, "
+                        f"but the optimizer's {buffer_name!r} for it is {buffer.dtype} of "
+                        f"shape {buffer.shape}: a parameter replaced by an array of another "
+                        "shape or dtype needs a new optimizer")
             key = "d" + name
             if key not in grads:
                 raise KeyError(f"grads has no {key!r} (the gradient of parameter {name!r})")
@@ -55,7 +66,7 @@ class Optimizer:
         checked = self._gradients(grads)
         self.steps += 1
         for name, p in self.params.items():
-            self._update(p, checked[name], self.state[name])
+            self._update(p, checked[name], self.state.setdefault(name, {}))
 
     def _update(self, p, g, state):
         raise NotImplementedError
@@ -74,14 +85,22 @@ def _check_parameter(name, p):
                          "parameters in place as flat arrays")
 
 
-def _check_positive(name, value, allow_zero=False):
+def _check_number(name, value, below=None):
+    """``value`` as a float: a real number (not bool, not str), finite, ``0 <= value``,
+    and ``value < below`` when ``below`` is given."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {type(value).__name__} "
+                        f"{str(value)[:40]!r}")
     try:
-        value = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"{name} must be a finite number; got {str(value)[:40]}") from None
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} "
-                         f"finite number; got {value}")
+        result = float(value)
+    except OverflowError:
+        result = math.inf
+    if not math.isfinite(result):
+        raise ValueError(f"{name} must be a finite number; got {str(value)[:40]}")
+    if result < 0 or (below is not None and result >= below):
+        bounds = "non-negative" if below is None else f"in [0, {below})"
+        raise ValueError(f"{name} must be {bounds}; got {str(value)[:40]}")
+    return result
 
 
 class SGD(Optimizer):
@@ -91,10 +110,9 @@ class SGD(Optimizer):
     without momentum, ``p -= lr * g``.
     """
 
-    def __init__(self, params, lr, momentum=0.0):
+    def __init__(self, params, lr=1e-3, momentum=0.0):
         super().__init__(params, lr)
-        _check_positive("momentum", momentum, allow_zero=True)
-        self.momentum = float(momentum)
+        self.momentum = _check_number("momentum", momentum)
 
     def _update(self, p, g, state):
         if self.momentum:
@@ -117,13 +135,13 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, lr)
-        beta1, beta2 = (float(b) for b in betas)
-        for name, b in (("betas[0]", beta1), ("betas[1]", beta2)):
-            if not 0 <= b < 1:
-                raise ValueError(f"{name} must be in [0, 1); got {b}")
-        _check_positive("eps", eps, allow_zero=True)
-        _check_positive("weight_decay", weight_decay, allow_zero=True)
-        self.betas, self.eps, self.weight_decay = (beta1, beta2), float(eps), float(weight_decay)
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise TypeError(f"betas must be a pair of numbers (beta1, beta2); got "
+                            f"{str(betas)[:40]}")
+        self.betas = (_check_number("betas[0]", betas[0], below=1),
+                      _check_number("betas[1]", betas[1], below=1))
+        self.eps = _check_number("eps", eps)
+        self.weight_decay = _check_number("weight_decay", weight_decay)
 
     def _update(self, p, g, state):
         if not state:
@@ -138,10 +156,9 @@ class Adam(Optimizer):
 class Adagrad(Optimizer):
     """Adagrad (``torch.optim.Adagrad``): ``s += g^2``, ``p -= lr * g / (sqrt(s) + eps)``."""
 
-    def __init__(self, params, lr, eps=1e-8):
+    def __init__(self, params, lr=1e-2, eps=1e-10):
         super().__init__(params, lr)
-        _check_positive("eps", eps, allow_zero=True)
-        self.eps = float(eps)
+        self.eps = _check_number("eps", eps)
 
     def _update(self, p, g, state):
         if not state:
@@ -175,10 +192,10 @@ def clip_grad_norm(grads, max_norm):
     (``dWhx, dWhh, dWyh, dbh, dby``) count and change; ``dx``/``dh0`` do not.
     Returns the total norm before clipping.
     """
-    _check_positive("max_norm", max_norm, allow_zero=True)
+    max_norm = _check_number("max_norm", max_norm)
     arrays = _parameter_gradients(grads)
     total = math.sqrt(sum(float(np.vdot(a, a)) for a in arrays))
-    coef = float(max_norm) / (total + 1e-6)
+    coef = max_norm / (total + 1e-6)
     scale = 1.0 if coef >= 1.0 else coef      # a NaN norm gives NaN gradients, as in torch
     for a in arrays:
         a *= scale
@@ -187,6 +204,6 @@ def clip_grad_norm(grads, max_norm):
 
 def clip_grad_value(grads, clip_value):
     """Clamp the parameter gradients in place to ``[-clip_value, clip_value]``."""
-    _check_positive("clip_value", clip_value, allow_zero=True)
+    clip_value = _check_number("clip_value", clip_value)
     for a in _parameter_gradients(grads):
         np.clip(a, -clip_value, clip_value, out=a)

@@ -49,7 +49,12 @@ CASES = {
                                           weight_decay=0.1)),
     "adam-beta1-small": (lambda p: optim.Adam(p, lr=0.01, betas=(0.3, 0.9)),
                          lambda T, p: T.optim.Adam(p, lr=0.01, betas=(0.3, 0.9))),
-    "adagrad": (lambda p: optim.Adagrad(p, lr=0.1), lambda T, p: T.optim.Adagrad(p, lr=0.1, eps=1e-8)),
+    "adagrad": (lambda p: optim.Adagrad(p, lr=0.1, eps=1e-8),
+                lambda T, p: T.optim.Adagrad(p, lr=0.1, eps=1e-8)),
+    # every default as torch's
+    "sgd-defaults": (lambda p: optim.SGD(p), lambda T, p: T.optim.SGD(p)),
+    "adam-defaults": (lambda p: optim.Adam(p), lambda T, p: T.optim.Adam(p)),
+    "adagrad-defaults": (lambda p: optim.Adagrad(p), lambda T, p: T.optim.Adagrad(p)),
 }
 
 
@@ -175,3 +180,108 @@ def test_clip_grad_value():
     np.testing.assert_array_equal(grads["dh0"], [9.0])
     with pytest.raises(ValueError, match="none of"):
         rnnfast.clip_grad_value({"dx": np.zeros(2)}, 1.0)
+
+
+def test_defaults_are_torchs():
+    # torch 2.13's defaults (checked against torch itself by the *-defaults cases above)
+    p = make_params()
+    assert optim.SGD(p).lr == 1e-3 and optim.SGD(p).momentum == 0
+    adam = optim.Adam(p)
+    assert (adam.lr, adam.betas, adam.eps, adam.weight_decay) == (1e-3, (0.9, 0.999), 1e-8, 0)
+    adagrad = optim.Adagrad(p)
+    assert (adagrad.lr, adagrad.eps) == (1e-2, 1e-10)
+
+
+def test_adagrad_default_eps_on_small_gradients():
+    # with eps = 1e-10 a first step of g = 1e-9 moves p by lr * g / (|g| + eps) = 0.909 lr
+    params = {"w": np.zeros(1)}
+    optim.Adagrad(params, lr=1.0).step({"dw": np.array([1e-9])})
+    np.testing.assert_allclose(params["w"], [-1e-9 / (1e-9 + 1e-10)], rtol=1e-15)
+
+
+@pytest.mark.parametrize("make", [
+    lambda p: optim.Adam(p, lr=0.1),
+    lambda p: optim.SGD(p, lr=0.1, momentum=0.9),
+    lambda p: optim.Adagrad(p, lr=0.1),
+], ids=["adam", "sgd-momentum", "adagrad"])
+@pytest.mark.parametrize("replacement", [
+    np.ones(100_000), np.ones(1), np.ones((1, 4)), np.ones((4, 4), np.float32),
+], ids=["larger", "smaller", "other-shape", "other-dtype"])
+def test_parameter_replaced_after_state_exists_is_refused(make, replacement):
+    # Replacing a parameter by an array of another size used to crash the
+    # compiled Adam step (out-of-bounds writes); every optimizer refuses it
+    # before anything changes.
+    params = make_params()
+    opt = make(params)
+    opt.step(gradient_sequence(1)[0])
+    params["Whh"] = replacement
+    before = {k: v.copy() for k, v in params.items()}
+    state_before = {k: {s: a.copy() for s, a in st.items()} for k, st in opt.state.items()}
+    grads = gradient_sequence(1)[0]
+    grads["dWhh"] = np.ones_like(replacement)
+    with pytest.raises(ValueError, match="parameter 'Whh' is now .* needs a new optimizer"):
+        opt.step(grads)
+    assert opt.steps == 1
+    for k in params:
+        np.testing.assert_array_equal(params[k], before[k])
+        for name, a in state_before[k].items():
+            np.testing.assert_array_equal(opt.state[k][name], a)
+
+
+def test_parameter_added_after_construction_gets_its_own_state():
+    params = make_params()
+    opt = optim.Adam(params, lr=0.1)
+    opt.step(gradient_sequence(1)[0])
+    params["extra"] = np.zeros(3)
+    grads = gradient_sequence(1)[0]
+    grads["dextra"] = np.ones(3)
+    opt.step(grads)
+    assert opt.state["extra"]["exp_avg"].shape == (3,) and np.all(params["extra"] < 0)
+
+
+def test_compiled_adam_step_checks_lengths():
+    from rnnfast import _updates
+    p, g = np.zeros(4), np.zeros(4)
+    with pytest.raises(ValueError, match="one length"):
+        _updates.adam(p, g, np.zeros(3), np.zeros(4), 0.1, 0.9, 0.999, 1e-8, 0.0, 1)
+    with pytest.raises(ValueError, match="one length"):
+        _updates.adam(p, np.zeros(100_000), np.zeros(4), np.zeros(4), 0.1, 0.9, 0.999,
+                      1e-8, 0.0, 1)
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda p: optim.SGD(p, lr="0.1"), "lr"),
+    (lambda p: optim.SGD(p, lr=True), "lr"),
+    (lambda p: optim.SGD(p, lr=np.True_), "lr"),
+    (lambda p: optim.SGD(p, lr=None), "lr"),
+    (lambda p: optim.SGD(p, lr=0.1, momentum="0.9"), "momentum"),
+    (lambda p: optim.Adam(p, betas=0.9), "betas"),
+    (lambda p: optim.Adam(p, betas=(0.9,)), "betas"),
+    (lambda p: optim.Adam(p, betas=("0.9", 0.999)), r"betas\[0\]"),
+    (lambda p: optim.Adam(p, eps=False), "eps"),
+    (lambda p: optim.Adam(p, weight_decay="0"), "weight_decay"),
+    (lambda p: optim.Adagrad(p, lr=[0.1]), "lr"),
+    (lambda p: rnnfast.clip_grad_value({"dWhh": np.ones((2, 2))}, "1.0"), "clip_value"),
+    (lambda p: rnnfast.clip_grad_norm({"dWhh": np.ones((2, 2))}, True), "max_norm"),
+    (lambda p: rnnfast.clip_grad_norm({"dWhh": np.ones((2, 2))}, None), "max_norm"),
+])
+def test_hyperparameters_must_be_real_numbers(call, name):
+    with pytest.raises(TypeError, match=f"^{name} must be a real number|^{name} must be a pair"):
+        call(make_params())
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda p: optim.SGD(p, lr=float("nan")), "lr must be a finite number"),
+    (lambda p: optim.SGD(p, lr=-0.1), "lr must be non-negative"),
+    (lambda p: optim.Adam(p, betas=(0.9, 1)), r"betas\[1\] must be in \[0, 1\)"),
+    (lambda p: rnnfast.clip_grad_value({"dWhh": np.ones((2, 2))}, -1), "clip_value must be"),
+])
+def test_hyperparameters_out_of_range(call, message):
+    with pytest.raises(ValueError, match=message):
+        call(make_params())
+
+
+def test_numpy_numbers_are_accepted():
+    opt = optim.Adam(make_params(), lr=np.float32(0.1), betas=[np.float64(0.9), 0.99],
+                     eps=np.int64(0))
+    assert opt.lr == pytest.approx(0.1) and opt.betas == (0.9, 0.99) and opt.eps == 0.0
