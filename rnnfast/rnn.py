@@ -59,6 +59,10 @@ class RNN:
                             ("num_layers", num_layers)):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        for name, value in (("bias", bias), ("batch_first", batch_first),
+                            ("bidirectional", bidirectional)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"{name} should be of type bool, got: {type(value).__name__}")
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"Unknown nonlinearity {nonlinearity!r}; select 'tanh' or 'relu'")
         if (isinstance(dropout, bool) or not isinstance(dropout, numbers.Real)
@@ -112,6 +116,32 @@ class RNN:
             return params[name]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
+    def __setattr__(self, name, value):
+        """Assigning a parameter attribute copies the new values into the live array.
+
+        The shape must match and the values must be real numbers (cast to the
+        module's dtype), as ``load_state_dict`` requires; the array object
+        stays the same, so optimizers holding it keep updating the module.
+        """
+        params = self.__dict__.get("_params")
+        if params is not None and name in params:
+            params[name][...] = self._checked_parameter(name, value, name)
+        else:
+            super().__setattr__(name, value)
+
+    def _checked_parameter(self, name, value, label):
+        """``value`` as an array fit for parameter ``name``; errors call it ``label``."""
+        current = self._params[name]
+        try:
+            a = _as_numpy(value)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{label} must be an array of real numbers: {exc}") from None
+        if a.dtype.kind not in "fiu":
+            raise TypeError(f"{label} has dtype {a.dtype}; expected real numbers")
+        if a.shape != current.shape:
+            raise ValueError(f"{label} has shape {a.shape}; expected {current.shape}")
+        return a
+
     def named_parameters(self):
         """``(name, array)`` pairs, in PyTorch's order; the arrays are the live parameters."""
         return list(self._params.items())
@@ -133,15 +163,8 @@ class RNN:
         if missing or unexpected:
             raise KeyError(f"state_dict does not match: missing {missing}, "
                            f"unexpected {unexpected}")
-        arrays = {}
-        for name, current in self._params.items():
-            a = _as_numpy(state_dict[name])
-            if a.shape != current.shape:
-                raise ValueError(f"state_dict[{name!r}] has shape {a.shape}; "
-                                 f"expected {current.shape}")
-            if a.dtype.kind not in "fiu":
-                raise TypeError(f"state_dict[{name!r}] has dtype {a.dtype}; expected reals")
-            arrays[name] = a
+        arrays = {name: self._checked_parameter(name, state_dict[name], f"state_dict[{name!r}]")
+                  for name in self._params}
         for name, a in arrays.items():
             self._params[name][...] = a
 
@@ -181,7 +204,8 @@ class RNN:
         n_batch, n_steps = x.shape[0], x.shape[1]
         F._check_sizes(n_x=self.input_size, n_h=self.hidden_size, n_y=1, m=n_batch,
                        T_x=n_steps)
-        x = np.ascontiguousarray(x, dtype=self.dtype)
+        # always a copy: backward reads it, and the caller may change theirs
+        x = np.array(x, dtype=self.dtype, order="C", copy=True)
         n_states = self.num_layers * self.num_directions
         expected = (n_states, n_batch, self.hidden_size) if batched \
             else (n_states, self.hidden_size)
@@ -207,7 +231,7 @@ class RNN:
             if lengths.min() < 1 or lengths.max() > n_steps:
                 raise ValueError(f"lengths must lie in [1, {n_steps}] (the padded length); "
                                  f"got {lengths.min()}..{lengths.max()}")
-            lengths = np.ascontiguousarray(lengths, dtype=np.intp)
+            lengths = np.array(lengths, dtype=np.intp, copy=True)
             if lengths.min() == n_steps:
                 lengths = None                           # nothing is padded
         return x, h0, lengths, batched
