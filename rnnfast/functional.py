@@ -17,6 +17,7 @@ speed differs.  Each call:
 Caller arrays are never written to.
 """
 
+import operator
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -249,7 +250,11 @@ class ForwardCache(Sequence):
         if isinstance(t, slice):
             return [self[i] for i in range(*t.indices(len(self)))]
         n_steps = len(self)
-        t = int(t)
+        try:
+            t = operator.index(t)
+        except TypeError:
+            raise TypeError("ForwardCache indices must be integers or slices, "
+                            f"not {type(t).__name__}") from None
         if not -n_steps <= t < n_steps:
             raise IndexError(f"step {t} out of range for {n_steps} steps")
         t %= n_steps

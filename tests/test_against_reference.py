@@ -96,6 +96,13 @@ def test_forward_cache_indexes_like_reference_steps(dtype):
         steps[6]
     with pytest.raises(IndexError):
         steps[-7]
+    # indices are integers, as for the reference's list
+    assert steps[np.int64(2)][0] is not None
+    for bad in (1.7, "1", None, 1.0):
+        with pytest.raises(TypeError, match="integers or slices"):
+            steps[bad]
+        with pytest.raises(TypeError):
+            steps_ref[bad]
     # The reference's per-step backward runs on rnnfast's step caches.
     dh_next = make_dh(shape, np.float64)[:, :, 2]
     g = ref.rnn_cell_backward(dh_next, steps[2])
