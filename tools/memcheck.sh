@@ -48,8 +48,8 @@
 # Exit status: 0 when everything that ran is clean; 1 when the bounds-checked
 # suite fails (or shows an ignored exception), valgrind attributes an error to
 # rnnfast or a test fails under valgrind, or ASan reports an error or a test
-# fails under it; 2 on a usage or set-up error (including a missed positive
-# control).  Logs and summary.txt go to --logs DIR (default: a new /tmp dir,
+# fails under it; 2 on a usage or set-up error (including a positive control
+# that was missed or did not run).  Logs and summary.txt go to --logs DIR (default: a new /tmp dir,
 # printed); the copies and venvs are deleted unless --keep.
 set -euo pipefail
 shopt -s inherit_errexit     # a failure inside $(...) stops the script too
@@ -366,8 +366,10 @@ if ((run_valgrind)); then
         --error-exitcode=99 --leak-check=no --log-file="$work/control-logs/vg-%p.log" \
         "$venv/bin/python" "$work/control.py") >"$logs/valgrind-control.out" 2>&1 || true
     if ! grep -q 'positive control ran' "$logs/valgrind-control.out"; then
-        note "valgrind: WARNING: the positive control did not run (internal API changed?):" \
-             "$(grep -m1 -E 'Error|error' "$logs/valgrind-control.out" || true)"
+        echo "memcheck: the valgrind positive control did not run, so nothing shows that" \
+             "valgrind would catch an error:" \
+             "$(grep -m1 -E 'Error|error' "$logs/valgrind-control.out" || true)" >&2
+        exit 2
     elif summarise_valgrind "$work"/control-logs/vg-*.log | grep -q '^RNNFAST_ERRORS=[1-9]'; then
         note "valgrind: positive control (a deliberate out-of-bounds read in _kernels) detected"
     else
@@ -436,8 +438,10 @@ if ((run_asan)); then
     elif grep -q 'ERROR: AddressSanitizer: heap-buffer-overflow' "$logs/asan-control.out"; then
         note "asan: positive control (a deliberate out-of-bounds read in _kernels) detected"
     else
-        note "asan: WARNING: the positive control did not run (internal API changed?):" \
-             "$(grep -m1 -E 'Error|error' "$logs/asan-control.out" || true)"
+        echo "memcheck: the ASan positive control did not run, so nothing shows that" \
+             "ASan would catch an error:" \
+             "$(grep -m1 -E 'Error|error' "$logs/asan-control.out" || true)" >&2
+        exit 2
     fi
     build_time=$(elapsed "$t0")
     t1=$(date +%s)
