@@ -5,9 +5,12 @@ It does the job of ``nn.RNN(batch_first=True)`` + ``nn.Linear`` +
 ``loss_and_grads`` the mean cross-entropy and every gradient in one call.
 """
 
+import errno
 import json
 import os
-import tempfile
+import secrets
+import stat
+import sys
 
 import numpy as np
 
@@ -16,6 +19,41 @@ from rnnfast import functional as F
 __all__ = ["RNNModel"]
 
 _FORMAT = "rnnfast.RNNModel/1"
+
+
+class _NotAnArchive(Exception):
+    """Raised inside :meth:`RNNModel.load` for a file that is no zip archive."""
+
+
+def _create_temporary(folder):
+    """``(fd, path)`` of a new, empty file in ``folder``, created as ``open(..., "wb")`` would.
+
+    Unlike ``tempfile.mkstemp`` (always ``0o600``), the mode is ``0o666``
+    masked by the umask, the mode ``np.savez`` gives a new file.
+    """
+    flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = os.path.join(folder, f".rnnfast-{secrets.token_hex(8)}.npz.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+        except OSError as exc:      # name the folder, not the temporary file
+            raise type(exc)(exc.errno, exc.strerror, folder) from None
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", folder)
+
+
+def _type_name(obj):
+    """The public dotted name of ``type(obj)``: ``torch.nn.LSTM``, ``rnnfast.RNN``, ``NoneType``."""
+    cls = type(obj)
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    parts = cls.__module__.split(".")
+    for i in range(1, len(parts) + 1):
+        prefix = ".".join(parts[:i])
+        if getattr(sys.modules.get(prefix), cls.__qualname__, None) is cls:
+            return f"{prefix}.{cls.__qualname__}"
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 class RNNModel:
@@ -162,31 +200,91 @@ class RNNModel:
         """Write the parameters and ``metadata`` to ``path`` (``.npz``), atomically.
 
         The file appears complete or not at all: it is written to a temporary
-        file in the same folder, then renamed over ``path``.
+        file in the same folder, then renamed over ``path``; the temporary
+        file is removed on any failure.
+
+        Permissions are those a plain ``np.savez(path, ...)`` would give: a
+        new file gets ``0o666`` masked by the process umask (``0o644`` under
+        the usual umask ``022``), and a file that is overwritten keeps its
+        permission bits.  When ``path`` is a symbolic link, the file it points
+        to is written and the link stays a link.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Where to write; ``.npz`` is the usual suffix (none is added).
+
+        Raises
+        ------
+        TypeError
+            If ``metadata`` is not a dict.
+        IsADirectoryError
+            If ``path`` (or the target of the link ``path``) is a directory.
+        OSError
+            If the folder does not exist or cannot be written.
         """
         path = os.fspath(path)
         if not isinstance(self.metadata, dict):
             raise TypeError(f"metadata must be a dict; got {type(self.metadata).__name__}")
         meta = json.dumps({"format": _FORMAT, "dtype": self.dtype.name,
                            "metadata": self.metadata})
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".rnnfast-", suffix=".npz")
+        target = os.path.realpath(path)           # write through a symlink, keep the link
+        try:
+            existing = os.stat(target)
+        except FileNotFoundError:
+            mode = None
+        else:
+            if stat.S_ISDIR(existing.st_mode):
+                raise IsADirectoryError(errno.EISDIR, "is a directory, not a model file", path)
+            mode = stat.S_IMODE(existing.st_mode)
+        fd, tmp = _create_temporary(os.path.dirname(target))
         try:
             with os.fdopen(fd, "wb") as f:
+                if mode is not None:     # before any byte is written
+                    if hasattr(os, "fchmod"):
+                        os.fchmod(f.fileno(), mode)
+                    else:
+                        os.chmod(tmp, mode)
                 np.savez(f, __meta__=np.array(meta), **self.parameters)
-            os.replace(tmp, path)
+            os.replace(tmp, target)
         except BaseException:
-            if os.path.exists(tmp):
+            try:
                 os.unlink(tmp)
+            except FileNotFoundError:
+                pass
             raise
 
     @classmethod
     def load(cls, path):
-        """A model saved by :meth:`save`; ``ValueError`` for any other or damaged file."""
+        """A model saved by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A file written by :meth:`save`.
+
+        Returns
+        -------
+        RNNModel
+            With the saved parameters, dtype and ``metadata``.
+
+        Raises
+        ------
+        FileNotFoundError, IsADirectoryError, PermissionError
+            As ``open`` raises them.
+        ValueError
+            For any other file: not an ``.npz`` archive (text, pickle,
+            ``.npy``), an archive of something else, or a damaged model file.
+            Nothing in the file is ever unpickled.
+        """
         try:
-            with np.load(os.fspath(path), allow_pickle=False) as data:
-                meta = json.loads(str(data["__meta__"]))
-                arrays = {k: data[k] for k in ("Whx", "Whh", "Wyh", "bh", "by")}
+            with open(os.fspath(path), "rb") as f:
+                if not f.read(4).startswith((b"PK\x03\x04", b"PK\x05\x06")):
+                    raise _NotAnArchive
+                f.seek(0)
+                with np.load(f, allow_pickle=False) as data:
+                    meta = json.loads(str(data["__meta__"]))
+                    arrays = {k: data[k] for k in ("Whx", "Whh", "Wyh", "bh", "by")}
             if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
                 raise ValueError("no rnnfast.RNNModel header")
             dtype = meta.get("dtype")
@@ -198,9 +296,15 @@ class RNNModel:
             model = cls._from_arrays(arrays, dtype, str(path))
         except (FileNotFoundError, IsADirectoryError, PermissionError):
             raise
+        except _NotAnArchive:
+            raise ValueError(f"{path} is not an rnnfast model file: it is not a model saved "
+                             "by RNNModel.save (not an .npz archive)") from None
         except Exception as exc:      # any damage (zip, zlib, JSON, shapes) reads as "not ours"
-            raise ValueError(f"{path} is not a model saved by RNNModel.save: "
-                             f"{type(exc).__name__}: {exc}") from None
+            reason = f"{type(exc).__name__}: {exc}"
+            if "pickle" in reason:    # NumPy's advice to unpickle is wrong for a model file
+                reason = "it holds Python objects, which RNNModel.save never writes"
+            raise ValueError(f"{path} is not an rnnfast model file: it is not a model saved "
+                             f"by RNNModel.save ({reason})") from None
         model.metadata = metadata
         return model
 
@@ -233,8 +337,15 @@ class RNNModel:
         """
         import torch
 
+        if not isinstance(rnn, torch.nn.RNN):
+            raise TypeError("rnn must be a torch.nn.RNN (one layer, unidirectional, tanh); "
+                            f"got {_type_name(rnn)}")
+        if not isinstance(linear, torch.nn.Linear):
+            raise TypeError(f"linear must be a torch.nn.Linear; got {_type_name(linear)}")
         if rnn.num_layers != 1 or rnn.bidirectional or rnn.nonlinearity != "tanh":
-            raise ValueError("from_torch needs a one-layer, unidirectional tanh nn.RNN")
+            raise ValueError("from_torch needs a one-layer, unidirectional tanh nn.RNN; got "
+                             f"num_layers={rnn.num_layers}, bidirectional={rnn.bidirectional}, "
+                             f"nonlinearity={rnn.nonlinearity!r}")
         if linear.in_features != rnn.hidden_size:
             raise ValueError(f"linear.in_features = {linear.in_features} does not match "
                              f"rnn.hidden_size = {rnn.hidden_size}")
@@ -244,7 +355,9 @@ class RNNModel:
 
         dtype = {torch.float32: "float32", torch.float64: "float64"}.get(rnn.weight_ih_l0.dtype)
         if dtype is None:
-            raise TypeError(f"unsupported torch dtype {rnn.weight_ih_l0.dtype}")
+            raise TypeError(f"unsupported torch dtype: rnn's weights are "
+                            f"{rnn.weight_ih_l0.dtype}; expected torch.float32 or "
+                            "torch.float64")
         n_h = rnn.hidden_size
         bh = np.zeros(n_h)
         for name in ("bias_ih_l0", "bias_hh_l0"):

@@ -1,5 +1,10 @@
 """RNNModel: batch-first forward and loss, class-index input, persistence, torch interchange."""
 
+import builtins
+import os
+import pickle
+import stat
+
 import numpy as np
 import pytest
 
@@ -203,3 +208,128 @@ def test_apple_training_learns_without_torch(dtype):
     model = RNNModel(5, 5, 5, dtype=dtype, seed=0)
     losses, predictions, seconds = train_apple(model, 100, 0.1)
     assert losses[-1] < 0.01 < losses[0] and predictions[-1] == "pple!" and seconds > 0
+
+
+# -- regressions: from_torch types, save permissions and links, load messages --
+
+def test_from_torch_names_the_expected_and_the_given_types():
+    torch = pytest.importorskip("torch")
+    linear = torch.nn.Linear(6, 3)
+    for rnn, got in ((torch.nn.LSTM(4, 6), "torch.nn.LSTM"), (torch.nn.GRU(4, 6), "torch.nn.GRU"),
+                     (rnnfast.RNN(4, 6), "rnnfast.RNN"), (None, "NoneType")):
+        with pytest.raises(TypeError) as info:
+            RNNModel.from_torch(rnn, linear)
+        assert str(info.value) == ("rnn must be a torch.nn.RNN (one layer, unidirectional, "
+                                   f"tanh); got {got}")
+    rnn = torch.nn.RNN(4, 6)
+    for bad, got in ((torch.nn.Bilinear(6, 6, 3), "torch.nn.Bilinear"),
+                     (torch.nn.RNN(6, 3), "torch.nn.RNN"), ("linear", "str")):
+        with pytest.raises(TypeError) as info:
+            RNNModel.from_torch(rnn, bad)
+        assert str(info.value) == f"linear must be a torch.nn.Linear; got {got}"
+    for wrong in (torch.nn.RNN(4, 6, num_layers=2), torch.nn.RNN(4, 6, bidirectional=True),
+                  torch.nn.RNN(4, 6, nonlinearity="relu")):
+        with pytest.raises(ValueError, match="one-layer, unidirectional tanh"):
+            RNNModel.from_torch(wrong, linear)
+
+
+def _mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_save_gives_a_new_file_the_mode_np_savez_gives(tmp_path, umask, mode):
+    model = RNNModel(3, 5, 4, seed=0)
+    previous = os.umask(umask)
+    try:
+        model.save(tmp_path / "m.npz")
+        np.savez(tmp_path / "plain.npz", a=np.zeros(2))
+    finally:
+        os.umask(previous)
+    assert _mode(tmp_path / "m.npz") == _mode(tmp_path / "plain.npz") == mode
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz", "plain.npz"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_save_over_a_file_keeps_its_permission_bits(tmp_path):
+    path = tmp_path / "m.npz"
+    RNNModel(3, 5, 4, seed=0).save(path)
+    os.chmod(path, 0o640)
+    model = RNNModel(3, 5, 4, seed=1)
+    model.save(path)
+    assert _mode(path) == 0o640
+    np.testing.assert_array_equal(RNNModel.load(path).parameters["Whh"],
+                                  model.parameters["Whh"])
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symbolic links")
+def test_save_through_a_symlink_writes_its_target(tmp_path):
+    target_dir = tmp_path / "store"
+    target_dir.mkdir()
+    target = target_dir / "real.npz"
+    RNNModel(3, 5, 4, seed=0).save(target)
+    link = tmp_path / "link.npz"
+    link.symlink_to(target)
+    model = RNNModel(3, 5, 4, seed=1)
+    model.metadata = {"vocab": "abc"}
+    model.save(link)
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    loaded = RNNModel.load(target)
+    assert loaded.metadata == {"vocab": "abc"}
+    for name in model.parameters:
+        np.testing.assert_array_equal(loaded.parameters[name], model.parameters[name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.npz", "store"]
+    assert [p.name for p in target_dir.iterdir()] == ["real.npz"]
+
+
+def test_save_removes_its_temporary_file_on_failure(tmp_path, monkeypatch):
+    path = tmp_path / "m.npz"
+    RNNModel(3, 5, 4, seed=0).save(path)
+    before = path.read_bytes()
+
+    def broken_savez(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(np, "savez", broken_savez)
+    with pytest.raises(OSError, match="No space left"):
+        RNNModel(3, 5, 4, seed=1).save(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.npz"] and path.read_bytes() == before
+
+
+def test_load_says_a_foreign_file_is_not_a_model_and_never_suggests_unpickling(tmp_path):
+    text = tmp_path / "text.npz"
+    text.write_text("hello")
+    pickled = tmp_path / "model.pkl"
+    pickled.write_bytes(pickle.dumps({"Whx": np.zeros((2, 2))}))
+    npy = tmp_path / "array.npy"
+    np.save(npy, np.zeros(3))
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    objects = tmp_path / "objects.npz"
+    np.savez(objects, __meta__=np.array([{"format": "rnnfast.RNNModel/1"}], dtype=object),
+             **RNNModel(3, 5, 4).parameters)
+    for path in (text, pickled, npy, empty, objects):
+        with pytest.raises(ValueError) as info:
+            RNNModel.load(path)
+        message = str(info.value)
+        assert message.startswith(f"{path} is not an rnnfast model file"), message
+        assert "not a model saved by RNNModel.save" in message
+        assert "allow_pickle" not in message and "pickle.load" not in message, message
+    for path in (text, pickled, npy, empty):
+        assert "not an .npz archive" in str(pytest.raises(ValueError, RNNModel.load, path).value)
+
+
+def test_load_lets_os_errors_through(tmp_path, monkeypatch):
+    with pytest.raises(IsADirectoryError):
+        RNNModel.load(tmp_path)
+    locked = tmp_path / "locked.npz"
+    RNNModel(3, 5, 4).save(locked)
+    real_open = builtins.open
+
+    def open_(file, *args, **kwargs):
+        if os.fspath(file) == str(locked):
+            raise PermissionError(13, "Permission denied", str(locked))
+        return real_open(file, *args, **kwargs)
+    monkeypatch.setattr(builtins, "open", open_)
+    with pytest.raises(PermissionError):
+        RNNModel.load(locked)
