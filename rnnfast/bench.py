@@ -38,6 +38,7 @@ import numpy as np
 
 import rnnfast
 from rnnfast import reference
+from rnnfast._cli import check_float, check_int, check_output_path, fail
 
 
 @dataclass(frozen=True)
@@ -478,8 +479,8 @@ def build_parser(parser=None):
                         help="minimum duration of one sample (default 20 ms, 2 ms with --quick)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--plot", metavar="FILE.png", help="bar chart of the ratios (needs matplotlib)")
-    parser.add_argument("--modules", nargs="*", metavar="NAME", choices=list(MODULE_SHAPES),
-                        default=None,
+    parser.add_argument("--modules", nargs="*", metavar="NAME",
+                        choices=[*MODULE_SHAPES, "none"], default=None,
                         help="nn.RNN-shaped cases against torch.nn.RNN (default: all, when "
                              f"torch is installed; none: skip); {', '.join(MODULE_SHAPES)}")
     parser.add_argument("--memory", action="store_true",
@@ -487,11 +488,29 @@ def build_parser(parser=None):
     return parser
 
 
+def check_args(args):
+    """Refuse bad options before any timing: one line ``error: ...`` (SystemExit)."""
+    if args.samples is not None:
+        check_int("--samples", args.samples, 1)
+    if args.min_sample_ms is not None:
+        check_float("--min-sample-ms", args.min_sample_ms)
+    if args.modules and "none" in args.modules and len(args.modules) > 1:
+        fail(f"--modules none skips the module cases; it cannot be combined with "
+             f"{', '.join(m for m in args.modules if m != 'none')}")
+    if args.json:
+        check_output_path("--json", args.json)
+    if args.plot:
+        check_output_path("--plot", args.plot)
+
+
 def run(args):
+    check_args(args)
     if args.samples is None:
         args.samples = 3 if args.quick else 15
     if args.min_sample_ms is None:
         args.min_sample_ms = 2.0 if args.quick else 20.0
+    if args.modules == ["none"]:
+        args.modules = []          # the same as a bare --modules
     torch = None if args.no_torch else import_torch()
     dtypes = ["float32", "float64"] if args.dtype == "both" else [args.dtype]
 

@@ -10,11 +10,14 @@
 * ``sample MODEL``: generate text from a model saved by ``train``.
 """
 
+import os
 import sys
 import time
 
 import numpy as np
 
+from rnnfast._cli import check_float, check_int, check_output_path, fail
+from rnnfast.functional import _INT_MAX
 from rnnfast.model import RNNModel
 from rnnfast.optim import Adam, clip_grad_norm
 
@@ -88,12 +91,15 @@ def train_apple_torch(model, iterations=100, lr=0.1):
     return losses, elapsed
 
 
+def _check_demo_args(args):
+    check_int("--iterations", args.iterations, 1)
+    check_float("--lr", args.lr)
+    check_int("--seed", args.seed, 0)
+
+
 def demo(args, out=None):
+    _check_demo_args(args)
     out = sys.stdout if out is None else out
-    if args.iterations < 1:
-        raise SystemExit("error: --iterations must be at least 1")
-    if not args.lr > 0:
-        raise SystemExit("error: --lr must be positive")
     dtype = np.dtype(args.dtype)
     model = RNNModel(5, 5, 5, dtype=dtype, seed=args.seed)
     initial = {k: v.copy() for k, v in model.parameters.items()}
@@ -151,7 +157,34 @@ def read_text(path):
 
 
 def sample_text(model, vocab, length, temperature=1.0, prime="", seed=None):
-    """Generate ``length`` characters, starting after ``prime`` (or a random character)."""
+    """Generate ``length`` characters, starting after ``prime`` (or a random character).
+
+    Parameters
+    ----------
+    model : RNNModel
+        With ``input_size == output_size == len(vocab)``.
+    vocab : sequence of str
+        The character of each class index.
+    length : int
+        Number of characters to generate.
+    temperature : float
+        Any positive finite number: 1 samples the model's distribution, a
+        smaller one sharpens it (down to argmax), a larger one flattens it.
+    prime : str
+        Text the model reads first; not part of the result.
+    seed : int or None
+        Seed of the sampling.
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ValueError
+        If ``temperature`` is not a positive finite number or ``prime`` holds
+        characters outside ``vocab``.
+    """
     if not temperature > 0 or not np.isfinite(temperature):
         raise ValueError(f"temperature must be a positive number; got {temperature}")
     rng = np.random.default_rng(seed)
@@ -167,8 +200,12 @@ def sample_text(model, vocab, length, temperature=1.0, prime="", seed=None):
         logits = np.zeros(len(vocab))
     out = []
     for _ in range(length):
-        z = logits.astype(np.float64) / temperature
-        p = np.exp(z - z.max())
+        # shift first, so that z <= 0 and the largest logit gives z = 0 exactly:
+        # a tiny temperature overflows the rest to -inf (p = 0), i.e. argmax
+        z = logits.astype(np.float64)
+        with np.errstate(over="ignore"):
+            z = (z - z.max()) / temperature
+        p = np.exp(z)
         c = rng.choice(len(vocab), p=p / p.sum())
         out.append(vocab[c])
         logits, h = model.forward(np.array([[c]]), h, return_state=True)
@@ -214,12 +251,66 @@ class _Progress:
             print(file=sys.stderr)
 
 
-def train(args):
+def training_memory(n_vocab, n_hidden, batch, seq_len, itemsize=4):
+    """Bytes the training loop of ``train`` holds at once (an estimate from above).
+
+    Six copies of the parameters (themselves, their gradients, Adam's two
+    moments, the kernel's transposed ``Whh`` and room for a temporary) and
+    per batch the hidden states, their gradients and the logits (with room
+    for their softmax), ``(batch, seq_len, 3 n_h + 2 n_y)``.
+
+    Parameters
+    ----------
+    n_vocab, n_hidden, batch, seq_len : int
+        Vocabulary size (``n_x = n_y``), ``--hidden``, ``--batch`` and the
+        chunk length used.
+    itemsize : int
+        Bytes per number (4: ``train`` uses float32).
+
+    Returns
+    -------
+    int
+    """
+    n_params = n_hidden * (2 * n_vocab + n_hidden + 1) + n_vocab
+    per_batch = batch * seq_len * (3 * n_hidden + 2 * n_vocab)
+    return itemsize * (6 * n_params + per_batch)
+
+
+def physical_memory():
+    """Bytes of physical memory of this machine, or None where the system does not say."""
+    try:
+        size = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+    return size if size > 0 else None
+
+
+def _check_train_args(args):
     for name in ("hidden", "seq_len", "batch", "steps"):
-        if getattr(args, name) < 1:
-            raise SystemExit(f"error: --{name.replace('_', '-')} must be at least 1")
-    if not args.lr > 0:
-        raise SystemExit("error: --lr must be positive")
+        check_int(f"--{name.replace('_', '-')}", getattr(args, name), 1)
+    check_float("--lr", args.lr)
+    check_float("--clip", args.clip, zero_means="no clipping")
+    check_int("--sample-every", args.sample_every, 0, " (0 = never)")
+    check_int("--seed", args.seed, 0)
+    if args.save:
+        check_output_path("--save", args.save)
+
+
+def _check_training_size(args, n_vocab, seq_len):
+    """Refuse a model that cannot fit the machine, before allocating it."""
+    if args.hidden * seq_len > _INT_MAX:
+        fail(f"--hidden {args.hidden} x --seq-len {seq_len} = {args.hidden * seq_len} "
+             f"exceeds the 32-bit BLAS limit {_INT_MAX}")
+    needed = training_memory(n_vocab, args.hidden, args.batch, seq_len)
+    available = physical_memory()
+    if available is not None and needed > available:
+        fail(f"--hidden {args.hidden} needs about {needed / 2**30:,.1f} GiB of memory "
+             f"(parameters, gradients, optimizer state and one batch of {args.batch} x "
+             f"{seq_len}); this machine has {available / 2**30:,.1f} GiB")
+
+
+def train(args):
+    _check_train_args(args)
     text = read_text(args.file)
     vocab = sorted(set(text))
     index = {c: i for i, c in enumerate(vocab)}
@@ -230,57 +321,96 @@ def train(args):
         raise SystemExit(f"error: {args.file} holds {len(data)} characters, too few for "
                          f"--batch {args.batch}")
     seq_len = min(args.seq_len, per_stream)
+    _check_training_size(args, len(vocab), seq_len)
     inputs = data[:per_stream * args.batch].reshape(args.batch, per_stream)
     targets = data[1:per_stream * args.batch + 1].reshape(args.batch, per_stream)
 
-    model = RNNModel(len(vocab), args.hidden, len(vocab), dtype=np.float32, seed=args.seed)
-    model.metadata = {"vocab": "".join(vocab), "source": str(args.file)}
-    optimizer = Adam(model.parameters, lr=args.lr)
-    progress = _Progress(args.steps, sys.stderr.isatty() and not args.quiet)
     print(f"training on {args.file}: {len(text)} characters, vocabulary {len(vocab)}, "
           f"hidden {args.hidden}, batch {args.batch} x {seq_len} steps", flush=True)
-    h, pos, smooth = None, 0, None
-    start = time.perf_counter()
-    for step in range(1, args.steps + 1):
-        if pos + seq_len > per_stream:
-            pos, h = 0, None          # back to the start of every stream
-        X = inputs[:, pos:pos + seq_len]
-        Y = targets[:, pos:pos + seq_len]
-        loss, grads, h = model.loss_and_grads(X, Y, h, return_state=True)
-        clip_grad_norm(grads, args.clip)
-        optimizer.step(grads)
-        pos += seq_len
-        smooth = loss if smooth is None else 0.98 * smooth + 0.02 * loss
-        progress.update(step, smooth)
-        if args.sample_every and step % args.sample_every == 0:
-            progress.write(f"--- step {step}, loss {smooth:.4f} ---\n"
-                           f"{sample_text(model, vocab, 200, 0.8, seed=step)}\n---")
-    seconds = time.perf_counter() - start
-    progress.close()
+    progress = None
+    try:
+        model = RNNModel(len(vocab), args.hidden, len(vocab), dtype=np.float32,
+                         seed=args.seed)
+        model.metadata = {"vocab": "".join(vocab), "source": str(args.file)}
+        optimizer = Adam(model.parameters, lr=args.lr)
+        progress = _Progress(args.steps, sys.stderr.isatty() and not args.quiet)
+        h, pos, smooth = None, 0, None
+        start = time.perf_counter()
+        for step in range(1, args.steps + 1):
+            if pos + seq_len > per_stream:
+                pos, h = 0, None          # back to the start of every stream
+            X = inputs[:, pos:pos + seq_len]
+            Y = targets[:, pos:pos + seq_len]
+            loss, grads, h = model.loss_and_grads(X, Y, h, return_state=True)
+            if args.clip > 0:             # 0 = no clipping
+                clip_grad_norm(grads, args.clip)
+            optimizer.step(grads)
+            pos += seq_len
+            smooth = loss if smooth is None else 0.98 * smooth + 0.02 * loss
+            progress.update(step, smooth)
+            if args.sample_every and step % args.sample_every == 0:
+                progress.write(f"--- step {step}, loss {smooth:.4f} ---\n"
+                               f"{sample_text(model, vocab, 200, 0.8, seed=step)}\n---")
+        seconds = time.perf_counter() - start
+    except MemoryError:
+        fail(f"out of memory training a model with --hidden {args.hidden}, --batch "
+             f"{args.batch}, --seq-len {seq_len}; make them smaller")
+    finally:
+        if progress is not None:
+            progress.close()
     chars = args.steps * args.batch * seq_len
     print(f"done: {args.steps} steps in {seconds:.2f} s ({chars / seconds:,.0f} characters/s), "
           f"final smoothed loss {smooth:.4f}", flush=True)
     if args.save:
-        model.save(args.save)
+        try:
+            model.save(args.save)
+        except OSError as exc:      # the folder changed while training
+            fail(f"--save {args.save}: {exc.strerror or exc}")
         print(f"saved {args.save}")
     return 0
 
 
+def _check_sample_args(args):
+    check_int("--length", args.length, 0)
+    check_float("--temperature", args.temperature)
+    if args.seed is not None:
+        check_int("--seed", args.seed, 0)
+
+
 def sample(args):
+    _check_sample_args(args)
     try:
         model = RNNModel.load(args.model)
     except FileNotFoundError:
         raise SystemExit(f"error: {args.model}: no such file") from None
+    except IsADirectoryError:
+        raise SystemExit(f"error: {args.model}: is a directory, not a model file") from None
+    except OSError as exc:
+        raise SystemExit(f"error: cannot read {args.model}: "
+                         f"{exc.strerror or type(exc).__name__}") from None
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
-    vocab = list(model.metadata.get("vocab", "")) if isinstance(model.metadata, dict) else []
-    if len(vocab) != model.input_size:
+    if "vocab" not in model.metadata:
         raise SystemExit(f"error: {args.model} has no vocabulary; save it with "
                          "'python -m rnnfast train ... --save'")
-    if args.length < 0:
-        raise SystemExit("error: --length must be >= 0")
+    vocab = model.metadata["vocab"]
+    n = model.input_size
+    if not isinstance(vocab, str) or len(vocab) != n or len(set(vocab)) != n:
+        got = (f"{len(vocab)} characters, {len(set(vocab))} distinct"
+               if isinstance(vocab, str) else f"{type(vocab).__name__} {vocab!r}"[:80])
+        raise SystemExit(f"error: {args.model}: metadata 'vocab' must be a string of "
+                         f"{n} distinct characters (one per input); got {got}")
+    if model.output_size != n:
+        raise SystemExit(f"error: {args.model} has input_size {n} and output_size "
+                         f"{model.output_size}; sampling feeds each output back in, so "
+                         "they must be equal")
+    unknown = sorted(set(args.prime) - set(vocab))
+    if unknown:
+        raise SystemExit(f"error: --prime holds characters the model never saw: "
+                         f"{''.join(unknown)!r}")
     try:
-        text = sample_text(model, vocab, args.length, args.temperature, args.prime, args.seed)
+        text = sample_text(model, list(vocab), args.length, args.temperature, args.prime,
+                           args.seed)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
     print(args.prime + text)
@@ -309,9 +439,10 @@ def add_commands(commands):
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--clip", type=float, default=5.0, help="max gradient norm")
+    p.add_argument("--clip", type=float, default=5.0,
+                   help="max gradient norm; 0 = no clipping (default 5)")
     p.add_argument("--sample-every", type=int, default=0, metavar="K",
-                   help="print 200 sampled characters every K steps")
+                   help="print 200 sampled characters every K steps; 0 = never (the default)")
     p.add_argument("--save", metavar="MODEL.npz")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -321,7 +452,9 @@ def add_commands(commands):
                             description="Generate text from a model saved by 'train --save'.")
     p.add_argument("model")
     p.add_argument("--length", type=int, default=200)
-    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="any positive number: below 1 sharpens (towards argmax), above 1 "
+                        "flattens the distribution")
     p.add_argument("--prime", default="", help="text to start from")
     p.add_argument("--seed", type=int, default=None)
     p.set_defaults(func=sample)

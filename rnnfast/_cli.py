@@ -1,0 +1,95 @@
+"""Checks of command-line options shared by the commands of ``python -m rnnfast``.
+
+Each command checks its options first, so a mistake costs no work and gives
+one line ``error: ...`` (SystemExit with that message, exit status 1).
+"""
+
+import math
+import os
+
+
+def fail(message):
+    """Stop the command with the single line ``error: message``."""
+    raise SystemExit(f"error: {message}")
+
+
+def check_int(option, value, minimum, note=""):
+    """``value`` of ``option`` is an integer of at least ``minimum``.
+
+    Parameters
+    ----------
+    option : str
+        The option as typed, ``"--seed"``.
+    value : int
+        Its parsed value.
+    minimum : int
+        The smallest value accepted.
+    note : str
+        Added after the expectation, e.g. ``" (0 = never)"``.
+
+    Raises
+    ------
+    SystemExit
+        ``error: --seed must be an integer of at least 0; got -1``.
+    """
+    if value < minimum:
+        fail(f"{option} must be an integer of at least {minimum}{note}; got {value}")
+
+
+def check_float(option, value, *, zero_means=None):
+    """``value`` of ``option`` is a finite number above 0 (or 0, meaning ``zero_means``).
+
+    Parameters
+    ----------
+    option : str
+        The option as typed, ``"--lr"``.
+    value : float
+        Its parsed value (argparse accepts ``nan`` and ``inf``).
+    zero_means : str or None, keyword-only
+        When given, 0 is accepted and the message says what it means.
+
+    Raises
+    ------
+    SystemExit
+        ``error: --clip must be a non-negative finite number (0 = no
+        clipping); got -1.0``.
+    """
+    if zero_means is None:
+        if not (math.isfinite(value) and value > 0):
+            fail(f"{option} must be a positive finite number; got {value}")
+    elif not (math.isfinite(value) and value >= 0):
+        fail(f"{option} must be a non-negative finite number (0 = {zero_means}); got {value}")
+
+
+def check_output_path(option, path):
+    """Refuse at once an output ``path`` that could not be written when the work is done.
+
+    Shared by ``train --save`` and ``bench --json/--plot``.
+
+    Parameters
+    ----------
+    option : str
+        The option that named ``path``, for the message.
+    path : str
+        The file to be written: the folder it goes to (that of the link's
+        target for a symbolic link) must exist and be a writable directory,
+        ``path`` must not be a directory, and an existing file must be
+        writable.
+
+    Raises
+    ------
+    SystemExit
+        ``error: --save /no/such/m.npz: folder /no/such does not exist``.
+    """
+    target = os.path.realpath(path)
+    folder = os.path.dirname(target)
+    if os.path.isdir(target):
+        fail(f"{option} {path} is a directory; give a file name")
+    if not os.path.exists(folder):
+        fail(f"{option} {path}: folder {folder} does not exist")
+    if not os.path.isdir(folder):
+        fail(f"{option} {path}: {folder} is not a directory")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        fail(f"{option} {path}: folder {folder} is not writable")
+    if os.path.exists(target) and not os.access(target, os.W_OK):
+        fail(f"{option} {path}: the existing file is not writable")
