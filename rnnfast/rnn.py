@@ -116,16 +116,24 @@ class RNN:
             return params[name]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
+    # What the parameters' shapes and dtype are made of: fixed once they exist.
+    _FIXED = ("input_size", "hidden_size", "num_layers", "bias", "bidirectional", "dtype")
+
     def __setattr__(self, name, value):
         """Assigning a parameter attribute copies the new values into the live array.
 
         The shape must match and the values must be real numbers (cast to the
         module's dtype), as ``load_state_dict`` requires; the array object
         stays the same, so optimizers holding it keep updating the module.
+        The sizes, ``bias``, ``bidirectional`` and ``dtype`` are fixed at
+        construction (``AttributeError``).
         """
         params = self.__dict__.get("_params")
         if params is not None and name in params:
             params[name][...] = self._checked_parameter(name, value, name)
+        elif params is not None and name in self._FIXED:
+            raise AttributeError(f"{name} is fixed when the RNN is made (it shapes the "
+                                 "parameters); make a new RNN instead")
         else:
             super().__setattr__(name, value)
 

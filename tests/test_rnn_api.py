@@ -48,10 +48,25 @@ def test_assigning_a_bad_parameter_raises_and_changes_nothing(value, error, matc
     np.testing.assert_array_equal(r.weight_ih_l0, before)
 
 
+@pytest.mark.parametrize("name, value", [
+    ("input_size", 7), ("hidden_size", 10), ("num_layers", 3), ("bias", False),
+    ("bidirectional", True), ("dtype", np.float64),
+])
+def test_what_shapes_the_parameters_is_fixed(name, value):
+    # a changed size would send arrays of the old shapes into the kernels
+    r = rnnfast.RNN(3, 4, num_layers=2)
+    with pytest.raises(AttributeError, match=f"{name} is fixed"):
+        setattr(r, name, value)
+    out, h_n = r(np.ones((5, 2, 3), np.float32))
+    assert out.shape == (5, 2, 4) and h_n.shape == (2, 2, 4)
+
+
 def test_other_attributes_are_ordinary():
     r = rnnfast.RNN(3, 4)
     r.note = "mine"
+    r.dropout, r.batch_first = 0.5, True
     assert r.note == "mine" and "note" not in r.state_dict()
+    assert r.dropout == 0.5 and r(np.ones((2, 5, 3)))[0].shape == (2, 5, 4)
 
 
 @pytest.mark.parametrize("batch_first", [False, True])
