@@ -31,6 +31,13 @@ __all__ = [
     "rnn_backward",
     "rnn_layer_forward",
     "rnn_layer_backward",
+    "rnn_module_forward",
+    "rnn_module_backward",
+    "rnn_loss",
+    "sgd_step",
+    "adam_step",
+    "adagrad_step",
+    "clip_grad_norm",
 ]
 
 
@@ -253,3 +260,160 @@ def rnn_layer_backward(d_output, d_h_n, cache):
     if cache["bias"]:
         grads["bias_ih"], grads["bias_hh"] = d_b, d_b.copy()
     return grads
+
+
+# -- the whole nn.RNN: layers and directions ------------------------------------
+
+
+def _suffixes(bidirectional):
+    return ("", "_reverse") if bidirectional else ("",)
+
+
+def rnn_module_forward(x, hx, params, num_layers, bidirectional=False, nonlinearity="tanh",
+                       lengths=None, dropout_masks=None):
+    """``torch.nn.RNN.forward`` (time-major, batched) on plain NumPy.
+
+    Parameters
+    ----------
+    x : ndarray, shape (T, N, input_size)
+    hx : ndarray, shape (num_layers * D, N, H)
+    params : dict
+        torch's names: ``weight_ih_l{k}{sfx}``, ``weight_hh_l{k}{sfx}`` and,
+        when present, ``bias_ih_l{k}{sfx}``, ``bias_hh_l{k}{sfx}`` (``sfx`` is
+        ``""`` or ``"_reverse"``).
+    lengths : sequence of int, optional
+        pack_padded_sequence semantics (see :func:`rnn_layer_forward`).
+    dropout_masks : list of ndarray, optional
+        One ``(T, N, D * H)`` multiplier per layer but the last (keep / (1 - p)
+        or 0), applied to that layer's output: dropout as an input.
+
+    Returns
+    -------
+    output : ndarray, shape (T, N, D * H)
+    h_n : ndarray, shape (num_layers * D, N, H)
+    cache : dict for :func:`rnn_module_backward`
+    """
+    suffixes = _suffixes(bidirectional)
+    D = len(suffixes)
+    layer_input, h_n, layers = x, [], []
+    for k in range(num_layers):
+        outputs, caches = [], []
+        for d, sfx in enumerate(suffixes):
+            out, h_last, cache = rnn_layer_forward(
+                layer_input, hx[k * D + d], params[f"weight_ih_l{k}{sfx}"],
+                params[f"weight_hh_l{k}{sfx}"], params.get(f"bias_ih_l{k}{sfx}"),
+                params.get(f"bias_hh_l{k}{sfx}"), nonlinearity, d == 1, lengths)
+            outputs.append(out)
+            caches.append(cache)
+            h_n.append(h_last)
+        out = np.concatenate(outputs, axis=2)
+        mask = None
+        if dropout_masks is not None and k < num_layers - 1:
+            mask = dropout_masks[k]
+            out = out * mask
+        layers.append({"caches": caches, "mask": mask})
+        layer_input = out
+    cache = {"layers": layers, "suffixes": suffixes, "n_hidden": hx.shape[-1]}
+    return layer_input, np.stack(h_n), cache
+
+
+def rnn_module_backward(d_output, d_h_n, cache):
+    """Gradients of :func:`rnn_module_forward`'s ``output`` and ``h_n`` sums.
+
+    Returns
+    -------
+    dict with ``input``, ``hx`` and one entry per parameter name, as
+    ``rnnfast.RNN.backward`` gives them.
+    """
+    suffixes, H = cache["suffixes"], cache["n_hidden"]
+    D = len(suffixes)
+    grads, d_hx = {}, np.zeros(d_h_n.shape)
+    g = d_output
+    for k in range(len(cache["layers"]) - 1, -1, -1):
+        layer = cache["layers"][k]
+        if layer["mask"] is not None:
+            g = g * layer["mask"]
+        d_input = 0.0
+        for d, sfx in enumerate(suffixes):
+            lg = rnn_layer_backward(g[:, :, d * H:(d + 1) * H], d_h_n[k * D + d],
+                                    layer["caches"][d])
+            d_input = d_input + lg.pop("input")
+            d_hx[k * D + d] = lg.pop("hx")
+            for name, value in lg.items():
+                grads[f"{name}_l{k}{sfx}"] = value
+        g = d_input
+    return {"input": g, "hx": d_hx, **grads}
+
+
+# -- the fused loss ---------------------------------------------------------------
+
+
+def rnn_loss(x, h0, y, parameters):
+    """Mean softmax cross-entropy of the seed model, and every gradient.
+
+    ``loss = mean over (i, t) of logsumexp(z[:, i, t]) - z[y[i, t], i, t]``
+    with the logits ``z = Wyh h + by``; ``y (m, T_x)`` holds class indices.
+
+    Returns
+    -------
+    loss : float
+    grads : dict with ``dWhx, dWhh, dWyh, dbh, dby, dx, dh0``
+    """
+    h, _, caches = rnn_forward(x, h0, parameters)
+    Wyh, by = parameters["Wyh"], parameters["by"]
+    n_y = Wyh.shape[0]
+    m, n_steps = y.shape
+    z = np.einsum("yh,hmt->ymt", Wyh, h) + by[:, :, None]
+    top = z.max(axis=0, keepdims=True)
+    log_sum = np.log(np.exp(z - top).sum(axis=0, keepdims=True)) + top
+    onehot = (np.arange(n_y)[:, None, None] == y[None]).astype(z.dtype)
+    loss = float(np.mean(log_sum[0] - np.sum(z * onehot, axis=0)))
+    dz = (np.exp(z - log_sum) - onehot) / (m * n_steps)
+    dh = np.einsum("yh,ymt->hmt", Wyh, dz)
+    grads = rnn_backward(dh, caches)
+    grads["dWyh"] = np.einsum("ymt,hmt->yh", dz, h)
+    grads["dby"] = dz.sum(axis=(1, 2))[:, None]
+    return loss, grads
+
+
+# -- optimizer steps: the published update rules, one parameter at a time -------
+#
+# ``state`` is a dict the step reads and updates (empty before the first step);
+# ``t`` counts steps from 1.  These are written from the papers' equations (and
+# torch.optim's documentation of its defaults: L2 weight decay added to the
+# gradient, eps outside the square root), not from any implementation.
+
+
+def sgd_step(param, grad, state, lr, momentum=0.0):
+    """``b = momentum b + g`` (``b = g`` at first), ``p = p - lr b``; plain SGD without momentum."""
+    if momentum:
+        b = grad if "momentum_buffer" not in state else momentum * state["momentum_buffer"] + grad
+        state["momentum_buffer"] = b
+        return param - lr * b
+    return param - lr * grad
+
+
+def adam_step(param, grad, state, t, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    """Kingma & Ba (2015), Algorithm 1, with L2 weight decay added to the gradient."""
+    beta1, beta2 = betas
+    g = grad + weight_decay * param
+    m = beta1 * state.get("exp_avg", 0.0) + (1 - beta1) * g
+    v = beta2 * state.get("exp_avg_sq", 0.0) + (1 - beta2) * g * g
+    state["exp_avg"], state["exp_avg_sq"] = m, v
+    m_hat = m / (1 - beta1 ** t)
+    v_hat = v / (1 - beta2 ** t)
+    return param - lr * m_hat / (np.sqrt(v_hat) + eps)
+
+
+def adagrad_step(param, grad, state, lr, eps=1e-10):
+    """Duchi, Hazan & Singer (2011): ``s = s + g^2``, ``p = p - lr g / (sqrt(s) + eps)``."""
+    s = state.get("sum", 0.0) + grad * grad
+    state["sum"] = s
+    return param - lr * grad / (np.sqrt(s) + eps)
+
+
+def clip_grad_norm(grads, max_norm):
+    """The gradients scaled by ``min(1, max_norm / (norm + 1e-6))`` and their joint 2-norm."""
+    norm = float(np.sqrt(sum(np.sum(np.square(g)) for g in grads.values())))
+    scale = float(np.minimum(1.0, max_norm / (norm + 1e-6)))     # NaN stays NaN
+    return {k: g * scale for k, g in grads.items()}, norm

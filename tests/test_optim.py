@@ -5,6 +5,7 @@ import pytest
 
 import rnnfast
 from rnnfast import optim
+from rnnfast import reference as ref
 
 SHAPES = {"Whx": (4, 3), "Whh": (4, 4), "Wyh": (2, 4), "bh": (4, 1), "by": (2, 1)}
 
@@ -285,3 +286,66 @@ def test_numpy_numbers_are_accepted():
     opt = optim.Adam(make_params(), lr=np.float32(0.1), betas=[np.float64(0.9), 0.99],
                      eps=np.int64(0))
     assert opt.lr == pytest.approx(0.1) and opt.betas == (0.9, 0.99) and opt.eps == 0.0
+
+
+# -- against the NumPy twins of the update rules (no torch) --------------------
+
+TWIN_CASES = {
+    "sgd": (lambda p: optim.SGD(p, lr=0.1), lambda p, g, s, t: ref.sgd_step(p, g, s, 0.1)),
+    "sgd-momentum": (lambda p: optim.SGD(p, lr=0.05, momentum=0.9),
+                     lambda p, g, s, t: ref.sgd_step(p, g, s, 0.05, momentum=0.9)),
+    "adam": (lambda p: optim.Adam(p, lr=0.1),
+             lambda p, g, s, t: ref.adam_step(p, g, s, t, 0.1)),
+    "adam-wd": (lambda p: optim.Adam(p, lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1),
+                lambda p, g, s, t: ref.adam_step(p, g, s, t, 0.01, (0.8, 0.99), 1e-6, 0.1)),
+    "adam-beta1-small": (lambda p: optim.Adam(p, lr=0.01, betas=(0.3, 0.9)),
+                         lambda p, g, s, t: ref.adam_step(p, g, s, t, 0.01, (0.3, 0.9))),
+    "adagrad": (lambda p: optim.Adagrad(p, lr=0.1),
+                lambda p, g, s, t: ref.adagrad_step(p, g, s, 0.1)),
+}
+
+# Largest |ours - twin| / max|twin - start| over 7 steps (the size of the
+# updates, so that a wrong update rule stands out against the parameters):
+# measured float64 1.0e-15 (the twin sums in another order), float32 5.3e-6
+# (float32 arithmetic and the rounding of float32 parameters).
+UPDATE_RTOL = {np.dtype(np.float64): 1e-14, np.dtype(np.float32): 2e-5}
+
+
+@pytest.mark.parametrize("case", list(TWIN_CASES))
+def test_matches_the_twin(case, dtype):
+    ours, twin = TWIN_CASES[case]
+    grads_seq = gradient_sequence(7)
+    params = {k: v.astype(dtype) for k, v in make_params().items()}
+    start = {k: v.astype(np.float64) for k, v in params.items()}
+    opt = ours(params)
+    expected, states = dict(start), {k: {} for k in start}
+    for t, grads in enumerate(grads_seq, 1):
+        opt.step({k: g.astype(dtype) for k, g in grads.items()})
+        expected = {k: twin(expected[k], grads["d" + k].astype(dtype).astype(np.float64),
+                            states[k], t) for k in expected}
+    for k in expected:
+        assert params[k].dtype == dtype
+        moved = float(np.max(np.abs(expected[k] - start[k])))
+        err = float(np.max(np.abs(params[k] - expected[k])))
+        assert err <= UPDATE_RTOL[dtype] * moved, f"{k}: error {err:.2e}, moved {moved:.2e}"
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 100.0])
+def test_clip_grad_norm_matches_the_twin(max_norm, dtype):
+    grads = {k: v.astype(dtype) for k, v in gradient_sequence(1)[0].items()}
+    grads["dx"] = np.ones((3, 2), dtype)
+    expected, norm = ref.clip_grad_norm(
+        {k: v.astype(np.float64) for k, v in grads.items() if k != "dx"}, max_norm)
+    total = rnnfast.clip_grad_norm(grads, max_norm)
+    assert abs(total - norm) <= (1e-12 if dtype == np.float64 else 1e-6) * norm
+    for k, v in expected.items():
+        np.testing.assert_allclose(grads[k], v, rtol=1e-12 if dtype == np.float64 else 1e-6)
+    np.testing.assert_array_equal(grads["dx"], 1)
+
+
+def test_clip_grad_value_clamps_exactly():
+    grads = gradient_sequence(1)[0]
+    expected = {k: np.minimum(np.maximum(v, -0.7), 0.7) for k, v in grads.items()}
+    rnnfast.clip_grad_value(grads, 0.7)
+    for k in expected:
+        np.testing.assert_array_equal(grads[k], expected[k])

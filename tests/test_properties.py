@@ -14,7 +14,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 import rnnfast  # noqa: E402
 from rnnfast import reference as ref  # noqa: E402
-from conftest import as_float64, assert_close  # noqa: E402
+from conftest import RTOL, as_float64, assert_close  # noqa: E402
 
 LAYOUTS = ["c", "fortran", "strided", "negative", "readonly"]
 
@@ -86,7 +86,7 @@ def test_loss_against_reference(problem):
     _, y_pred, _ = ref.rnn_forward(x64, h064, p64)
     expected = -np.mean(np.log(np.take_along_axis(y_pred, y[None], axis=0)))
     loss, grads = rnnfast.rnn_loss(x, h0, y, p)
-    assert abs(loss - expected) <= (1e-9 if dtype == np.float64 else 1e-4) * max(1, expected)
+    assert abs(loss - expected) <= RTOL[np.dtype(dtype)] * max(1, expected)
     assert all(np.all(np.isfinite(g)) for g in grads.values())
 
 

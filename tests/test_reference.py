@@ -114,3 +114,105 @@ def test_rnn_layer_backward_matches_finite_differences(nonlinearity, reverse, le
         out, _, _ = ref.rnn_layer_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity,
                                           reverse, lengths)
         assert np.all(out[1:, 1] == 0) and np.all(grads["input"][1:, 1] == 0)
+
+
+def module_problem(num_layers, bidirectional, bias, seed=4, T=3, N=2, n_in=2, H=3):
+    rng = np.random.default_rng(seed)
+    D = 2 if bidirectional else 1
+    params = {}
+    for k in range(num_layers):
+        for sfx in ("", "_reverse")[:D]:
+            params[f"weight_ih_l{k}{sfx}"] = 0.7 * rng.standard_normal((H, n_in if k == 0 else D * H))
+            params[f"weight_hh_l{k}{sfx}"] = 0.6 * rng.standard_normal((H, H))
+            if bias:
+                params[f"bias_ih_l{k}{sfx}"] = 0.1 * rng.standard_normal(H)
+                params[f"bias_hh_l{k}{sfx}"] = 0.1 * rng.standard_normal(H)
+    x = rng.standard_normal((T, N, n_in))
+    hx = 0.5 * rng.standard_normal((num_layers * D, N, H))
+    masks = [(rng.random((T, N, D * H)) > 0.3) / 0.7 for _ in range(num_layers - 1)]
+    return x, hx, params, masks
+
+
+@pytest.mark.parametrize("num_layers, bidirectional, bias, lengths, dropout", [
+    (1, False, True, None, False),
+    (2, True, True, None, True),
+    (2, False, False, [3, 2], True),
+    (3, True, True, [1, 3], False),
+])
+def test_rnn_module_backward_matches_finite_differences(num_layers, bidirectional, bias,
+                                                        lengths, dropout):
+    x, hx, params, masks = module_problem(num_layers, bidirectional, bias)
+    masks = masks if dropout else None
+    out, h_n, cache = ref.rnn_module_forward(x, hx, params, num_layers, bidirectional,
+                                             "tanh", lengths, masks)
+    rng = np.random.default_rng(5)
+    d_out, d_hn = rng.standard_normal(out.shape), rng.standard_normal(h_n.shape)
+    grads = ref.rnn_module_backward(d_out, d_hn, cache)
+
+    def loss():
+        o, hn, _ = ref.rnn_module_forward(x, hx, params, num_layers, bidirectional, "tanh",
+                                          lengths, masks)
+        return float(np.sum(d_out * o) + np.sum(d_hn * hn))
+
+    targets = {"input": x, "hx": hx, **params}
+    assert set(grads) == set(targets)
+    for key, array in targets.items():
+        np.testing.assert_allclose(grads[key], numeric_grad(loss, array),
+                                   rtol=1e-6, atol=1e-8, err_msg=key)
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 5, 2, 3), (2, 3, 2, 1, 1)])
+def test_rnn_loss_matches_finite_differences(shape):
+    x, h0, p = make_problem(shape)
+    n_y, m, T = shape[2], shape[3], shape[4]
+    y = np.random.default_rng(6).integers(0, n_y, size=(m, T))
+    loss, grads = ref.rnn_loss(x, h0, y, p)
+
+    def f():
+        return ref.rnn_loss(x, h0, y, p)[0]
+
+    # the loss itself, from the softmax outputs of the seed forward pass
+    _, y_pred, _ = ref.rnn_forward(x, h0, p)
+    picked = np.take_along_axis(y_pred, y[None], axis=0)
+    assert loss == pytest.approx(-np.mean(np.log(picked)), rel=1e-12)
+    targets = {"dx": x, "dh0": h0, "dWhx": p["Whx"], "dWhh": p["Whh"], "dbh": p["bh"],
+               "dWyh": p["Wyh"], "dby": p["by"]}
+    assert set(grads) == set(targets)
+    for key, array in targets.items():
+        np.testing.assert_allclose(grads[key], numeric_grad(f, array),
+                                   rtol=1e-6, atol=1e-9, err_msg=key)
+
+
+def test_optimizer_steps_follow_the_published_equations():
+    g1, g2 = np.array([0.5, -2.0, 1e-3]), np.array([-1.0, 0.25, 4.0])
+    p0 = np.array([1.0, -1.0, 0.5])
+    # Adam, first step: m_hat = g, v_hat = g^2, so p moves by lr g / (|g| + eps)
+    state = {}
+    p1 = ref.adam_step(p0, g1, state, 1, lr=0.1, eps=1e-8)
+    np.testing.assert_allclose(p1, p0 - 0.1 * g1 / (np.abs(g1) + 1e-8), rtol=1e-14)
+    # second step, by hand
+    m = 0.9 * 0.1 * g1 + 0.1 * g2
+    v = 0.999 * 0.001 * g1 ** 2 + 0.001 * g2 ** 2
+    p2 = ref.adam_step(p1, g2, state, 2, lr=0.1, eps=1e-8)
+    expected = p1 - 0.1 * (m / (1 - 0.81)) / (np.sqrt(v / (1 - 0.999 ** 2)) + 1e-8)
+    np.testing.assert_allclose(p2, expected, rtol=1e-14)
+    # L2 weight decay enters the gradient
+    np.testing.assert_allclose(ref.adam_step(p0, g1, {}, 1, 0.1, weight_decay=0.5),
+                               ref.adam_step(p0, g1 + 0.5 * p0, {}, 1, 0.1), rtol=1e-15)
+    # SGD with momentum: b1 = g1, b2 = 0.9 g1 + g2
+    state = {}
+    p1 = ref.sgd_step(p0, g1, state, 0.1, momentum=0.9)
+    p2 = ref.sgd_step(p1, g2, state, 0.1, momentum=0.9)
+    np.testing.assert_allclose(p2, p0 - 0.1 * g1 - 0.1 * (0.9 * g1 + g2), rtol=1e-15)
+    np.testing.assert_allclose(ref.sgd_step(p0, g1, {}, 0.1), p0 - 0.1 * g1, rtol=1e-15)
+    # Adagrad: s2 = g1^2 + g2^2
+    state = {}
+    p1 = ref.adagrad_step(p0, g1, state, 0.5)
+    p2 = ref.adagrad_step(p1, g2, state, 0.5)
+    np.testing.assert_allclose(p2, p0 - 0.5 * g1 / (np.abs(g1) + 1e-10)
+                               - 0.5 * g2 / (np.sqrt(g1 ** 2 + g2 ** 2) + 1e-10), rtol=1e-14)
+    # clipping: joint norm 13 scaled to 1.3
+    clipped, norm = ref.clip_grad_norm({"a": np.array([3.0, 4.0]), "b": np.array([12.0])}, 1.3)
+    assert norm == 13.0
+    np.testing.assert_allclose(clipped["a"], [0.3, 0.4], rtol=1e-6)
+    assert ref.clip_grad_norm({"a": np.array([0.3])}, 1.0)[0]["a"][0] == 0.3

@@ -1,4 +1,9 @@
-"""rnnfast.RNN against torch.nn.RNN autograd: layers, directions, relu, bias, layouts, lengths."""
+"""rnnfast.RNN against its NumPy twin and, when installed, torch.nn.RNN autograd.
+
+Every configuration (layers, directions, relu, bias, layouts, lengths,
+dropout) runs against ``reference.rnn_module_forward/backward`` without torch;
+the same cases run against torch as a second, independent oracle.
+"""
 
 import itertools
 
@@ -6,64 +11,122 @@ import numpy as np
 import pytest
 
 import rnnfast
+from rnnfast import reference as ref
 from conftest import assert_close
 
-torch = pytest.importorskip("torch")
+try:
+    import torch
+except ImportError:
+    torch = None
+
+
+@pytest.fixture(params=["numpy", "torch"])
+def oracle(request):
+    """The name of the oracle a test compares with; torch's skips without torch."""
+    if request.param == "torch" and torch is None:
+        pytest.skip("torch is not installed (the NumPy twin is the first oracle)")
+    return request.param
+
+
+def needs_torch():
+    if torch is None:
+        pytest.skip("torch is not installed")
+    return torch
 
 
 def pair(dtype=np.float64, seed=0, **kwargs):
-    """A float64 torch.nn.RNN (the oracle) and an rnnfast.RNN of dtype with the same weights."""
-    torch.manual_seed(seed)
-    t = torch.nn.RNN(4, 5, dtype=torch.float64, **kwargs)
+    """An rnnfast.RNN of ``dtype`` and its weights in float64 (the oracles' copy)."""
+    r64 = rnnfast.RNN(4, 5, dtype=np.float64, seed=seed, **kwargs)
     r = rnnfast.RNN(4, 5, dtype=dtype, **kwargs)
-    r.load_state_dict(t.state_dict())
-    return t, r
+    weights = r64.state_dict()
+    r.load_state_dict(weights)
+    return weights, r
 
 
-def torch_run(t, x, h0, go, gh, lengths=None, batch_first=False):
-    """output, h_n and the autograd gradients of sum(go*output) + sum(gh*h_n)."""
-    t.zero_grad()
+def dropout_masks(r):
+    """The dropout multipliers of ``r``'s last forward, time-major, for the twin."""
+    masks = [layer["mask"] for layer in r._cache["layers"]][:-1]
+    if all(m is None for m in masks):
+        return None
+    return [m.transpose(1, 0, 2).astype(np.float64) for m in masks]
+
+
+def numpy_run(r, weights, x, h0, go, gh, lengths=None, batched=True, masks=None):
+    """output, h_n and the gradients of sum(go*output) + sum(gh*h_n), by the NumPy twin."""
+    batch_first = r.batch_first and batched
+
+    def time_major(a):
+        if not batched:
+            return a[:, None]
+        return a.transpose(1, 0, 2) if batch_first else a
+
+    def user_layout(a):
+        if not batched:
+            return a[:, 0]
+        return a.transpose(1, 0, 2) if batch_first else a
+
+    hx = h0 if batched else h0[:, None]
+    out, hn, cache = ref.rnn_module_forward(time_major(x), hx, weights, r.num_layers,
+                                            r.bidirectional, r.nonlinearity, lengths, masks)
+    grads = ref.rnn_module_backward(time_major(go), gh if batched else gh[:, None], cache)
+    grads["input"] = user_layout(grads["input"])
+    if not batched:
+        hn, grads["hx"] = hn[:, 0], grads["hx"][:, 0]
+    return user_layout(out), hn, grads
+
+
+def torch_run(r, weights, x, h0, go, gh, lengths=None, batched=True, masks=None):
+    """The same by torch.nn.RNN autograd (float64)."""
+    assert masks is None, "torch draws its own dropout masks"
+    t = torch.nn.RNN(r.input_size, r.hidden_size, num_layers=r.num_layers,
+                     nonlinearity=r.nonlinearity, bias=r.bias, batch_first=r.batch_first,
+                     bidirectional=r.bidirectional, dtype=torch.float64)
+    t.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
     x = torch.tensor(x, requires_grad=True)
     h0 = torch.tensor(h0, requires_grad=True)
     if lengths is None:
         out, hn = t(x, h0)
     else:
         packed = torch.nn.utils.rnn.pack_padded_sequence(
-            x, torch.as_tensor(lengths), batch_first=batch_first, enforce_sorted=False)
+            x, torch.as_tensor(lengths), batch_first=r.batch_first, enforce_sorted=False)
         out, hn = t(packed, h0)
         out, _ = torch.nn.utils.rnn.pad_packed_sequence(
-            out, batch_first=batch_first, total_length=x.shape[1 if batch_first else 0])
+            out, batch_first=r.batch_first, total_length=x.shape[1 if r.batch_first else 0])
     ((out * torch.tensor(go)).sum() + (hn * torch.tensor(gh)).sum()).backward()
     grads = {"input": x.grad.numpy(), "hx": h0.grad.numpy()}
     grads.update({k: v.grad.numpy() for k, v in t.named_parameters()})
     return out.detach().numpy(), hn.detach().numpy(), grads
 
 
-def compare(t, r, batched, batch_first, dtype, lengths=None, seed=1):
+RUNS = {"numpy": numpy_run, "torch": torch_run}
+
+
+def problem(r, batched, seed=1, N=3, L=6):
+    """Inputs ``(x, h0, go, gh)`` in ``r``'s layout."""
     rng = np.random.default_rng(seed)
-    N, L = 3, 6
     D = 2 if r.bidirectional else 1
     if batched:
-        x_shape = (N, L, 4) if batch_first else (L, N, 4)
+        x_shape = (N, L, 4) if r.batch_first else (L, N, 4)
         h_shape = (D * r.num_layers, N, 5)
         o_shape = x_shape[:2] + (D * 5,)
     else:
         x_shape, h_shape, o_shape = (L, 4), (D * r.num_layers, 5), (L, D * 5)
-    x = rng.standard_normal(x_shape)
-    h0 = rng.standard_normal(h_shape)
-    go = rng.standard_normal(o_shape)
-    gh = rng.standard_normal(h_shape)
-    if batched:
-        out_t, hn_t, g_t = torch_run(t, x, h0, go, gh, lengths, batch_first)
-    else:
-        out_t, hn_t, g_t = torch_run(t, x, h0, go, gh)
+    return (rng.standard_normal(x_shape), rng.standard_normal(h_shape),
+            rng.standard_normal(o_shape), rng.standard_normal(h_shape))
+
+
+def compare(oracle, weights, r, batched, dtype, lengths=None, seed=1):
+    x, h0, go, gh = problem(r, batched, seed)
     cast = (lambda a: a.astype(dtype))
     out, hn = r.forward(cast(x), cast(h0), lengths=lengths)
-    assert_close(out, out_t, dtype, "output")
-    assert_close(hn, hn_t, dtype, "h_n")
     grads = r.backward(cast(go), cast(gh))
-    assert list(grads) == ["input", "hx"] + [k for k, _ in t.named_parameters()]
-    for key, expected in g_t.items():
+    out_e, hn_e, g_e = RUNS[oracle](r, weights, x, h0, go, gh, lengths, batched,
+                                    dropout_masks(r) if oracle == "numpy" else None)
+    assert_close(out, out_e, dtype, "output")
+    assert_close(hn, hn_e, dtype, "h_n")
+    assert list(grads) == ["input", "hx"] + list(weights)
+    assert set(g_e) == set(grads)
+    for key, expected in g_e.items():
         assert_close(grads[key], expected, dtype, key)
 
 
@@ -73,46 +136,80 @@ GRID = list(itertools.product([1, 2, 3], [False, True], ["tanh", "relu"], [True,
 
 @pytest.mark.parametrize("layers, bidirectional, nonlinearity, bias, batch_first, batched", GRID,
                          ids=lambda v: str(v))
-def test_matches_torch_float64(layers, bidirectional, nonlinearity, bias, batch_first, batched):
-    t, r = pair(num_layers=layers, bidirectional=bidirectional, nonlinearity=nonlinearity,
-                bias=bias, batch_first=batch_first)
-    compare(t, r, batched, batch_first, np.float64)
+def test_matches_oracle_float64(oracle, layers, bidirectional, nonlinearity, bias, batch_first,
+                                batched):
+    weights, r = pair(num_layers=layers, bidirectional=bidirectional, nonlinearity=nonlinearity,
+                      bias=bias, batch_first=batch_first)
+    compare(oracle, weights, r, batched, np.float64)
+
+
+@pytest.mark.parametrize("layers, bidirectional, nonlinearity, bias, batch_first, batched",
+                         [(2, True, "tanh", True, False, True), (1, False, "relu", True, True, True),
+                          (3, True, "relu", False, False, False)], ids=lambda v: str(v))
+def test_float32_matches_oracle(oracle, layers, bidirectional, nonlinearity, bias, batch_first,
+                                batched):
+    weights, r = pair(dtype=np.float32, num_layers=layers, bidirectional=bidirectional,
+                      nonlinearity=nonlinearity, bias=bias, batch_first=batch_first)
+    compare(oracle, weights, r, batched, np.float32)
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("batch_first", [False, True])
 @pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
-def test_variable_lengths_match_pack_padded_sequence(bidirectional, batch_first, nonlinearity,
-                                                     products):
-    t, r = pair(num_layers=2, bidirectional=bidirectional, batch_first=batch_first,
-                nonlinearity=nonlinearity)
-    compare(t, r, True, batch_first, np.float64, lengths=np.array([6, 2, 4]))
-    compare(t, r, True, batch_first, np.float64, lengths=np.array([1, 6, 6]))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_variable_lengths_match_pack_padded_sequence(oracle, bidirectional, batch_first,
+                                                     nonlinearity, dtype, products):
+    weights, r = pair(dtype=dtype, num_layers=2, bidirectional=bidirectional,
+                      batch_first=batch_first, nonlinearity=nonlinearity)
+    compare(oracle, weights, r, True, dtype, lengths=np.array([6, 2, 4]))
+    compare(oracle, weights, r, True, dtype, lengths=np.array([1, 6, 6]))
+    out, _ = r(problem(r, True)[0].astype(dtype), lengths=np.array([6, 2, 4]))
+    padded = out[1, 2:] if batch_first else out[2:, 1]
+    assert np.all(padded == 0)                          # outputs past a length are zeros
 
 
-def test_float32_close_to_torch():
-    t, r = pair(dtype=np.float32, num_layers=2, bidirectional=True)
-    compare(t, r, True, False, np.float32)
+@pytest.mark.parametrize("shape", [(1, 1), (7, 1), (1, 5), (129, 2)], ids=lambda s: f"L{s[0]}-N{s[1]}")
+def test_odd_sizes(oracle, shape, products):
+    L, N = shape
+    weights, r = pair(num_layers=2, bidirectional=True)
+    rng = np.random.default_rng(L)
+    x, h0 = rng.standard_normal((L, N, 4)), rng.standard_normal((4, N, 5))
+    go, gh = rng.standard_normal((L, N, 10)), rng.standard_normal((4, N, 5))
+    out, hn = r(x, h0)
+    grads = r.backward(go, gh)
+    out_e, hn_e, g_e = RUNS[oracle](r, weights, x, h0, go, gh)
+    assert_close(out, out_e, np.float64, "output")
+    assert_close(hn, hn_e, np.float64, "h_n")
+    for key, expected in g_e.items():
+        assert_close(grads[key], expected, np.float64, key)
 
 
-def test_single_sequence_hand_written_products(products):
-    t, r = pair(num_layers=2, bidirectional=True)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_dropout_matches_the_twin_with_the_same_masks(dtype):
+    weights, r = pair(dtype=dtype, num_layers=3, bidirectional=True, dropout=0.4, seed=2)
+    compare("numpy", weights, r, True, dtype)
+    compare("numpy", weights, r, True, dtype, lengths=np.array([6, 3, 5]))
+
+
+def test_single_sequence_hand_written_products(oracle, products):
+    weights, r = pair(num_layers=2, bidirectional=True)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((7, 1, 4))
     h0 = rng.standard_normal((4, 1, 5))
-    out_t, hn_t, g_t = torch_run(t, x, h0, np.ones((7, 1, 10)), np.ones((4, 1, 5)))
+    out_e, hn_e, g_e = RUNS[oracle](r, weights, x, h0, np.ones((7, 1, 10)), np.ones((4, 1, 5)))
     out, hn = r(x, h0)
-    assert_close(out, out_t, np.float64)
+    assert_close(out, out_e, np.float64)
     grads = r.backward(np.ones((7, 1, 10)), np.ones((4, 1, 5)))
-    for key in g_t:
-        assert_close(grads[key], g_t[key], np.float64, key)
+    for key in g_e:
+        assert_close(grads[key], g_e[key], np.float64, key)
 
 
 def test_state_dict_round_trip_both_ways():
-    t, r = pair(num_layers=2, bidirectional=True)
+    torch = needs_torch()
+    _, r = pair(num_layers=2, bidirectional=True)
     state = r.state_dict()
-    assert list(state) == list(t.state_dict())
     t2 = torch.nn.RNN(4, 5, num_layers=2, bidirectional=True, dtype=torch.float64)
+    assert list(state) == list(t2.state_dict())
     t2.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
     for k, v in t2.state_dict().items():
         np.testing.assert_array_equal(v.numpy(), state[k])
@@ -124,7 +221,10 @@ def test_state_dict_round_trip_both_ways():
 def test_default_initialisation():
     r = rnnfast.RNN(3, 16, num_layers=2, bidirectional=True, seed=0)
     names = [n for n, _ in r.named_parameters()]
-    assert names == list(torch.nn.RNN(3, 16, num_layers=2, bidirectional=True).state_dict())
+    assert names == [f"{w}_l{k}{sfx}" for k in range(2) for sfx in ("", "_reverse")
+                     for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+    if torch is not None:
+        assert names == list(torch.nn.RNN(3, 16, num_layers=2, bidirectional=True).state_dict())
     for name, a in r.named_parameters():
         assert a.dtype == np.float32 and np.all(np.abs(a) <= 0.25) and a.std() > 0.05
     again = rnnfast.RNN(3, 16, num_layers=2, bidirectional=True, seed=0)
@@ -224,7 +324,7 @@ def test_bad_forward_and_backward_arguments():
 
 @pytest.mark.parametrize("layout", ["fortran", "transposed-view"])
 def test_hx_and_grad_h_n_in_any_memory_order(layout):
-    t, r = pair(num_layers=2, bidirectional=True)
+    _, r = pair(num_layers=2, bidirectional=True)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((6, 3, 4))
     hx = rng.standard_normal((4, 3, 5))
@@ -242,7 +342,7 @@ def test_hx_and_grad_h_n_in_any_memory_order(layout):
 
 
 def test_writing_into_output_does_not_change_backward():
-    t, r = pair()
+    _, r = pair()
     x = np.random.default_rng(0).standard_normal((6, 3, 4))
     out, _ = r(x)
     expected = r.backward(np.ones_like(out))
