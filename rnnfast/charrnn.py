@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from rnnfast._cli import check_float, check_int, check_output_path, fail
-from rnnfast.functional import _INT_MAX
+from rnnfast._validation import INT_MAX
 from rnnfast.model import RNNModel
 from rnnfast.optim import Adam, clip_grad_norm
 
@@ -298,9 +298,9 @@ def _check_train_args(args):
 
 def _check_training_size(args, n_vocab, seq_len):
     """Refuse a model that cannot fit the machine, before allocating it."""
-    if args.hidden * seq_len > _INT_MAX:
+    if args.hidden * seq_len > INT_MAX:
         fail(f"--hidden {args.hidden} x --seq-len {seq_len} = {args.hidden * seq_len} "
-             f"exceeds the 32-bit BLAS limit {_INT_MAX}")
+             f"exceeds the 32-bit BLAS limit {INT_MAX}")
     needed = training_memory(n_vocab, args.hidden, args.batch, seq_len)
     available = physical_memory()
     if available is not None and needed > available:

@@ -23,14 +23,13 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from rnnfast import _kernels
+from rnnfast import _validation as V
 from rnnfast._kernels import X_COLUMNS, X_INDEX, X_ROWS  # noqa: F401  (input forms)
 
 __all__ = ["rnn_cell_forward", "rnn_forward", "rnn_cell_backward", "rnn_backward", "rnn_loss",
            "ForwardCache"]
 
 PARAMETER_NAMES = ("Whx", "Whh", "Wyh", "bh", "by")
-_INT_MAX = 2**31 - 1
-_ACCEPTED_KINDS = "fiub"  # real floating, signed and unsigned integers, booleans
 
 # With one sequence (m = 1) and at most this many hidden units, the per-step
 # recurrent products run in the hand-written loops; otherwise in BLAS, which
@@ -47,52 +46,6 @@ def use_own_products(n_batch, n_hidden):
     return n_batch == 1 and n_hidden <= _OWN_PRODUCTS_MAX_HIDDEN
 
 
-def _as_array(name, value):
-    """``value`` as an ndarray of a real numeric kind, or a clear error."""
-    if type(value) is not np.ndarray:
-        try:
-            value = np.asarray(value)
-        except (ValueError, TypeError) as exc:
-            raise TypeError(f"{name} cannot be converted to a numeric array: {exc}") from None
-    if value.dtype.kind not in _ACCEPTED_KINDS:
-        raise TypeError(f"{name} has dtype {value.dtype}; expected real numbers "
-                        "(floating, integer or boolean)")
-    return value
-
-
-def _common_dtype(arrays):
-    """float32 when every array is float32, float64 otherwise."""
-    for a in arrays:
-        if a.dtype != np.float32:
-            return np.dtype(np.float64)
-    return np.dtype(np.float32)
-
-
-def _check_shape(name, array, expected, labels):
-    if array.shape != expected:
-        raise ValueError(f"{name} has shape {array.shape}; expected {labels} = {expected}")
-
-
-def _check_ndim(name, array, ndim, labels):
-    if array.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D with shape {labels}; "
-                         f"got shape {array.shape}")
-
-
-def _check_sizes(**sizes):
-    """Every size is at least 1 and every BLAS dimension fits a 32-bit int."""
-    for label, size in sizes.items():
-        if size == 0:
-            raise ValueError(f"{label} is 0; rnnfast needs at least one "
-                             "input feature, hidden unit, output, batch element and time step")
-    n_x, n_h, n_y, m, n_steps = (sizes[k] for k in ("n_x", "n_h", "n_y", "m", "T_x"))
-    blas_dims = {"m*T_x": m * n_steps, "T_x*n_h": n_steps * n_h, "n_x": n_x,
-                 "n_h": n_h, "n_y": n_y}
-    for label, size in blas_dims.items():
-        if size > _INT_MAX:
-            raise ValueError(f"{label} = {size} exceeds the 32-bit BLAS limit {_INT_MAX}")
-
-
 def _parameters(parameters):
     """The five parameter arrays of the ``parameters`` dict, in PARAMETER_NAMES order."""
     if not isinstance(parameters, Mapping):
@@ -103,22 +56,22 @@ def _parameters(parameters):
         if key not in parameters:
             raise KeyError(f"parameters has no {key!r}; expected keys "
                            f"{', '.join(PARAMETER_NAMES)}")
-        arrays.append(_as_array(f'parameters["{key}"]', parameters[key]))
+        arrays.append(V.as_array(f'parameters["{key}"]', parameters[key]))
     return arrays
 
 
 def _check_parameters(arrays, n_x):
     """Validate the parameter shapes against each other and n_x; return (n_h, n_y)."""
     w_hx, w_hh, w_yh, b_h, b_y = arrays
-    _check_ndim('parameters["Whh"]', w_hh, 2, "(n_h, n_h)")
+    V.check_ndim('parameters["Whh"]', w_hh, 2, "(n_h, n_h)")
     n_h = w_hh.shape[0]
-    _check_shape('parameters["Whh"]', w_hh, (n_h, n_h), "(n_h, n_h)")
-    _check_ndim('parameters["Wyh"]', w_yh, 2, "(n_y, n_h)")
+    V.check_shape('parameters["Whh"]', w_hh, (n_h, n_h), "(n_h, n_h)")
+    V.check_ndim('parameters["Wyh"]', w_yh, 2, "(n_y, n_h)")
     n_y = w_yh.shape[0]
-    _check_shape('parameters["Wyh"]', w_yh, (n_y, n_h), "(n_y, n_h)")
-    _check_shape('parameters["Whx"]', w_hx, (n_h, n_x), "(n_h, n_x)")
-    _check_shape('parameters["bh"]', b_h, (n_h, 1), "(n_h, 1)")
-    _check_shape('parameters["by"]', b_y, (n_y, 1), "(n_y, 1)")
+    V.check_shape('parameters["Wyh"]', w_yh, (n_y, n_h), "(n_y, n_h)")
+    V.check_shape('parameters["Whx"]', w_hx, (n_h, n_x), "(n_h, n_x)")
+    V.check_shape('parameters["bh"]', b_h, (n_h, 1), "(n_h, 1)")
+    V.check_shape('parameters["by"]', b_y, (n_y, 1), "(n_y, 1)")
     return n_h, n_y
 
 
@@ -208,21 +161,21 @@ def _model(x, h0, parameters, x_name, h0_name, cell):
     model = _fast_model(x, h0, parameters, cell)
     if model is not None:
         return model
-    x = _as_array(x_name, x)
-    h0 = _as_array(h0_name, h0)
+    x = V.as_array(x_name, x)
+    h0 = V.as_array(h0_name, h0)
     arrays = _parameters(parameters)
     if cell:
-        _check_ndim(x_name, x, 2, "(n_x, m)")
+        V.check_ndim(x_name, x, 2, "(n_x, m)")
         n_x, m = x.shape
         n_steps = 1
     else:
-        _check_ndim(x_name, x, 3, "(n_x, m, T_x)")
+        V.check_ndim(x_name, x, 3, "(n_x, m, T_x)")
         n_x, m, n_steps = x.shape
     n_h, n_y = _check_parameters(arrays, n_x)
-    _check_shape(h0_name, h0, (n_h, m), "(n_h, m)")
-    _check_sizes(n_x=n_x, n_h=n_h, n_y=n_y, m=m, T_x=n_steps)
+    V.check_shape(h0_name, h0, (n_h, m), "(n_h, m)")
+    V.check_sizes(n_x=n_x, n_h=n_h, n_y=n_y, m=m, T_x=n_steps)
 
-    dtype = _common_dtype([x, h0, *arrays])
+    dtype = V.common_dtype([x, h0, *arrays])
     w_hx, w_hh, w_yh, b_h, b_y = (np.ascontiguousarray(a, dtype=dtype) for a in arrays)
     return _Model(np.ascontiguousarray(x, dtype=dtype), np.ascontiguousarray(h0.T, dtype=dtype),
                   w_hx, w_hh, w_yh, b_h, b_y, n_steps)
@@ -352,9 +305,9 @@ def rnn_forward(x, h0, parameters):
 
 def _check_grad(name, grad, expected, labels):
     """Validate an upstream gradient; return it as an array."""
-    grad = _as_array(name, grad)
-    _check_ndim(name, grad, len(expected), labels)
-    _check_shape(name, grad, expected, labels)
+    grad = V.as_array(name, grad)
+    V.check_ndim(name, grad, len(expected), labels)
+    V.check_shape(name, grad, expected, labels)
     return grad
 
 
@@ -389,7 +342,7 @@ def rnn_cell_backward(dh_next, cache):
     n_h, m = model.n_h, model.m
     h_next = _check_grad("cache h_next", h_next, (n_h, m), "(n_h, m)")
     dh_next = _check_grad("dh_next", dh_next, (n_h, m), "(n_h, m)")
-    dtype = _common_dtype([dh_next, h_next]) if model.dtype == np.float32 else model.dtype
+    dtype = V.common_dtype([dh_next, h_next]) if model.dtype == np.float32 else model.dtype
     model = model.astype(dtype)
     H = np.ascontiguousarray(h_next.T, dtype=dtype).reshape(m, 1, n_h)
     dH = np.ascontiguousarray(dh_next.T, dtype=dtype).reshape(m, 1, n_h)
@@ -414,8 +367,8 @@ def _model_from_seed_cache(steps, x):
     for t, step in enumerate(steps):
         if not isinstance(step, (tuple, list)) or len(step) != 4:
             raise ValueError(f"step cache {t} is not a (h_next, h_prev, xt, parameters) tuple")
-        h_t = _as_array(f"caches[0][{t}][0] (h_next)", step[0])
-        _check_shape(f"caches[0][{t}][0] (h_next)", h_t, (n_h, m), "(n_h, m)")
+        h_t = V.as_array(f"caches[0][{t}][0] (h_next)", step[0])
+        V.check_shape(f"caches[0][{t}][0] (h_next)", h_t, (n_h, m), "(n_h, m)")
         H[:, t, :] = h_t.T
     if model.dtype == np.float32:
         H = H.astype(np.float32)
@@ -470,19 +423,6 @@ def rnn_backward(dh, caches):
             "dWhh": dw_hh, "dbh": db_h.reshape(n_h, 1)}
 
 
-def _check_labels(y, shape, n_classes, name="y"):
-    """Integer class indices of ``shape``, each in [0, n_classes), as a flat intp array."""
-    y = _as_array(name, y)
-    if y.dtype.kind not in "iu":
-        raise TypeError(f"{name} has dtype {y.dtype}; expected integer class indices")
-    _check_ndim(name, y, len(shape), "(m, T_x)" if len(shape) == 2 else str(shape))
-    _check_shape(name, y, shape, "(m, T_x)" if len(shape) == 2 else str(shape))
-    if y.size and (y.min() < 0 or y.max() >= n_classes):
-        bad = y[(y < 0) | (y >= n_classes)].flat[0]
-        raise ValueError(f"{name} holds class index {bad}; expected 0 <= index < {n_classes}")
-    return np.ascontiguousarray(y, dtype=np.intp).reshape(-1)
-
-
 def rnn_loss(x, h0, y, parameters):
     """Forward pass, softmax cross-entropy and every gradient, in one compiled call.
 
@@ -517,7 +457,7 @@ def rnn_loss(x, h0, y, parameters):
         A parameter missing from ``parameters``.
     """
     model = _model(x, h0, parameters, "x", "h0", cell=False)
-    labels = _check_labels(y, (model.m, model.n_steps), model.n_y)
+    labels = V.check_labels(y, (model.m, model.n_steps), model.n_y)
     loss, _, dx, dh0, dw_hx, dw_hh, db_h, dw_yh, db_y = model.run_loss(labels)
     return loss, {"dWhx": dw_hx, "dWhh": dw_hh, "dWyh": dw_yh,
                   "dbh": db_h.reshape(model.n_h, 1), "dby": db_y.reshape(model.n_y, 1),

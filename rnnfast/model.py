@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 
+from rnnfast import _validation as V
 from rnnfast import functional as F
 
 __all__ = ["RNNModel"]
@@ -90,8 +91,7 @@ class RNNModel:
         sizes = {"input_size": input_size, "hidden_size": hidden_size,
                  "output_size": output_size}
         for name, value in sizes.items():
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+            V.check_positive_int(name, value)
         dtype = np.dtype(dtype)
         if dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64; got {dtype}")
@@ -136,27 +136,27 @@ class RNNModel:
                     or not a.flags.c_contiguous):
                 raise ValueError(f"parameters[{name!r}] must be a C-contiguous "
                                  f"{self.dtype.name} array of shape {shape}")
-        X = F._as_array("X", X)
+        X = V.as_array("X", X)
         n_x, n_h = self.input_size, self.hidden_size
         if X.dtype.kind in "iu" and X.ndim == 2:
             m, n_steps = X.shape
-            F._check_sizes(n_x=n_x, n_h=n_h, n_y=self.output_size, m=m, T_x=n_steps)
-            x = F._check_labels(X, X.shape, n_x, name="X")
+            V.check_sizes(n_x=n_x, n_h=n_h, n_y=self.output_size, m=m, T_x=n_steps)
+            x = V.check_labels(X, X.shape, n_x, name="X")
             x_mode = F.X_INDEX
         else:
-            F._check_ndim("X", X, 3, "(m, T, input_size), or (m, T) class indices")
+            V.check_ndim("X", X, 3, "(m, T, input_size), or (m, T) class indices")
             m, n_steps, n_in = X.shape
             if n_in != n_x:
                 raise ValueError(f"X has shape {X.shape}; expected (m, T, input_size) with "
                                  f"input_size = {n_x}")
-            F._check_sizes(n_x=n_x, n_h=n_h, n_y=self.output_size, m=m, T_x=n_steps)
+            V.check_sizes(n_x=n_x, n_h=n_h, n_y=self.output_size, m=m, T_x=n_steps)
             x = np.ascontiguousarray(X, dtype=self.dtype).reshape(m * n_steps, n_x)
             x_mode = F.X_ROWS
         if h0 is None:
             h0 = np.zeros((m, n_h), dtype=self.dtype)
         else:
-            h0 = F._as_array("h0", h0)
-            F._check_shape("h0", h0, (m, n_h), "(m, hidden_size)")
+            h0 = V.as_array("h0", h0)
+            V.check_shape("h0", h0, (m, n_h), "(m, hidden_size)")
             h0 = np.ascontiguousarray(h0, dtype=self.dtype)
         return F._Model(x, h0, p["Whx"], p["Whh"], p["Wyh"], p["bh"].reshape(n_h),
                         p["by"].reshape(-1), n_steps, x_mode)
@@ -186,7 +186,7 @@ class RNNModel:
         also the last hidden state.
         """
         model = self._kernel_model(X, h0)
-        labels = F._check_labels(Y, (model.m, model.n_steps), self.output_size, name="Y")
+        labels = V.check_labels(Y, (model.m, model.n_steps), self.output_size, name="Y")
         loss, H, dx, dh0, dw_hx, dw_hh, db_h, dw_yh, db_y = model.run_loss(labels)
         grads = {"dWhx": dw_hx, "dWhh": dw_hh, "dWyh": dw_yh,
                  "dbh": db_h.reshape(-1, 1), "dby": db_y.reshape(-1, 1), "dh0": dh0}

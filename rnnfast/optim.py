@@ -13,11 +13,11 @@ of range (or not finite) raises ``ValueError``, and both name the argument.
 """
 
 import math
-import numbers
 
 import numpy as np
 
 from rnnfast import _updates
+from rnnfast import _validation as V
 
 __all__ = ["Optimizer", "SGD", "Adam", "Adagrad", "clip_grad_norm", "clip_grad_value"]
 
@@ -32,7 +32,7 @@ class Optimizer:
         for name, p in params.items():
             _check_parameter(name, p)
         self.params = params
-        self.lr = _check_number("lr", lr)
+        self.lr = V.check_number("lr", lr)
         self.steps = 0
         self.state = {name: {} for name in params}
 
@@ -85,24 +85,6 @@ def _check_parameter(name, p):
                          "parameters in place as flat arrays")
 
 
-def _check_number(name, value, below=None):
-    """``value`` as a float: a real number (not bool, not str), finite, ``0 <= value``,
-    and ``value < below`` when ``below`` is given."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number; got {type(value).__name__} "
-                        f"{str(value)[:40]!r}")
-    try:
-        result = float(value)
-    except OverflowError:
-        result = math.inf
-    if not math.isfinite(result):
-        raise ValueError(f"{name} must be a finite number; got {str(value)[:40]}")
-    if result < 0 or (below is not None and result >= below):
-        bounds = "non-negative" if below is None else f"in [0, {below})"
-        raise ValueError(f"{name} must be {bounds}; got {str(value)[:40]}")
-    return result
-
-
 class SGD(Optimizer):
     """Stochastic gradient descent with optional momentum (``torch.optim.SGD``).
 
@@ -112,7 +94,7 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr=1e-3, momentum=0.0):
         super().__init__(params, lr)
-        self.momentum = _check_number("momentum", momentum)
+        self.momentum = V.check_number("momentum", momentum)
 
     def _update(self, p, g, state):
         if self.momentum:
@@ -138,10 +120,10 @@ class Adam(Optimizer):
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise TypeError(f"betas must be a pair of numbers (beta1, beta2); got "
                             f"{str(betas)[:40]}")
-        self.betas = (_check_number("betas[0]", betas[0], below=1),
-                      _check_number("betas[1]", betas[1], below=1))
-        self.eps = _check_number("eps", eps)
-        self.weight_decay = _check_number("weight_decay", weight_decay)
+        self.betas = (V.check_number("betas[0]", betas[0], below=1),
+                      V.check_number("betas[1]", betas[1], below=1))
+        self.eps = V.check_number("eps", eps)
+        self.weight_decay = V.check_number("weight_decay", weight_decay)
 
     def _update(self, p, g, state):
         if not state:
@@ -158,7 +140,7 @@ class Adagrad(Optimizer):
 
     def __init__(self, params, lr=1e-2, eps=1e-10):
         super().__init__(params, lr)
-        self.eps = _check_number("eps", eps)
+        self.eps = V.check_number("eps", eps)
 
     def _update(self, p, g, state):
         if not state:
@@ -192,7 +174,7 @@ def clip_grad_norm(grads, max_norm):
     (``dWhx, dWhh, dWyh, dbh, dby``) count and change; ``dx``/``dh0`` do not.
     Returns the total norm before clipping.
     """
-    max_norm = _check_number("max_norm", max_norm)
+    max_norm = V.check_number("max_norm", max_norm)
     arrays = _parameter_gradients(grads)
     total = math.sqrt(sum(float(np.vdot(a, a)) for a in arrays))
     coef = max_norm / (total + 1e-6)
@@ -204,6 +186,6 @@ def clip_grad_norm(grads, max_norm):
 
 def clip_grad_value(grads, clip_value):
     """Clamp the parameter gradients in place to ``[-clip_value, clip_value]``."""
-    clip_value = _check_number("clip_value", clip_value)
+    clip_value = V.check_number("clip_value", clip_value)
     for a in _parameter_gradients(grads):
         np.clip(a, -clip_value, clip_value, out=a)

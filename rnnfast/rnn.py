@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 
 from rnnfast import _kernels
+from rnnfast import _validation as V
 from rnnfast import functional as F
 
 __all__ = ["RNN"]
@@ -57,8 +58,7 @@ class RNN:
                  seed=None):
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
                             ("num_layers", num_layers)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+            V.check_positive_int(name, value)
         for name, value in (("bias", bias), ("batch_first", batch_first),
                             ("bidirectional", bidirectional)):
             if not isinstance(value, (bool, np.bool_)):
@@ -197,7 +197,7 @@ class RNN:
 
     def _check_inputs(self, input, hx, lengths):
         """Validated ``(X (N, L, H_in) batch-major, h0 (D*layers, N, H), lengths, batched)``."""
-        x = F._as_array("input", input)
+        x = V.as_array("input", input)
         if x.ndim not in (2, 3):
             raise ValueError(f"input must be 2-D (unbatched) or 3-D (batched); "
                              f"got shape {x.shape}")
@@ -210,7 +210,7 @@ class RNN:
         elif not self.batch_first:
             x = x.transpose(1, 0, 2)                     # (N, L, H_in)
         n_batch, n_steps = x.shape[0], x.shape[1]
-        F._check_sizes(n_x=self.input_size, n_h=self.hidden_size, n_y=1, m=n_batch,
+        V.check_sizes(n_x=self.input_size, n_h=self.hidden_size, n_y=1, m=n_batch,
                        T_x=n_steps)
         # always a copy: backward reads it, and the caller may change theirs
         x = np.array(x, dtype=self.dtype, order="C", copy=True)
@@ -220,7 +220,7 @@ class RNN:
         if hx is None:
             h0 = np.zeros((n_states, n_batch, self.hidden_size), self.dtype)
         else:
-            h = F._as_array("hx", hx)
+            h = V.as_array("hx", hx)
             if h.shape != expected:
                 raise ValueError(f"hx has shape {h.shape}; expected {expected} "
                                  "(num_layers * num_directions, N, hidden_size)"
@@ -229,7 +229,7 @@ class RNN:
                                  "(num_layers * num_directions, hidden_size) for unbatched input")
             h0 = np.array(h if batched else h[:, None], dtype=self.dtype, order="C")
         if lengths is not None:
-            lengths = F._as_array("lengths", lengths)
+            lengths = V.as_array("lengths", lengths)
             if lengths.dtype.kind not in "iu":
                 raise TypeError(f"lengths has dtype {lengths.dtype}; expected integers")
             lengths = lengths.reshape(-1) if not batched else lengths
@@ -337,16 +337,16 @@ class RNN:
         out_shape = (n_batch, n_steps, D * H)
         expected = out_shape if self.batch_first else (n_steps, n_batch, D * H)
         expected = expected if batched else (n_steps, D * H)
-        g = F._as_array("grad_output", grad_output)
-        F._check_shape("grad_output", g, expected, "the shape of output")
+        g = V.as_array("grad_output", grad_output)
+        V.check_shape("grad_output", g, expected, "the shape of output")
         g = g[None] if not batched else (g if self.batch_first else g.transpose(1, 0, 2))
         n_states = self.num_layers * D
         hn_expected = (n_states, n_batch, H) if batched else (n_states, H)
         if grad_h_n is None:
             g_hn = np.zeros((n_states, n_batch, H), self.dtype)
         else:
-            g_hn = F._as_array("grad_h_n", grad_h_n)
-            F._check_shape("grad_h_n", g_hn, hn_expected, "the shape of h_n")
+            g_hn = V.as_array("grad_h_n", grad_h_n)
+            V.check_shape("grad_h_n", g_hn, hn_expected, "the shape of h_n")
             g_hn = np.array(g_hn if batched else g_hn[:, None], dtype=self.dtype, order="C")
 
         grads, d_hx = {}, np.empty((n_states, n_batch, H), self.dtype)
