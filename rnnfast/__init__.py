@@ -24,7 +24,7 @@ from rnnfast.functional import (
     rnn_loss,
 )
 from rnnfast.model import RNNModel
-from rnnfast.rnn import RNN
+from rnnfast.modules import RNN
 from rnnfast.optim import clip_grad_norm, clip_grad_value
 
 __version__ = "0.1.0"

@@ -4,12 +4,19 @@ Private: the wrappers in functional.py, model.py and rnn.py validate every
 argument (shapes, one float dtype, C order, BLAS size limits) before calling.
 """
 
+import enum
+
 import numpy as np
 import numpy.typing as npt
 
 X_COLUMNS: int
 X_ROWS: int
 X_INDEX: int
+
+class Activation(enum.IntEnum):
+    TANH = 0
+    RELU = 1
+    SIGMOID = 2
 
 Floats = npt.NDArray[np.float32] | npt.NDArray[np.float64]
 
@@ -24,11 +31,18 @@ def loss(x_mode: int, x: np.ndarray, h0: Floats, labels: npt.NDArray[np.intp], w
          ) -> tuple[float, Floats, Floats | None, Floats, Floats, Floats, Floats, Floats,
                     Floats]: ...
 def layer_forward(x: Floats, h0: Floats, w_ih: Floats, w_hh: Floats, bias: Floats,
-                  lengths: npt.NDArray[np.intp] | None, reverse: bool, relu: bool,
-                  own_products: bool) -> Floats: ...
+                  lengths: npt.NDArray[np.intp] | None, reverse: bool,
+                  activation: int, own_products: bool) -> Floats: ...
 def layer_backward(x: Floats, h0: Floats, h: Floats, dh: Floats, grad_h_n: Floats,
                    w_ih: Floats, w_hh: Floats, lengths: npt.NDArray[np.intp] | None,
-                   reverse: bool, relu: bool, own_products: bool
+                   reverse: bool, activation: int, own_products: bool
                    ) -> tuple[Floats, Floats, Floats, Floats, Floats]: ...
 def fast_inputs(x: object, h0: object, parameters: object,
                 cell: bool) -> tuple[Floats, int] | None: ...
+
+# test hooks (tests/test_blas.py)
+def _test_gemm(trans_a: str, trans_b: str, alpha: float, a: Floats, b: Floats, beta: float,
+               c: Floats) -> None: ...
+def _test_gemv(trans_a: str, alpha: float, a: Floats, x: Floats, beta: float,
+               y: Floats) -> None: ...
+def _test_vecmat(v: Floats, a: Floats, out: Floats, accumulate: bool) -> None: ...

@@ -27,7 +27,7 @@
 # and dh0 = G_{-1}.
 #
 # The nn.RNN-style layers (rnnfast.RNN) use the same recurrence with options:
-# relu instead of tanh (f'(h) = [h > 0]), the reverse direction (steps run from
+# relu instead of tanh (any Activation), the reverse direction (steps run from
 # T-1 down to 0, so "previous" means t+1), and per-sequence lengths: a step
 # t outside sequence i's length leaves its state unchanged (the state is carried,
 # its dZ is 0 and the gradient G passes through), so each sequence's final state
@@ -50,20 +50,25 @@ cpdef enum:
     X_ROWS = 1
     X_INDEX = 2
 
+# The activations, each one (f, f') pair defined in _vecmath_impl.h (the codes
+# are its RF_ACT_* numbers).
+cpdef enum Activation:
+    TANH = 0
+    RELU = 1
+    SIGMOID = 2
+
 
 cdef extern from "_vecmath.h" nogil:
     double rf_xent_row_d(double *row, Py_ssize_t label, Py_ssize_t n, double scale)
     double rf_xent_row_f(float *row, Py_ssize_t label, Py_ssize_t n, float scale)
-    void rf_bias_tanh_d(double *row, const double *bias, Py_ssize_t n)
-    void rf_bias_tanh_f(float *row, const float *bias, Py_ssize_t n)
+    void rf_bias_act_d(int act, double *row, const double *bias, Py_ssize_t n)
+    void rf_bias_act_f(int act, float *row, const float *bias, Py_ssize_t n)
     void rf_bias_softmax_d(double *row, const double *bias, Py_ssize_t n)
     void rf_bias_softmax_f(float *row, const float *bias, Py_ssize_t n)
-    void rf_bias_relu_d(double *row, const double *bias, Py_ssize_t n)
-    void rf_bias_relu_f(float *row, const float *bias, Py_ssize_t n)
-    void rf_act_grad_d(double *dz, const double *dh, const double *grad, const double *h,
-                       double *db, Py_ssize_t n, int relu)
-    void rf_act_grad_f(float *dz, const float *dh, const float *grad, const float *h,
-                       float *db, Py_ssize_t n, int relu)
+    void rf_act_grad_d(int act, double *dz, const double *dh, const double *grad,
+                       const double *y, double *db, Py_ssize_t n)
+    void rf_act_grad_f(int act, float *dz, const float *dh, const float *grad,
+                       const float *y, float *db, Py_ssize_t n)
     void rf_vecmat_d(const double *v, const double *a, Py_ssize_t n_k, Py_ssize_t n_j,
                      Py_ssize_t lda, double *out, int accumulate)
     void rf_vecmat_f(const float *v, const float *a, Py_ssize_t n_k, Py_ssize_t n_j,
@@ -71,18 +76,12 @@ cdef extern from "_vecmath.h" nogil:
 
 
 cdef inline void _bias_act(floating *row, const floating *bias, Py_ssize_t n,
-                           bint relu) noexcept nogil:
-    """row = f(row + bias), in place (vectorised); f is tanh, or relu."""
+                           int activation) noexcept nogil:
+    """row = f(row + bias), in place (vectorised), for the activation's f."""
     if floating is float:
-        if relu:
-            rf_bias_relu_f(row, bias, n)
-        else:
-            rf_bias_tanh_f(row, bias, n)
+        rf_bias_act_f(activation, row, bias, n)
     else:
-        if relu:
-            rf_bias_relu_d(row, bias, n)
-        else:
-            rf_bias_tanh_d(row, bias, n)
+        rf_bias_act_d(activation, row, bias, n)
 
 
 cdef inline void _bias_softmax(floating *row, const floating *bias, Py_ssize_t n) noexcept nogil:
@@ -95,12 +94,12 @@ cdef inline void _bias_softmax(floating *row, const floating *bias, Py_ssize_t n
 
 cdef inline void _act_grad(floating *dz, const floating *dh, const floating *grad,
                            const floating *h, floating *db, Py_ssize_t n,
-                           bint relu) noexcept nogil:
-    """dz = (dh + grad) * f'(h) with f tanh or relu; db += dz."""
+                           int activation) noexcept nogil:
+    """dz = (dh + grad) * f'(h) for the activation's f' (in terms of h = f(z)); db += dz."""
     if floating is float:
-        rf_act_grad_f(dz, dh, grad, h, db, n, relu)
+        rf_act_grad_f(activation, dz, dh, grad, h, db, n)
     else:
-        rf_act_grad_d(dz, dh, grad, h, db, n, relu)
+        rf_act_grad_d(activation, dz, dh, grad, h, db, n)
 
 
 cdef inline double _xent_row(floating *row, Py_ssize_t label, Py_ssize_t n,
@@ -166,7 +165,7 @@ cdef void _project_input(int x_mode, const void *x, const floating *w_hx, floati
 
 cdef void _recur_forward(floating *h, const floating *h0, const floating *w_hh,
                          const floating *b_h, floating *w_hh_t, const Py_ssize_t *lengths,
-                         int n_hidden, int n_batch, int n_steps, bint reverse, bint relu,
+                         int n_hidden, int n_batch, int n_steps, bint reverse, int activation,
                          bint own_products) noexcept nogil:
     """The serial part of the forward pass: H_t = f(Z_t + H_prev Whh^T + bh).
 
@@ -205,13 +204,13 @@ cdef void _recur_forward(floating *h, const floating *h0, const floating *w_hh,
                     row[j] = h_prev[i * ld_prev + j]
             else:
                 # H_t = f(Z_t + bh)
-                _bias_act(row, b_h, n_hidden, relu)
+                _bias_act(row, b_h, n_hidden, activation)
 
 
 cdef void _recur_backward(const floating *h, const floating *dh, floating *dz,
                           floating *grad, floating *carry, const floating *w_hh,
                           floating *db_h_out, const Py_ssize_t *lengths,
-                          int n_hidden, int n_batch, int n_steps, bint reverse, bint relu,
+                          int n_hidden, int n_batch, int n_steps, bint reverse, int activation,
                           bint own_products) noexcept nogil:
     """The serial part of BPTT, in the reverse of the forward's step order.
 
@@ -238,7 +237,7 @@ cdef void _recur_backward(const floating *h, const floating *dh, floating *dz,
             else:
                 # dZ_t = (dH_t + G_t) * f'(H_t);  dbh += dZ_t
                 _act_grad(dz + off, dh + off, grad + i * n_hidden, h + off, db_h_out,
-                          n_hidden, relu)
+                          n_hidden, activation)
         # G = dZ_t Whh                     (m, n_h) = (m, n_h) (n_h, n_h)
         _times_whh(dz_t, ld_step, w_hh, w_hh, False, grad, n_hidden, False,
                    n_hidden, n_batch, own_products)
@@ -359,7 +358,7 @@ cdef void _forward(int x_mode, const void *x, const floating *h0,
 
     _project_input(x_mode, x, w_hx, h_out, n_input, n_hidden, n_rows)
     _recur_forward(h_out, h0, w_hh, b_h, w_hh_t, NULL, n_hidden, n_batch, n_steps,
-                   False, False, own_products)
+                   False, TANH, own_products)
     # Y = H Wyh^T                         (m*T, n_y) = (m*T, n_h) (n_h, n_y)
     gemm(c'N', c'T', n_rows, n_output, n_hidden, 1, h_out, n_hidden,
          w_yh, n_hidden, 0, y_out, n_output)
@@ -386,7 +385,7 @@ cdef void _backward(int x_mode, const void *x, const floating *h0, const floatin
     for j in range(n_batch * n_hidden):
         dh0_out[j] = 0            # no gradient reaches the final state from outside
     _recur_backward(h, dh, dz, dh0_out, NULL, w_hh, db_h_out, NULL, n_hidden, n_batch,
-                    n_steps, False, False, own_products)
+                    n_steps, False, TANH, own_products)
     _input_grads(x_mode, x, dz, w_hx, dx_out, dw_hx_out, n_input, n_hidden,
                  n_batch * n_steps)
     _hidden_weight_grad(dz, h, h0, dw_hh_out, n_hidden, n_batch, n_steps, False)
@@ -431,11 +430,14 @@ cdef double _loss(int x_mode, const void *x, const floating *h0, const Py_ssize_
 
 
 # The entry points take ndarrays and read their data pointers directly: the
-# wrapper (functional.py) has checked that every array is C-contiguous, of one
-# float dtype (that of h0), of the documented shape, and that class indices are
-# intp values in range, so no buffer is acquired or checked here.  The seed
-# model's entry points allocate their outputs and scratch themselves (at C
-# speed, which matters for small models) before releasing the GIL.
+# wrapper (functional.py, rnn.py) has checked that every array is C-contiguous,
+# of one float dtype (that of h0), of the documented shape, and that class
+# indices are intp values in range, so no buffer is acquired or checked here
+# (acquiring typed memoryviews costs about 0.2 us per array, more than a whole
+# small model's step).  Each entry point is written once, as a fused
+# ``cdef`` body taking a ``floating`` tag; the ``def`` picks float or double
+# by h0's dtype.  The outputs and scratch are allocated here, at C speed,
+# before the GIL is released.
 
 cdef inline void *_ptr(cnp.ndarray a) noexcept:
     return NULL if a is None else cnp.PyArray_DATA(a)
@@ -459,6 +461,38 @@ cdef inline cnp.ndarray _scratch(bint needed, cnp.ndarray like):
     return cnp.PyArray_EMPTY(1, &one, cnp.PyArray_TYPE(like), 0)
 
 
+cdef inline bint _is_float32(cnp.ndarray a) noexcept:
+    return cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT32
+
+
+cdef tuple _forward_entry(floating tag, int x_mode, cnp.ndarray x, cnp.ndarray h0,
+                          cnp.ndarray w_hx, cnp.ndarray w_hh, cnp.ndarray w_yh,
+                          cnp.ndarray b_h, cnp.ndarray b_y, bint own_products, bint softmax):
+    cdef int type_num = cnp.PyArray_TYPE(h0)
+    cdef int n_batch = <int>cnp.PyArray_DIMS(h0)[0], n_hidden = <int>cnp.PyArray_DIMS(h0)[1]
+    cdef int n_output = <int>cnp.PyArray_DIMS(w_yh)[0]
+    cdef int n_input = <int>cnp.PyArray_DIMS(w_hx)[1]
+    cdef int n_steps = <int>(cnp.PyArray_SIZE(x) // n_batch
+                             // (1 if x_mode == X_INDEX else n_input))
+    cdef cnp.ndarray h_out = _empty3(n_batch, n_steps, n_hidden, type_num)
+    cdef cnp.ndarray y_out = _empty3(n_batch, n_steps, n_output, type_num)
+    cdef cnp.ndarray w_hh_t = _scratch(own_products, w_hh)
+    cdef const void *x_ = _ptr(x)
+    cdef const floating *h0_ = <floating *>_ptr(h0)
+    cdef const floating *w_hx_ = <floating *>_ptr(w_hx)
+    cdef const floating *w_hh_ = <floating *>_ptr(w_hh)
+    cdef const floating *w_yh_ = <floating *>_ptr(w_yh)
+    cdef const floating *b_h_ = <floating *>_ptr(b_h)
+    cdef const floating *b_y_ = <floating *>_ptr(b_y)
+    cdef floating *h_ = <floating *>_ptr(h_out)
+    cdef floating *y_ = <floating *>_ptr(y_out)
+    cdef floating *w_hh_t_ = <floating *>_ptr(w_hh_t)
+    with nogil:
+        _forward(x_mode, x_, h0_, w_hx_, w_hh_, w_yh_, b_h_, b_y_, h_, y_, w_hh_t_,
+                 n_input, n_hidden, n_output, n_batch, n_steps, own_products, softmax)
+    return h_out, y_out
+
+
 def forward(int x_mode, cnp.ndarray x not None, cnp.ndarray h0 not None,
             cnp.ndarray w_hx not None, cnp.ndarray w_hh not None, cnp.ndarray w_yh not None,
             cnp.ndarray b_h not None, cnp.ndarray b_y not None, bint own_products,
@@ -471,30 +505,40 @@ def forward(int x_mode, cnp.ndarray x not None, cnp.ndarray h0 not None,
     instead of BLAS.  The number of steps is ``x``'s size / (m * n_x) (or its
     length for class indices).
     """
-    cdef int type_num = cnp.PyArray_TYPE(h0)
-    cdef int n_batch = <int>cnp.PyArray_DIMS(h0)[0], n_hidden = <int>cnp.PyArray_DIMS(h0)[1]
-    cdef int n_output = <int>cnp.PyArray_DIMS(w_yh)[0]
+    if _is_float32(h0):
+        return _forward_entry(<float>0, x_mode, x, h0, w_hx, w_hh, w_yh, b_h, b_y,
+                              own_products, softmax)
+    return _forward_entry(<double>0, x_mode, x, h0, w_hx, w_hh, w_yh, b_h, b_y,
+                          own_products, softmax)
+
+
+cdef tuple _backward_entry(floating tag, int x_mode, cnp.ndarray x, cnp.ndarray h0,
+                           cnp.ndarray h, cnp.ndarray dh, cnp.ndarray w_hx, cnp.ndarray w_hh,
+                           cnp.ndarray b_h, bint dh_is_scratch, bint own_products):
+    cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(h)
+    cdef int n_batch = <int>dims[0], n_steps = <int>dims[1], n_hidden = <int>dims[2]
     cdef int n_input = <int>cnp.PyArray_DIMS(w_hx)[1]
-    cdef int n_steps = <int>(cnp.PyArray_SIZE(x) // n_batch
-                             // (1 if x_mode == X_INDEX else n_input))
-    cdef cnp.ndarray h_out = _empty3(n_batch, n_steps, n_hidden, type_num)
-    cdef cnp.ndarray y_out = _empty3(n_batch, n_steps, n_output, type_num)
-    cdef cnp.ndarray w_hh_t = _scratch(own_products, w_hh)
-    cdef void *p[10]
-    p[:] = [_ptr(x), _ptr(h0), _ptr(w_hx), _ptr(w_hh), _ptr(w_yh), _ptr(b_h), _ptr(b_y),
-            _ptr(h_out), _ptr(y_out), _ptr(w_hh_t)]
-    if type_num == cnp.NPY_FLOAT32:
-        with nogil:
-            _forward(x_mode, p[0], <float *>p[1], <float *>p[2], <float *>p[3], <float *>p[4],
-                     <float *>p[5], <float *>p[6], <float *>p[7], <float *>p[8], <float *>p[9],
-                     n_input, n_hidden, n_output, n_batch, n_steps, own_products, softmax)
-    else:
-        with nogil:
-            _forward(x_mode, p[0], <double *>p[1], <double *>p[2], <double *>p[3],
-                     <double *>p[4], <double *>p[5], <double *>p[6], <double *>p[7],
-                     <double *>p[8], <double *>p[9],
-                     n_input, n_hidden, n_output, n_batch, n_steps, own_products, softmax)
-    return h_out, y_out
+    cdef cnp.ndarray dx_out = None if x_mode == X_INDEX else _empty_like(x)
+    cdef cnp.ndarray dh0_out = _empty_like(h0)
+    cdef cnp.ndarray dw_hx_out = _empty_like(w_hx), dw_hh_out = _empty_like(w_hh)
+    cdef cnp.ndarray db_h_out = _empty_like(b_h)
+    cdef cnp.ndarray dz = dh if dh_is_scratch else _empty_like(h)
+    cdef const void *x_ = _ptr(x)
+    cdef const floating *h0_ = <floating *>_ptr(h0)
+    cdef const floating *h_ = <floating *>_ptr(h)
+    cdef const floating *dh_ = <floating *>_ptr(dh)
+    cdef const floating *w_hx_ = <floating *>_ptr(w_hx)
+    cdef const floating *w_hh_ = <floating *>_ptr(w_hh)
+    cdef floating *dx_ = <floating *>_ptr(dx_out)
+    cdef floating *dh0_ = <floating *>_ptr(dh0_out)
+    cdef floating *dw_hx_ = <floating *>_ptr(dw_hx_out)
+    cdef floating *dw_hh_ = <floating *>_ptr(dw_hh_out)
+    cdef floating *db_h_ = <floating *>_ptr(db_h_out)
+    cdef floating *dz_ = <floating *>_ptr(dz)
+    with nogil:
+        _backward(x_mode, x_, h0_, h_, dh_, w_hx_, w_hh_, dx_, dh0_, dw_hx_, dw_hh_, db_h_, dz_,
+                  n_input, n_hidden, n_batch, n_steps, own_products)
+    return dx_out, dh0_out, dw_hx_out, dw_hh_out, db_h_out
 
 
 def backward(int x_mode, cnp.ndarray x not None, cnp.ndarray h0 not None,
@@ -508,42 +552,16 @@ def backward(int x_mode, cnp.ndarray x not None, cnp.ndarray h0 not None,
     has the shape of ``x`` (None for class indices), ``dh0`` that of ``h0
     (m, n_h)``, ``dbh`` that of ``b_h``.
     """
-    cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(h)
-    cdef int n_batch = <int>dims[0], n_steps = <int>dims[1], n_hidden = <int>dims[2]
-    cdef int n_input = <int>cnp.PyArray_DIMS(w_hx)[1]
-    cdef cnp.ndarray dx_out = None if x_mode == X_INDEX else _empty_like(x)
-    cdef cnp.ndarray dh0_out = _empty_like(h0)
-    cdef cnp.ndarray dw_hx_out = _empty_like(w_hx), dw_hh_out = _empty_like(w_hh)
-    cdef cnp.ndarray db_h_out = _empty_like(b_h)
-    cdef cnp.ndarray dz = dh if dh_is_scratch else _empty_like(h)
-    cdef void *p[12]
-    p[:] = [_ptr(x), _ptr(h0), _ptr(h), _ptr(dh), _ptr(w_hx), _ptr(w_hh), _ptr(dx_out),
-            _ptr(dh0_out), _ptr(dw_hx_out), _ptr(dw_hh_out), _ptr(db_h_out), _ptr(dz)]
-    if cnp.PyArray_TYPE(h0) == cnp.NPY_FLOAT32:
-        with nogil:
-            _backward(x_mode, p[0], <float *>p[1], <float *>p[2], <float *>p[3], <float *>p[4],
-                      <float *>p[5], <float *>p[6], <float *>p[7], <float *>p[8], <float *>p[9],
-                      <float *>p[10], <float *>p[11],
-                      n_input, n_hidden, n_batch, n_steps, own_products)
-    else:
-        with nogil:
-            _backward(x_mode, p[0], <double *>p[1], <double *>p[2], <double *>p[3],
-                      <double *>p[4], <double *>p[5], <double *>p[6], <double *>p[7],
-                      <double *>p[8], <double *>p[9], <double *>p[10], <double *>p[11],
-                      n_input, n_hidden, n_batch, n_steps, own_products)
-    return dx_out, dh0_out, dw_hx_out, dw_hh_out, db_h_out
+    if _is_float32(h0):
+        return _backward_entry(<float>0, x_mode, x, h0, h, dh, w_hx, w_hh, b_h, dh_is_scratch,
+                               own_products)
+    return _backward_entry(<double>0, x_mode, x, h0, h, dh, w_hx, w_hh, b_h, dh_is_scratch,
+                           own_products)
 
 
-def loss(int x_mode, cnp.ndarray x not None, cnp.ndarray h0 not None,
-         cnp.ndarray labels not None, cnp.ndarray w_hx not None, cnp.ndarray w_hh not None,
-         cnp.ndarray w_yh not None, cnp.ndarray b_h not None, cnp.ndarray b_y not None,
-         bint own_products):
-    """Forward, mean softmax cross-entropy against ``labels (m*T,)`` and full backward.
-
-    Returns ``(loss, h, dx, dh0, dWhx, dWhh, dbh, dWyh, dby)``: the loss as a
-    float, the states ``(m, T, n_h)``, and gradients shaped like their
-    parameters (``dx`` like ``x``, None for class indices).
-    """
+cdef tuple _loss_entry(floating tag, int x_mode, cnp.ndarray x, cnp.ndarray h0,
+                       cnp.ndarray labels, cnp.ndarray w_hx, cnp.ndarray w_hh,
+                       cnp.ndarray w_yh, cnp.ndarray b_h, cnp.ndarray b_y, bint own_products):
     cdef int type_num = cnp.PyArray_TYPE(h0)
     cdef int n_batch = <int>cnp.PyArray_DIMS(h0)[0], n_hidden = <int>cnp.PyArray_DIMS(h0)[1]
     cdef int n_output = <int>cnp.PyArray_DIMS(w_yh)[0]
@@ -558,76 +576,96 @@ def loss(int x_mode, cnp.ndarray x not None, cnp.ndarray h0 not None,
     cdef cnp.ndarray dw_yh_out = _empty_like(w_yh)
     cdef cnp.ndarray db_h_out = _empty_like(b_h), db_y_out = _empty_like(b_y)
     cdef cnp.ndarray w_hh_t = _scratch(own_products, w_hh)
+    cdef const void *x_ = _ptr(x)
+    cdef const Py_ssize_t *labels_ = <Py_ssize_t *>_ptr(labels)
+    cdef const floating *h0_ = <floating *>_ptr(h0)
+    cdef const floating *w_hx_ = <floating *>_ptr(w_hx)
+    cdef const floating *w_hh_ = <floating *>_ptr(w_hh)
+    cdef const floating *w_yh_ = <floating *>_ptr(w_yh)
+    cdef const floating *b_h_ = <floating *>_ptr(b_h)
+    cdef const floating *b_y_ = <floating *>_ptr(b_y)
+    cdef floating *h_ = <floating *>_ptr(h_out)
+    cdef floating *logits_ = <floating *>_ptr(logits)
+    cdef floating *dh_ = <floating *>_ptr(dh)
+    cdef floating *dx_ = <floating *>_ptr(dx_out)
+    cdef floating *dh0_ = <floating *>_ptr(dh0_out)
+    cdef floating *dw_hx_ = <floating *>_ptr(dw_hx_out)
+    cdef floating *dw_hh_ = <floating *>_ptr(dw_hh_out)
+    cdef floating *db_h_ = <floating *>_ptr(db_h_out)
+    cdef floating *dw_yh_ = <floating *>_ptr(dw_yh_out)
+    cdef floating *db_y_ = <floating *>_ptr(db_y_out)
+    cdef floating *w_hh_t_ = <floating *>_ptr(w_hh_t)
     cdef double result
-    cdef void *p[19]
-    p[:] = [_ptr(x), _ptr(h0), _ptr(labels), _ptr(w_hx), _ptr(w_hh), _ptr(w_yh), _ptr(b_h),
-            _ptr(b_y), _ptr(h_out), _ptr(logits), _ptr(dh), _ptr(dx_out), _ptr(dh0_out),
-            _ptr(dw_hx_out), _ptr(dw_hh_out), _ptr(db_h_out), _ptr(dw_yh_out),
-            _ptr(db_y_out), _ptr(w_hh_t)]
-    if type_num == cnp.NPY_FLOAT32:
-        with nogil:
-            result = _loss(x_mode, p[0], <float *>p[1], <Py_ssize_t *>p[2], <float *>p[3],
-                           <float *>p[4], <float *>p[5], <float *>p[6], <float *>p[7],
-                           <float *>p[8], <float *>p[9], <float *>p[10], <float *>p[11],
-                           <float *>p[12], <float *>p[13], <float *>p[14], <float *>p[15],
-                           <float *>p[16], <float *>p[17], <float *>p[18],
-                           n_input, n_hidden, n_output, n_batch, n_steps, own_products)
-    else:
-        with nogil:
-            result = _loss(x_mode, p[0], <double *>p[1], <Py_ssize_t *>p[2], <double *>p[3],
-                           <double *>p[4], <double *>p[5], <double *>p[6], <double *>p[7],
-                           <double *>p[8], <double *>p[9], <double *>p[10], <double *>p[11],
-                           <double *>p[12], <double *>p[13], <double *>p[14], <double *>p[15],
-                           <double *>p[16], <double *>p[17], <double *>p[18],
-                           n_input, n_hidden, n_output, n_batch, n_steps, own_products)
+    with nogil:
+        result = _loss(x_mode, x_, h0_, labels_, w_hx_, w_hh_, w_yh_, b_h_, b_y_, h_, logits_,
+                       dh_, dx_, dh0_, dw_hx_, dw_hh_, db_h_, dw_yh_, db_y_, w_hh_t_,
+                       n_input, n_hidden, n_output, n_batch, n_steps, own_products)
     return (result, h_out, dx_out, dh0_out, dw_hx_out, dw_hh_out, db_h_out, dw_yh_out,
             db_y_out)
 
 
-def layer_forward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray w_ih not None,
-                  cnp.ndarray w_hh not None, cnp.ndarray bias not None, cnp.ndarray lengths,
-                  bint reverse, bint relu, bint own_products):
-    """One direction of one ``nn.RNN`` layer; returns its states ``(m, T, n_h)``.
+def loss(int x_mode, cnp.ndarray x not None, cnp.ndarray h0 not None,
+         cnp.ndarray labels not None, cnp.ndarray w_hx not None, cnp.ndarray w_hh not None,
+         cnp.ndarray w_yh not None, cnp.ndarray b_h not None, cnp.ndarray b_y not None,
+         bint own_products):
+    """Forward, mean softmax cross-entropy against ``labels (m*T,)`` and full backward.
 
-    ``x (m*T, n_in)`` batch-major rows, ``h0 (m, n_h)``, ``bias (n_h,)`` (the
-    sum of both biases), ``lengths`` an intp ``(m,)`` array or None.
+    Returns ``(loss, h, dx, dh0, dWhx, dWhh, dbh, dWyh, dby)``: the loss as a
+    float, the states ``(m, T, n_h)``, and gradients shaped like their
+    parameters (``dx`` like ``x``, None for class indices).
     """
+    if _is_float32(h0):
+        return _loss_entry(<float>0, x_mode, x, h0, labels, w_hx, w_hh, w_yh, b_h, b_y,
+                           own_products)
+    return _loss_entry(<double>0, x_mode, x, h0, labels, w_hx, w_hh, w_yh, b_h, b_y,
+                       own_products)
+
+
+cdef cnp.ndarray _layer_forward_entry(floating tag, cnp.ndarray x, cnp.ndarray h0,
+                                      cnp.ndarray w_ih, cnp.ndarray w_hh, cnp.ndarray bias,
+                                      cnp.ndarray lengths, bint reverse, int activation,
+                                      bint own_products):
     cdef int type_num = cnp.PyArray_TYPE(h0)
     cdef int n_batch = <int>cnp.PyArray_DIMS(h0)[0], n_hidden = <int>cnp.PyArray_DIMS(h0)[1]
     cdef int n_input = <int>cnp.PyArray_DIMS(w_ih)[1]
     cdef int n_steps = <int>(cnp.PyArray_SIZE(x) // n_batch // n_input)
     cdef cnp.ndarray h_out = _empty3(n_batch, n_steps, n_hidden, type_num)
     cdef cnp.ndarray w_hh_t = _scratch(own_products, w_hh)
-    cdef void *p[8]
-    p[:] = [_ptr(x), _ptr(h0), _ptr(w_ih), _ptr(w_hh), _ptr(bias), _ptr(h_out),
-            _ptr(lengths), _ptr(w_hh_t)]
-    if type_num == cnp.NPY_FLOAT32:
-        with nogil:
-            _project_input(X_ROWS, p[0], <float *>p[2], <float *>p[5], n_input, n_hidden,
-                           n_batch * n_steps)
-            _recur_forward(<float *>p[5], <float *>p[1], <float *>p[3], <float *>p[4],
-                           <float *>p[7], <Py_ssize_t *>p[6], n_hidden, n_batch, n_steps,
-                           reverse, relu, own_products)
-    else:
-        with nogil:
-            _project_input(X_ROWS, p[0], <double *>p[2], <double *>p[5], n_input, n_hidden,
-                           n_batch * n_steps)
-            _recur_forward(<double *>p[5], <double *>p[1], <double *>p[3], <double *>p[4],
-                           <double *>p[7], <Py_ssize_t *>p[6], n_hidden, n_batch, n_steps,
-                           reverse, relu, own_products)
+    cdef const floating *x_ = <floating *>_ptr(x)
+    cdef const floating *h0_ = <floating *>_ptr(h0)
+    cdef const floating *w_ih_ = <floating *>_ptr(w_ih)
+    cdef const floating *w_hh_ = <floating *>_ptr(w_hh)
+    cdef const floating *bias_ = <floating *>_ptr(bias)
+    cdef const Py_ssize_t *lengths_ = <Py_ssize_t *>_ptr(lengths)
+    cdef floating *h_ = <floating *>_ptr(h_out)
+    cdef floating *w_hh_t_ = <floating *>_ptr(w_hh_t)
+    with nogil:
+        _project_input(X_ROWS, x_, w_ih_, h_, n_input, n_hidden, n_batch * n_steps)
+        _recur_forward(h_, h0_, w_hh_, bias_, w_hh_t_, lengths_, n_hidden, n_batch, n_steps,
+                       reverse, activation, own_products)
     return h_out
 
 
-def layer_backward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray h not None,
-                   cnp.ndarray dh not None, cnp.ndarray grad_h_n not None,
-                   cnp.ndarray w_ih not None, cnp.ndarray w_hh not None, cnp.ndarray lengths,
-                   bint reverse, bint relu, bint own_products):
-    """BPTT of one direction of one layer; returns ``(dx, dh0, dW_ih, dW_hh, db)``.
+def layer_forward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray w_ih not None,
+                  cnp.ndarray w_hh not None, cnp.ndarray bias not None, cnp.ndarray lengths,
+                  bint reverse, int activation, bint own_products):
+    """One direction of one ``nn.RNN`` layer; returns its states ``(m, T, n_h)``.
 
-    ``dh (m, T, n_h)`` is the gradient of the outputs and is overwritten (with
-    dZ); ``grad_h_n (m, n_h)`` that of the final state.  ``dx`` is
-    ``(m*T, n_in)`` like ``x``; ``db (n_h,)`` is the gradient of either bias.
+    ``x (m*T, n_in)`` batch-major rows, ``h0 (m, n_h)``, ``bias (n_h,)`` (the
+    sum of both biases), ``lengths`` an intp ``(m,)`` array or None,
+    ``activation`` an :class:`Activation` code.
     """
+    if _is_float32(h0):
+        return _layer_forward_entry(<float>0, x, h0, w_ih, w_hh, bias, lengths, reverse,
+                                    activation, own_products)
+    return _layer_forward_entry(<double>0, x, h0, w_ih, w_hh, bias, lengths, reverse,
+                                activation, own_products)
+
+
+cdef tuple _layer_backward_entry(floating tag, cnp.ndarray x, cnp.ndarray h0, cnp.ndarray h,
+                                 cnp.ndarray dh, cnp.ndarray grad_h_n, cnp.ndarray w_ih,
+                                 cnp.ndarray w_hh, cnp.ndarray lengths, bint reverse,
+                                 int activation, bint own_products):
     cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(h)
     cdef int n_batch = <int>dims[0], n_steps = <int>dims[1], n_hidden = <int>dims[2]
     cdef int n_input = <int>cnp.PyArray_DIMS(w_ih)[1]
@@ -637,31 +675,43 @@ def layer_backward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray 
     cdef cnp.ndarray dw_ih_out = _empty_like(w_ih), dw_hh_out = _empty_like(w_hh)
     cdef cnp.ndarray db_out = cnp.PyArray_EMPTY(1, &n_bias, cnp.PyArray_TYPE(h0), 0)
     cdef cnp.ndarray carry = _empty_like(h0)
-    cdef void *p[13]
-    p[:] = [_ptr(x), _ptr(h0), _ptr(h), _ptr(dh), _ptr(w_ih), _ptr(w_hh), _ptr(lengths),
-            _ptr(dx_out), _ptr(dh0_out), _ptr(dw_ih_out), _ptr(dw_hh_out), _ptr(db_out),
-            _ptr(carry)]
-    if cnp.PyArray_TYPE(h0) == cnp.NPY_FLOAT32:
-        with nogil:
-            _recur_backward(<float *>p[2], <float *>p[3], <float *>p[3], <float *>p[8],
-                            <float *>p[12], <float *>p[5], <float *>p[11],
-                            <Py_ssize_t *>p[6], n_hidden, n_batch, n_steps, reverse, relu,
-                            own_products)
-            _input_grads(X_ROWS, p[0], <float *>p[3], <float *>p[4], <float *>p[7],
-                         <float *>p[9], n_input, n_hidden, n_batch * n_steps)
-            _hidden_weight_grad(<float *>p[3], <float *>p[2], <float *>p[1], <float *>p[10],
-                                n_hidden, n_batch, n_steps, reverse)
-    else:
-        with nogil:
-            _recur_backward(<double *>p[2], <double *>p[3], <double *>p[3], <double *>p[8],
-                            <double *>p[12], <double *>p[5], <double *>p[11],
-                            <Py_ssize_t *>p[6], n_hidden, n_batch, n_steps, reverse, relu,
-                            own_products)
-            _input_grads(X_ROWS, p[0], <double *>p[3], <double *>p[4], <double *>p[7],
-                         <double *>p[9], n_input, n_hidden, n_batch * n_steps)
-            _hidden_weight_grad(<double *>p[3], <double *>p[2], <double *>p[1],
-                                <double *>p[10], n_hidden, n_batch, n_steps, reverse)
+    cdef const floating *x_ = <floating *>_ptr(x)
+    cdef const floating *h0_ = <floating *>_ptr(h0)
+    cdef const floating *h_ = <floating *>_ptr(h)
+    cdef floating *dz_ = <floating *>_ptr(dh)          # dh is overwritten with dZ
+    cdef const floating *w_ih_ = <floating *>_ptr(w_ih)
+    cdef const floating *w_hh_ = <floating *>_ptr(w_hh)
+    cdef const Py_ssize_t *lengths_ = <Py_ssize_t *>_ptr(lengths)
+    cdef floating *dx_ = <floating *>_ptr(dx_out)
+    cdef floating *grad_ = <floating *>_ptr(dh0_out)
+    cdef floating *dw_ih_ = <floating *>_ptr(dw_ih_out)
+    cdef floating *dw_hh_ = <floating *>_ptr(dw_hh_out)
+    cdef floating *db_ = <floating *>_ptr(db_out)
+    cdef floating *carry_ = <floating *>_ptr(carry)
+    with nogil:
+        _recur_backward(h_, dz_, dz_, grad_, carry_, w_hh_, db_, lengths_, n_hidden, n_batch,
+                        n_steps, reverse, activation, own_products)
+        _input_grads(X_ROWS, x_, dz_, w_ih_, dx_, dw_ih_, n_input, n_hidden,
+                     n_batch * n_steps)
+        _hidden_weight_grad(dz_, h_, h0_, dw_hh_, n_hidden, n_batch, n_steps, reverse)
     return dx_out, dh0_out, dw_ih_out, dw_hh_out, db_out
+
+
+def layer_backward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray h not None,
+                   cnp.ndarray dh not None, cnp.ndarray grad_h_n not None,
+                   cnp.ndarray w_ih not None, cnp.ndarray w_hh not None, cnp.ndarray lengths,
+                   bint reverse, int activation, bint own_products):
+    """BPTT of one direction of one layer; returns ``(dx, dh0, dW_ih, dW_hh, db)``.
+
+    ``dh (m, T, n_h)`` is the gradient of the outputs and is overwritten (with
+    dZ); ``grad_h_n (m, n_h)`` that of the final state.  ``dx`` is
+    ``(m*T, n_in)`` like ``x``; ``db (n_h,)`` is the gradient of either bias.
+    """
+    if _is_float32(h0):
+        return _layer_backward_entry(<float>0, x, h0, h, dh, grad_h_n, w_ih, w_hh, lengths,
+                                     reverse, activation, own_products)
+    return _layer_backward_entry(<double>0, x, h0, h, dh, grad_h_n, w_ih, w_hh, lengths,
+                                 reverse, activation, own_products)
 
 
 cdef inline bint _plain(object a, int type_num, int ndim) noexcept:
@@ -741,3 +791,50 @@ def fast_inputs(x, h0, parameters, bint cell):
             for j in range(n_h):
                 dd[i * n_h + j] = sd[j * m + i]
     return rows, n_steps
+
+
+# -- test hooks ----------------------------------------------------------------
+# The BLAS shim and the hand-written products on NumPy arrays, so that tests
+# can check each against a NumPy expression (tests/test_blas.py).  Not used by
+# the package; typed memoryviews here, since a microsecond does not matter.
+
+cdef inline char _flag(str trans) except 0:
+    if trans not in ("N", "T"):
+        raise ValueError(f"trans must be 'N' or 'T'; got {trans!r}")
+    return c'T' if trans == "T" else c'N'
+
+
+def _test_gemm(str trans_a, str trans_b, double alpha, const floating[:, ::1] a,
+               const floating[:, ::1] b, double beta, floating[:, ::1] c):
+    """``c = alpha op(a) op(b) + beta c`` through ``_blas.gemm`` (BLAS or the small loop)."""
+    cdef char ta = _flag(trans_a), tb = _flag(trans_b)
+    cdef int n_rows = c.shape[0], n_cols = c.shape[1]
+    cdef int n_inner = a.shape[0] if ta == c'T' else a.shape[1]
+    if ((a.shape[1] if ta == c'T' else a.shape[0]) != n_rows
+            or (b.shape[1] if tb == c'T' else b.shape[0]) != n_inner
+            or (b.shape[0] if tb == c'T' else b.shape[1]) != n_cols or n_inner == 0):
+        raise ValueError("gemm: shapes do not fit")
+    with nogil:
+        gemm(ta, tb, n_rows, n_cols, n_inner, <floating>alpha, &a[0, 0], <int>a.shape[1], &b[0, 0],
+             <int>b.shape[1], <floating>beta, &c[0, 0], <int>c.shape[1])
+
+
+def _test_gemv(str trans_a, double alpha, const floating[:, ::1] a, const floating[::1] x,
+               double beta, floating[::1] y):
+    """``y = alpha op(a) x + beta y`` through ``_blas.gemv``."""
+    cdef char ta = _flag(trans_a)
+    if ((a.shape[0] if ta == c'T' else a.shape[1]) != x.shape[0]
+            or (a.shape[1] if ta == c'T' else a.shape[0]) != y.shape[0]):
+        raise ValueError("gemv: shapes do not fit")
+    with nogil:
+        gemv(ta, <int>a.shape[0], <int>a.shape[1], <floating>alpha, &a[0, 0], <int>a.shape[1],
+             &x[0], 1, <floating>beta, &y[0], 1)
+
+
+def _test_vecmat(const floating[::1] v, const floating[:, ::1] a, floating[::1] out,
+                 bint accumulate):
+    """``out (+)= v^T a`` through the hand-written product of the small recurrent steps."""
+    if v.shape[0] != a.shape[0] or out.shape[0] != a.shape[1]:
+        raise ValueError("vecmat: shapes do not fit")
+    with nogil:
+        _vecmat(&v[0], &a[0, 0], a.shape[0], a.shape[1], a.shape[1], &out[0], accumulate)

@@ -32,6 +32,11 @@ __attribute__((simd("notinbranch"))) double exp(double);
 __attribute__((simd("notinbranch"))) float expf(float);
 #endif
 
+/* Activation codes, the same numbers as _kernels.pyx's Activation enum. */
+#define RF_ACT_TANH 0
+#define RF_ACT_RELU 1
+#define RF_ACT_SIGMOID 2
+
 #define RF_T double
 #define RF_NAME(base) base##_d
 #define RF_TANH tanh

@@ -25,24 +25,6 @@ static inline RF_T RF_NAME(rf_exp_shift_sum)(RF_T *restrict row, RF_T top, ptrdi
     return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
 }
 
-/* row = tanh(row + bias) */
-static RF_CLONES void RF_NAME(rf_bias_tanh)(RF_T *restrict row, const RF_T *restrict bias,
-                                            ptrdiff_t n)
-{
-    for (ptrdiff_t j = 0; j < n; j++)
-        row[j] = RF_TANH(row[j] + bias[j]);
-}
-
-/* row = relu(row + bias); NaN stays NaN, as in torch.relu */
-static RF_CLONES void RF_NAME(rf_bias_relu)(RF_T *restrict row, const RF_T *restrict bias,
-                                            ptrdiff_t n)
-{
-    for (ptrdiff_t j = 0; j < n; j++) {
-        RF_T v = row[j] + bias[j];
-        row[j] = v < 0 ? 0 : v;
-    }
-}
-
 /* row = softmax(row + bias): exp(row + bias - max) / sum */
 static RF_CLONES void RF_NAME(rf_bias_softmax)(RF_T *restrict row, const RF_T *restrict bias,
                                                ptrdiff_t n)
@@ -55,29 +37,84 @@ static RF_CLONES void RF_NAME(rf_bias_softmax)(RF_T *restrict row, const RF_T *r
         row[j] *= total;
 }
 
-/* dz = (dh + grad) * f'(h);  db += dz, where f' is tanh's 1 - h^2 or, with `relu`,
- * relu's (h > 0).  dz may be dh itself (updated in place). */
-#define RF_ACT_GRAD_LOOP(OUT, IN)                                           \
+/* The activations.  Each is one pair (f, f'), with f' written in terms of the
+ * output y = f(z) (what the backward pass keeps); adding one is a line here, a
+ * case in the two dispatchers below and a name in _kernels.pyx's Activation.
+ *   tanh     f = tanh(z)              f' = 1 - y^2
+ *   relu     f = max(z, 0)            f' = [y > 0]       (NaN stays NaN, as in torch.relu)
+ *   sigmoid  f = 1 / (1 + exp(-z))    f' = y (1 - y)
+ */
+#define RF_F_TANH(z) RF_TANH(z)
+#define RF_DF_TANH(y) (1 - (y) * (y))
+#define RF_F_RELU(z) ((z) < 0 ? (RF_T)0 : (z))
+#define RF_DF_RELU(y) ((RF_T)((y) > 0))
+#define RF_F_SIGMOID(z) (1 / (1 + RF_EXP(-(z))))
+#define RF_DF_SIGMOID(y) ((y) * (1 - (y)))
+
+/* For an activation NAME: rf_bias_NAME, row = f(row + bias), and rf_grad_NAME,
+ * dz = (dh + grad) * f'(y); db += dz (dz may be dh itself, updated in place). */
+#define RF_GRAD_LOOP(OUT, IN, DF)                                           \
     for (ptrdiff_t j = 0; j < n; j++) {                                     \
-        RF_T v = (IN[j] + grad[j]) * (relu ? (RF_T)(h[j] > 0) : 1 - h[j] * h[j]); \
+        RF_T v = (IN[j] + grad[j]) * DF(y[j]);                              \
         OUT[j] = v;                                                         \
         db[j] += v;                                                         \
     }
+#define RF_DEFINE_ACTIVATION(NAME, F, DF)                                                   \
+static RF_CLONES void RF_NAME(rf_bias_##NAME)(RF_T *restrict row, const RF_T *restrict bias, \
+                                              ptrdiff_t n)                                 \
+{                                                                                           \
+    for (ptrdiff_t j = 0; j < n; j++) {                                                     \
+        RF_T z = row[j] + bias[j];                                                          \
+        row[j] = F(z);                                                                      \
+    }                                                                                       \
+}                                                                                           \
+static RF_CLONES void RF_NAME(rf_grad_##NAME)(RF_T *dz, const RF_T *dh,                     \
+                                              const RF_T *restrict grad,                    \
+                                              const RF_T *restrict y, RF_T *restrict db,    \
+                                              ptrdiff_t n)                                 \
+{                                                                                           \
+    if (dz == dh) {                                                                         \
+        RF_T *restrict inout = dz;                                                          \
+        RF_GRAD_LOOP(inout, inout, DF)                                                      \
+    } else {                                                                                \
+        RF_T *restrict out = dz;                                                            \
+        const RF_T *restrict in = dh;                                                       \
+        RF_GRAD_LOOP(out, in, DF)                                                           \
+    }                                                                                       \
+}
 
-static RF_CLONES void RF_NAME(rf_act_grad)(RF_T *dz, const RF_T *dh,
-                                           const RF_T *restrict grad, const RF_T *restrict h,
-                                           RF_T *restrict db, ptrdiff_t n, int relu)
+RF_DEFINE_ACTIVATION(tanh, RF_F_TANH, RF_DF_TANH)
+RF_DEFINE_ACTIVATION(relu, RF_F_RELU, RF_DF_RELU)
+RF_DEFINE_ACTIVATION(sigmoid, RF_F_SIGMOID, RF_DF_SIGMOID)
+
+/* row = f(row + bias) for activation `act` (an RF_ACT_* code) */
+static inline void RF_NAME(rf_bias_act)(int act, RF_T *row, const RF_T *bias, ptrdiff_t n)
 {
-    if (dz == dh) {
-        RF_T *restrict inout = dz;
-        RF_ACT_GRAD_LOOP(inout, inout)
-    } else {
-        RF_T *restrict out = dz;
-        const RF_T *restrict in = dh;
-        RF_ACT_GRAD_LOOP(out, in)
+    switch (act) {
+    case RF_ACT_RELU: RF_NAME(rf_bias_relu)(row, bias, n); break;
+    case RF_ACT_SIGMOID: RF_NAME(rf_bias_sigmoid)(row, bias, n); break;
+    default: RF_NAME(rf_bias_tanh)(row, bias, n); break;
     }
 }
-#undef RF_ACT_GRAD_LOOP
+
+/* dz = (dh + grad) * f'(y); db += dz, for activation `act` */
+static inline void RF_NAME(rf_act_grad)(int act, RF_T *dz, const RF_T *dh, const RF_T *grad,
+                                        const RF_T *y, RF_T *db, ptrdiff_t n)
+{
+    switch (act) {
+    case RF_ACT_RELU: RF_NAME(rf_grad_relu)(dz, dh, grad, y, db, n); break;
+    case RF_ACT_SIGMOID: RF_NAME(rf_grad_sigmoid)(dz, dh, grad, y, db, n); break;
+    default: RF_NAME(rf_grad_tanh)(dz, dh, grad, y, db, n); break;
+    }
+}
+#undef RF_DEFINE_ACTIVATION
+#undef RF_GRAD_LOOP
+#undef RF_F_TANH
+#undef RF_DF_TANH
+#undef RF_F_RELU
+#undef RF_DF_RELU
+#undef RF_F_SIGMOID
+#undef RF_DF_SIGMOID
 
 /* out = v^T A (+ out when accumulate): out[j] (+)= sum_k v[k] A[k, j]
  * A is (n_k, n_j) row-major with leading dimension lda.  Blocks of RF_BLOCK

@@ -185,6 +185,8 @@ def _activation(nonlinearity):
         return np.tanh, lambda h: 1.0 - h * h
     if nonlinearity == "relu":
         return (lambda z: np.maximum(z, 0.0)), (lambda h: (h > 0).astype(h.dtype))
+    if nonlinearity == "sigmoid":
+        return (lambda z: 1.0 / (1.0 + np.exp(-z))), (lambda h: h * (1.0 - h))
     raise ValueError(f"unknown nonlinearity {nonlinearity!r}")
 
 

@@ -1,10 +1,15 @@
-"""``rnnfast.RNN``: ``torch.nn.RNN``'s interface and semantics on NumPy arrays, compiled.
+"""Recurrent layers with ``torch.nn``'s interface and semantics on NumPy arrays, compiled.
 
-Layers, both directions, tanh or relu, one or two biases, ``batch_first``,
-unbatched input, variable sequence lengths with ``pack_padded_sequence``
-semantics, dropout between layers, and an explicit ``backward`` that returns
-the gradients autograd would.  Every layer and direction runs its whole time
-loop in one compiled call (``_kernels.layer_forward`` / ``layer_backward``).
+``RNNBase(mode, ...)`` is the layer driver shared by every cell: parameter
+names and shapes (the gate count comes from the cell: weights are
+``(gates * H, in)``), initialisation, ``state_dict``, input checks, layers,
+both directions, ``batch_first``, unbatched input, variable sequence lengths
+with ``pack_padded_sequence`` semantics, dropout between layers, and an
+explicit ``backward`` that returns the gradients autograd would.  A cell is a
+:class:`Cell` registered under its mode name: its gate count and the two
+compiled passes of one layer direction (``_kernels.layer_forward`` /
+``layer_backward`` for the Elman cell).  Adding a cell means its kernel step,
+its NumPy twin in ``reference.py``, a ``Cell`` and a subclass naming the mode.
 """
 
 import numbers
@@ -16,7 +21,7 @@ from rnnfast import _kernels
 from rnnfast import _validation as V
 from rnnfast import functional as F
 
-__all__ = ["RNN"]
+__all__ = ["RNN", "RNNBase", "Cell", "CELLS"]
 
 
 def _as_numpy(value):
@@ -26,16 +31,69 @@ def _as_numpy(value):
     return np.asarray(value)
 
 
-class RNN:
-    """Multi-layer Elman RNN with ``tanh`` or ``relu``, as ``torch.nn.RNN``.
+class Cell:
+    """One recurrent cell: its gate count and the compiled passes of one layer direction.
 
-    For each layer and direction, ``h_t = f(x_t W_ih^T + b_ih + h_prev W_hh^T + b_hh)``.
+    Subclasses define :meth:`forward` and :meth:`backward`; ``RNNBase`` does
+    everything else (layers, directions, lengths, dropout, layouts, names).
+    """
+
+    gates = 1
+
+    def forward(self, x_rows, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, own_products):
+        """States ``(m, T, H)`` of one direction of one layer.
+
+        ``x_rows (m*T, n_in)`` batch-major, ``h0 (m, H)``, the biases ``(G*H,)``
+        or None, ``lengths`` intp ``(m,)`` or None.
+        """
+        raise NotImplementedError
+
+    def backward(self, x_rows, h0, states, d_states, grad_h_n, w_ih, w_hh, lengths, reverse,
+                 own_products):
+        """``(d_input_rows, d_h0, dW_ih, dW_hh, db_ih, db_hh)`` of one direction of one layer.
+
+        ``d_states (m, T, H)`` is a private copy the kernel may overwrite.
+        """
+        raise NotImplementedError
+
+
+class ElmanCell(Cell):
+    """``h_t = f(x_t W_ih^T + b_ih + h_prev W_hh^T + b_hh)`` with ``f`` an activation."""
+
+    gates = 1
+
+    def __init__(self, activation):
+        self.activation = activation
+
+    def forward(self, x_rows, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, own_products):
+        bias = np.zeros(w_hh.shape[0], h0.dtype) if b_ih is None else b_ih + b_hh
+        return _kernels.layer_forward(x_rows, h0, w_ih, w_hh, bias, lengths, reverse,
+                                      self.activation, own_products)
+
+    def backward(self, x_rows, h0, states, d_states, grad_h_n, w_ih, w_hh, lengths, reverse,
+                 own_products):
+        dx, dh0, dw_ih, dw_hh, db = _kernels.layer_backward(
+            x_rows, h0, states, d_states, grad_h_n, w_ih, w_hh, lengths, reverse,
+            self.activation, own_products)
+        return dx, dh0, dw_ih, dw_hh, db, db.copy()     # both biases enter the same sum
+
+
+# The registered cells, by mode name (torch's names).
+CELLS = {
+    "RNN_TANH": ElmanCell(_kernels.Activation.TANH),
+    "RNN_RELU": ElmanCell(_kernels.Activation.RELU),
+}
+
+
+class RNNBase:
+    """The layer driver of every recurrent module, as ``torch.nn.RNNBase(mode, ...)``.
 
     Parameters
     ----------
+    mode : str
+        The cell, a key of :data:`CELLS` (``"RNN_TANH"``, ``"RNN_RELU"``).
     input_size, hidden_size : int
     num_layers : int, default 1
-    nonlinearity : {"tanh", "relu"}
     bias : bool, default True
         Whether the layers have ``bias_ih_l{k}`` and ``bias_hh_l{k}``.
     batch_first : bool, default False
@@ -53,9 +111,11 @@ class RNN:
     ``bias_hh_l1_reverse``, ...) and readable as attributes.
     """
 
-    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
+    def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False, *, dtype=np.float32,
                  seed=None):
+        if mode not in CELLS:
+            raise ValueError(f"Unknown mode {mode!r}; one of {', '.join(CELLS)}")
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
                             ("num_layers", num_layers)):
             V.check_positive_int(name, value)
@@ -63,8 +123,6 @@ class RNN:
                             ("bidirectional", bidirectional)):
             if not isinstance(value, (bool, np.bool_)):
                 raise TypeError(f"{name} should be of type bool, got: {type(value).__name__}")
-        if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"Unknown nonlinearity {nonlinearity!r}; select 'tanh' or 'relu'")
         if (isinstance(dropout, bool) or not isinstance(dropout, numbers.Real)
                 or not 0 <= dropout <= 1):
             raise ValueError("dropout must be a number in [0, 1], the probability of an "
@@ -77,7 +135,7 @@ class RNN:
             raise TypeError(f"dtype must be float32 or float64; got {dtype}")
         self.input_size, self.hidden_size = int(input_size), int(hidden_size)
         self.num_layers = int(num_layers)
-        self.nonlinearity = nonlinearity
+        self.mode, self._cell = mode, CELLS[mode]
         self.bias, self.batch_first = bool(bias), bool(batch_first)
         self.dropout, self.bidirectional = float(dropout), bool(bidirectional)
         self.dtype = dtype
@@ -100,15 +158,22 @@ class RNN:
 
     def _parameter_shapes(self):
         H, shapes = self.hidden_size, {}
+        G = self._cell.gates * H
         for k in range(self.num_layers):
             n_in = self.input_size if k == 0 else H * self.num_directions
             for sfx in self._suffixes():
-                shapes[f"weight_ih_l{k}{sfx}"] = (H, n_in)
-                shapes[f"weight_hh_l{k}{sfx}"] = (H, H)
+                shapes[f"weight_ih_l{k}{sfx}"] = (G, n_in)
+                shapes[f"weight_hh_l{k}{sfx}"] = (G, H)
                 if self.bias:
-                    shapes[f"bias_ih_l{k}{sfx}"] = (H,)
-                    shapes[f"bias_hh_l{k}{sfx}"] = (H,)
+                    shapes[f"bias_ih_l{k}{sfx}"] = (G,)
+                    shapes[f"bias_hh_l{k}{sfx}"] = (G,)
         return shapes
+
+    def _layer_parameters(self, k, sfx):
+        """``(w_ih, w_hh, b_ih, b_hh)`` of layer ``k`` in direction ``sfx`` (biases may be None)."""
+        p = self._params
+        return (p[f"weight_ih_l{k}{sfx}"], p[f"weight_hh_l{k}{sfx}"],
+                p.get(f"bias_ih_l{k}{sfx}"), p.get(f"bias_hh_l{k}{sfx}"))
 
     def __getattr__(self, name):
         params = self.__dict__.get("_params")
@@ -117,7 +182,8 @@ class RNN:
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # What the parameters' shapes and dtype are made of: fixed once they exist.
-    _FIXED = ("input_size", "hidden_size", "num_layers", "bias", "bidirectional", "dtype")
+    _FIXED = ("mode", "input_size", "hidden_size", "num_layers", "bias", "bidirectional",
+              "dtype")
 
     def __setattr__(self, name, value):
         """Assigning a parameter attribute copies the new values into the live array.
@@ -185,13 +251,16 @@ class RNN:
         """Evaluation mode: no dropout."""
         return self.train(False)
 
+    def _extra_repr(self):
+        """``(name, value, default)`` of the constructor arguments a repr shows when not default."""
+        return (("num_layers", self.num_layers, 1), ("bias", self.bias, True),
+                ("batch_first", self.batch_first, False), ("dropout", self.dropout, 0.0),
+                ("bidirectional", self.bidirectional, False))
+
     def __repr__(self):
-        extra = "".join(f", {k}={v!r}" for k, v, default in (
-            ("num_layers", self.num_layers, 1), ("nonlinearity", self.nonlinearity, "tanh"),
-            ("bias", self.bias, True), ("batch_first", self.batch_first, False),
-            ("dropout", self.dropout, 0.0), ("bidirectional", self.bidirectional, False))
-            if v != default)
-        return f"RNN({self.input_size}, {self.hidden_size}{extra}, dtype={self.dtype.name})"
+        extra = "".join(f", {k}={v!r}" for k, v, default in self._extra_repr() if v != default)
+        return (f"{type(self).__name__}({self.input_size}, {self.hidden_size}{extra}, "
+                f"dtype={self.dtype.name})")
 
     # -- forward -------------------------------------------------------------
 
@@ -271,20 +340,14 @@ class RNN:
         n_batch, n_steps = x.shape[0], x.shape[1]
         H, D = self.hidden_size, self.num_directions
         own = F.use_own_products(n_batch, H)
-        relu = self.nonlinearity == "relu"
-        zero_bias = np.zeros(H, self.dtype)
         padded = None if lengths is None else np.arange(n_steps)[None, :] >= lengths[:, None]
         layers, h_n = [], np.empty((self.num_layers * D, n_batch, H), self.dtype)
         layer_input = x.reshape(n_batch * n_steps, -1)
         for k in range(self.num_layers):
             states = []
             for d, sfx in enumerate(self._suffixes()):
-                p = self._params
-                bias = (p[f"bias_ih_l{k}{sfx}"] + p[f"bias_hh_l{k}{sfx}"]) if self.bias \
-                    else zero_bias
-                S = _kernels.layer_forward(layer_input, h0[k * D + d],
-                                           p[f"weight_ih_l{k}{sfx}"], p[f"weight_hh_l{k}{sfx}"],
-                                           bias, lengths, d == 1, relu, own)
+                S = self._cell.forward(layer_input, h0[k * D + d],
+                                       *self._layer_parameters(k, sfx), lengths, d == 1, own)
                 h_n[k * D + d] = S[:, 0] if d == 1 else S[:, -1]
                 states.append(S)
             out = states[0] if D == 1 else np.concatenate(states, axis=2)
@@ -333,7 +396,6 @@ class RNN:
         n_batch, n_steps = cache["shape"]
         batched, lengths, own = cache["batched"], cache["lengths"], cache["own"]
         H, D = self.hidden_size, self.num_directions
-        relu = self.nonlinearity == "relu"
         out_shape = (n_batch, n_steps, D * H)
         expected = out_shape if self.batch_first else (n_steps, n_batch, D * H)
         expected = expected if batched else (n_steps, D * H)
@@ -358,15 +420,14 @@ class RNN:
             x_rows = layer["input"]
             d_input = None
             for d, sfx in enumerate(self._suffixes()):
-                p = self._params
+                w_ih, w_hh, _, _ = self._layer_parameters(k, sfx)
                 dS = np.array(g_layer[:, :, d * H:(d + 1) * H], dtype=self.dtype, order="C")
-                dx, dh0, dw_ih, dw_hh, db = _kernels.layer_backward(
+                dx, dh0, dw_ih, dw_hh, db_ih, db_hh = self._cell.backward(
                     x_rows, cache["h0"][k * D + d], layer["states"][d], dS, g_hn[k * D + d],
-                    p[f"weight_ih_l{k}{sfx}"], p[f"weight_hh_l{k}{sfx}"], lengths, d == 1, relu,
-                    own)
+                    w_ih, w_hh, lengths, d == 1, own)
                 grads[f"weight_ih_l{k}{sfx}"], grads[f"weight_hh_l{k}{sfx}"] = dw_ih, dw_hh
                 if self.bias:
-                    grads[f"bias_ih_l{k}{sfx}"], grads[f"bias_hh_l{k}{sfx}"] = db, db.copy()
+                    grads[f"bias_ih_l{k}{sfx}"], grads[f"bias_hh_l{k}{sfx}"] = db_ih, db_hh
                 d_hx[k * D + d] = dh0
                 d_input = dx if d_input is None else d_input + dx
             g_layer = d_input.reshape(n_batch, n_steps, -1)
@@ -377,3 +438,49 @@ class RNN:
             d_in = d_in.transpose(1, 0, 2)
         ordered = {name: grads[name] for name in self._params}
         return {"input": d_in, "hx": d_hx, **ordered}
+
+
+class RNN(RNNBase):
+    """Multi-layer Elman RNN with ``tanh`` or ``relu``, as ``torch.nn.RNN``.
+
+    For each layer and direction, ``h_t = f(x_t W_ih^T + b_ih + h_prev W_hh^T + b_hh)``.
+
+    Parameters
+    ----------
+    input_size, hidden_size : int
+    num_layers : int, default 1
+    nonlinearity : {"tanh", "relu"}
+    bias : bool, default True
+        Whether the layers have ``bias_ih_l{k}`` and ``bias_hh_l{k}``.
+    batch_first : bool, default False
+        Input and output are ``(N, L, features)`` instead of ``(L, N, features)``;
+        the hidden state keeps ``(D * num_layers, N, H)`` either way.
+    dropout : float in [0, 1], default 0
+        Dropout on the outputs of every layer but the last, in training mode.
+    bidirectional : bool, default False
+    dtype : float32 or float64, keyword-only
+    seed : int or None, keyword-only
+        Seeds the initialisation, uniform(-1/sqrt(H), 1/sqrt(H)) like PyTorch,
+        and the dropout masks.
+
+    Parameters are named as in PyTorch's ``state_dict`` (``weight_ih_l0``,
+    ``bias_hh_l1_reverse``, ...) and readable as attributes.
+    """
+
+    _MODES = {"tanh": "RNN_TANH", "relu": "RNN_RELU"}
+
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
+                 batch_first=False, dropout=0.0, bidirectional=False, *, dtype=np.float32,
+                 seed=None):
+        if nonlinearity not in self._MODES:
+            raise ValueError(f"Unknown nonlinearity {nonlinearity!r}; select 'tanh' or 'relu'")
+        super().__init__(self._MODES[nonlinearity], input_size, hidden_size, num_layers, bias,
+                         batch_first, dropout, bidirectional, dtype=dtype, seed=seed)
+
+    @property
+    def nonlinearity(self):
+        return "relu" if self.mode == "RNN_RELU" else "tanh"
+
+    def _extra_repr(self):
+        base = super()._extra_repr()
+        return base[:1] + (("nonlinearity", self.nonlinearity, "tanh"),) + base[1:]
