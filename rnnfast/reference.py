@@ -369,7 +369,8 @@ def rnn_loss(x, h0, y, parameters):
     top = z.max(axis=0, keepdims=True)
     log_sum = np.log(np.exp(z - top).sum(axis=0, keepdims=True)) + top
     onehot = (np.arange(n_y)[:, None, None] == y[None]).astype(z.dtype)
-    loss = float(np.mean(log_sum[0] - np.sum(z * onehot, axis=0)))
+    target = np.take_along_axis(z, y[None], axis=0)[0]   # indexed: an infinite other logit
+    loss = float(np.mean(log_sum[0] - target))           # must not enter as 0 * inf
     dz = (np.exp(z - log_sum) - onehot) / (m * n_steps)
     dh = np.einsum("yh,ymt->hmt", Wyh, dz)
     grads = rnn_backward(dh, caches)
@@ -398,7 +399,7 @@ def sgd_step(param, grad, state, lr, momentum=0.0):
 def adam_step(param, grad, state, t, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
     """Kingma & Ba (2015), Algorithm 1, with L2 weight decay added to the gradient."""
     beta1, beta2 = betas
-    g = grad + weight_decay * param
+    g = grad + weight_decay * param if weight_decay else grad   # no term at all without decay
     m = beta1 * state.get("exp_avg", 0.0) + (1 - beta1) * g
     v = beta2 * state.get("exp_avg_sq", 0.0) + (1 - beta2) * g * g
     state["exp_avg"], state["exp_avg_sq"] = m, v

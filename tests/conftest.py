@@ -1,4 +1,4 @@
-"""Shared helpers: problem generators and the per-dtype tolerances.
+"""Shared helpers: problem generators, the per-dtype tolerances, memory layouts, torch glue.
 
 float64 results must match the float64 reference to 5e-14 relative; float32
 results (to 1e-5) are compared with the float64 reference run on the same
@@ -15,9 +15,13 @@ try:
 except ImportError:          # hypothesis is in the [test] extra; its tests skip without it
     settings = None
 else:
-    for _name, _examples in (("default", 200), ("long", 3000)):
+    # default: every run of the suite; long: a thorough pass (a few minutes);
+    # fuzz: a long fuzzing run of tests/test_properties.py (an hour or more).
+    # Select with --hypothesis-profile=NAME or RNNFAST_HYPOTHESIS_PROFILE=NAME.
+    for _name, _examples in (("default", 200), ("long", 3000), ("fuzz", 50_000)):
         settings.register_profile(_name, max_examples=_examples, deadline=None,
-                                  suppress_health_check=[HealthCheck.too_slow])
+                                  suppress_health_check=[HealthCheck.too_slow,
+                                                         HealthCheck.data_too_large])
     settings.load_profile(os.environ.get("RNNFAST_HYPOTHESIS_PROFILE", "default"))
 
 # Relative tolerance per result dtype, scaled by the largest magnitude in the
@@ -113,3 +117,63 @@ def products(request, monkeypatch):
     force = {"auto": None, "own": True, "blas": False}[request.param]
     monkeypatch.setattr(functional, "_force_products", force)
     return request.param
+
+
+# -- memory layouts ------------------------------------------------------------
+#
+# The one copy of the layout helpers (tests/strategies.py draws from LAYOUTS;
+# the example-based tests use in_layout directly).  They live here, not in
+# strategies.py, so that tests without hypothesis can use them.
+
+LAYOUTS = ("c", "fortran", "strided", "negative", "readonly")
+
+
+def in_layout(a, layout):
+    """The values of ``a`` in a new array (or view) of the given memory layout.
+
+    ``"c"``: C order; ``"fortran"``: Fortran order; ``"strided"``: every other
+    element of an array twice as large on every axis (non-contiguous);
+    ``"negative"``: negative strides on every axis; ``"readonly"``: a C-order
+    copy that cannot be written.  The result never shares memory with ``a``.
+    """
+    a = np.asarray(a)
+    if layout == "c" or a.ndim == 0:
+        out = np.array(a, order="C", copy=True)
+    elif layout == "fortran":
+        out = np.array(a, order="F", copy=True)
+    elif layout == "strided":
+        big = np.zeros(tuple(2 * s for s in a.shape), dtype=a.dtype)
+        out = big[tuple(slice(None, None, 2) for _ in a.shape)]
+        out[...] = a
+    elif layout == "negative":
+        flip = tuple(slice(None, None, -1) for _ in a.shape)
+        out = np.array(a[flip], order="C", copy=True)[flip]
+    elif layout == "readonly":
+        out = np.array(a, order="C", copy=True)
+    else:
+        raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
+    if layout == "readonly":
+        out.flags.writeable = False
+    return out
+
+
+# -- PyTorch glue (torch is imported only when these are called) ---------------
+
+
+def torch_dtype(dtype):
+    """The torch dtype of a NumPy float32 or float64 dtype."""
+    import torch
+    return {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[
+        np.dtype(dtype)]
+
+
+def load_numpy_weights(module, weights):
+    """Copy NumPy ``weights`` (torch's parameter names) into the torch ``module``.
+
+    Strict like ``load_state_dict``: every parameter, and only those; values
+    are cast to the module's dtype.  Returns ``module``.
+    """
+    import torch
+    module.load_state_dict({name: torch.tensor(np.asarray(value)) for name, value in
+                            weights.items()})
+    return module

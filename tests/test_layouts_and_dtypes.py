@@ -4,43 +4,18 @@ import numpy as np
 import pytest
 
 import rnnfast
-from conftest import assert_close, make_dh, make_problem
+from conftest import LAYOUTS, assert_close, in_layout, make_dh, make_problem
 from test_against_reference import check_forward_backward
 
 SHAPE = (7, 13, 5, 3, 9)
 
 
-def fortran(a):
-    return np.asfortranarray(a)
-
-
-def strided(a):
-    """A non-contiguous view with the same values: every other element of a bigger array."""
-    big = np.zeros(tuple(2 * s for s in a.shape), dtype=a.dtype)
-    view = big[tuple(slice(None, None, 2) for _ in a.shape)]
-    view[...] = a
-    return view
-
-
-def reversed_strides(a):
-    """A view with negative strides on every axis holding the same values."""
-    flipped = np.ascontiguousarray(a[tuple(slice(None, None, -1) for _ in a.shape)])
-    return flipped[tuple(slice(None, None, -1) for _ in a.shape)]
-
-
-def read_only(a):
-    a = a.copy()
-    a.flags.writeable = False
-    return a
-
-
-@pytest.mark.parametrize("layout", [fortran, strided, reversed_strides, read_only],
-                         ids=lambda f: f.__name__)
+@pytest.mark.parametrize("layout", [layout for layout in LAYOUTS if layout != "c"])
 def test_any_layout(layout, dtype, products):
     x, h0, p = make_problem(SHAPE, dtype)
     dh = make_dh(SHAPE, dtype)
-    x_l, h0_l, dh_l = layout(x), layout(h0), layout(dh)
-    p_l = {k: layout(v) for k, v in p.items()}
+    x_l, h0_l, dh_l = in_layout(x, layout), in_layout(h0, layout), in_layout(dh, layout)
+    p_l = {k: in_layout(v, layout) for k, v in p.items()}
     assert np.array_equal(x_l, x)
     check_forward_backward(x_l, h0_l, p_l, dh_l, dtype)
 

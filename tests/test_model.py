@@ -12,7 +12,7 @@ import rnnfast
 from rnnfast import reference as ref
 from rnnfast import RNNModel
 from rnnfast.charrnn import apple_data, train_apple, train_apple_torch
-from conftest import assert_close
+from conftest import assert_close, torch_dtype
 
 
 def make_batch(model, m=3, n_steps=4, seed=0):
@@ -175,7 +175,7 @@ def test_metadata_must_be_a_dict(tmp_path):
 
 def test_torch_round_trip_and_forward_parity(dtype):
     torch = pytest.importorskip("torch")
-    tdtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[dtype]
+    tdtype = torch_dtype(dtype)
     torch.manual_seed(0)
     rnn = torch.nn.RNN(4, 6, batch_first=True, dtype=tdtype)
     linear = torch.nn.Linear(6, 3, dtype=tdtype)

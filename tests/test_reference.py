@@ -216,3 +216,22 @@ def test_optimizer_steps_follow_the_published_equations():
     assert norm == 13.0
     np.testing.assert_allclose(clipped["a"], [0.3, 0.4], rtol=1e-6)
     assert ref.clip_grad_norm({"a": np.array([0.3])}, 1.0)[0]["a"][0] == 0.3
+
+
+def test_rnn_loss_twin_indexes_the_target_logit():
+    # An infinite logit of another class takes all or none of the probability;
+    # the target's own loss term stays finite when that logit is -inf.
+    x, h0, p = make_problem((2, 3, 3, 1, 2))
+    p["by"] = np.array([[0.0], [-np.inf], [0.0]])
+    y = np.zeros((1, 2), dtype=int)
+    loss, _ = ref.rnn_loss(x, h0, y, p)
+    assert np.isfinite(loss)
+
+
+def test_adam_twin_adds_no_decay_term_without_weight_decay():
+    p = np.array([np.nan, 1.0])
+    out = ref.adam_step(p, np.array([1.0, 1.0]), {}, 1, lr=0.1)
+    assert np.isnan(out[0]) and np.isfinite(out[1])
+    state = {}
+    ref.adam_step(np.array([np.inf]), np.array([1.0]), state, 1, lr=0.1)
+    assert np.isfinite(state["exp_avg"]).all()      # the moments see the gradient alone

@@ -12,7 +12,7 @@ import pytest
 
 import rnnfast
 from rnnfast import reference as ref
-from conftest import assert_close
+from conftest import LAYOUTS, assert_close, in_layout, load_numpy_weights
 
 try:
     import torch
@@ -78,10 +78,10 @@ def numpy_run(r, weights, x, h0, go, gh, lengths=None, batched=True, masks=None)
 def torch_run(r, weights, x, h0, go, gh, lengths=None, batched=True, masks=None):
     """The same by torch.nn.RNN autograd (float64)."""
     assert masks is None, "torch draws its own dropout masks"
-    t = torch.nn.RNN(r.input_size, r.hidden_size, num_layers=r.num_layers,
-                     nonlinearity=r.nonlinearity, bias=r.bias, batch_first=r.batch_first,
-                     bidirectional=r.bidirectional, dtype=torch.float64)
-    t.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+    t = load_numpy_weights(torch.nn.RNN(r.input_size, r.hidden_size, num_layers=r.num_layers,
+                                        nonlinearity=r.nonlinearity, bias=r.bias,
+                                        batch_first=r.batch_first, bidirectional=r.bidirectional,
+                                        dtype=torch.float64), weights)
     x = torch.tensor(x, requires_grad=True)
     h0 = torch.tensor(h0, requires_grad=True)
     if lengths is None:
@@ -210,7 +210,7 @@ def test_state_dict_round_trip_both_ways():
     state = r.state_dict()
     t2 = torch.nn.RNN(4, 5, num_layers=2, bidirectional=True, dtype=torch.float64)
     assert list(state) == list(t2.state_dict())
-    t2.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+    load_numpy_weights(t2, state)
     for k, v in t2.state_dict().items():
         np.testing.assert_array_equal(v.numpy(), state[k])
     np.testing.assert_array_equal(r.weight_hh_l1_reverse, state["weight_hh_l1_reverse"])
@@ -322,19 +322,17 @@ def test_bad_forward_and_backward_arguments():
         np.testing.assert_array_equal(v, before[k])
 
 
-@pytest.mark.parametrize("layout", ["fortran", "transposed-view"])
+@pytest.mark.parametrize("layout", [layout for layout in LAYOUTS if layout != "c"])
 def test_hx_and_grad_h_n_in_any_memory_order(layout):
     _, r = pair(num_layers=2, bidirectional=True)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((6, 3, 4))
     hx = rng.standard_normal((4, 3, 5))
     go, gh = rng.standard_normal((6, 3, 10)), rng.standard_normal((4, 3, 5))
-    other = (np.asfortranarray if layout == "fortran"
-             else lambda a: np.ascontiguousarray(a.transpose(2, 1, 0)).transpose(2, 1, 0))
     out, hn = r(x, hx)
     g = r.backward(go, gh)
-    out2, hn2 = r(x, other(hx))
-    g2 = r.backward(go, other(gh))
+    out2, hn2 = r(x, in_layout(hx, layout))
+    g2 = r.backward(go, in_layout(gh, layout))
     np.testing.assert_array_equal(out, out2)
     np.testing.assert_array_equal(hn, hn2)
     for key in g:

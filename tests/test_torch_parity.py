@@ -4,23 +4,19 @@ import numpy as np
 import pytest
 
 import rnnfast
-from conftest import SHAPES, assert_close, make_dh, make_problem, shape_id
+from conftest import (SHAPES, assert_close, load_numpy_weights, make_dh, make_problem,
+                      shape_id, torch_dtype)
 
 torch = pytest.importorskip("torch")
-
-TORCH_DTYPE = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 
 
 def torch_forward_backward(x, h0, p, dh):
     """h, y_pred and the gradients of sum(dh * h), in rnnfast's layout, from torch."""
-    tdt = TORCH_DTYPE[np.dtype(np.float64)]
     n_h, n_x = p["Whx"].shape
-    rnn = torch.nn.RNN(n_x, n_h, nonlinearity="tanh", dtype=tdt)
-    with torch.no_grad():
-        rnn.weight_ih_l0.copy_(torch.from_numpy(p["Whx"].astype(np.float64)))
-        rnn.weight_hh_l0.copy_(torch.from_numpy(p["Whh"].astype(np.float64)))
-        rnn.bias_ih_l0.copy_(torch.from_numpy(p["bh"].astype(np.float64)[:, 0]))
-        rnn.bias_hh_l0.zero_()
+    rnn = load_numpy_weights(
+        torch.nn.RNN(n_x, n_h, nonlinearity="tanh", dtype=torch_dtype(np.float64)),
+        {"weight_ih_l0": p["Whx"], "weight_hh_l0": p["Whh"], "bias_ih_l0": p["bh"][:, 0],
+         "bias_hh_l0": np.zeros(n_h)})
     xt = torch.tensor(x.astype(np.float64).transpose(2, 1, 0), requires_grad=True)   # (T, m, n_x)
     h0t = torch.tensor(h0.astype(np.float64).T[None], requires_grad=True)             # (1, m, n_h)
     out, _ = rnn(xt, h0t)                                                              # (T, m, n_h)
