@@ -92,23 +92,9 @@ class RNNBase:
     ----------
     mode : str
         The cell, a key of :data:`CELLS` (``"RNN_TANH"``, ``"RNN_RELU"``).
-    input_size, hidden_size : int
-    num_layers : int, default 1
-    bias : bool, default True
-        Whether the layers have ``bias_ih_l{k}`` and ``bias_hh_l{k}``.
-    batch_first : bool, default False
-        Input and output are ``(N, L, features)`` instead of ``(L, N, features)``;
-        the hidden state keeps ``(D * num_layers, N, H)`` either way.
-    dropout : float in [0, 1], default 0
-        Dropout on the outputs of every layer but the last, in training mode.
-    bidirectional : bool, default False
-    dtype : float32 or float64, keyword-only
-    seed : int or None, keyword-only
-        Seeds the initialisation, uniform(-1/sqrt(H), 1/sqrt(H)) like PyTorch,
-        and the dropout masks.
-
-    Parameters are named as in PyTorch's ``state_dict`` (``weight_ih_l0``,
-    ``bias_hh_l1_reverse``, ...) and readable as attributes.
+    input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, seed
+        As for :class:`RNN` (all its arguments but ``nonlinearity``, which the
+        mode names).
     """
 
     def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True,
