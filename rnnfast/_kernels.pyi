@@ -1,6 +1,6 @@
 """Typed stubs of the compiled kernels (see _kernels.pyx for the layouts and the math).
 
-Private: the wrappers in functional.py, model.py and rnn.py validate every
+Private: the wrappers in functional.py, model.py and modules.py validate every
 argument (shapes, one float dtype, C order, BLAS size limits) before calling.
 """
 

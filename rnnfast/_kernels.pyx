@@ -430,7 +430,7 @@ cdef double _loss(int x_mode, const void *x, const floating *h0, const Py_ssize_
 
 
 # The entry points take ndarrays and read their data pointers directly: the
-# wrapper (functional.py, rnn.py) has checked that every array is C-contiguous,
+# wrapper (functional.py, modules.py) has checked that every array is C-contiguous,
 # of one float dtype (that of h0), of the documented shape, and that class
 # indices are intp values in range, so no buffer is acquired or checked here
 # (acquiring typed memoryviews costs about 0.2 us per array, more than a whole
