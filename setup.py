@@ -3,7 +3,7 @@
 Metadata lives in pyproject.toml; this file only lists the extension modules and
 the Cython compiler directives, in one place.  Set ``RNNFAST_DEBUG_CYTHON=1`` at
 build time to turn bounds, wraparound and initialisation checks on (slower;
-for debugging memory errors)::
+for debugging memory errors; division stays C's, so results do not change)::
 
     RNNFAST_DEBUG_CYTHON=1 pip install -v .
 
@@ -41,6 +41,8 @@ def _libmvec_available():
 
 macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
 libraries = []
+if sys.platform.startswith("linux"):
+    libraries.append("dl")      # dlopen, to call NumPy's own BLAS (_blas_numpy.h)
 # -fno-math-errno lets exp() vectorise (nothing here reads errno); it changes no result.
 compile_args = [] if sys.platform == "win32" else ["-fno-math-errno"]
 if _libmvec_available():
@@ -52,7 +54,10 @@ directives = {
     "boundscheck": DEBUG,
     "wraparound": DEBUG,
     "initializedcheck": DEBUG,
-    "cdivision": not DEBUG,
+    # C division in every build: IEEE results (0/0 is NaN, x/0 is inf, as in NumPy
+    # and torch) rather than Python's ZeroDivisionError, so the debug build
+    # computes what the release build does.
+    "cdivision": True,
     "embedsignature": True,
 }
 
@@ -60,7 +65,8 @@ extensions = [
     Extension("rnnfast._kernels", ["rnnfast/_kernels.pyx"],
               include_dirs=[np.get_include(), "rnnfast"],
               define_macros=macros, libraries=libraries, extra_compile_args=compile_args,
-              depends=["rnnfast/_vecmath.h", "rnnfast/_vecmath_impl.h", "rnnfast/_blas.pxd"]),
+              depends=["rnnfast/_vecmath.h", "rnnfast/_vecmath_impl.h", "rnnfast/_blas.pxd",
+                       "rnnfast/_blas_numpy.h"]),
     Extension("rnnfast._updates", ["rnnfast/_updates.pyx"], extra_compile_args=compile_args),
 ]
 

@@ -349,3 +349,11 @@ def test_clip_grad_value_clamps_exactly():
     rnnfast.clip_grad_value(grads, 0.7)
     for k in expected:
         np.testing.assert_array_equal(grads[k], expected[k])
+
+
+def test_adam_zero_over_zero_is_nan_in_every_build():
+    # v = 0 and eps = 0 make the step 0 / 0: IEEE NaN as in torch, never a
+    # ZeroDivisionError (which a build with Python division semantics raised).
+    params = {"w": np.zeros(2, np.float32)}
+    optim.Adam(params, lr=0.1, eps=0).step({"dw": np.array([0.0, 1.0], np.float32)})
+    assert np.isnan(params["w"][0]) and params["w"][1] == pytest.approx(-0.1)
