@@ -1,11 +1,39 @@
-# Row-major BLAS shim over scipy.linalg.cython_blas.
+# Row-major BLAS shim over NumPy's own BLAS where it can be bound (see
+# _blas_numpy.h), else scipy.linalg.cython_blas.
 #
 # Every matrix in rnnfast is C-ordered, so these helpers take row-major
 # arguments and hand BLAS (column-major) the transposed problem:
 # C = op(A) op(B) in row-major is C^T = op(B)^T op(A)^T in column-major.
 
 from cython cimport floating
+from libc.stdint cimport int64_t
 from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
+
+cdef extern from "_blas_numpy.h" nogil:
+    ctypedef void (*rf_dgemm64_t)(const char *, const char *, const int64_t *, const int64_t *,
+                                  const int64_t *, const double *, const double *,
+                                  const int64_t *, const double *, const int64_t *,
+                                  const double *, double *, const int64_t *)
+    ctypedef void (*rf_sgemm64_t)(const char *, const char *, const int64_t *, const int64_t *,
+                                  const int64_t *, const float *, const float *,
+                                  const int64_t *, const float *, const int64_t *,
+                                  const float *, float *, const int64_t *)
+    ctypedef void (*rf_dgemv64_t)(const char *, const int64_t *, const int64_t *,
+                                  const double *, const double *, const int64_t *,
+                                  const double *, const int64_t *, const double *, double *,
+                                  const int64_t *)
+    ctypedef void (*rf_sgemv64_t)(const char *, const int64_t *, const int64_t *,
+                                  const float *, const float *, const int64_t *,
+                                  const float *, const int64_t *, const float *, float *,
+                                  const int64_t *)
+    rf_dgemm64_t rf_np_dgemm
+    rf_sgemm64_t rf_np_sgemm
+    rf_dgemv64_t rf_np_dgemv
+    rf_sgemv64_t rf_np_sgemv
+    int rf_np_blas_enabled
+    int rf_blas_bind(const char *path)
+    int rf_blas_numpy_active()
+    void rf_blas_enable_numpy(int on)
 
 cdef extern from "_vecmath.h" nogil:
     void rf_small_gemm_d(int trans_a, int trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
@@ -33,7 +61,17 @@ cdef inline void gemm(char trans_a, char trans_b, int n_rows, int n_cols, int n_
             rf_small_gemm_d(trans_a == c'T', trans_b == c'T', n_rows, n_cols, n_inner, alpha,
                             a, lda, b, ldb, beta, c, ldc)
         return
-    if floating is float:
+    cdef int64_t m64 = n_cols, n64 = n_rows, k64 = n_inner, lda64 = lda, ldb64 = ldb
+    cdef int64_t ldc64 = ldc
+    if rf_np_blas_enabled and rf_np_dgemm != NULL:
+        # NumPy's own OpenBLAS (64-bit integers): one thread pool with NumPy's matmul
+        if floating is float:
+            rf_np_sgemm(&trans_b, &trans_a, &m64, &n64, &k64, &alpha, b, &ldb64, a, &lda64,
+                        &beta, c, &ldc64)
+        else:
+            rf_np_dgemm(&trans_b, &trans_a, &m64, &n64, &k64, &alpha, b, &ldb64, a, &lda64,
+                        &beta, c, &ldc64)
+    elif floating is float:
         sgemm(&trans_b, &trans_a, &n_cols, &n_rows, &n_inner, &alpha,
               <float *>b, &ldb, <float *>a, &lda, &beta, c, &ldc)
     else:
@@ -47,6 +85,13 @@ cdef inline void gemv(char trans_a, int n_rows, int n_cols, floating alpha,
     """y = alpha op(A) x + beta y, row-major A of shape (n_rows, n_cols)."""
     # Row-major A is column-major A^T: flip the transpose flag.
     cdef char flipped = c'T' if trans_a == c'N' else c'N'
+    cdef int64_t m64 = n_cols, n64 = n_rows, lda64 = lda, incx64 = incx, incy64 = incy
+    if rf_np_blas_enabled and rf_np_dgemv != NULL:
+        if floating is float:
+            rf_np_sgemv(&flipped, &m64, &n64, &alpha, a, &lda64, x, &incx64, &beta, y, &incy64)
+        else:
+            rf_np_dgemv(&flipped, &m64, &n64, &alpha, a, &lda64, x, &incx64, &beta, y, &incy64)
+        return
     if floating is float:
         sgemv(&flipped, &n_cols, &n_rows, &alpha, <float *>a, &lda,
               <float *>x, &incx, &beta, y, &incy)

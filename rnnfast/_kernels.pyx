@@ -37,12 +37,51 @@
 # validated every shape, checked BLAS sizes against INT_MAX and allocated every
 # output and scratch array.
 
+import numpy as np
+
 cimport numpy as cnp
 from cython cimport floating
 
-from rnnfast._blas cimport gemm, gemv
+from rnnfast._blas cimport gemm, gemv, rf_blas_bind, rf_blas_enable_numpy, rf_blas_numpy_active
 
 cnp.import_array()
+
+
+def _numpy_blas_candidates():
+    """Paths of the OpenBLAS that NumPy's wheels bundle (``numpy.libs``), if any."""
+    import glob
+    import os
+    folder = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
+    return sorted(glob.glob(os.path.join(folder, "libscipy_openblas64_*.so")))
+
+
+def _bind_numpy_blas():
+    """Call NumPy's own BLAS from the kernels when it can be bound; return its path or None.
+
+    ``RNNFAST_BLAS=scipy`` in the environment keeps ``scipy.linalg.cython_blas``.
+    """
+    import os
+    if os.environ.get("RNNFAST_BLAS", "").lower() == "scipy":
+        return None
+    for path in _numpy_blas_candidates():
+        if rf_blas_bind(os.fsencode(path)):
+            return path
+    return None
+
+
+#: The BLAS library the kernels call: NumPy's OpenBLAS (its path), or None
+#: for SciPy's (``scipy.linalg.cython_blas``).
+NUMPY_BLAS = _bind_numpy_blas()
+
+
+def blas_in_use():
+    """``"numpy"`` when the kernels call NumPy's own BLAS, else ``"scipy"``."""
+    return "numpy" if rf_blas_numpy_active() else "scipy"
+
+
+def _use_numpy_blas(bint enabled):
+    """Tests only: switch between NumPy's BLAS (when bound) and SciPy's."""
+    rf_blas_enable_numpy(enabled)
 
 # Forms of the input x (see the top of this file).
 cpdef enum:

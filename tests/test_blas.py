@@ -1,5 +1,5 @@
-"""The BLAS shim (row-major gemm/gemv over scipy's BLAS, with a plain loop for tiny
-products) and the hand-written vector-matrix product, each against NumPy."""
+"""The BLAS shim (row-major gemm/gemv over NumPy's own BLAS or SciPy's, with a plain
+loop for tiny products) and the hand-written vector-matrix product, each against NumPy."""
 
 import itertools
 
@@ -8,6 +8,17 @@ import pytest
 
 from rnnfast import _kernels
 from conftest import RTOL
+
+
+@pytest.fixture(autouse=True, params=["numpy", "scipy"])
+def blas(request):
+    """Each test on NumPy's own BLAS (when the kernels could bind it) and on SciPy's."""
+    if request.param == "numpy" and _kernels.NUMPY_BLAS is None:
+        pytest.skip("NumPy's BLAS is not bound here (another BLAS, or RNNFAST_BLAS=scipy)")
+    _kernels._use_numpy_blas(request.param == "numpy")
+    assert _kernels.blas_in_use() == request.param
+    yield request.param
+    _kernels._use_numpy_blas(True)
 
 
 def operand(rng, shape, dtype):

@@ -1,0 +1,72 @@
+/* The BLAS that NumPy itself loaded, called through function pointers.
+ *
+ * NumPy's wheels bundle OpenBLAS with 64-bit integers and the symbol names
+ * scipy_dgemm_64_, ...; SciPy's wheels bundle another copy.  Each copy has its
+ * own thread pool, and after a call each pool's threads spin for a while: a
+ * program that mixes NumPy's matmul with rnnfast's kernels (SciPy's copy)
+ * would have two pools fighting over the cores.  rf_blas_bind() looks up
+ * NumPy's copy (already loaded: RTLD_NOLOAD) and, when it finds every symbol,
+ * _blas.pxd calls it instead of scipy.linalg.cython_blas.  Pointers stay NULL
+ * elsewhere (another BLAS in NumPy, no dlopen).
+ */
+#ifndef RNNFAST_BLAS_NUMPY_H
+#define RNNFAST_BLAS_NUMPY_H
+
+#include <stdint.h>
+
+typedef void (*rf_dgemm64_t)(const char *, const char *, const int64_t *, const int64_t *,
+                             const int64_t *, const double *, const double *, const int64_t *,
+                             const double *, const int64_t *, const double *, double *,
+                             const int64_t *);
+typedef void (*rf_sgemm64_t)(const char *, const char *, const int64_t *, const int64_t *,
+                             const int64_t *, const float *, const float *, const int64_t *,
+                             const float *, const int64_t *, const float *, float *,
+                             const int64_t *);
+typedef void (*rf_dgemv64_t)(const char *, const int64_t *, const int64_t *, const double *,
+                             const double *, const int64_t *, const double *, const int64_t *,
+                             const double *, double *, const int64_t *);
+typedef void (*rf_sgemv64_t)(const char *, const int64_t *, const int64_t *, const float *,
+                             const float *, const int64_t *, const float *, const int64_t *,
+                             const float *, float *, const int64_t *);
+
+static rf_dgemm64_t rf_np_dgemm = 0;
+static rf_sgemm64_t rf_np_sgemm = 0;
+static rf_dgemv64_t rf_np_dgemv = 0;
+static rf_sgemv64_t rf_np_sgemv = 0;
+/* 1: call NumPy's BLAS when bound; 0: always scipy.linalg.cython_blas (tests use both) */
+static int rf_np_blas_enabled = 1;
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <dlfcn.h>
+
+/* Bind the four routines of the already-loaded library `path`; 1 on success. */
+static int rf_blas_bind(const char *path)
+{
+    void *handle = dlopen(path, RTLD_LAZY | RTLD_NOLOAD);
+    void *d, *s, *dv, *sv;
+    if (!handle)
+        return 0;
+    d = dlsym(handle, "scipy_dgemm_64_");
+    s = dlsym(handle, "scipy_sgemm_64_");
+    dv = dlsym(handle, "scipy_dgemv_64_");
+    sv = dlsym(handle, "scipy_sgemv_64_");
+    if (!d || !s || !dv || !sv) {
+        dlclose(handle);
+        return 0;
+    }
+    /* the handle stays open: NumPy keeps the library loaded anyway */
+    rf_np_dgemm = (rf_dgemm64_t)d;
+    rf_np_sgemm = (rf_sgemm64_t)s;
+    rf_np_dgemv = (rf_dgemv64_t)dv;
+    rf_np_sgemv = (rf_sgemv64_t)sv;
+    return 1;
+}
+#else
+static int rf_blas_bind(const char *path) { (void)path; return 0; }
+#endif
+
+/* 1 when NumPy's BLAS is bound and in use */
+static int rf_blas_numpy_active(void) { return rf_np_blas_enabled && rf_np_dgemm != 0; }
+static void rf_blas_enable_numpy(int on) { rf_np_blas_enabled = on; }
+
+#endif /* RNNFAST_BLAS_NUMPY_H */
