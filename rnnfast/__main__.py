@@ -18,8 +18,6 @@ def main(argv=None):
     charrnn.add_commands(commands)
     args = parser.parse_args(argv)
     if args.command == "bench":
-        if argv is None:      # a real command line, not a call from Python
-            bench.reexec_with_blas_env(sys.argv[1:])
         bench.run(args)
         return 0
     return args.func(args)

@@ -17,11 +17,18 @@ medians are reported, so that the ratios compare implementations under the
 same machine load.  Ratios are what to read: absolute times drift on a shared
 machine.
 
-Both NumPy and SciPy ship their own OpenBLAS; after each call, each one's
-worker threads busy-wait for about 0.1 s before sleeping, so interleaving calls
-of the two would have them steal each other's cores.  The benchmark therefore
-runs with ``OPENBLAS_THREAD_TIMEOUT=22`` (about 1 ms of busy-waiting), unless
-that variable is already set; it applies to every implementation alike.
+The benchmark runs in a plain process, as a user's program does: nothing in
+the environment is set for it.  rnnfast's kernels call the OpenBLAS that NumPy
+loaded (when they can bind it), so they share NumPy's thread pool.  The
+**mixed** column checks what that buys: rnnfast's time right after a NumPy
+matmul (300 x 300, as any program around rnnfast does) as a share of its time
+alone, both timed call by call and interleaved.  With two OpenBLAS copies each
+pool's threads spin for a while after a call and take the cores from the
+other's.
+
+``OPENBLAS_CORETYPE`` forces OpenBLAS's kernels for one CPU type; when it names
+an older one than the CPU supports the benchmark says so, since the roof and
+every BLAS-bound time then drop.
 """
 
 import argparse
@@ -37,7 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import rnnfast
-from rnnfast import reference
+from rnnfast import _kernels, reference
 from rnnfast._cli import check_float, check_int, check_output_path, fail
 
 
@@ -99,27 +106,42 @@ TARGETS = {
     "float32": {"seed-apple": (50, 100), "min-char": (20, 15), "char-small": (20, 12),
                 "small-batch": (7, 4), "medium": (4.5, 1.3), "large": (3.3, 1.0)},
 }
+# The mixed scenario's target: rnnfast after a NumPy matmul keeps this share of
+# its speed alone, from char-small up.
+MIXED_TARGET = 0.9
+MIXED_SHAPES = ("char-small", "small-batch", "medium", "large")
+
 # Share of the GEMM roof targeted at "large".
 ROOF_TARGETS = {"float64": 0.90, "float32": 0.85}
 
-# Environment the benchmark runs under (set before NumPy loads; see the module doc).
-BLAS_ENV = {"OPENBLAS_THREAD_TIMEOUT": "22"}
+# Environment variables that change the BLAS; printed with the results.
+BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
+            "OPENBLAS_THREAD_TIMEOUT", "OMP_NUM_THREADS", "RNNFAST_BLAS")
+
+# The "mixed" scenario: rnnfast after a NumPy matmul of this size.
+MIXED_MATMUL = 300
 
 MEMORY_SHAPE = Shape(64, 64, 64, 1, 100_000, "long sequence, for peak memory")
 
 
-def blas_env_missing():
-    """The BLAS_ENV variables that are not set in this process."""
-    return {k: v for k, v in BLAS_ENV.items() if k not in os.environ}
-
-
-def reexec_with_blas_env(argv):
-    """Restart ``python -m rnnfast ARGV`` with BLAS_ENV set, once, if it is not."""
-    missing = blas_env_missing()
-    if missing and not os.environ.get("RNNFAST_BENCH_REEXEC"):
-        env = dict(os.environ, **missing, RNNFAST_BENCH_REEXEC="1")
-        sys.stdout.flush()
-        os.execve(sys.executable, [sys.executable, "-m", "rnnfast", *argv], env)
+def coretype_warning():
+    """A warning when OPENBLAS_CORETYPE forces kernels older than this CPU supports, or None."""
+    core = os.environ.get("OPENBLAS_CORETYPE")
+    if not core:
+        return None
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f
+                          if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    if "avx512f" in flags and core.lower() in ("haswell", "zen", "sandybridge", "nehalem",
+                                               "prescott", "core2", "atom"):
+        return (f"warning: OPENBLAS_CORETYPE={core} forces OpenBLAS's {core} kernels on a CPU "
+                "with AVX-512: BLAS-bound times and the roof are about half what this machine "
+                "can do. Unset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for this command to "
+                "measure its peak.")
+    return None
 
 
 def make_case(shape, dtype, seed=0):
@@ -247,6 +269,26 @@ def time_interleaved(calls, samples, min_sample_seconds):
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
+def time_mixed(fn, samples, dtype):
+    """Median seconds of ``fn`` alone and right after a NumPy matmul, sampled in turn.
+
+    Each sample is one call, timed on its own: the matmul is outside the timing.
+    """
+    a = np.random.default_rng(2).standard_normal((MIXED_MATMUL, MIXED_MATMUL)).astype(dtype)
+    clock = time.perf_counter
+    fn()
+    alone, mixed = [], []
+    for _ in range(samples):
+        start = clock()
+        fn()
+        alone.append(clock() - start)
+        a @ a
+        start = clock()
+        fn()
+        mixed.append(clock() - start)
+    return statistics.median(alone), statistics.median(mixed)
+
+
 def import_torch():
     try:
         import torch
@@ -311,6 +353,7 @@ def bench_shape(name, shape, dtype, torch, args):
         calls["torch"] = torch_calls(torch, case, args.forward_only)
     times = time_interleaved(calls, args.samples, args.min_sample_ms / 1000)
     fast = times["rnnfast"]
+    alone, mixed = time_mixed(calls["rnnfast"], max(args.samples, 15), dtype)
     dtype_name = np.dtype(dtype).name
     target_numpy, target_torch = TARGETS[dtype_name].get(name, (None, None))
     result = {
@@ -321,6 +364,8 @@ def bench_shape(name, shape, dtype, torch, args):
         "vs_torch": times["torch"] / fast if "torch" in times else None,
         "gflops": shape.flops(args.forward_only) / fast / 1e9,
         "roof_share": times["roof"] / fast,
+        "mixed_share": alone / mixed,
+        "target_mixed": MIXED_TARGET if name in MIXED_SHAPES else None,
         "target_vs_numpy": None if args.forward_only else target_numpy,
         "target_vs_torch": None if args.forward_only else target_torch,
         "target_roof": ROOF_TARGETS[dtype_name] if name == "large" and not args.forward_only else None,
@@ -391,10 +436,17 @@ def _fmt_ratio(value, target):
     return text
 
 
+def _fmt_share(share, target):
+    text = f"{share:.2f}"
+    if target is not None:
+        text += f" ({'ok' if share >= target else 'below'} >={target})"
+    return text
+
+
 def print_table(results, out=None):
     out = sys.stdout if out is None else out
     headers = ["shape", "n_x,n_h,n_y,m,T", "rnnfast", "numpy", "torch",
-               "vs numpy (target)", "vs torch (target)", "GFLOP/s", "roof"]
+               "vs numpy (target)", "vs torch (target)", "GFLOP/s", "roof", "mixed"]
     rows = []
     for r in results:
         roof = f"{100 * r['roof_share']:.0f}%"
@@ -405,7 +457,7 @@ def print_table(results, out=None):
                      _fmt_time(r["seconds"]["numpy"]), _fmt_time(r["seconds"].get("torch")),
                      _fmt_ratio(r["vs_numpy"], r["target_vs_numpy"]),
                      _fmt_ratio(r["vs_torch"], r["target_vs_torch"]),
-                     f"{r['gflops']:.1f}", roof])
+                     f"{r['gflops']:.1f}", roof, _fmt_share(r["mixed_share"], r["target_mixed"])])
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
     print(line, file=out)
@@ -525,7 +577,14 @@ def run(args):
     if torch is None:
         print("  torch: not installed (pip install torch to compare with nn.RNN)")
     print("  " + ", ".join(f"{k}={os.environ.get(k, 'unset')}" for k in BLAS_ENV))
+    print(f"  rnnfast's kernels call {_kernels.blas_in_use()}'s BLAS"
+          + (f" ({_kernels.NUMPY_BLAS})" if _kernels.blas_in_use() == "numpy" else ""))
+    warning = coretype_warning()
+    if warning:
+        print(warning)
     print("roof: time of NumPy matmul on the same matrix products; 100% = as fast as that")
+    print(f"mixed: rnnfast's time alone / its time right after a {MIXED_MATMUL}x{MIXED_MATMUL} "
+          "NumPy matmul; 1.00 = unaffected")
 
     results = []
     for dtype_name in dtypes:

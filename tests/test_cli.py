@@ -400,3 +400,22 @@ def test_training_header_precedes_the_progress_bar(text_file, monkeypatch):
     done = first(lambda e: e[0] == "out" and e[1].startswith("done:"))
     assert header < events.index(("bar", "open")) < events.index(("bar", "close")) < done
     assert events.count(("bar", "update")) == 3
+
+
+def test_bench_warns_when_openblas_coretype_forces_older_kernels(monkeypatch):
+    from rnnfast import bench
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    monkeypatch.setattr("builtins.open", lambda *a, **k: __import__("io").StringIO(
+        "model name\t: test cpu\nflags\t\t: fpu sse2 avx2 avx512f\n"))
+    assert "OPENBLAS_CORETYPE=Haswell" in bench.coretype_warning()
+    monkeypatch.delenv("OPENBLAS_CORETYPE")
+    assert bench.coretype_warning() is None
+
+
+def test_bench_reports_the_mixed_share(tmp_path, capsys):
+    report = tmp_path / "b.json"
+    main(["bench", "--quick", "--no-torch", "--shapes", "seed-apple", "--dtype", "float64",
+          "--samples", "2", "--json", str(report)])
+    import json
+    result = json.loads(report.read_text())["results"][0]
+    assert result["mixed_share"] > 0 and "mixed" in capsys.readouterr().out
