@@ -37,6 +37,9 @@
 # validated every shape, checked BLAS sizes against INT_MAX and allocated every
 # output and scratch array.
 
+import operator
+from collections.abc import Sequence
+
 import numpy as np
 
 cimport numpy as cnp
@@ -753,6 +756,170 @@ def layer_backward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray 
                                  reverse, activation, own_products)
 
 
+# -- the seed API's model and cache ------------------------------------------
+# The objects behind functional.py's rnn_forward / rnn_backward, here so that
+# the common case (fast_forward, fast_backward below) builds them at C speed.
+
+# With one sequence (m = 1) and at most this many hidden units, the per-step
+# recurrent products run in the hand-written loops; otherwise in BLAS, which
+# measured faster (python -m rnnfast bench, and the crossover table in the notes).
+OWN_PRODUCTS_MAX_HIDDEN = 64
+cdef int _force_products = -1       # -1: by size; 0: BLAS; 1: hand-written loops
+
+
+def _set_force_products(force):
+    """Tests only: force one product path on every shape (True/False), or None for by size."""
+    global _force_products
+    _force_products = -1 if force is None else (1 if force else 0)
+
+
+cpdef bint use_own_products(Py_ssize_t n_batch, Py_ssize_t n_hidden):
+    """Whether the recurrent products use the hand-written loops rather than BLAS."""
+    if _force_products >= 0:
+        return _force_products == 1
+    return n_batch == 1 and n_hidden <= OWN_PRODUCTS_MAX_HIDDEN
+
+
+cdef class Model:
+    """Validated inputs of one forward pass of the seed model, in the kernels' layout.
+
+    ``x`` is in the form ``x_mode`` names (see the top of this file): the
+    seed's ``x`` (n_x, m, T) or (n_x, m) (X_COLUMNS, read as an ``(n_x, m*T)``
+    matrix), batch-first rows ``(m*T, n_x)`` (X_ROWS) or class indices
+    ``(m*T,)`` (X_INDEX).  ``h0`` is ``(m, n_h)``.  Every array is C-contiguous
+    and of one float dtype; the biases are ``(n, 1)`` or ``(n,)`` (the kernels
+    read n values either way).  The constructor trusts its arguments: build it
+    after validating (``functional._model``, ``model.RNNModel``).
+    """
+
+    cdef readonly int x_mode
+    cdef readonly cnp.ndarray x, h0, w_hx, w_hh, w_yh, b_h, b_y
+    cdef readonly Py_ssize_t n_x, n_h, n_y, m, n_steps
+
+    def __init__(self, cnp.ndarray x not None, cnp.ndarray h0 not None,
+                 cnp.ndarray w_hx not None, cnp.ndarray w_hh not None,
+                 cnp.ndarray w_yh not None, cnp.ndarray b_h not None,
+                 cnp.ndarray b_y not None, Py_ssize_t n_steps, int x_mode=X_COLUMNS):
+        self._set(x_mode, x, h0, w_hx, w_hh, w_yh, b_h, b_y, n_steps)
+
+    cdef void _set(self, int x_mode, cnp.ndarray x, cnp.ndarray h0, cnp.ndarray w_hx,
+                   cnp.ndarray w_hh, cnp.ndarray w_yh, cnp.ndarray b_h, cnp.ndarray b_y,
+                   Py_ssize_t n_steps) noexcept:
+        self.x_mode, self.x, self.h0 = x_mode, x, h0
+        self.w_hx, self.w_hh, self.w_yh, self.b_h, self.b_y = w_hx, w_hh, w_yh, b_h, b_y
+        self.n_h, self.n_x = cnp.PyArray_DIMS(w_hx)[0], cnp.PyArray_DIMS(w_hx)[1]
+        self.n_y = cnp.PyArray_DIMS(w_yh)[0]
+        self.m = cnp.PyArray_DIMS(h0)[0]
+        self.n_steps = n_steps
+
+    @property
+    def dtype(self):
+        """The float dtype of every array."""
+        return self.h0.dtype
+
+    def astype(self, dtype):
+        """This model with every array in ``dtype`` (itself when already so)."""
+        if dtype == self.dtype:
+            return self
+        x = self.x if self.x_mode == X_INDEX else self.x.astype(dtype)
+        return Model(x, *(a.astype(dtype) for a in (self.h0, self.w_hx, self.w_hh,
+                                                     self.w_yh, self.b_h, self.b_y)),
+                     self.n_steps, self.x_mode)
+
+    def own_products(self):
+        """Whether the recurrent products use the hand-written loops rather than BLAS."""
+        return use_own_products(self.m, self.n_h)
+
+    cdef tuple _run_forward(self, bint softmax):
+        cdef bint own = use_own_products(self.m, self.n_h)
+        if _is_float32(self.h0):
+            return _forward_entry(<float>0, self.x_mode, self.x, self.h0, self.w_hx, self.w_hh,
+                                  self.w_yh, self.b_h, self.b_y, own, softmax)
+        return _forward_entry(<double>0, self.x_mode, self.x, self.h0, self.w_hx, self.w_hh,
+                              self.w_yh, self.b_h, self.b_y, own, softmax)
+
+    cdef tuple _run_backward(self, cnp.ndarray h, cnp.ndarray dh, bint dh_is_scratch):
+        cdef bint own = use_own_products(self.m, self.n_h)
+        if _is_float32(self.h0):
+            return _backward_entry(<float>0, self.x_mode, self.x, self.h0, h, dh, self.w_hx,
+                                   self.w_hh, self.b_h, dh_is_scratch, own)
+        return _backward_entry(<double>0, self.x_mode, self.x, self.h0, h, dh, self.w_hx,
+                               self.w_hh, self.b_h, dh_is_scratch, own)
+
+    def run_forward(self, softmax=True):
+        """Run the forward kernel; return ``(H (m,T,n_h), Y (m,T,n_y))``.
+
+        ``Y`` holds the softmax outputs, or the logits when ``softmax`` is false.
+        """
+        return self._run_forward(softmax)
+
+    def run_loss(self, cnp.ndarray labels not None):
+        """Forward, mean cross-entropy against ``labels`` (intp, ``(m*T,)``), backward.
+
+        Returns ``(loss, H, dx, dh0 (m, n_h), dWhx, dWhh, dbh, dWyh, dby)`` with
+        ``dx`` shaped like ``x`` (None for class indices) and biases like the
+        model's.
+        """
+        return loss(self.x_mode, self.x, self.h0, labels, self.w_hx, self.w_hh, self.w_yh,
+                    self.b_h, self.b_y, use_own_products(self.m, self.n_h))
+
+    def run_backward(self, cnp.ndarray H not None, cnp.ndarray dH not None, bint dH_is_scratch):
+        """Run the BPTT kernel on batch-major ``H`` and ``dH`` (both ``(m, T, n_h)``).
+
+        With ``dH_is_scratch`` (``dH`` is a private copy) the kernel overwrites
+        ``dH`` with its intermediate ``dZ`` instead of allocating another array.
+        Returns ``(dx, dh0 (m, n_h), dWhx, dWhh, dbh)``, ``dx`` shaped like ``x``
+        (None for class indices).
+        """
+        return self._run_backward(H, dH, dH_is_scratch)
+
+
+cdef class ForwardCache:
+    """The per-step caches of :func:`rnnfast.rnn_forward`, without storing anything per step.
+
+    Behaves like the reference's list of step caches: ``len(cache)`` is the
+    number of steps and ``cache[t]`` is ``(h_next, h_prev, xt, parameters)``,
+    built on demand as views of the arrays computed by the forward pass.
+    Iterable, indexable by integers and slices, and a
+    ``collections.abc.Sequence``.
+    """
+
+    cdef readonly Model _model          # validated, converted inputs
+    cdef readonly cnp.ndarray _h        # hidden states, (m, T, n_h)
+    cdef readonly object _parameters
+
+    def __init__(self, Model model not None, cnp.ndarray h not None, parameters):
+        self._model, self._h, self._parameters = model, h, parameters
+
+    def __len__(self):
+        return self._model.n_steps
+
+    def __getitem__(self, t):
+        if isinstance(t, slice):
+            return [self[i] for i in range(*t.indices(len(self)))]
+        cdef Py_ssize_t n_steps = self._model.n_steps
+        try:
+            t = operator.index(t)
+        except TypeError:
+            raise TypeError("ForwardCache indices must be integers or slices, "
+                            f"not {type(t).__name__}") from None
+        if not -n_steps <= t < n_steps:
+            raise IndexError(f"step {t} out of range for {n_steps} steps")
+        t %= n_steps
+        model = self._model
+        h_prev = model.h0.T if t == 0 else self._h[:, t - 1, :].T
+        xt = model.x.reshape(model.n_x, model.m, n_steps)[:, :, t]
+        return self._h[:, t, :].T, h_prev, xt, self._parameters
+
+    def __repr__(self):
+        m = self._model
+        return (f"<ForwardCache of {m.n_steps} steps: n_x={m.n_x}, n_h={m.n_h}, "
+                f"n_y={m.n_y}, m={m.m}, dtype={m.dtype}>")
+
+
+Sequence.register(ForwardCache)
+
+
 cdef inline bint _plain(object a, int type_num, int ndim) noexcept:
     """``a`` is an exact ndarray of type ``type_num``, native byte order, C-contiguous, ``ndim``-D."""
     return (cnp.PyArray_CheckExact(a) and cnp.PyArray_TYPE(<cnp.ndarray>a) == type_num
@@ -761,13 +928,13 @@ cdef inline bint _plain(object a, int type_num, int ndim) noexcept:
             and cnp.PyArray_NDIM(<cnp.ndarray>a) == ndim)
 
 
-def fast_inputs(x, h0, parameters, bint cell):
-    """The common case of the seed API's inputs, checked at C speed.
+cdef Model _fast_model(x, h0, parameters, bint cell):
+    """The seed API's common case, checked at C speed: a :class:`Model`, or None.
 
     When ``x``, ``h0`` and the five parameters are all C-contiguous ndarrays of
     one float dtype with consistent, non-zero shapes inside the BLAS limits,
-    returns ``(h0_rows, n_steps)`` with ``h0_rows = h0.T`` as a new C-contiguous
-    array; otherwise None (the caller then validates fully and reports errors).
+    returns the model of the call (``h0`` copied to rows ``(m, n_h)``);
+    otherwise None (the caller then validates fully and reports errors).
     """
     if type(parameters) is not dict or len(<dict>parameters) != 5:
         return None
@@ -829,7 +996,101 @@ def fast_inputs(x, h0, parameters, bint cell):
         for i in range(m):
             for j in range(n_h):
                 dd[i * n_h + j] = sd[j * m + i]
-    return rows, n_steps
+    cdef Model model = Model.__new__(Model)
+    model._set(X_COLUMNS, <cnp.ndarray>x, rows, <cnp.ndarray>w_hx, <cnp.ndarray>w_hh,
+               <cnp.ndarray>w_yh, <cnp.ndarray>b_h, <cnp.ndarray>b_y, n_steps)
+    return model
+
+
+def fast_model(x, h0, parameters, bint cell):
+    """:func:`_fast_model` for Python: the call's :class:`Model`, or None."""
+    return _fast_model(x, h0, parameters, cell)
+
+
+cdef inline object _transposed(cnp.ndarray a, cnp.npy_intp p0, cnp.npy_intp p1,
+                               cnp.npy_intp p2):
+    """A view of the 3-D ``a`` with its axes permuted to (p0, p1, p2)."""
+    cdef cnp.npy_intp order[3]
+    cdef cnp.PyArray_Dims permute
+    order[0], order[1], order[2] = p0, p1, p2
+    permute.ptr, permute.len = order, 3
+    return cnp.PyArray_Transpose(a, &permute)
+
+
+cdef inline object _transposed2(cnp.ndarray a):
+    """A view of the 2-D ``a``, transposed."""
+    cdef cnp.npy_intp order[2]
+    cdef cnp.PyArray_Dims permute
+    order[0], order[1] = 1, 0
+    permute.ptr, permute.len = order, 2
+    return cnp.PyArray_Transpose(a, &permute)
+
+
+def fast_forward(x, h0, parameters):
+    """``rnn_forward`` for the common case of :func:`_fast_model`, or None.
+
+    Returns exactly what ``functional.rnn_forward`` returns; None when any
+    input differs from the common case (the wrapper then takes its full path).
+    """
+    cdef Model model = _fast_model(x, h0, parameters, False)
+    if model is None:
+        return None
+    cdef tuple hy = model._run_forward(True)
+    cdef cnp.ndarray h_out = <cnp.ndarray>hy[0], y_out = <cnp.ndarray>hy[1]
+    # h is the caller's to modify; the cache keeps its own copy of the states
+    cdef ForwardCache cache = ForwardCache.__new__(ForwardCache)
+    cache._model, cache._h, cache._parameters = model, cnp.PyArray_NewCopy(h_out, cnp.NPY_CORDER), parameters
+    return (_transposed(h_out, 2, 0, 1), _transposed(y_out, 2, 0, 1), (cache, x))
+
+
+cdef void _gather_rows(floating tag, const char *src, cnp.npy_intp *strides, floating *dst,
+                       Py_ssize_t n_h, Py_ssize_t m, Py_ssize_t n_steps) noexcept nogil:
+    """dst (m, T, n_h) = src (n_h, m, T) with any byte strides, transposed."""
+    cdef Py_ssize_t i, t, j
+    cdef const char *base
+    for i in range(m):
+        for t in range(n_steps):
+            base = src + i * strides[1] + t * strides[2]
+            for j in range(n_h):
+                dst[j] = (<const floating *>(base + j * strides[0]))[0]
+            dst += n_h
+
+
+def fast_backward(dh, caches):
+    """``rnn_backward`` for a ForwardCache and a plain ``dh`` of its dtype, or None.
+
+    Returns exactly what ``functional.rnn_backward`` returns; None when the
+    cache is not this module's, or ``dh`` is not an aligned, native-order
+    ndarray of the cache's dtype and shape ``(n_h, m, T)`` (any strides).
+    """
+    if type(caches) is not tuple or len(<tuple>caches) != 2:
+        return None
+    steps = (<tuple>caches)[0]
+    if type(steps) is not ForwardCache or not cnp.PyArray_CheckExact(dh):
+        return None
+    cdef ForwardCache cache = <ForwardCache>steps
+    cdef Model model = cache._model
+    cdef cnp.ndarray grad = <cnp.ndarray>dh
+    cdef int type_num = cnp.PyArray_TYPE(model.h0)
+    if (cnp.PyArray_TYPE(grad) != type_num or cnp.PyArray_NDIM(grad) != 3
+            or cnp.PyArray_NDIM(model.x) != 3 or not cnp.PyArray_ISNOTSWAPPED(grad)
+            or not cnp.PyArray_ISALIGNED(grad)):
+        return None
+    cdef cnp.npy_intp *d = cnp.PyArray_DIMS(grad)
+    if d[0] != model.n_h or d[1] != model.m or d[2] != model.n_steps:
+        return None
+    cdef cnp.ndarray dz = _empty3(model.m, model.n_steps, model.n_h, type_num)
+    cdef const char *src = <const char *>cnp.PyArray_DATA(grad)
+    cdef cnp.npy_intp *strides = cnp.PyArray_STRIDES(grad)
+    if type_num == cnp.NPY_FLOAT32:
+        _gather_rows(<float>0, src, strides, <float *>cnp.PyArray_DATA(dz), model.n_h, model.m,
+                     model.n_steps)
+    else:
+        _gather_rows(<double>0, src, strides, <double *>cnp.PyArray_DATA(dz), model.n_h,
+                     model.m, model.n_steps)
+    cdef tuple grads = model._run_backward(cache._h, dz, True)
+    return {"dx": grads[0], "dh0": _transposed2(<cnp.ndarray>grads[1]), "dWhx": grads[2],
+            "dWhh": grads[3], "dbh": grads[4]}
 
 
 # -- test hooks ----------------------------------------------------------------

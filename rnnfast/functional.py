@@ -17,7 +17,6 @@ speed differs.  Each call:
 Caller arrays are never written to.
 """
 
-import operator
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -31,19 +30,12 @@ __all__ = ["rnn_cell_forward", "rnn_forward", "rnn_cell_backward", "rnn_backward
 
 PARAMETER_NAMES = ("Whx", "Whh", "Wyh", "bh", "by")
 
-# With one sequence (m = 1) and at most this many hidden units, the per-step
-# recurrent products run in the hand-written loops; otherwise in BLAS, which
-# measured faster (python -m rnnfast bench, and the crossover table in the notes).
-_OWN_PRODUCTS_MAX_HIDDEN = 64
-# Tests set this to True/False to force one path on every shape.
-_force_products = None
-
-
-def use_own_products(n_batch, n_hidden):
-    """Whether the recurrent products use the hand-written loops rather than BLAS."""
-    if _force_products is not None:
-        return _force_products
-    return n_batch == 1 and n_hidden <= _OWN_PRODUCTS_MAX_HIDDEN
+# The seed model and its cache are compiled objects, so that the common case
+# (every array already C-contiguous, of one float dtype) runs at C speed from
+# argument checks to result tuple: _kernels.fast_forward / fast_backward.
+Model = _kernels.Model
+ForwardCache = _kernels.ForwardCache
+use_own_products = _kernels.use_own_products
 
 
 def _parameters(parameters):
@@ -75,90 +67,9 @@ def _check_parameters(arrays, n_x):
     return n_h, n_y
 
 
-class _Model:
-    """Validated inputs of one forward pass, in the kernels' layout.
-
-    ``x`` is in the form ``x_mode`` names (see ``_kernels.pyx``): the seed's
-    ``x`` (n_x, m, T) or (n_x, m) (X_COLUMNS, read by the kernels as an
-    ``(n_x, m*T)`` matrix), batch-first rows ``(m*T, n_x)`` (X_ROWS) or class
-    indices ``(m*T,)`` (X_INDEX).  ``h0`` is ``(m, n_h)``.  Every array is
-    C-contiguous and of one float dtype; the biases are ``(n, 1)`` or ``(n,)``
-    (the kernels read n values either way).  Build it with :func:`_model`,
-    which validates and converts.
-    """
-
-    __slots__ = ("x_mode", "x", "h0", "w_hx", "w_hh", "w_yh", "b_h", "b_y", "dtype",
-                 "n_x", "n_h", "n_y", "m", "n_steps")
-
-    def __init__(self, x, h0, w_hx, w_hh, w_yh, b_h, b_y, n_steps, x_mode=X_COLUMNS):
-        self.x_mode, self.x, self.h0 = x_mode, x, h0
-        self.w_hx, self.w_hh, self.w_yh, self.b_h, self.b_y = w_hx, w_hh, w_yh, b_h, b_y
-        self.dtype = h0.dtype
-        self.n_h, self.n_x = w_hx.shape
-        self.n_y = w_yh.shape[0]
-        self.m = h0.shape[0]
-        self.n_steps = n_steps
-
-    def astype(self, dtype):
-        """This model with every array in ``dtype`` (itself when already so)."""
-        if dtype == self.dtype:
-            return self
-        x = self.x if self.x_mode == X_INDEX else self.x.astype(dtype)
-        return _Model(x, *(a.astype(dtype) for a in (self.h0, self.w_hx, self.w_hh,
-                                                      self.w_yh, self.b_h, self.b_y)),
-                      self.n_steps, self.x_mode)
-
-    def own_products(self):
-        """Whether the recurrent products use the hand-written loops rather than BLAS."""
-        return use_own_products(self.m, self.n_h)
-
-    def run_forward(self, softmax=True):
-        """Run the forward kernel; return ``(H (m,T,n_h), Y (m,T,n_y))``.
-
-        ``Y`` holds the softmax outputs, or the logits when ``softmax`` is false.
-        """
-        return _kernels.forward(self.x_mode, self.x, self.h0, self.w_hx, self.w_hh, self.w_yh,
-                                self.b_h, self.b_y, self.own_products(), softmax)
-
-    def run_loss(self, labels):
-        """Forward, mean cross-entropy against ``labels`` (intp, ``(m*T,)``), backward.
-
-        Returns ``(loss, H, dx, dh0 (m, n_h), dWhx, dWhh, dbh, dWyh, dby)`` with
-        ``dx`` shaped like ``x`` (None for class indices) and biases like the
-        model's.
-        """
-        return _kernels.loss(self.x_mode, self.x, self.h0, labels, self.w_hx, self.w_hh,
-                             self.w_yh, self.b_h, self.b_y, self.own_products())
-
-    def run_backward(self, H, dH, dH_is_scratch):
-        """Run the BPTT kernel on batch-major ``H`` and ``dH``.
-
-        With ``dH_is_scratch`` (``dH`` is a private copy) the kernel overwrites
-        ``dH`` with its intermediate ``dZ`` instead of allocating another array.
-        Returns ``(dx, dh0 (m, n_h), dWhx, dWhh, dbh)``, ``dx`` shaped like ``x``
-        (None for class indices).
-        """
-        return _kernels.backward(self.x_mode, self.x, self.h0, H, dH, self.w_hx, self.w_hh,
-                                 self.b_h, dH_is_scratch, self.own_products())
-
-
-def _fast_model(x, h0, parameters, cell):
-    """The common case, checked at C speed: one float dtype, C-contiguous arrays.
-
-    Returns None whenever anything differs (the full path then validates,
-    converts and reports errors).
-    """
-    checked = _kernels.fast_inputs(x, h0, parameters, cell)
-    if checked is None:
-        return None
-    h0_rows, n_steps = checked
-    p = parameters
-    return _Model(x, h0_rows, p["Whx"], p["Whh"], p["Wyh"], p["bh"], p["by"], n_steps)
-
-
 def _model(x, h0, parameters, x_name, h0_name, cell):
     """Validate and convert the inputs of a forward pass into a :class:`_Model`."""
-    model = _fast_model(x, h0, parameters, cell)
+    model = _kernels.fast_model(x, h0, parameters, cell)
     if model is not None:
         return model
     x = V.as_array(x_name, x)
@@ -177,49 +88,8 @@ def _model(x, h0, parameters, x_name, h0_name, cell):
 
     dtype = V.common_dtype([x, h0, *arrays])
     w_hx, w_hh, w_yh, b_h, b_y = (np.ascontiguousarray(a, dtype=dtype) for a in arrays)
-    return _Model(np.ascontiguousarray(x, dtype=dtype), np.ascontiguousarray(h0.T, dtype=dtype),
-                  w_hx, w_hh, w_yh, b_h, b_y, n_steps)
-
-
-class ForwardCache(Sequence):
-    """The per-step caches of :func:`rnn_forward`, without storing anything per step.
-
-    Behaves like the reference's list of step caches: ``len(cache)`` is the
-    number of steps and ``cache[t]`` is ``(h_next, h_prev, xt, parameters)``,
-    built on demand as views of the arrays computed by the forward pass.
-    """
-
-    __slots__ = ("_model", "_h", "_parameters")
-
-    def __init__(self, model, h, parameters):
-        self._model = model          # validated, converted inputs
-        self._h = h                  # hidden states, (m, T, n_h)
-        self._parameters = parameters
-
-    def __len__(self):
-        return self._model.n_steps
-
-    def __getitem__(self, t):
-        if isinstance(t, slice):
-            return [self[i] for i in range(*t.indices(len(self)))]
-        n_steps = len(self)
-        try:
-            t = operator.index(t)
-        except TypeError:
-            raise TypeError("ForwardCache indices must be integers or slices, "
-                            f"not {type(t).__name__}") from None
-        if not -n_steps <= t < n_steps:
-            raise IndexError(f"step {t} out of range for {n_steps} steps")
-        t %= n_steps
-        model = self._model
-        h_prev = model.h0.T if t == 0 else self._h[:, t - 1, :].T
-        xt = model.x.reshape(model.n_x, model.m, n_steps)[:, :, t]
-        return self._h[:, t, :].T, h_prev, xt, self._parameters
-
-    def __repr__(self):
-        m = self._model
-        return (f"<ForwardCache of {m.n_steps} steps: n_x={m.n_x}, n_h={m.n_h}, "
-                f"n_y={m.n_y}, m={m.m}, dtype={m.dtype}>")
+    return Model(np.ascontiguousarray(x, dtype=dtype), np.ascontiguousarray(h0.T, dtype=dtype),
+                 w_hx, w_hh, w_yh, b_h, b_y, n_steps)
 
 
 def rnn_cell_forward(xt, h_prev, parameters):
@@ -296,6 +166,9 @@ def rnn_forward(x, h0, parameters):
     KeyError
         A parameter missing from ``parameters``.
     """
+    fast = _kernels.fast_forward(x, h0, parameters)
+    if fast is not None:
+        return fast
     model = _model(x, h0, parameters, "x", "h0", cell=False)
     H, Y = model.run_forward()
     # h is the caller's to modify; the cache keeps its own copy of the states
@@ -405,6 +278,9 @@ def rnn_backward(dh, caches):
     TypeError, KeyError
         Invalid arrays or parameters inside a reference-format cache.
     """
+    fast = _kernels.fast_backward(dh, caches)
+    if fast is not None:
+        return fast
     if not isinstance(caches, (tuple, list)) or len(caches) != 2:
         raise ValueError("caches must be the (steps, x) pair returned by rnn_forward")
     steps, x = caches
@@ -414,7 +290,7 @@ def rnn_backward(dh, caches):
         model, H = _model_from_seed_cache(steps, x)
     n_h, m, n_steps = model.n_h, model.m, model.n_steps
     dh = _check_grad("dh", dh, (n_h, m, n_steps), "(n_h, m, T_x) of the cache")
-    if model.dtype == np.float32 and dh.dtype != np.float32:
+    if model.dtype == np.float32 and V.common_dtype([dh]) != np.float32:
         model, H = model.astype(np.float64), H.astype(np.float64)
     dH = np.ascontiguousarray(dh.transpose(1, 2, 0), dtype=model.dtype)
     # A fresh copy (base None) is ours to overwrite; a view of the caller's dh is not.

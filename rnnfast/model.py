@@ -158,8 +158,8 @@ class RNNModel:
             h0 = V.as_array("h0", h0)
             V.check_shape("h0", h0, (m, n_h), "(m, hidden_size)")
             h0 = np.ascontiguousarray(h0, dtype=self.dtype)
-        return F._Model(x, h0, p["Whx"], p["Whh"], p["Wyh"], p["bh"].reshape(n_h),
-                        p["by"].reshape(-1), n_steps, x_mode)
+        return F.Model(x, h0, p["Whx"], p["Whh"], p["Wyh"], p["bh"].reshape(n_h),
+                       p["by"].reshape(-1), n_steps, x_mode)
 
     def forward(self, X, h0=None, *, return_state=False):
         """Logits ``(m, T, output_size)`` for batch-first ``X``.

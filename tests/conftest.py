@@ -114,12 +114,12 @@ def dtype(request):
 
 
 @pytest.fixture(params=["auto", "own", "blas"])
-def products(request, monkeypatch):
+def products(request):
     """Run a test with the recurrent products chosen by size, or forced to one path."""
-    from rnnfast import functional
-    force = {"auto": None, "own": True, "blas": False}[request.param]
-    monkeypatch.setattr(functional, "_force_products", force)
-    return request.param
+    from rnnfast import _kernels
+    _kernels._set_force_products({"auto": None, "own": True, "blas": False}[request.param])
+    yield request.param
+    _kernels._set_force_products(None)
 
 
 # -- memory layouts ------------------------------------------------------------
