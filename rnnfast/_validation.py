@@ -32,9 +32,9 @@ def as_array(name, value):
 
 
 def common_dtype(arrays):
-    """float32 when every array is float32, float64 otherwise."""
+    """float32 when every array is float32 (in either byte order), float64 otherwise."""
     for a in arrays:
-        if a.dtype != np.float32:
+        if a.dtype.newbyteorder("=") != np.float32:
             return np.dtype(np.float64)
     return np.dtype(np.float32)
 
