@@ -10,13 +10,46 @@ static inline RF_T RF_NAME(rf_row_max)(const RF_T *restrict row, ptrdiff_t n)
     return top;
 }
 
+/* OUT[j] = F(IN(j)) for j < n, where IN(j) is an expression in j.  With
+ * libmvec and RF_PAD set (float), the last n % RF_PAD values go through one
+ * padded SIMD call instead of scalar libm calls (at n_h = 5 the whole row is
+ * such a tail); the padding lanes are computed on 0 and dropped. */
+#if defined(RF_SIMD_MATH) && defined(RF_PAD)
+#define RF_MAP(OUT, IN, F, n)                                               \
+    do {                                                                    \
+        ptrdiff_t body_ = (n) - (n) % RF_PAD, j;                            \
+        for (j = 0; j < body_; j++) {                                       \
+            RF_T z_ = IN(j);                                                \
+            OUT[j] = F(z_);                                                 \
+        }                                                                   \
+        if (body_ < (n)) {                                                  \
+            RF_T pad_[RF_PAD];                                              \
+            for (int l = 0; l < RF_PAD; l++)                                \
+                pad_[l] = body_ + l < (n) ? IN(body_ + l) : 0;              \
+            for (int l = 0; l < RF_PAD; l++)                                \
+                pad_[l] = F(pad_[l]);                                       \
+            for (j = body_; j < (n); j++)                                   \
+                OUT[j] = pad_[j - body_];                                   \
+        }                                                                   \
+    } while (0)
+#else
+#define RF_MAP(OUT, IN, F, n)                                               \
+    do {                                                                    \
+        for (ptrdiff_t j = 0; j < (n); j++) {                               \
+            RF_T z_ = IN(j);                                                \
+            OUT[j] = F(z_);                                                 \
+        }                                                                   \
+    } while (0)
+#endif
+
 /* row = exp(row - top); returns sum(row), accumulated in 8 independent partial sums */
 static inline RF_T RF_NAME(rf_exp_shift_sum)(RF_T *restrict row, RF_T top, ptrdiff_t n)
 {
     RF_T part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     ptrdiff_t j;
-    for (j = 0; j < n; j++)
-        row[j] = RF_EXP(row[j] - top);
+#define RF_IN_SHIFTED(j) (row[j] - top)
+    RF_MAP(row, RF_IN_SHIFTED, RF_EXP, n);
+#undef RF_IN_SHIFTED
     for (j = 0; j + 8 <= n; j += 8)
         for (int l = 0; l < 8; l++)
             part[l] += row[j + l];
@@ -63,10 +96,7 @@ static RF_CLONES void RF_NAME(rf_bias_softmax)(RF_T *restrict row, const RF_T *r
 static RF_CLONES void RF_NAME(rf_bias_##NAME)(RF_T *restrict row, const RF_T *restrict bias, \
                                               ptrdiff_t n)                                 \
 {                                                                                           \
-    for (ptrdiff_t j = 0; j < n; j++) {                                                     \
-        RF_T z = row[j] + bias[j];                                                          \
-        row[j] = F(z);                                                                      \
-    }                                                                                       \
+    RF_MAP(row, RF_IN_BIASED, F, n);                                                        \
 }                                                                                           \
 static RF_CLONES void RF_NAME(rf_grad_##NAME)(RF_T *dz, const RF_T *dh,                     \
                                               const RF_T *restrict grad,                    \
@@ -83,6 +113,7 @@ static RF_CLONES void RF_NAME(rf_grad_##NAME)(RF_T *dz, const RF_T *dh,         
     }                                                                                       \
 }
 
+#define RF_IN_BIASED(j) (row[j] + bias[j])
 RF_DEFINE_ACTIVATION(tanh, RF_F_TANH, RF_DF_TANH)
 RF_DEFINE_ACTIVATION(relu, RF_F_RELU, RF_DF_RELU)
 RF_DEFINE_ACTIVATION(sigmoid, RF_F_SIGMOID, RF_DF_SIGMOID)
@@ -108,6 +139,7 @@ static inline void RF_NAME(rf_act_grad)(int act, RF_T *dz, const RF_T *dh, const
     }
 }
 #undef RF_DEFINE_ACTIVATION
+#undef RF_IN_BIASED
 #undef RF_GRAD_LOOP
 #undef RF_F_TANH
 #undef RF_DF_TANH
@@ -186,3 +218,5 @@ static void RF_NAME(rf_small_gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdif
         }
     }
 }
+
+#undef RF_MAP
