@@ -250,6 +250,10 @@ def time_interleaved(calls, samples, min_sample_seconds):
 
     Each sample repeats a call enough times to last ``min_sample_seconds``
     (calibrated once during the warm-up), so tiny calls are not timer-bound.
+    It starts with one untimed call: the previous sample's library may leave
+    its thread pool spinning (torch's after a call slows rnnfast's next call at
+    medium by 1.2-1.35x), and that interaction is the mixed column's subject,
+    not the speed ratios'.
     """
     numbers = {}
     for name, fn in calls.items():
@@ -263,6 +267,7 @@ def time_interleaved(calls, samples, min_sample_seconds):
     for _ in range(samples):
         for name, fn in calls.items():
             number = numbers[name]
+            fn()                                      # untimed: see above
             start = clock()
             for _ in range(number):
                 fn()
