@@ -264,6 +264,182 @@ def rnn_layer_backward(d_output, d_h_n, cache):
     return grads
 
 
+# -- one direction of one nn.LSTM / nn.GRU layer --------------------------------
+# torch's equations and gate order (see torch.nn.LSTM / torch.nn.GRU docs):
+#   LSTM  [i, f, g, o] = x W_ih^T + b_ih + h W_hh^T + b_hh, i f o sigmoid, g tanh;
+#         c' = f c + i g;  h' = o tanh(c'), then h' W_hr^T with proj_size.
+#   GRU   [r, z] = sigmoid of the first 2H columns of both products;
+#         n = tanh(x W_in^T + b_in + r (h W_hn^T + b_hn));  h' = (1 - z) n + z h.
+# A step outside sequence i's length carries its state (h and c) unchanged.
+
+
+def _sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def lstm_layer_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None,
+                       reverse=False, lengths=None):
+    """One direction of one ``nn.LSTM`` layer.
+
+    ``x (T, N, n_in)``, ``h0 (N, P)``, ``c0 (N, H)`` with ``P = H`` or, with
+    ``w_hr (P, H)``, the projection size; ``w_ih (4H, n_in)``, ``w_hh (4H, P)``.
+
+    Returns
+    -------
+    output : ndarray, shape (T, N, P)
+        ``h`` after every step; zeros at padded steps.
+    h_n, c_n : ndarray, shapes (N, P) and (N, H)
+        Each sequence's final states.
+    cache : dict
+        What :func:`lstm_layer_backward` needs.
+    """
+    n_steps, n_batch, _ = x.shape
+    H = w_hh.shape[0] // 4
+    bias = np.zeros(4 * H) if b_ih is None else b_ih + b_hh
+    valid = _valid_steps(n_steps, n_batch, lengths)
+    gates = np.zeros((n_steps, n_batch, 4 * H))      # activated i, f, g, o
+    cells = np.zeros((n_steps, n_batch, H))
+    prev_h = np.zeros((n_steps,) + h0.shape)
+    prev_c = np.zeros((n_steps, n_batch, H))
+    states = np.zeros((n_steps,) + h0.shape)
+    h, c = h0, c0
+    order = range(n_steps - 1, -1, -1) if reverse else range(n_steps)
+    for t in order:
+        prev_h[t], prev_c[t] = h, c
+        a = x[t] @ w_ih.T + h @ w_hh.T + bias
+        i, f, g, o = (_sigmoid(a[:, :H]), _sigmoid(a[:, H:2 * H]), np.tanh(a[:, 2 * H:3 * H]),
+                      _sigmoid(a[:, 3 * H:]))
+        gates[t] = np.concatenate([i, f, g, o], axis=1)
+        c_new = f * c + i * g
+        h_new = o * np.tanh(c_new)
+        if w_hr is not None:
+            h_new = h_new @ w_hr.T
+        v = valid[t][:, None]
+        h, c = np.where(v, h_new, h), np.where(v, c_new, c)
+        states[t], cells[t] = h, c
+    output = np.where(valid[:, :, None], states, 0.0)
+    cache = {"x": x, "prev_h": prev_h, "prev_c": prev_c, "gates": gates, "cells": cells,
+             "valid": valid, "w_ih": w_ih, "w_hh": w_hh, "w_hr": w_hr, "reverse": reverse,
+             "bias": b_ih is not None}
+    return output, h, c, cache
+
+
+def lstm_layer_backward(d_output, d_h_n, d_c_n, cache):
+    """Gradients of one LSTM layer direction given those of ``output``, ``h_n``, ``c_n``.
+
+    Returns
+    -------
+    dict with ``input``, ``hx (N, P)``, ``cx (N, H)``, ``weight_ih``,
+    ``weight_hh``, ``weight_hr`` (with a projection) and, with biases,
+    ``bias_ih`` and ``bias_hh`` (equal: both enter the same sum).
+    """
+    x, valid = cache["x"], cache["valid"]
+    w_ih, w_hh, w_hr = cache["w_ih"], cache["w_hh"], cache["w_hr"]
+    H = w_hh.shape[0] // 4
+    d_x = np.zeros(x.shape)
+    d_w_ih, d_w_hh = np.zeros(w_ih.shape), np.zeros(w_hh.shape)
+    d_w_hr = None if w_hr is None else np.zeros(w_hr.shape)
+    d_b = np.zeros(4 * H)
+    gh = np.array(d_h_n, dtype=np.float64)          # gradient reaching the current h
+    gc = np.array(d_c_n, dtype=np.float64)          # ... and the current c
+    order = range(x.shape[0]) if cache["reverse"] else range(x.shape[0] - 1, -1, -1)
+    for t in order:
+        v = valid[t][:, None]
+        gh = gh + np.where(v, d_output[t], 0.0)
+        i, f, g, o = np.split(cache["gates"][t], 4, axis=1)
+        tc = np.tanh(cache["cells"][t])
+        if w_hr is not None:
+            d_w_hr += np.where(v, gh, 0.0).T @ (o * tc)
+            d_m = gh @ w_hr                            # gradient of o * tanh(c)
+        else:
+            d_m = gh
+        dc = gc + d_m * o * (1 - tc ** 2)
+        da = np.concatenate([dc * g * i * (1 - i), dc * cache["prev_c"][t] * f * (1 - f),
+                             dc * i * (1 - g ** 2), d_m * tc * o * (1 - o)], axis=1)
+        da = np.where(v, da, 0.0)
+        d_x[t] = da @ w_ih
+        d_w_ih += da.T @ x[t]
+        d_w_hh += da.T @ cache["prev_h"][t]
+        d_b += da.sum(axis=0)
+        gh = np.where(v, da @ w_hh, gh)                # a padded step passes both through
+        gc = np.where(v, dc * f, gc)
+    grads = {"input": d_x, "hx": gh, "cx": gc, "weight_ih": d_w_ih, "weight_hh": d_w_hh}
+    if w_hr is not None:
+        grads["weight_hr"] = d_w_hr
+    if cache["bias"]:
+        grads["bias_ih"], grads["bias_hh"] = d_b, d_b.copy()
+    return grads
+
+
+def gru_layer_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, reverse=False, lengths=None):
+    """One direction of one ``nn.GRU`` layer; ``w_ih (3H, n_in)``, ``w_hh (3H, H)``.
+
+    Returns ``(output (T, N, H), h_n (N, H), cache)`` as :func:`rnn_layer_forward`.
+    """
+    n_steps, n_batch, _ = x.shape
+    H = w_hh.shape[1]
+    b_ih = np.zeros(3 * H) if b_ih is None else b_ih
+    b_hh_ = np.zeros(3 * H) if b_hh is None else b_hh
+    valid = _valid_steps(n_steps, n_batch, lengths)
+    gates = np.zeros((n_steps, n_batch, 3 * H))      # activated r, z, n
+    hidden_n = np.zeros((n_steps, n_batch, H))       # h W_hn^T + b_hn
+    prev = np.zeros((n_steps, n_batch, H))
+    states = np.zeros((n_steps, n_batch, H))
+    h = h0
+    order = range(n_steps - 1, -1, -1) if reverse else range(n_steps)
+    for t in order:
+        prev[t] = h
+        gi = x[t] @ w_ih.T + b_ih
+        gh = h @ w_hh.T + b_hh_
+        r = _sigmoid(gi[:, :H] + gh[:, :H])
+        z = _sigmoid(gi[:, H:2 * H] + gh[:, H:2 * H])
+        n = np.tanh(gi[:, 2 * H:] + r * gh[:, 2 * H:])
+        gates[t] = np.concatenate([r, z, n], axis=1)
+        hidden_n[t] = gh[:, 2 * H:]
+        h = np.where(valid[t][:, None], (1 - z) * n + z * h, h)
+        states[t] = h
+    output = np.where(valid[:, :, None], states, 0.0)
+    cache = {"x": x, "prev": prev, "gates": gates, "hidden_n": hidden_n, "valid": valid,
+             "w_ih": w_ih, "w_hh": w_hh, "reverse": reverse, "bias": b_hh is not None}
+    return output, h, cache
+
+
+def gru_layer_backward(d_output, d_h_n, cache):
+    """Gradients of one GRU layer direction given those of ``output`` and ``h_n``.
+
+    Returns a dict with ``input``, ``hx``, ``weight_ih``, ``weight_hh`` and,
+    with biases, ``bias_ih`` and ``bias_hh`` (they differ in the n gate,
+    where ``b_hn`` is multiplied by r).
+    """
+    x, valid, w_ih, w_hh = cache["x"], cache["valid"], cache["w_ih"], cache["w_hh"]
+    H = w_hh.shape[1]
+    d_x = np.zeros(x.shape)
+    d_w_ih, d_w_hh = np.zeros(w_ih.shape), np.zeros(w_hh.shape)
+    d_b_ih, d_b_hh = np.zeros(3 * H), np.zeros(3 * H)
+    g = np.array(d_h_n, dtype=np.float64)
+    order = range(x.shape[0]) if cache["reverse"] else range(x.shape[0] - 1, -1, -1)
+    for t in order:
+        v = valid[t][:, None]
+        g = g + np.where(v, d_output[t], 0.0)
+        r, z, n = np.split(cache["gates"][t], 3, axis=1)
+        h_prev = cache["prev"][t]
+        d_an = g * (1 - z) * (1 - n ** 2)             # pre-activation of n
+        d_ar = d_an * cache["hidden_n"][t] * r * (1 - r)
+        d_az = g * (h_prev - n) * z * (1 - z)
+        d_gi = np.where(v, np.concatenate([d_ar, d_az, d_an], axis=1), 0.0)
+        d_gh = np.where(v, np.concatenate([d_ar, d_az, d_an * r], axis=1), 0.0)
+        d_x[t] = d_gi @ w_ih
+        d_w_ih += d_gi.T @ x[t]
+        d_w_hh += d_gh.T @ h_prev
+        d_b_ih += d_gi.sum(axis=0)
+        d_b_hh += d_gh.sum(axis=0)
+        g = np.where(v, d_gh @ w_hh + g * z, g)
+    grads = {"input": d_x, "hx": g, "weight_ih": d_w_ih, "weight_hh": d_w_hh}
+    if cache["bias"]:
+        grads["bias_ih"], grads["bias_hh"] = d_b_ih, d_b_hh
+    return grads
+
+
 # -- the whole nn.RNN: layers and directions ------------------------------------
 
 
