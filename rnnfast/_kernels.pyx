@@ -44,6 +44,7 @@ import numpy as np
 
 cimport numpy as cnp
 from cython cimport floating
+from libc.math cimport tanh, tanhf
 
 from rnnfast._blas cimport gemm, gemv, rf_blas_bind, rf_blas_enable_numpy, rf_blas_numpy_active
 
@@ -115,6 +116,22 @@ cdef extern from "_vecmath.h" nogil:
                      Py_ssize_t lda, double *out, int accumulate)
     void rf_vecmat_f(const float *v, const float *a, Py_ssize_t n_k, Py_ssize_t n_j,
                      Py_ssize_t lda, float *out, int accumulate)
+    void rf_lstm_cell_d(double *a, const double *bias, const double *c_prev, double *c,
+                        double *m, Py_ssize_t H)
+    void rf_lstm_cell_f(float *a, const float *bias, const float *c_prev, float *c,
+                        float *m, Py_ssize_t H)
+    void rf_lstm_cell_grad_d(const double *a, const double *c, const double *c_prev,
+                             const double *dm, double *dc, double *da, Py_ssize_t H)
+    void rf_lstm_cell_grad_f(const float *a, const float *c, const float *c_prev,
+                             const float *dm, float *dc, float *da, Py_ssize_t H)
+    void rf_gru_cell_d(double *gi, const double *gh, const double *b_ih, const double *b_hh,
+                       const double *h_prev, double *hn, double *h, Py_ssize_t H)
+    void rf_gru_cell_f(float *gi, const float *gh, const float *b_ih, const float *b_hh,
+                       const float *h_prev, float *hn, float *h, Py_ssize_t H)
+    void rf_gru_cell_grad_d(const double *gates, const double *hn, const double *h_prev,
+                            double *g, double *dgi, double *dgh, Py_ssize_t H)
+    void rf_gru_cell_grad_f(const float *gates, const float *hn, const float *h_prev,
+                            float *g, float *dgi, float *dgh, Py_ssize_t H)
 
 
 cdef inline void _bias_act(floating *row, const floating *bias, Py_ssize_t n,
@@ -336,7 +353,18 @@ cdef bint _rows_finite(const floating *a, Py_ssize_t n_rows, Py_ssize_t ld,
 cdef void _hidden_weight_grad(floating *dz, const floating *h, const floating *h0,
                               floating *dw_hh_out, int n_hidden, int n_batch, int n_steps,
                               bint reverse) noexcept nogil:
-    """dWhh = sum_t dZ_t^T H_prev(t), with H_prev(first step) = h0.
+    """dWhh = sum_t dZ_t^T H_prev(t) for the Elman cell (see _recurrent_weight_grad)."""
+    _recurrent_weight_grad(dz, n_hidden, h, h0, n_hidden, dw_hh_out, n_batch, n_steps, reverse)
+
+
+cdef void _recurrent_weight_grad(floating *dz, int n_out, const floating *h, const floating *h0,
+                                 int n_in, floating *dw_out, int n_batch, int n_steps,
+                                 bint reverse) noexcept nogil:
+    """dW = sum_t dZ_t^T H_prev(t), with H_prev(first step) = h0.
+
+    ``dz`` (m, T, n_out) holds the gradients of the pre-activations of the
+    recurrent product H_prev W^T, ``h`` (m, T, n_in) the states and ``h0``
+    (m, n_in); ``dw_out`` is W's shape (n_out, n_in).
 
     In the flat batch-major rows, row r of dZ pairs with row r-1 of H (r+1 when
     reversed) except at each sequence's first step, where it must pair with h0
@@ -352,39 +380,36 @@ cdef void _hidden_weight_grad(floating *dz, const floating *h, const floating *h
     On return the first steps' rows of ``dz`` are zero.
     """
     cdef int n_rows = n_batch * n_steps
-    cdef int ld_step = n_steps * n_hidden
-    cdef int first = (n_steps - 1) * n_hidden if reverse else 0   # offset of the first step
-    cdef int last = 0 if reverse else (n_steps - 1) * n_hidden     # offset of the last step
+    cdef int ld_z = n_steps * n_out, ld_h = n_steps * n_in      # one sequence's block
+    cdef int first = (n_steps - 1) * n_out if reverse else 0   # dz offset of the first step
+    cdef int last = 0 if reverse else (n_steps - 1) * n_in     # h offset of the last step
     cdef Py_ssize_t i, j
-    # dWhh = dZ_first^T h0                 (n_h, n_h) = (n_h, m) (m, n_h)
-    gemm(c'T', c'N', n_hidden, n_hidden, n_batch, 1, dz + first, ld_step, h0, n_hidden,
-         0, dw_hh_out, n_hidden)
+    # dW = dZ_first^T h0                   (n_out, n_in) = (n_out, m) (m, n_in)
+    gemm(c'T', c'N', n_out, n_in, n_batch, 1, dz + first, ld_z, h0, n_in, 0, dw_out, n_in)
     if n_steps == 1:
         return
     # The wrong partners are the last steps of sequences 0..m-2 (1..m-1 reversed).
-    if not _rows_finite(h + last + (ld_step if reverse else 0), n_batch - 1, ld_step,
-                        n_hidden):
-        # dWhh += sum_i dZ_i[later steps]^T H_i[earlier steps]
+    if not _rows_finite(h + last + (ld_h if reverse else 0), n_batch - 1, ld_h, n_in):
+        # dW += sum_i dZ_i[later steps]^T H_i[earlier steps]
         for i in range(n_batch):
             if reverse:
-                gemm(c'T', c'N', n_hidden, n_hidden, n_steps - 1, 1, dz + i * ld_step,
-                     n_hidden, h + i * ld_step + n_hidden, n_hidden, 1, dw_hh_out, n_hidden)
+                gemm(c'T', c'N', n_out, n_in, n_steps - 1, 1, dz + i * ld_z, n_out,
+                     h + i * ld_h + n_in, n_in, 1, dw_out, n_in)
             else:
-                gemm(c'T', c'N', n_hidden, n_hidden, n_steps - 1, 1,
-                     dz + i * ld_step + n_hidden, n_hidden, h + i * ld_step, n_hidden,
-                     1, dw_hh_out, n_hidden)
+                gemm(c'T', c'N', n_out, n_in, n_steps - 1, 1, dz + i * ld_z + n_out, n_out,
+                     h + i * ld_h, n_in, 1, dw_out, n_in)
         return
     for i in range(n_batch):
-        for j in range(n_hidden):
-            dz[i * ld_step + first + j] = 0
+        for j in range(n_out):
+            dz[i * ld_z + first + j] = 0
     if reverse:
-        # dWhh += dZ[:-1]^T H[1:]          (n_h, n_h) = (n_h, m*T-1) (m*T-1, n_h)
-        gemm(c'T', c'N', n_hidden, n_hidden, n_rows - 1, 1, dz, n_hidden,
-             h + n_hidden, n_hidden, 1, dw_hh_out, n_hidden)
+        # dW += dZ[:-1]^T H[1:]            (n_out, n_in) = (n_out, m*T-1) (m*T-1, n_in)
+        gemm(c'T', c'N', n_out, n_in, n_rows - 1, 1, dz, n_out, h + n_in, n_in, 1,
+             dw_out, n_in)
     else:
-        # dWhh += dZ[1:]^T H[:-1]          (n_h, n_h) = (n_h, m*T-1) (m*T-1, n_h)
-        gemm(c'T', c'N', n_hidden, n_hidden, n_rows - 1, 1, dz + n_hidden, n_hidden,
-             h, n_hidden, 1, dw_hh_out, n_hidden)
+        # dW += dZ[1:]^T H[:-1]            (n_out, n_in) = (n_out, m*T-1) (m*T-1, n_in)
+        gemm(c'T', c'N', n_out, n_in, n_rows - 1, 1, dz + n_out, n_out, h, n_in, 1,
+             dw_out, n_in)
 
 
 cdef void _forward(int x_mode, const void *x, const floating *h0,
@@ -754,6 +779,487 @@ def layer_backward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray 
                                      reverse, activation, own_products)
     return _layer_backward_entry(<double>0, x, h0, h, dh, grad_h_n, w_ih, w_hh, lengths,
                                  reverse, activation, own_products)
+
+
+# -- gated cells: one direction of one nn.LSTM / nn.GRU layer -------------------
+# Layouts as for the Elman layer: x rows (m*T, n_in) batch-major, states
+# (m, T, width), step t of all sequences an (m, width) block with row stride
+# T*width.  Per step one GEMM for the recurrent product of all gates; the
+# input products of all gates and steps, and the weight gradients, are one
+# GEMM each, before and after the loop.  What backward reads is saved:
+#   LSTM  states h (m,T,P), cells c (m,T,H), activated gates (m,T,4H);
+#   GRU   states h (m,T,H), activated gates r,z,n (m,T,3H), hn = h W_hn^T + b_hn (m,T,H).
+# A step t >= lengths[i] carries sequence i's states; its gate rows are zeros.
+
+
+cdef inline void _copy_row(floating *dst, const floating *src, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(n):
+        dst[j] = src[j]
+
+
+cdef inline void _zero_row(floating *dst, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(n):
+        dst[j] = 0
+
+
+cdef inline void _column_sums(const floating *a, Py_ssize_t n_rows, Py_ssize_t n,
+                              floating *out) noexcept nogil:
+    """out = the column sums of the (n_rows, n) row-major a."""
+    cdef Py_ssize_t r, j
+    _zero_row(out, n)
+    for r in range(n_rows):
+        for j in range(n):
+            out[j] += a[r * n + j]
+
+
+cdef inline bint _padded(const Py_ssize_t *lengths, Py_ssize_t i, Py_ssize_t t) noexcept nogil:
+    return lengths != NULL and t >= lengths[i]
+
+
+cdef void _lstm_forward(const floating *x, const floating *h0, const floating *c0,
+                        const floating *w_ih, const floating *w_hh, const floating *bias,
+                        const floating *w_hr, floating *h, floating *c, floating *gates,
+                        floating *m_buf, const Py_ssize_t *lengths, int n_input, int n_hidden,
+                        int n_proj, int n_batch, int n_steps, bint reverse) noexcept nogil:
+    """LSTM states ``h`` (m,T,P), cells ``c`` (m,T,H) and activated ``gates`` (m,T,4H).
+
+    ``bias`` (4H, b_ih + b_hh) and ``w_hr`` (P, H) may be NULL (P = H without a
+    projection); ``m_buf`` (m, H) is scratch, used with the projection.
+    """
+    cdef int H = n_hidden, P = n_proj, G = 4 * n_hidden
+    cdef int ld_g = n_steps * G, ld_c = n_steps * H, ld_h = n_steps * P
+    cdef Py_ssize_t s, t, tp, i
+    cdef const floating *h_prev
+    cdef const floating *c_prev
+    cdef int ld_hp, ld_cp
+    cdef floating *out
+    # A = X W_ih^T                         (m*T, 4H) = (m*T, n_in) (n_in, 4H)
+    gemm(c'N', c'T', n_batch * n_steps, G, n_input, 1, x, n_input, w_ih, n_input, 0, gates, G)
+    for s in range(n_steps):
+        t = n_steps - 1 - s if reverse else s
+        tp = t + 1 if reverse else t - 1
+        if s == 0:
+            h_prev, ld_hp, c_prev, ld_cp = h0, P, c0, H
+        else:
+            h_prev, ld_hp, c_prev, ld_cp = h + tp * P, ld_h, c + tp * H, ld_c
+        # A_t += H_prev W_hh^T             (m, 4H) = (m, P) (P, 4H)
+        gemm(c'N', c'T', n_batch, G, P, 1, h_prev, ld_hp, w_hh, P, 1, gates + t * G, ld_g)
+        for i in range(n_batch):
+            if _padded(lengths, i, t):
+                _copy_row(c + i * ld_c + t * H, c_prev + i * ld_cp, H)
+                _zero_row(gates + i * ld_g + t * G, G)
+                if w_hr != NULL:
+                    _zero_row(m_buf + i * H, H)
+                continue
+            out = m_buf + i * H if w_hr != NULL else h + i * ld_h + t * P
+            if floating is float:
+                rf_lstm_cell_f(gates + i * ld_g + t * G, bias, c_prev + i * ld_cp,
+                               c + i * ld_c + t * H, out, H)
+            else:
+                rf_lstm_cell_d(gates + i * ld_g + t * G, bias, c_prev + i * ld_cp,
+                               c + i * ld_c + t * H, out, H)
+        if w_hr != NULL:
+            # H_t = M W_hr^T               (m, P) = (m, H) (H, P)
+            gemm(c'N', c'T', n_batch, P, H, 1, m_buf, H, w_hr, H, 0, h + t * P, ld_h)
+        if lengths != NULL:
+            for i in range(n_batch):
+                if t >= lengths[i]:
+                    _copy_row(h + i * ld_h + t * P, h_prev + i * ld_hp, P)
+
+
+cdef void _lstm_backward(const floating *x, const floating *h0, const floating *c0,
+                         const floating *h, const floating *c, const floating *gates,
+                         floating *dh, floating *grad_h, floating *grad_c,
+                         const floating *w_ih, const floating *w_hh, const floating *w_hr,
+                         floating *da, floating *dm, floating *carry, floating *m_all,
+                         floating *dx, floating *dw_ih, floating *dw_hh, floating *db,
+                         floating *dw_hr, const Py_ssize_t *lengths, int n_input,
+                         int n_hidden, int n_proj, int n_batch, int n_steps,
+                         bint reverse) noexcept nogil:
+    """LSTM BPTT.  ``dh`` (m,T,P) is the gradient of the states, overwritten with
+    the total gradient reaching each state; ``grad_h`` (m,P) and ``grad_c`` (m,H)
+    hold on entry the gradients of h_n, c_n and on return those of h0, c0.
+    Scratch: ``da`` (m,T,4H), ``dm`` (m,H), ``carry`` (m,P), ``m_all`` (m,T,H)
+    (the last two for lengths and the projection).
+    """
+    cdef int H = n_hidden, P = n_proj, G = 4 * n_hidden
+    cdef int ld_g = n_steps * G, ld_c = n_steps * H, ld_h = n_steps * P
+    cdef int n_rows = n_batch * n_steps
+    cdef Py_ssize_t s, t, tp, i, j
+    cdef const floating *c_prev
+    cdef int ld_cp
+    cdef floating *dh_t
+    cdef const floating *dm_row
+    cdef const floating *a_row
+    for s in range(n_steps):
+        t = s if reverse else n_steps - 1 - s
+        tp = t + 1 if reverse else t - 1
+        if s == n_steps - 1:
+            c_prev, ld_cp = c0, H
+        else:
+            c_prev, ld_cp = c + tp * H, ld_c
+        dh_t = dh + t * P
+        for i in range(n_batch):
+            if _padded(lengths, i, t):
+                _zero_row(dh_t + i * ld_h, P)      # no gradient from a padded output
+                continue
+            # the total gradient reaching h_t
+            for j in range(P):
+                dh_t[i * ld_h + j] += grad_h[i * P + j]
+        if w_hr != NULL:
+            # dM = dH_t W_hr               (m, H) = (m, P) (P, H)
+            gemm(c'N', c'N', n_batch, H, P, 1, dh_t, ld_h, w_hr, H, 0, dm, H)
+        for i in range(n_batch):
+            if _padded(lengths, i, t):
+                _zero_row(da + i * ld_g + t * G, G)
+                _copy_row(carry + i * P, grad_h + i * P, P)
+                continue
+            dm_row = dm + i * H if w_hr != NULL else dh_t + i * ld_h
+            a_row = gates + i * ld_g + t * G
+            if floating is float:
+                rf_lstm_cell_grad_f(a_row, c + i * ld_c + t * H, c_prev + i * ld_cp, dm_row,
+                                    grad_c + i * H, da + i * ld_g + t * G, H)
+            else:
+                rf_lstm_cell_grad_d(a_row, c + i * ld_c + t * H, c_prev + i * ld_cp, dm_row,
+                                    grad_c + i * H, da + i * ld_g + t * G, H)
+        # G_h = dA_t W_hh                  (m, P) = (m, 4H) (4H, P)
+        gemm(c'N', c'N', n_batch, P, G, 1, da + t * G, ld_g, w_hh, P, 0, grad_h, P)
+        if lengths != NULL:
+            for i in range(n_batch):
+                if t >= lengths[i]:
+                    _copy_row(grad_h + i * P, carry + i * P, P)
+    # dW_ih = dA^T X,  dX = dA W_ih,  db = column sums of dA
+    gemm(c'T', c'N', G, n_input, n_rows, 1, da, G, x, n_input, 0, dw_ih, n_input)
+    gemm(c'N', c'N', n_rows, n_input, G, 1, da, G, w_ih, n_input, 0, dx, n_input)
+    _column_sums(da, n_rows, G, db)
+    if w_hr != NULL:
+        # M = o tanh(c) at every valid step (zeros at padded ones); dW_hr = dH^T M
+        for i in range(n_batch):
+            for t in range(n_steps):
+                if _padded(lengths, i, t):
+                    _zero_row(m_all + i * ld_c + t * H, H)
+                else:
+                    _lstm_output(gates + i * ld_g + t * G, c + i * ld_c + t * H,
+                                 m_all + i * ld_c + t * H, H)
+        gemm(c'T', c'N', P, H, n_rows, 1, dh, P, m_all, H, 0, dw_hr, H)
+    # dW_hh = sum_t dA_t^T H_prev(t)       (4H, P)
+    _recurrent_weight_grad(da, G, h, h0, P, dw_hh, n_batch, n_steps, reverse)
+
+
+cdef inline void _lstm_output(const floating *a, const floating *c, floating *m,
+                              Py_ssize_t H) noexcept nogil:
+    """m = o tanh(c) for one row (o is the last quarter of the activated gates)."""
+    cdef Py_ssize_t j
+    if floating is float:
+        for j in range(H):
+            m[j] = a[3 * H + j] * tanhf(c[j])
+    else:
+        for j in range(H):
+            m[j] = a[3 * H + j] * tanh(c[j])
+
+
+cdef void _gru_forward(const floating *x, const floating *h0, const floating *w_ih,
+                       const floating *w_hh, const floating *b_ih, const floating *b_hh,
+                       floating *h, floating *gates, floating *hn, floating *gh,
+                       const Py_ssize_t *lengths, int n_input, int n_hidden, int n_batch,
+                       int n_steps, bint reverse) noexcept nogil:
+    """GRU states ``h`` (m,T,H), activated ``gates`` r,z,n (m,T,3H), ``hn`` (m,T,H).
+
+    The biases may be NULL; ``gh`` (m, 3H) is scratch.
+    """
+    cdef int H = n_hidden, G = 3 * n_hidden
+    cdef int ld_g = n_steps * G, ld_h = n_steps * H
+    cdef Py_ssize_t s, t, tp, i
+    cdef const floating *h_prev
+    cdef int ld_hp
+    # GI = X W_ih^T                        (m*T, 3H) = (m*T, n_in) (n_in, 3H)
+    gemm(c'N', c'T', n_batch * n_steps, G, n_input, 1, x, n_input, w_ih, n_input, 0, gates, G)
+    for s in range(n_steps):
+        t = n_steps - 1 - s if reverse else s
+        tp = t + 1 if reverse else t - 1
+        if s == 0:
+            h_prev, ld_hp = h0, H
+        else:
+            h_prev, ld_hp = h + tp * H, ld_h
+        # GH = H_prev W_hh^T               (m, 3H) = (m, H) (H, 3H)
+        gemm(c'N', c'T', n_batch, G, H, 1, h_prev, ld_hp, w_hh, H, 0, gh, G)
+        for i in range(n_batch):
+            if _padded(lengths, i, t):
+                _copy_row(h + i * ld_h + t * H, h_prev + i * ld_hp, H)
+                _zero_row(gates + i * ld_g + t * G, G)
+                _zero_row(hn + i * ld_h + t * H, H)
+            elif floating is float:
+                rf_gru_cell_f(gates + i * ld_g + t * G, gh + i * G, b_ih, b_hh,
+                              h_prev + i * ld_hp, hn + i * ld_h + t * H, h + i * ld_h + t * H, H)
+            else:
+                rf_gru_cell_d(gates + i * ld_g + t * G, gh + i * G, b_ih, b_hh,
+                              h_prev + i * ld_hp, hn + i * ld_h + t * H, h + i * ld_h + t * H, H)
+
+
+cdef void _gru_backward(const floating *x, const floating *h0, const floating *h,
+                        const floating *gates, const floating *hn, const floating *dh,
+                        floating *grad, const floating *w_ih, const floating *w_hh,
+                        floating *dgi, floating *dgh, floating *direct,
+                        floating *dx, floating *dw_ih, floating *dw_hh, floating *db_ih,
+                        floating *db_hh, const Py_ssize_t *lengths, int n_input, int n_hidden,
+                        int n_batch, int n_steps, bint reverse) noexcept nogil:
+    """GRU BPTT.  ``grad`` (m,H) holds on entry the gradient of h_n, on return that
+    of h0.  Scratch: ``dgi``, ``dgh`` (m,T,3H), ``direct`` (m,H).
+    """
+    cdef int H = n_hidden, G = 3 * n_hidden
+    cdef int ld_g = n_steps * G, ld_h = n_steps * H
+    cdef int n_rows = n_batch * n_steps
+    cdef Py_ssize_t s, t, tp, i, j
+    cdef const floating *h_prev
+    cdef int ld_hp
+    for s in range(n_steps):
+        t = s if reverse else n_steps - 1 - s
+        tp = t + 1 if reverse else t - 1
+        if s == n_steps - 1:
+            h_prev, ld_hp = h0, H
+        else:
+            h_prev, ld_hp = h + tp * H, ld_h
+        for i in range(n_batch):
+            if _padded(lengths, i, t):
+                # a carried state: no gate gradients, G passes through unchanged
+                _zero_row(dgi + i * ld_g + t * G, G)
+                _zero_row(dgh + i * ld_g + t * G, G)
+                _copy_row(direct + i * H, grad + i * H, H)
+                continue
+            for j in range(H):
+                direct[i * H + j] = grad[i * H + j] + dh[i * ld_h + t * H + j]
+            if floating is float:
+                rf_gru_cell_grad_f(gates + i * ld_g + t * G, hn + i * ld_h + t * H,
+                                   h_prev + i * ld_hp, direct + i * H, dgi + i * ld_g + t * G,
+                                   dgh + i * ld_g + t * G, H)
+            else:
+                rf_gru_cell_grad_d(gates + i * ld_g + t * G, hn + i * ld_h + t * H,
+                                   h_prev + i * ld_hp, direct + i * H, dgi + i * ld_g + t * G,
+                                   dgh + i * ld_g + t * G, H)
+        # G = direct + dGH_t W_hh          (m, H) = (m, 3H) (3H, H)
+        _copy_rows(grad, direct, n_batch * H)
+        gemm(c'N', c'N', n_batch, H, G, 1, dgh + t * G, ld_g, w_hh, H, 1, grad, H)
+    gemm(c'T', c'N', G, n_input, n_rows, 1, dgi, G, x, n_input, 0, dw_ih, n_input)
+    gemm(c'N', c'N', n_rows, n_input, G, 1, dgi, G, w_ih, n_input, 0, dx, n_input)
+    _column_sums(dgi, n_rows, G, db_ih)
+    _column_sums(dgh, n_rows, G, db_hh)
+    _recurrent_weight_grad(dgh, G, h, h0, H, dw_hh, n_batch, n_steps, reverse)
+
+
+cdef inline void _copy_rows(floating *dst, const floating *src, Py_ssize_t n) noexcept nogil:
+    _copy_row(dst, src, n)
+
+
+cdef tuple _lstm_forward_entry(floating tag, cnp.ndarray x, cnp.ndarray h0, cnp.ndarray c0,
+                               cnp.ndarray w_ih, cnp.ndarray w_hh, cnp.ndarray bias,
+                               cnp.ndarray w_hr, cnp.ndarray lengths, bint reverse):
+    cdef int type_num = cnp.PyArray_TYPE(h0)
+    cdef int n_batch = <int>cnp.PyArray_DIMS(c0)[0], H = <int>cnp.PyArray_DIMS(c0)[1]
+    cdef int P = <int>cnp.PyArray_DIMS(h0)[1]
+    cdef int n_input = <int>cnp.PyArray_DIMS(w_ih)[1]
+    cdef int n_steps = <int>(cnp.PyArray_DIMS(x)[0] // n_batch)
+    cdef cnp.ndarray h = _empty3(n_batch, n_steps, P, type_num)
+    cdef cnp.ndarray c = _empty3(n_batch, n_steps, H, type_num)
+    cdef cnp.ndarray gates = _empty3(n_batch, n_steps, 4 * H, type_num)
+    cdef cnp.ndarray m_buf = _empty3(1, n_batch if w_hr is not None else 1, H, type_num)
+    cdef const floating *x_ = <floating *>_ptr(x)
+    cdef const floating *h0_ = <floating *>_ptr(h0)
+    cdef const floating *c0_ = <floating *>_ptr(c0)
+    cdef const floating *w_ih_ = <floating *>_ptr(w_ih)
+    cdef const floating *w_hh_ = <floating *>_ptr(w_hh)
+    cdef const floating *bias_ = <floating *>_ptr(bias)
+    cdef const floating *w_hr_ = <floating *>_ptr(w_hr)
+    cdef floating *h_ = <floating *>_ptr(h)
+    cdef floating *c_ = <floating *>_ptr(c)
+    cdef floating *gates_ = <floating *>_ptr(gates)
+    cdef floating *m_ = <floating *>_ptr(m_buf)
+    cdef const Py_ssize_t *lengths_ = <Py_ssize_t *>_ptr(lengths)
+    with nogil:
+        _lstm_forward(x_, h0_, c0_, w_ih_, w_hh_, bias_, w_hr_, h_, c_, gates_, m_, lengths_,
+                      n_input, H, P, n_batch, n_steps, reverse)
+    return h, c, gates
+
+
+def lstm_layer_forward(cnp.ndarray x not None, cnp.ndarray h0 not None,
+                       cnp.ndarray c0 not None, cnp.ndarray w_ih not None,
+                       cnp.ndarray w_hh not None, cnp.ndarray bias, cnp.ndarray w_hr,
+                       cnp.ndarray lengths, bint reverse):
+    """One LSTM layer direction; returns ``(h (m,T,P), c (m,T,H), gates (m,T,4H))``.
+
+    ``x`` rows ``(m*T, n_in)``, ``h0 (m, P)``, ``c0 (m, H)``, ``w_ih (4H, n_in)``,
+    ``w_hh (4H, P)``, ``bias`` (4H, b_ih + b_hh) or None, ``w_hr (P, H)`` or
+    None, ``lengths`` intp ``(m,)`` or None.  All C-contiguous, of h0's dtype.
+    """
+    if _is_float32(h0):
+        return _lstm_forward_entry(<float>0, x, h0, c0, w_ih, w_hh, bias, w_hr, lengths, reverse)
+    return _lstm_forward_entry(<double>0, x, h0, c0, w_ih, w_hh, bias, w_hr, lengths, reverse)
+
+
+cdef tuple _lstm_backward_entry(floating tag, cnp.ndarray x, cnp.ndarray h0, cnp.ndarray c0,
+                                cnp.ndarray h, cnp.ndarray c, cnp.ndarray gates,
+                                cnp.ndarray dh, cnp.ndarray grad_h_n, cnp.ndarray grad_c_n,
+                                cnp.ndarray w_ih, cnp.ndarray w_hh, cnp.ndarray w_hr,
+                                cnp.ndarray lengths, bint reverse):
+    cdef int type_num = cnp.PyArray_TYPE(h0)
+    cdef int n_batch = <int>cnp.PyArray_DIMS(c)[0], n_steps = <int>cnp.PyArray_DIMS(c)[1]
+    cdef int H = <int>cnp.PyArray_DIMS(c)[2], P = <int>cnp.PyArray_DIMS(h0)[1]
+    cdef int n_input = <int>cnp.PyArray_DIMS(w_ih)[1]
+    cdef bint proj = w_hr is not None
+    cdef cnp.ndarray grad_h = cnp.PyArray_NewCopy(grad_h_n, cnp.NPY_CORDER)
+    cdef cnp.ndarray grad_c = cnp.PyArray_NewCopy(grad_c_n, cnp.NPY_CORDER)
+    cdef cnp.ndarray da = _empty3(n_batch, n_steps, 4 * H, type_num)
+    cdef cnp.ndarray dm = _empty3(1, n_batch if proj else 1, H, type_num)
+    cdef cnp.ndarray carry = _empty3(1, n_batch, P, type_num)
+    cdef cnp.ndarray m_all = _empty3(n_batch if proj else 1, n_steps if proj else 1, H, type_num)
+    cdef cnp.ndarray dx = _empty_like(x), dw_ih = _empty_like(w_ih), dw_hh = _empty_like(w_hh)
+    cdef cnp.ndarray db = _empty3(1, 1, 4 * H, type_num)
+    cdef cnp.ndarray dw_hr = _empty_like(w_hr) if proj else None
+    cdef const floating *x_ = <floating *>_ptr(x)
+    cdef const floating *h0_ = <floating *>_ptr(h0)
+    cdef const floating *c0_ = <floating *>_ptr(c0)
+    cdef const floating *h_ = <floating *>_ptr(h)
+    cdef const floating *c_ = <floating *>_ptr(c)
+    cdef const floating *gates_ = <floating *>_ptr(gates)
+    cdef floating *dh_ = <floating *>_ptr(dh)
+    cdef floating *grad_h_ = <floating *>_ptr(grad_h)
+    cdef floating *grad_c_ = <floating *>_ptr(grad_c)
+    cdef const floating *w_ih_ = <floating *>_ptr(w_ih)
+    cdef const floating *w_hh_ = <floating *>_ptr(w_hh)
+    cdef const floating *w_hr_ = <floating *>_ptr(w_hr)
+    cdef floating *da_ = <floating *>_ptr(da)
+    cdef floating *dm_ = <floating *>_ptr(dm)
+    cdef floating *carry_ = <floating *>_ptr(carry)
+    cdef floating *m_all_ = <floating *>_ptr(m_all)
+    cdef floating *dx_ = <floating *>_ptr(dx)
+    cdef floating *dw_ih_ = <floating *>_ptr(dw_ih)
+    cdef floating *dw_hh_ = <floating *>_ptr(dw_hh)
+    cdef floating *db_ = <floating *>_ptr(db)
+    cdef floating *dw_hr_ = <floating *>_ptr(dw_hr)
+    cdef const Py_ssize_t *lengths_ = <Py_ssize_t *>_ptr(lengths)
+    with nogil:
+        _lstm_backward(x_, h0_, c0_, h_, c_, gates_, dh_, grad_h_, grad_c_, w_ih_, w_hh_, w_hr_,
+                       da_, dm_, carry_, m_all_, dx_, dw_ih_, dw_hh_, db_, dw_hr_, lengths_,
+                       n_input, H, P, n_batch, n_steps, reverse)
+    return dx, grad_h, grad_c, dw_ih, dw_hh, db.reshape(4 * H), dw_hr
+
+
+def lstm_layer_backward(cnp.ndarray x not None, cnp.ndarray h0 not None,
+                        cnp.ndarray c0 not None, cnp.ndarray h not None, cnp.ndarray c not None,
+                        cnp.ndarray gates not None, cnp.ndarray dh not None,
+                        cnp.ndarray grad_h_n not None, cnp.ndarray grad_c_n not None,
+                        cnp.ndarray w_ih not None, cnp.ndarray w_hh not None, cnp.ndarray w_hr,
+                        cnp.ndarray lengths, bint reverse):
+    """BPTT of one LSTM layer direction; returns ``(dx, dh0, dc0, dW_ih, dW_hh, db, dW_hr)``.
+
+    ``h``, ``c``, ``gates`` as :func:`lstm_layer_forward` returned them; ``dh``
+    (m,T,P) is a private copy the kernel overwrites; ``grad_h_n (m, P)``,
+    ``grad_c_n (m, H)``; ``db`` is the gradient of b_ih (and of b_hh, equal);
+    ``dW_hr`` is None without a projection.
+    """
+    if _is_float32(h0):
+        return _lstm_backward_entry(<float>0, x, h0, c0, h, c, gates, dh, grad_h_n, grad_c_n,
+                                    w_ih, w_hh, w_hr, lengths, reverse)
+    return _lstm_backward_entry(<double>0, x, h0, c0, h, c, gates, dh, grad_h_n, grad_c_n,
+                                w_ih, w_hh, w_hr, lengths, reverse)
+
+
+cdef tuple _gru_forward_entry(floating tag, cnp.ndarray x, cnp.ndarray h0, cnp.ndarray w_ih,
+                              cnp.ndarray w_hh, cnp.ndarray b_ih, cnp.ndarray b_hh,
+                              cnp.ndarray lengths, bint reverse):
+    cdef int type_num = cnp.PyArray_TYPE(h0)
+    cdef int n_batch = <int>cnp.PyArray_DIMS(h0)[0], H = <int>cnp.PyArray_DIMS(h0)[1]
+    cdef int n_input = <int>cnp.PyArray_DIMS(w_ih)[1]
+    cdef int n_steps = <int>(cnp.PyArray_DIMS(x)[0] // n_batch)
+    cdef cnp.ndarray h = _empty3(n_batch, n_steps, H, type_num)
+    cdef cnp.ndarray gates = _empty3(n_batch, n_steps, 3 * H, type_num)
+    cdef cnp.ndarray hn = _empty3(n_batch, n_steps, H, type_num)
+    cdef cnp.ndarray gh = _empty3(1, n_batch, 3 * H, type_num)
+    cdef const floating *x_ = <floating *>_ptr(x)
+    cdef const floating *h0_ = <floating *>_ptr(h0)
+    cdef const floating *w_ih_ = <floating *>_ptr(w_ih)
+    cdef const floating *w_hh_ = <floating *>_ptr(w_hh)
+    cdef const floating *b_ih_ = <floating *>_ptr(b_ih)
+    cdef const floating *b_hh_ = <floating *>_ptr(b_hh)
+    cdef floating *h_ = <floating *>_ptr(h)
+    cdef floating *gates_ = <floating *>_ptr(gates)
+    cdef floating *hn_ = <floating *>_ptr(hn)
+    cdef floating *gh_ = <floating *>_ptr(gh)
+    cdef const Py_ssize_t *lengths_ = <Py_ssize_t *>_ptr(lengths)
+    with nogil:
+        _gru_forward(x_, h0_, w_ih_, w_hh_, b_ih_, b_hh_, h_, gates_, hn_, gh_, lengths_,
+                     n_input, H, n_batch, n_steps, reverse)
+    return h, gates, hn
+
+
+def gru_layer_forward(cnp.ndarray x not None, cnp.ndarray h0 not None,
+                      cnp.ndarray w_ih not None, cnp.ndarray w_hh not None, cnp.ndarray b_ih,
+                      cnp.ndarray b_hh, cnp.ndarray lengths, bint reverse):
+    """One GRU layer direction; returns ``(h (m,T,H), gates r,z,n (m,T,3H), hn (m,T,H))``.
+
+    ``x`` rows ``(m*T, n_in)``, ``h0 (m, H)``, ``w_ih (3H, n_in)``, ``w_hh (3H, H)``,
+    the biases ``(3H,)`` or None, ``lengths`` intp ``(m,)`` or None.
+    """
+    if _is_float32(h0):
+        return _gru_forward_entry(<float>0, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse)
+    return _gru_forward_entry(<double>0, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse)
+
+
+cdef tuple _gru_backward_entry(floating tag, cnp.ndarray x, cnp.ndarray h0, cnp.ndarray h,
+                               cnp.ndarray gates, cnp.ndarray hn, cnp.ndarray dh,
+                               cnp.ndarray grad_h_n, cnp.ndarray w_ih, cnp.ndarray w_hh,
+                               cnp.ndarray lengths, bint reverse):
+    cdef int type_num = cnp.PyArray_TYPE(h0)
+    cdef int n_batch = <int>cnp.PyArray_DIMS(h)[0], n_steps = <int>cnp.PyArray_DIMS(h)[1]
+    cdef int H = <int>cnp.PyArray_DIMS(h)[2]
+    cdef int n_input = <int>cnp.PyArray_DIMS(w_ih)[1]
+    cdef cnp.ndarray grad = cnp.PyArray_NewCopy(grad_h_n, cnp.NPY_CORDER)
+    cdef cnp.ndarray dgi = _empty3(n_batch, n_steps, 3 * H, type_num)
+    cdef cnp.ndarray dgh = _empty3(n_batch, n_steps, 3 * H, type_num)
+    cdef cnp.ndarray direct = _empty3(1, n_batch, H, type_num)
+    cdef cnp.ndarray dx = _empty_like(x), dw_ih = _empty_like(w_ih), dw_hh = _empty_like(w_hh)
+    cdef cnp.ndarray db_ih = _empty3(1, 1, 3 * H, type_num), db_hh = _empty3(1, 1, 3 * H, type_num)
+    cdef const floating *x_ = <floating *>_ptr(x)
+    cdef const floating *h0_ = <floating *>_ptr(h0)
+    cdef const floating *h_ = <floating *>_ptr(h)
+    cdef const floating *gates_ = <floating *>_ptr(gates)
+    cdef const floating *hn_ = <floating *>_ptr(hn)
+    cdef const floating *dh_ = <floating *>_ptr(dh)
+    cdef floating *grad_ = <floating *>_ptr(grad)
+    cdef const floating *w_ih_ = <floating *>_ptr(w_ih)
+    cdef const floating *w_hh_ = <floating *>_ptr(w_hh)
+    cdef floating *dgi_ = <floating *>_ptr(dgi)
+    cdef floating *dgh_ = <floating *>_ptr(dgh)
+    cdef floating *direct_ = <floating *>_ptr(direct)
+    cdef floating *dx_ = <floating *>_ptr(dx)
+    cdef floating *dw_ih_ = <floating *>_ptr(dw_ih)
+    cdef floating *dw_hh_ = <floating *>_ptr(dw_hh)
+    cdef floating *db_ih_ = <floating *>_ptr(db_ih)
+    cdef floating *db_hh_ = <floating *>_ptr(db_hh)
+    cdef const Py_ssize_t *lengths_ = <Py_ssize_t *>_ptr(lengths)
+    with nogil:
+        _gru_backward(x_, h0_, h_, gates_, hn_, dh_, grad_, w_ih_, w_hh_, dgi_, dgh_, direct_,
+                      dx_, dw_ih_, dw_hh_, db_ih_, db_hh_, lengths_, n_input, H, n_batch,
+                      n_steps, reverse)
+    return dx, grad, dw_ih, dw_hh, db_ih.reshape(3 * H), db_hh.reshape(3 * H)
+
+
+def gru_layer_backward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray h not None,
+                       cnp.ndarray gates not None, cnp.ndarray hn not None,
+                       cnp.ndarray dh not None, cnp.ndarray grad_h_n not None,
+                       cnp.ndarray w_ih not None, cnp.ndarray w_hh not None,
+                       cnp.ndarray lengths, bint reverse):
+    """BPTT of one GRU layer direction; returns ``(dx, dh0, dW_ih, dW_hh, db_ih, db_hh)``.
+
+    ``h``, ``gates``, ``hn`` as :func:`gru_layer_forward` returned them; ``dh``
+    (m,T,H) is read only; ``grad_h_n (m, H)``.
+    """
+    if _is_float32(h0):
+        return _gru_backward_entry(<float>0, x, h0, h, gates, hn, dh, grad_h_n, w_ih, w_hh,
+                                   lengths, reverse)
+    return _gru_backward_entry(<double>0, x, h0, h, gates, hn, dh, grad_h_n, w_ih, w_hh,
+                               lengths, reverse)
 
 
 # -- the seed API's model and cache ------------------------------------------
