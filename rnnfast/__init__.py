@@ -24,13 +24,15 @@ from rnnfast.functional import (
     rnn_loss,
 )
 from rnnfast.model import RNNModel
-from rnnfast.modules import RNN
+from rnnfast.modules import GRU, LSTM, RNN
 from rnnfast.optim import clip_grad_norm, clip_grad_value
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ForwardCache",
+    "GRU",
+    "LSTM",
     "RNN",
     "RNNModel",
     "clip_grad_norm",

@@ -21,7 +21,7 @@ from rnnfast import _kernels
 from rnnfast import _validation as V
 from rnnfast import functional as F
 
-__all__ = ["RNN", "RNNBase", "Cell", "CELLS"]
+__all__ = ["RNN", "LSTM", "GRU", "RNNBase", "Cell", "CELLS"]
 
 
 def _as_numpy(value):
@@ -32,56 +32,134 @@ def _as_numpy(value):
 
 
 class Cell:
-    """One recurrent cell: its gate count and the compiled passes of one layer direction.
+    """One recurrent cell: its gates, its states and the compiled passes of one layer direction.
 
-    Subclasses define :meth:`forward` and :meth:`backward`; ``RNNBase`` does
-    everything else (layers, directions, lengths, dropout, layouts, names).
+    ``gates`` is the number of H-row blocks in ``weight_ih``/``weight_hh``;
+    ``states`` names the recurrent states (``("h",)``, or ``("h", "c")`` for
+    the LSTM).  Subclasses define :meth:`forward` and :meth:`backward`;
+    ``RNNBase`` does everything else (layers, directions, lengths, dropout,
+    layouts, names).  A layer direction's parameters reach a cell as a dict
+    keyed by the names without the layer suffix (``weight_ih``, ``bias_hh``,
+    ...; a bias is None when the module has none).
     """
 
     gates = 1
+    states = ("h",)
 
-    def forward(self, x_rows, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, own_products):
-        """States ``(m, T, H)`` of one direction of one layer.
+    def forward(self, x_rows, states0, params, lengths, reverse, own_products):
+        """Run one direction of one layer.
 
-        ``x_rows (m*T, n_in)`` batch-major, ``h0 (m, H)``, the biases ``(G*H,)``
-        or None, ``lengths`` intp ``(m,)`` or None.
+        ``x_rows (m*T, n_in)`` batch-major, ``states0`` a tuple of ``(m, width)``
+        arrays (one per name in ``states``), ``lengths`` intp ``(m,)`` or None.
+        Returns ``(S (m, T, width of h), finals, saved)``: the h states after
+        every step (carried at padded steps), the final value of every state,
+        and what :meth:`backward` needs besides.
         """
         raise NotImplementedError
 
-    def backward(self, x_rows, h0, states, d_states, grad_h_n, w_ih, w_hh, lengths, reverse,
+    def backward(self, x_rows, states0, S, saved, dS, grad_finals, params, lengths, reverse,
                  own_products):
-        """``(d_input_rows, d_h0, dW_ih, dW_hh, db_ih, db_hh)`` of one direction of one layer.
+        """``(d_input_rows, d_states0, grads)`` of one direction of one layer.
 
-        ``d_states (m, T, H)`` is a private copy the kernel may overwrite.
+        ``dS (m, T, width)`` is a private copy the kernel may overwrite;
+        ``grad_finals`` the gradients of the final states; ``grads`` is keyed
+        like ``params`` (biases only when the module has them).
         """
         raise NotImplementedError
+
+    @staticmethod
+    def _final(S, reverse):
+        """Each sequence's final state: the kernels carry it to the last step taken."""
+        return S[:, 0] if reverse else S[:, -1]
 
 
 class ElmanCell(Cell):
     """``h_t = f(x_t W_ih^T + b_ih + h_prev W_hh^T + b_hh)`` with ``f`` an activation."""
 
-    gates = 1
-
     def __init__(self, activation):
         self.activation = activation
 
-    def forward(self, x_rows, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, own_products):
+    def forward(self, x_rows, states0, params, lengths, reverse, own_products):
+        (h0,) = states0
+        b_ih, b_hh = params["bias_ih"], params["bias_hh"]
+        w_hh = params["weight_hh"]
         bias = np.zeros(w_hh.shape[0], h0.dtype) if b_ih is None else b_ih + b_hh
-        return _kernels.layer_forward(x_rows, h0, w_ih, w_hh, bias, lengths, reverse,
-                                      self.activation, own_products)
+        S = _kernels.layer_forward(x_rows, h0, params["weight_ih"], w_hh, bias, lengths,
+                                   reverse, self.activation, own_products)
+        return S, (self._final(S, reverse),), None
 
-    def backward(self, x_rows, h0, states, d_states, grad_h_n, w_ih, w_hh, lengths, reverse,
+    def backward(self, x_rows, states0, S, saved, dS, grad_finals, params, lengths, reverse,
                  own_products):
         dx, dh0, dw_ih, dw_hh, db = _kernels.layer_backward(
-            x_rows, h0, states, d_states, grad_h_n, w_ih, w_hh, lengths, reverse,
-            self.activation, own_products)
-        return dx, dh0, dw_ih, dw_hh, db, db.copy()     # both biases enter the same sum
+            x_rows, states0[0], S, dS, grad_finals[0], params["weight_ih"],
+            params["weight_hh"], lengths, reverse, self.activation, own_products)
+        grads = {"weight_ih": dw_ih, "weight_hh": dw_hh}
+        if params["bias_ih"] is not None:
+            grads["bias_ih"], grads["bias_hh"] = db, db.copy()   # both enter the same sum
+        return dx, (dh0,), grads
+
+
+class LSTMCell(Cell):
+    """torch's LSTM: gates i, f, g, o; ``c' = f c + i g``, ``h' = o tanh(c')`` (then
+    ``h' W_hr^T`` with a projection)."""
+
+    gates = 4
+    states = ("h", "c")
+
+    def forward(self, x_rows, states0, params, lengths, reverse, own_products):
+        h0, c0 = states0
+        b_ih, b_hh = params["bias_ih"], params["bias_hh"]
+        bias = None if b_ih is None else b_ih + b_hh
+        S, c, gates = _kernels.lstm_layer_forward(
+            x_rows, h0, c0, params["weight_ih"], params["weight_hh"], bias,
+            params.get("weight_hr"), lengths, reverse)
+        return S, (self._final(S, reverse), self._final(c, reverse)), (c, gates)
+
+    def backward(self, x_rows, states0, S, saved, dS, grad_finals, params, lengths, reverse,
+                 own_products):
+        c, gates = saved
+        dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr = _kernels.lstm_layer_backward(
+            x_rows, states0[0], states0[1], S, c, gates, dS, grad_finals[0], grad_finals[1],
+            params["weight_ih"], params["weight_hh"], params.get("weight_hr"), lengths,
+            reverse)
+        grads = {"weight_ih": dw_ih, "weight_hh": dw_hh}
+        if params["bias_ih"] is not None:
+            grads["bias_ih"], grads["bias_hh"] = db, db.copy()   # both enter the same sum
+        if dw_hr is not None:
+            grads["weight_hr"] = dw_hr
+        return dx, (dh0, dc0), grads
+
+
+class GRUCell(Cell):
+    """torch's GRU: gates r, z, n; ``n = tanh(x W_in^T + b_in + r (h W_hn^T + b_hn))``,
+    ``h' = (1 - z) n + z h``."""
+
+    gates = 3
+
+    def forward(self, x_rows, states0, params, lengths, reverse, own_products):
+        S, gates, hn = _kernels.gru_layer_forward(
+            x_rows, states0[0], params["weight_ih"], params["weight_hh"], params["bias_ih"],
+            params["bias_hh"], lengths, reverse)
+        return S, (self._final(S, reverse),), (gates, hn)
+
+    def backward(self, x_rows, states0, S, saved, dS, grad_finals, params, lengths, reverse,
+                 own_products):
+        gates, hn = saved
+        dx, dh0, dw_ih, dw_hh, db_ih, db_hh = _kernels.gru_layer_backward(
+            x_rows, states0[0], S, gates, hn, dS, grad_finals[0], params["weight_ih"],
+            params["weight_hh"], lengths, reverse)
+        grads = {"weight_ih": dw_ih, "weight_hh": dw_hh}
+        if params["bias_ih"] is not None:
+            grads["bias_ih"], grads["bias_hh"] = db_ih, db_hh
+        return dx, (dh0,), grads
 
 
 # The registered cells, by mode name (torch's names).
 CELLS = {
     "RNN_TANH": ElmanCell(_kernels.Activation.TANH),
     "RNN_RELU": ElmanCell(_kernels.Activation.RELU),
+    "LSTM": LSTMCell(),
+    "GRU": GRUCell(),
 }
 
 
@@ -98,13 +176,22 @@ class RNNBase:
     """
 
     def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True,
-                 batch_first=False, dropout=0.0, bidirectional=False, *, dtype=np.float32,
-                 seed=None):
+                 batch_first=False, dropout=0.0, bidirectional=False, proj_size=0, *,
+                 dtype=np.float32, seed=None):
         if mode not in CELLS:
             raise ValueError(f"Unknown mode {mode!r}; one of {', '.join(CELLS)}")
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
                             ("num_layers", num_layers)):
             V.check_positive_int(name, value)
+        if (isinstance(proj_size, (bool, np.bool_)) or not isinstance(proj_size, numbers.Integral)
+                or proj_size < 0):
+            raise ValueError("proj_size should be a positive integer or zero to disable "
+                             f"projections; got {proj_size!r}")
+        if proj_size and mode != "LSTM":
+            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+        if proj_size >= hidden_size:
+            raise ValueError(f"proj_size has to be smaller than hidden_size; got proj_size="
+                             f"{proj_size}, hidden_size={hidden_size}")
         for name, value in (("bias", bias), ("batch_first", batch_first),
                             ("bidirectional", bidirectional)):
             if not isinstance(value, (bool, np.bool_)):
@@ -120,7 +207,7 @@ class RNNBase:
         if dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64; got {dtype}")
         self.input_size, self.hidden_size = int(input_size), int(hidden_size)
-        self.num_layers = int(num_layers)
+        self.num_layers, self.proj_size = int(num_layers), int(proj_size)
         self.mode, self._cell = mode, CELLS[mode]
         self.bias, self.batch_first = bool(bias), bool(batch_first)
         self.dropout, self.bidirectional = float(dropout), bool(bidirectional)
@@ -142,24 +229,43 @@ class RNNBase:
     def _suffixes(self):
         return ("", "_reverse") if self.bidirectional else ("",)
 
+    @property
+    def _output_size(self):
+        """The width of h in each direction: ``proj_size`` when set, else ``hidden_size``."""
+        return self.proj_size or self.hidden_size
+
+    def _state_sizes(self):
+        """The width of each recurrent state, in the cell's order (h, then c for the LSTM)."""
+        return {"h": self._output_size, "c": self.hidden_size}
+
     def _parameter_shapes(self):
-        H, shapes = self.hidden_size, {}
+        """Every parameter's shape, in torch's order (per layer, per direction)."""
+        H, P, shapes = self.hidden_size, self._output_size, {}
         G = self._cell.gates * H
         for k in range(self.num_layers):
-            n_in = self.input_size if k == 0 else H * self.num_directions
+            n_in = self.input_size if k == 0 else P * self.num_directions
             for sfx in self._suffixes():
                 shapes[f"weight_ih_l{k}{sfx}"] = (G, n_in)
-                shapes[f"weight_hh_l{k}{sfx}"] = (G, H)
+                shapes[f"weight_hh_l{k}{sfx}"] = (G, P)
                 if self.bias:
                     shapes[f"bias_ih_l{k}{sfx}"] = (G,)
                     shapes[f"bias_hh_l{k}{sfx}"] = (G,)
+                if self.proj_size:
+                    shapes[f"weight_hr_l{k}{sfx}"] = (P, H)
         return shapes
 
     def _layer_parameters(self, k, sfx):
-        """``(w_ih, w_hh, b_ih, b_hh)`` of layer ``k`` in direction ``sfx`` (biases may be None)."""
-        p = self._params
-        return (p[f"weight_ih_l{k}{sfx}"], p[f"weight_hh_l{k}{sfx}"],
-                p.get(f"bias_ih_l{k}{sfx}"), p.get(f"bias_hh_l{k}{sfx}"))
+        """Layer ``k``'s parameters in direction ``sfx``, keyed without the suffix.
+
+        ``bias_ih``/``bias_hh`` are None without biases; ``weight_hr`` is
+        present only with a projection.
+        """
+        p, tail = self._params, f"_l{k}{sfx}"
+        params = {"weight_ih": p["weight_ih" + tail], "weight_hh": p["weight_hh" + tail],
+                  "bias_ih": p.get("bias_ih" + tail), "bias_hh": p.get("bias_hh" + tail)}
+        if self.proj_size:
+            params["weight_hr"] = p["weight_hr" + tail]
+        return params
 
     def __getattr__(self, name):
         params = self.__dict__.get("_params")
@@ -169,7 +275,7 @@ class RNNBase:
 
     # What the parameters' shapes and dtype are made of: fixed once they exist.
     _FIXED = ("mode", "input_size", "hidden_size", "num_layers", "bias", "bidirectional",
-              "dtype")
+              "proj_size", "dtype")
 
     def __setattr__(self, name, value):
         """Assigning a parameter attribute copies the new values into the live array.
@@ -184,8 +290,9 @@ class RNNBase:
         if params is not None and name in params:
             params[name][...] = self._checked_parameter(name, value, name)
         elif params is not None and name in self._FIXED:
-            raise AttributeError(f"{name} is fixed when the RNN is made (it shapes the "
-                                 "parameters); make a new RNN instead")
+            kind = type(self).__name__
+            raise AttributeError(f"{name} is fixed when the {kind} is made (it shapes the "
+                                 f"parameters); make a new {kind} instead")
         else:
             super().__setattr__(name, value)
 
@@ -251,7 +358,10 @@ class RNNBase:
     # -- forward -------------------------------------------------------------
 
     def _check_inputs(self, input, hx, lengths):
-        """Validated ``(X (N, L, H_in) batch-major, h0 (D*layers, N, H), lengths, batched)``."""
+        """Validated ``(X (N, L, H_in) batch-major, states0, lengths, batched)``.
+
+        ``states0`` holds one ``(D*layers, N, width)`` array per cell state.
+        """
         x = V.as_array("input", input)
         if x.ndim not in (2, 3):
             raise ValueError(f"input must be 2-D (unbatched) or 3-D (batched); "
@@ -265,24 +375,11 @@ class RNNBase:
         elif not self.batch_first:
             x = x.transpose(1, 0, 2)                     # (N, L, H_in)
         n_batch, n_steps = x.shape[0], x.shape[1]
-        V.check_sizes(n_x=self.input_size, n_h=self.hidden_size, n_y=1, m=n_batch,
-                       T_x=n_steps)
+        V.check_sizes(n_x=self.input_size, n_h=self.hidden_size * self._cell.gates, n_y=1,
+                      m=n_batch, T_x=n_steps)
         # always a copy: backward reads it, and the caller may change theirs
         x = np.array(x, dtype=self.dtype, order="C", copy=True)
-        n_states = self.num_layers * self.num_directions
-        expected = (n_states, n_batch, self.hidden_size) if batched \
-            else (n_states, self.hidden_size)
-        if hx is None:
-            h0 = np.zeros((n_states, n_batch, self.hidden_size), self.dtype)
-        else:
-            h = V.as_array("hx", hx)
-            if h.shape != expected:
-                raise ValueError(f"hx has shape {h.shape}; expected {expected} "
-                                 "(num_layers * num_directions, N, hidden_size)"
-                                 if batched else
-                                 f"hx has shape {h.shape}; expected {expected} "
-                                 "(num_layers * num_directions, hidden_size) for unbatched input")
-            h0 = np.array(h if batched else h[:, None], dtype=self.dtype, order="C")
+        states0 = self._check_states(hx, n_batch, batched)
         if lengths is not None:
             lengths = V.as_array("lengths", lengths)
             if lengths.dtype.kind not in "iu":
@@ -297,10 +394,41 @@ class RNNBase:
             lengths = np.array(lengths, dtype=np.intp, copy=True)
             if lengths.min() == n_steps:
                 lengths = None                           # nothing is padded
-        return x, h0, lengths, batched
+        return x, states0, lengths, batched
+
+    def _check_states(self, hx, n_batch, batched):
+        """The initial states as ``(D*layers, N, width)`` arrays, one per cell state."""
+        names = self._cell.states
+        n_states = self.num_layers * self.num_directions
+        widths = self._state_sizes()
+        if hx is None:
+            return [np.zeros((n_states, n_batch, widths[n]), self.dtype) for n in names]
+        if len(names) > 1:
+            if not isinstance(hx, (tuple, list)) or len(hx) != len(names):
+                raise TypeError(f"hx must be a tuple ({', '.join(n + '0' for n in names)}) "
+                                f"for {type(self).__name__}; got {type(hx).__name__}")
+            given = list(hx)
+        else:
+            given = [hx]
+        label = {"h": "hx", "c": "cx"}
+        states = []
+        for name, value in zip(names, given):
+            what = label[name] if len(names) > 1 or name != "h" else "hx"
+            a = V.as_array(what, value)
+            expected = ((n_states, n_batch, widths[name]) if batched
+                        else (n_states, widths[name]))
+            if a.shape != expected:
+                raise ValueError(f"{what} has shape {a.shape}; expected {expected} "
+                                 + ("(num_layers * num_directions, N, "
+                                    f"{'proj_size' if name == 'h' and self.proj_size else 'hidden_size'})"
+                                    if batched else
+                                    "(num_layers * num_directions, width) for unbatched input"))
+            states.append(np.array(a if batched else a[:, None], dtype=self.dtype, order="C"))
+        return states
 
     def forward(self, input, hx=None, lengths=None):
-        """Run every layer; return ``(output, h_n)`` like ``torch.nn.RNN``.
+        """Run every layer; return ``(output, h_n)`` like ``torch.nn.RNN`` / ``nn.GRU``
+        (``(output, (h_n, c_n))`` for :class:`LSTM`).
 
         Parameters
         ----------
@@ -309,7 +437,8 @@ class RNNBase:
             or ``(L, input_size)`` unbatched.
         hx : array_like, optional
             ``(D * num_layers, N, hidden_size)`` (``(D * num_layers,
-            hidden_size)`` unbatched); zeros when omitted.
+            hidden_size)`` unbatched); zeros when omitted.  For the LSTM a
+            tuple ``(h0, c0)``, ``h0`` of width ``proj_size`` when set.
         lengths : array_like of int, optional
             Valid length of each sequence (``pack_padded_sequence``
             semantics): later steps leave the state unchanged and output zeros.
@@ -317,25 +446,32 @@ class RNNBase:
         Returns
         -------
         output : ndarray
-            ``(L, N, D * hidden_size)`` (batch-first or unbatched as the input),
-            both directions concatenated on the last axis.
+            ``(L, N, D * H_out)`` (batch-first or unbatched as the input),
+            both directions concatenated on the last axis; ``H_out`` is
+            ``proj_size`` when set, else ``hidden_size``.
         h_n : ndarray
-            ``(D * num_layers, N, hidden_size)``, each sequence's final state.
+            ``(D * num_layers, N, H_out)``, each sequence's final state (for the
+            LSTM, ``(h_n, c_n)`` with ``c_n`` of width ``hidden_size``).
         """
-        x, h0, lengths, batched = self._check_inputs(input, hx, lengths)
+        x, states0, lengths, batched = self._check_inputs(input, hx, lengths)
         n_batch, n_steps = x.shape[0], x.shape[1]
-        H, D = self.hidden_size, self.num_directions
-        own = F.use_own_products(n_batch, H)
+        P, D = self._output_size, self.num_directions
+        cell = self._cell
+        own = F.use_own_products(n_batch, self.hidden_size)
         padded = None if lengths is None else np.arange(n_steps)[None, :] >= lengths[:, None]
-        layers, h_n = [], np.empty((self.num_layers * D, n_batch, H), self.dtype)
+        layers = []
+        finals = [np.empty_like(s0) for s0 in states0]
         layer_input = x.reshape(n_batch * n_steps, -1)
         for k in range(self.num_layers):
-            states = []
+            states, saved = [], []
             for d, sfx in enumerate(self._suffixes()):
-                S = self._cell.forward(layer_input, h0[k * D + d],
-                                       *self._layer_parameters(k, sfx), lengths, d == 1, own)
-                h_n[k * D + d] = S[:, 0] if d == 1 else S[:, -1]
+                S, last, keep = cell.forward(layer_input, tuple(s0[k * D + d] for s0 in states0),
+                                             self._layer_parameters(k, sfx), lengths, d == 1,
+                                             own)
+                for f, value in zip(finals, last):
+                    f[k * D + d] = value
                 states.append(S)
+                saved.append(keep)
             out = states[0] if D == 1 else np.concatenate(states, axis=2)
             if padded is not None:
                 out = out.copy() if D == 1 else out
@@ -346,15 +482,18 @@ class RNNBase:
                 scale = 0.0 if self.dropout == 1 else 1 / (1 - self.dropout)
                 mask = (keep * scale).astype(self.dtype)
                 out = out * mask
-            layers.append({"input": layer_input, "states": states, "mask": mask})
-            layer_input = out.reshape(n_batch * n_steps, D * H)
-        self._cache = {"layers": layers, "h0": h0, "lengths": lengths, "batched": batched,
-                       "shape": (n_batch, n_steps), "own": own}
+            layers.append({"input": layer_input, "states": states, "saved": saved,
+                           "mask": mask})
+            layer_input = out.reshape(n_batch * n_steps, D * P)
+        self._cache = {"layers": layers, "states0": states0, "lengths": lengths,
+                       "batched": batched, "shape": (n_batch, n_steps), "own": own}
         # the caller may write into output: never hand out the states backward reads
         output = out.copy() if out is layers[-1]["states"][0] else out
         if not batched:
-            return output[0], h_n[:, 0]
-        return (output if self.batch_first else output.transpose(1, 0, 2)), h_n
+            output, finals = output[0], [f[:, 0] for f in finals]
+        elif not self.batch_first:
+            output = output.transpose(1, 0, 2)
+        return output, (finals[0] if len(finals) == 1 else tuple(finals))
 
     __call__ = forward
 
@@ -376,28 +515,39 @@ class RNNBase:
             ``"input"`` and ``"hx"`` (shaped like those arguments) and one
             entry per parameter name, equal to what PyTorch's autograd gives.
         """
+        return self._backward(grad_output, [grad_h_n])
+
+    def _backward(self, grad_output, grad_finals):
+        """:meth:`backward` with one gradient (or None) per cell state, in its order."""
         if self._cache is None:
             raise RuntimeError("backward needs a forward pass first")
-        cache = self._cache
+        cache, cell = self._cache, self._cell
         n_batch, n_steps = cache["shape"]
         batched, lengths, own = cache["batched"], cache["lengths"], cache["own"]
-        H, D = self.hidden_size, self.num_directions
-        out_shape = (n_batch, n_steps, D * H)
-        expected = out_shape if self.batch_first else (n_steps, n_batch, D * H)
-        expected = expected if batched else (n_steps, D * H)
+        P, D = self._output_size, self.num_directions
+        out_shape = (n_batch, n_steps, D * P)
+        expected = out_shape if self.batch_first else (n_steps, n_batch, D * P)
+        expected = expected if batched else (n_steps, D * P)
         g = V.as_array("grad_output", grad_output)
         V.check_shape("grad_output", g, expected, "the shape of output")
         g = g[None] if not batched else (g if self.batch_first else g.transpose(1, 0, 2))
         n_states = self.num_layers * D
-        hn_expected = (n_states, n_batch, H) if batched else (n_states, H)
-        if grad_h_n is None:
-            g_hn = np.zeros((n_states, n_batch, H), self.dtype)
-        else:
-            g_hn = V.as_array("grad_h_n", grad_h_n)
-            V.check_shape("grad_h_n", g_hn, hn_expected, "the shape of h_n")
-            g_hn = np.array(g_hn if batched else g_hn[:, None], dtype=self.dtype, order="C")
+        widths = self._state_sizes()
+        g_finals = []
+        for name, given in zip(cell.states, grad_finals):
+            label = "grad_h_n" if name == "h" else "grad_c_n"
+            shape = ((n_states, n_batch, widths[name]) if batched
+                     else (n_states, widths[name]))
+            if given is None:
+                g_finals.append(np.zeros((n_states, n_batch, widths[name]), self.dtype))
+                continue
+            a = V.as_array(label, given)
+            V.check_shape(label, a, shape, f"the shape of {label[5:]}")
+            g_finals.append(np.array(a if batched else a[:, None], dtype=self.dtype,
+                                     order="C"))
 
-        grads, d_hx = {}, np.empty((n_states, n_batch, H), self.dtype)
+        grads = {}
+        d_states0 = [np.empty_like(s0) for s0 in cache["states0"]]
         g_layer = g
         for k in range(self.num_layers - 1, -1, -1):
             layer = cache["layers"][k]
@@ -406,24 +556,27 @@ class RNNBase:
             x_rows = layer["input"]
             d_input = None
             for d, sfx in enumerate(self._suffixes()):
-                w_ih, w_hh, _, _ = self._layer_parameters(k, sfx)
-                dS = np.array(g_layer[:, :, d * H:(d + 1) * H], dtype=self.dtype, order="C")
-                dx, dh0, dw_ih, dw_hh, db_ih, db_hh = self._cell.backward(
-                    x_rows, cache["h0"][k * D + d], layer["states"][d], dS, g_hn[k * D + d],
-                    w_ih, w_hh, lengths, d == 1, own)
-                grads[f"weight_ih_l{k}{sfx}"], grads[f"weight_hh_l{k}{sfx}"] = dw_ih, dw_hh
-                if self.bias:
-                    grads[f"bias_ih_l{k}{sfx}"], grads[f"bias_hh_l{k}{sfx}"] = db_ih, db_hh
-                d_hx[k * D + d] = dh0
+                i = k * D + d
+                dS = np.array(g_layer[:, :, d * P:(d + 1) * P], dtype=self.dtype, order="C")
+                dx, d0, layer_grads = cell.backward(
+                    x_rows, tuple(s0[i] for s0 in cache["states0"]), layer["states"][d],
+                    layer["saved"][d], dS, tuple(gf[i] for gf in g_finals),
+                    self._layer_parameters(k, sfx), lengths, d == 1, own)
+                for name, value in layer_grads.items():
+                    grads[f"{name}_l{k}{sfx}"] = value
+                for ds, value in zip(d_states0, d0):
+                    ds[i] = value
                 d_input = dx if d_input is None else d_input + dx
             g_layer = d_input.reshape(n_batch, n_steps, -1)
         d_in = g_layer
         if not batched:
-            d_in, d_hx = d_in[0], d_hx[:, 0]
+            d_in, d_states0 = d_in[0], [ds[:, 0] for ds in d_states0]
         elif not self.batch_first:
             d_in = d_in.transpose(1, 0, 2)
         ordered = {name: grads[name] for name in self._params}
-        return {"input": d_in, "hx": d_hx, **ordered}
+        labels = {"h": "hx", "c": "cx"}
+        return {"input": d_in, **{labels[n]: ds for n, ds in zip(cell.states, d_states0)},
+                **ordered}
 
 
 class RNN(RNNBase):
@@ -470,3 +623,77 @@ class RNN(RNNBase):
     def _extra_repr(self):
         base = super()._extra_repr()
         return base[:1] + (("nonlinearity", self.nonlinearity, "tanh"),) + base[1:]
+
+
+class LSTM(RNNBase):
+    """Multi-layer long short-term memory, as ``torch.nn.LSTM``.
+
+    For each layer and direction, with ``[i, f, g, o]`` the four H-row blocks
+    of ``x_t W_ih^T + b_ih + h_prev W_hh^T + b_hh``::
+
+        i, f, o = sigmoid(i), sigmoid(f), sigmoid(o);  g = tanh(g)
+        c_t = f * c_prev + i * g
+        h_t = o * tanh(c_t)              (then h_t W_hr^T with proj_size > 0)
+
+    Parameters
+    ----------
+    input_size, hidden_size : int
+    num_layers : int, default 1
+    bias : bool, default True
+    batch_first : bool, default False
+    dropout : float in [0, 1], default 0
+        Dropout on the outputs of every layer but the last, in training mode.
+    bidirectional : bool, default False
+    proj_size : int, default 0
+        With ``0 < proj_size < hidden_size``, h is projected to ``proj_size``
+        by ``weight_hr_l{k}`` (``(proj_size, hidden_size)``); the output and
+        ``h_n`` then have width ``proj_size`` (``c_n`` keeps ``hidden_size``).
+    dtype : float32 or float64, keyword-only
+    seed : int or None, keyword-only
+        Seeds the initialisation, uniform(-1/sqrt(H), 1/sqrt(H)) for every
+        parameter like PyTorch, and the dropout masks.
+
+    ``forward(input, hx=None, lengths=None)`` takes ``hx = (h0, c0)`` and
+    returns ``(output, (h_n, c_n))``; ``backward(grad_output, grad_h_n=None,
+    grad_c_n=None)`` returns ``"input"``, ``"hx"``, ``"cx"`` and every
+    parameter's gradient.  Parameters are named as in PyTorch's
+    ``state_dict`` and readable as attributes.
+    """
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, proj_size=0, *, dtype=np.float32, seed=None):
+        super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first,
+                         dropout, bidirectional, proj_size, dtype=dtype, seed=seed)
+
+    def backward(self, grad_output, grad_h_n=None, grad_c_n=None):
+        """Gradients of the last ``forward`` given those of ``output``, ``h_n`` and ``c_n``.
+
+        Returns a dict with ``"input"``, ``"hx"``, ``"cx"`` (shaped like those
+        arguments) and one entry per parameter name, as PyTorch's autograd
+        gives them.
+        """
+        return self._backward(grad_output, [grad_h_n, grad_c_n])
+
+    def _extra_repr(self):
+        return super()._extra_repr() + (("proj_size", self.proj_size, 0),)
+
+
+class GRU(RNNBase):
+    """Multi-layer gated recurrent unit, as ``torch.nn.GRU``.
+
+    For each layer and direction, with ``[r, z, n]`` the three H-row blocks of
+    the input and recurrent products::
+
+        r = sigmoid(x_t W_ir^T + b_ir + h_prev W_hr^T + b_hr)
+        z = sigmoid(x_t W_iz^T + b_iz + h_prev W_hz^T + b_hz)
+        n = tanh(x_t W_in^T + b_in + r * (h_prev W_hn^T + b_hn))
+        h_t = (1 - z) * n + z * h_prev
+
+    Parameters are as for :class:`RNN` without ``nonlinearity``; ``forward``
+    and ``backward`` likewise (``"input"``, ``"hx"`` and every parameter).
+    """
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, *, dtype=np.float32, seed=None):
+        super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first,
+                         dropout, bidirectional, dtype=dtype, seed=seed)
