@@ -33,6 +33,14 @@ __all__ = [
     "rnn_layer_backward",
     "rnn_module_forward",
     "rnn_module_backward",
+    "lstm_layer_forward",
+    "lstm_layer_backward",
+    "gru_layer_forward",
+    "gru_layer_backward",
+    "lstm_module_forward",
+    "lstm_module_backward",
+    "gru_module_forward",
+    "gru_module_backward",
     "rnn_loss",
     "sgd_step",
     "adam_step",
@@ -441,10 +449,84 @@ def gru_layer_backward(d_output, d_h_n, cache):
 
 
 # -- the whole nn.RNN: layers and directions ------------------------------------
+# The module twins below share two drivers: _stack_forward runs the layers
+# bottom-up, each direction from its own slot k * D + d of the initial states,
+# concatenates the directions' outputs and multiplies in the dropout mask;
+# _stack_backward runs them top-down.  A direction is a closure over the
+# layer twin of its kind, so the drivers know nothing of gates.
 
 
 def _suffixes(bidirectional):
     return ("", "_reverse") if bidirectional else ("",)
+
+
+def _stack_forward(x, initial, num_layers, suffixes, dropout_masks, direction_forward):
+    """Run ``num_layers`` layers of ``len(suffixes)`` directions.
+
+    ``initial`` is a tuple of ``(num_layers * D, N, ·)`` initial states (``hx``,
+    or ``hx`` and ``cx``); ``direction_forward(layer_input, k, sfx, reverse,
+    states)`` runs one direction from its slot of each and returns ``(output,
+    final states, cache)``.
+
+    Returns ``(output, final states stacked like initial, cache)``.
+    """
+    D = len(suffixes)
+    layer_input, finals, layers = x, [], []
+    for k in range(num_layers):
+        outputs, caches = [], []
+        for d, sfx in enumerate(suffixes):
+            states = tuple(s[k * D + d] for s in initial)
+            out, last, cache = direction_forward(layer_input, k, sfx, d == 1, states)
+            outputs.append(out)
+            caches.append(cache)
+            finals.append(last)
+        out = np.concatenate(outputs, axis=2)
+        mask = None
+        if dropout_masks is not None and k < num_layers - 1:
+            mask = dropout_masks[k]
+            out = out * mask
+        layers.append({"caches": caches, "mask": mask})
+        layer_input = out
+    # n_hidden: each direction's output width (hx's last axis: H, or P with a projection)
+    cache = {"layers": layers, "suffixes": suffixes, "n_hidden": initial[0].shape[-1]}
+    return layer_input, tuple(np.stack(s) for s in zip(*finals)), cache
+
+
+def _stack_backward(d_output, d_finals, cache, state_names, direction_backward):
+    """Gradients of a :func:`_stack_forward` run given those of its outputs.
+
+    ``d_finals`` matches the final states and ``state_names`` names them
+    (``("hx",)`` or ``("hx", "cx")``); ``direction_backward(d_out, d_states,
+    cache)`` is the layer twin's backward.
+
+    Returns a dict with ``input``, one entry per state name and one per
+    parameter, named as torch names them.
+    """
+    suffixes, P = cache["suffixes"], cache["n_hidden"]
+    D = len(suffixes)
+    grads = {}
+    d_initial = {name: np.zeros(d.shape) for name, d in zip(state_names, d_finals)}
+    g = d_output
+    for k in range(len(cache["layers"]) - 1, -1, -1):
+        layer = cache["layers"][k]
+        if layer["mask"] is not None:
+            g = g * layer["mask"]
+        d_input = 0.0
+        for d, sfx in enumerate(suffixes):
+            lg = direction_backward(g[:, :, d * P:(d + 1) * P],
+                                    tuple(s[k * D + d] for s in d_finals), layer["caches"][d])
+            d_input = d_input + lg.pop("input")
+            for name in state_names:
+                d_initial[name][k * D + d] = lg.pop(name)
+            for name, value in lg.items():
+                grads[f"{name}_l{k}{sfx}"] = value
+        g = d_input
+    return {"input": g, **d_initial, **grads}
+
+
+def _weights(params, k, sfx, names):
+    """Layer ``k``'s parameters ``{name}_l{k}{sfx}`` in ``names`` order; None if absent."""
+    return [params.get(f"{name}_l{k}{sfx}") for name in names]
 
 
 def rnn_module_forward(x, hx, params, num_layers, bidirectional=False, nonlinearity="tanh",
@@ -471,28 +553,16 @@ def rnn_module_forward(x, hx, params, num_layers, bidirectional=False, nonlinear
     h_n : ndarray, shape (num_layers * D, N, H)
     cache : dict for :func:`rnn_module_backward`
     """
-    suffixes = _suffixes(bidirectional)
-    D = len(suffixes)
-    layer_input, h_n, layers = x, [], []
-    for k in range(num_layers):
-        outputs, caches = [], []
-        for d, sfx in enumerate(suffixes):
-            out, h_last, cache = rnn_layer_forward(
-                layer_input, hx[k * D + d], params[f"weight_ih_l{k}{sfx}"],
-                params[f"weight_hh_l{k}{sfx}"], params.get(f"bias_ih_l{k}{sfx}"),
-                params.get(f"bias_hh_l{k}{sfx}"), nonlinearity, d == 1, lengths)
-            outputs.append(out)
-            caches.append(cache)
-            h_n.append(h_last)
-        out = np.concatenate(outputs, axis=2)
-        mask = None
-        if dropout_masks is not None and k < num_layers - 1:
-            mask = dropout_masks[k]
-            out = out * mask
-        layers.append({"caches": caches, "mask": mask})
-        layer_input = out
-    cache = {"layers": layers, "suffixes": suffixes, "n_hidden": hx.shape[-1]}
-    return layer_input, np.stack(h_n), cache
+    def direction(layer_input, k, sfx, reverse, states):
+        out, h_last, cache = rnn_layer_forward(
+            layer_input, states[0],
+            *_weights(params, k, sfx, ("weight_ih", "weight_hh", "bias_ih", "bias_hh")),
+            nonlinearity, reverse, lengths)
+        return out, (h_last,), cache
+
+    output, (h_n,), cache = _stack_forward(x, (hx,), num_layers, _suffixes(bidirectional),
+                                           dropout_masks, direction)
+    return output, h_n, cache
 
 
 def rnn_module_backward(d_output, d_h_n, cache):
@@ -503,24 +573,107 @@ def rnn_module_backward(d_output, d_h_n, cache):
     dict with ``input``, ``hx`` and one entry per parameter name, as
     ``rnnfast.RNN.backward`` gives them.
     """
-    suffixes, H = cache["suffixes"], cache["n_hidden"]
-    D = len(suffixes)
-    grads, d_hx = {}, np.zeros(d_h_n.shape)
-    g = d_output
-    for k in range(len(cache["layers"]) - 1, -1, -1):
-        layer = cache["layers"][k]
-        if layer["mask"] is not None:
-            g = g * layer["mask"]
-        d_input = 0.0
-        for d, sfx in enumerate(suffixes):
-            lg = rnn_layer_backward(g[:, :, d * H:(d + 1) * H], d_h_n[k * D + d],
-                                    layer["caches"][d])
-            d_input = d_input + lg.pop("input")
-            d_hx[k * D + d] = lg.pop("hx")
-            for name, value in lg.items():
-                grads[f"{name}_l{k}{sfx}"] = value
-        g = d_input
-    return {"input": g, "hx": d_hx, **grads}
+    return _stack_backward(d_output, (d_h_n,), cache, ("hx",),
+                           lambda g, d_states, c: rnn_layer_backward(g, d_states[0], c))
+
+
+# -- the whole nn.LSTM / nn.GRU ---------------------------------------------------
+
+
+def lstm_module_forward(x, hx, cx, params, num_layers, bidirectional=False, proj_size=0,
+                        lengths=None, dropout_masks=None):
+    """``torch.nn.LSTM.forward`` (time-major, batched) on plain NumPy.
+
+    ``P`` below is ``proj_size`` when it is positive, else ``H``.
+
+    Parameters
+    ----------
+    x : ndarray, shape (T, N, input_size)
+    hx : ndarray, shape (num_layers * D, N, P)
+    cx : ndarray, shape (num_layers * D, N, H)
+    params : dict
+        torch's names: ``weight_ih_l{k}{sfx}`` (4H, n_in), ``weight_hh_l{k}{sfx}``
+        (4H, P), ``weight_hr_l{k}{sfx}`` (P, H) when ``proj_size > 0`` and,
+        when present, ``bias_ih_l{k}{sfx}``, ``bias_hh_l{k}{sfx}`` (4H,); layer
+        ``k > 0`` reads ``n_in = D * P``.
+    proj_size : int
+        0, or the width of ``h`` after the projection ``weight_hr``.
+    lengths : sequence of int, optional
+        pack_padded_sequence semantics (see :func:`rnn_layer_forward`); a
+        padded step carries both ``h`` and ``c``.
+    dropout_masks : list of ndarray, optional
+        One ``(T, N, D * P)`` multiplier per layer but the last, applied to
+        that layer's output (see :func:`rnn_module_forward`).
+
+    Returns
+    -------
+    output : ndarray, shape (T, N, D * P)
+    h_n : ndarray, shape (num_layers * D, N, P)
+    c_n : ndarray, shape (num_layers * D, N, H)
+    cache : dict for :func:`lstm_module_backward`
+    """
+    names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
+
+    def direction(layer_input, k, sfx, reverse, states):
+        w_ih, w_hh, b_ih, b_hh, w_hr = _weights(params, k, sfx, names)
+        w_hr = w_hr if proj_size > 0 else None
+        out, h_last, c_last, cache = lstm_layer_forward(layer_input, *states, w_ih, w_hh,
+                                                        b_ih, b_hh, w_hr, reverse, lengths)
+        return out, (h_last, c_last), cache
+
+    output, (h_n, c_n), cache = _stack_forward(x, (hx, cx), num_layers,
+                                               _suffixes(bidirectional), dropout_masks,
+                                               direction)
+    return output, h_n, c_n, cache
+
+
+def lstm_module_backward(d_output, d_h_n, d_c_n, cache):
+    """Gradients of :func:`lstm_module_forward`'s ``output``, ``h_n`` and ``c_n`` sums.
+
+    Returns
+    -------
+    dict with ``input``, ``hx``, ``cx`` and one entry per parameter name
+    (``weight_hr_l{k}{sfx}`` with a projection, biases only when present).
+    """
+    return _stack_backward(d_output, (d_h_n, d_c_n), cache, ("hx", "cx"),
+                           lambda g, d_states, c: lstm_layer_backward(g, *d_states, c))
+
+
+def gru_module_forward(x, hx, params, num_layers, bidirectional=False, lengths=None,
+                       dropout_masks=None):
+    """``torch.nn.GRU.forward`` (time-major, batched) on plain NumPy.
+
+    Parameters are those of :func:`rnn_module_forward` (no nonlinearity), with
+    ``weight_ih_l{k}{sfx}`` (3H, n_in), ``weight_hh_l{k}{sfx}`` (3H, H) and
+    biases (3H,) in torch's r, z, n gate order.
+
+    Returns
+    -------
+    output : ndarray, shape (T, N, D * H)
+    h_n : ndarray, shape (num_layers * D, N, H)
+    cache : dict for :func:`gru_module_backward`
+    """
+    def direction(layer_input, k, sfx, reverse, states):
+        out, h_last, cache = gru_layer_forward(
+            layer_input, states[0],
+            *_weights(params, k, sfx, ("weight_ih", "weight_hh", "bias_ih", "bias_hh")),
+            reverse, lengths)
+        return out, (h_last,), cache
+
+    output, (h_n,), cache = _stack_forward(x, (hx,), num_layers, _suffixes(bidirectional),
+                                           dropout_masks, direction)
+    return output, h_n, cache
+
+
+def gru_module_backward(d_output, d_h_n, cache):
+    """Gradients of :func:`gru_module_forward`'s ``output`` and ``h_n`` sums.
+
+    Returns
+    -------
+    dict with ``input``, ``hx`` and one entry per parameter name.
+    """
+    return _stack_backward(d_output, (d_h_n,), cache, ("hx",),
+                           lambda g, d_states, c: gru_layer_backward(g, d_states[0], c))
 
 
 # -- the fused loss ---------------------------------------------------------------
