@@ -79,25 +79,38 @@ SHAPES = {
 
 @dataclass(frozen=True)
 class ModuleShape:
-    """An ``nn.RNN``-shaped case: rnnfast.RNN against torch.nn.RNN, forward + backward."""
+    """A torch-module-shaped case: rnnfast.RNN/LSTM/GRU against torch.nn's, forward + backward.
+
+    ``targets`` is the speed-up target over torch, (float64, float32).
+    """
     input_size: int
     hidden_size: int
     num_layers: int
     bidirectional: bool
     batch: int
     length: int
+    cell: str = "RNN"
+    targets: tuple = (1.5, 1.5)
 
     def __str__(self):
-        return (f"in {self.input_size}, H {self.hidden_size}, {self.num_layers} layer"
-                f"{'s' if self.num_layers > 1 else ''}{', bi' if self.bidirectional else ''}, "
-                f"N {self.batch}, L {self.length}")
+        return (f"{self.cell}, in {self.input_size}, H {self.hidden_size}, {self.num_layers} "
+                f"layer{'s' if self.num_layers > 1 else ''}{', bi' if self.bidirectional else ''}"
+                f", N {self.batch}, L {self.length}")
 
 
 MODULE_SHAPES = {
     "rnn-1layer": ModuleShape(128, 256, 1, False, 32, 100),
     "rnn-2layer-bi": ModuleShape(128, 256, 2, True, 32, 100),
+    # torch's float32 LSTM runs on oneDNN; its GRU and every float64 path run ATen ops per step
+    "lstm-char": ModuleShape(65, 128, 1, False, 1, 100, "LSTM", (8, 1.5)),
+    "lstm-small-batch": ModuleShape(32, 64, 1, False, 16, 50, "LSTM", (4, 1.5)),
+    "lstm-1layer": ModuleShape(128, 256, 1, False, 32, 100, "LSTM", (1.5, 1.2)),
+    "lstm-2layer-bi": ModuleShape(128, 256, 2, True, 32, 100, "LSTM", (1.5, 1.2)),
+    "gru-char": ModuleShape(65, 128, 1, False, 1, 100, "GRU", (8, 8)),
+    "gru-small-batch": ModuleShape(32, 64, 1, False, 16, 50, "GRU", (4, 4)),
+    "gru-1layer": ModuleShape(128, 256, 1, False, 32, 100, "GRU", (1.5, 1.5)),
+    "gru-2layer-bi": ModuleShape(128, 256, 2, True, 32, 100, "GRU", (1.5, 1.5)),
 }
-MODULE_TARGET = 1.5      # vs torch.nn.RNN, both dtypes
 
 # Speed-up targets for forward + BPTT: (vs numpy, vs torch) per dtype; None = no target.
 TARGETS = {
@@ -380,14 +393,14 @@ def bench_shape(name, shape, dtype, torch, args):
 
 
 def rnn_module_calls(torch, shape, dtype):
-    """``(rnnfast_fn, torch_fn)`` running forward + backward of the same nn.RNN."""
+    """``(rnnfast_fn, torch_fn)`` running forward + backward of the same module."""
     s = shape
     tdtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[dtype]
     torch.manual_seed(0)
-    t = torch.nn.RNN(s.input_size, s.hidden_size, s.num_layers, bidirectional=s.bidirectional,
-                     dtype=tdtype)
-    r = rnnfast.RNN(s.input_size, s.hidden_size, s.num_layers, bidirectional=s.bidirectional,
-                    dtype=dtype)
+    t = getattr(torch.nn, s.cell)(s.input_size, s.hidden_size, s.num_layers,
+                                  bidirectional=s.bidirectional, dtype=tdtype)
+    r = getattr(rnnfast, s.cell)(s.input_size, s.hidden_size, s.num_layers,
+                                 bidirectional=s.bidirectional, dtype=dtype)
     r.load_state_dict(t.state_dict())
     rng = np.random.default_rng(0)
     x = rng.standard_normal((s.length, s.batch, s.input_size)).astype(dtype)
@@ -414,13 +427,13 @@ def bench_module_shape(name, shape, dtype, torch, args):
                              args.min_sample_ms / 1000)
     return {"shape": name, "dims": str(shape), "dtype": np.dtype(dtype).name,
             "seconds": times, "vs_torch": times["torch"] / times["rnnfast"],
-            "target_vs_torch": MODULE_TARGET}
+            "target_vs_torch": shape.targets[0 if np.dtype(dtype) == np.float64 else 1]}
 
 
 def print_module_table(results, out=None):
     out = sys.stdout if out is None else out
     for r in results:
-        print(f"{r['shape']:14s} {r['dims']:45s} rnnfast {_fmt_time(r['seconds']['rnnfast']):>10s}"
+        print(f"{r['shape']:17s} {r['dims']:52s} rnnfast {_fmt_time(r['seconds']['rnnfast']):>10s}"
               f"  torch {_fmt_time(r['seconds']['torch']):>10s}  "
               f"{_fmt_ratio(r['vs_torch'], r['target_vs_torch'])}", file=out)
 
@@ -539,7 +552,8 @@ def build_parser(parser=None):
     parser.add_argument("--plot", metavar="FILE.png", help="bar chart of the ratios (needs matplotlib)")
     parser.add_argument("--modules", nargs="*", metavar="NAME",
                         choices=[*MODULE_SHAPES, "none"], default=None,
-                        help="nn.RNN-shaped cases against torch.nn.RNN (default: all, when "
+                        help="torch-module-shaped cases: rnnfast.RNN/LSTM/GRU against torch.nn's "
+                             "(default: all, when "
                              f"torch is installed; none: skip); {', '.join(MODULE_SHAPES)}")
     parser.add_argument("--memory", action="store_true",
                         help=f"also measure peak memory at {MEMORY_SHAPE} (n_x,n_h,n_y,m,T)")
@@ -605,7 +619,7 @@ def run(args):
               "samples": args.samples, "results": results}
     modules = list(MODULE_SHAPES) if args.modules is None else args.modules
     if torch is not None and modules and not args.forward_only:
-        print("\nnn.RNN-shaped: rnnfast.RNN vs torch.nn.RNN, forward + backward "
+        print("\ntorch-module-shaped: rnnfast.RNN/LSTM/GRU vs torch.nn's, forward + backward "
               "(time-major input, zero initial state)")
         module_results = []
         for dtype_name in dtypes:
