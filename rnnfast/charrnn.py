@@ -251,13 +251,15 @@ class _Progress:
             print(file=sys.stderr)
 
 
-def training_memory(n_vocab, n_hidden, batch, seq_len, itemsize=4):
+def training_memory(n_vocab, n_hidden, batch, seq_len, itemsize=4, cell="rnn"):
     """Bytes the training loop of ``train`` holds at once (an estimate from above).
 
     Six copies of the parameters (themselves, their gradients, Adam's two
     moments, the kernel's transposed ``Whh`` and room for a temporary) and
     per batch the hidden states, their gradients and the logits (with room
-    for their softmax), ``(batch, seq_len, 3 n_h + 2 n_y)``.
+    for their softmax), ``(batch, seq_len, 3 n_h + 2 n_y)``.  An LSTM (GRU)
+    has 4 (3) gates: its weights are that many times larger, and per batch it
+    also keeps the gates, their gradients, the cells and the one-hot inputs.
 
     Parameters
     ----------
@@ -271,9 +273,13 @@ def training_memory(n_vocab, n_hidden, batch, seq_len, itemsize=4):
     -------
     int
     """
-    n_params = n_hidden * (2 * n_vocab + n_hidden + 1) + n_vocab
-    per_batch = batch * seq_len * (3 * n_hidden + 2 * n_vocab)
-    return itemsize * (6 * n_params + per_batch)
+    gates = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
+    biases = n_hidden if cell == "rnn" else 2 * gates * n_hidden
+    n_params = gates * n_hidden * (n_vocab + n_hidden) + biases + n_vocab * (n_hidden + 1)
+    per_step = 3 * n_hidden + 2 * n_vocab
+    if cell != "rnn":
+        per_step += 3 * gates * n_hidden + 2 * n_hidden + n_vocab
+    return itemsize * (6 * n_params + batch * seq_len * per_step)
 
 
 def physical_memory():
@@ -301,7 +307,7 @@ def _check_training_size(args, n_vocab, seq_len):
     if args.hidden * seq_len > INT_MAX:
         fail(f"--hidden {args.hidden} x --seq-len {seq_len} = {args.hidden * seq_len} "
              f"exceeds the 32-bit BLAS limit {INT_MAX}")
-    needed = training_memory(n_vocab, args.hidden, args.batch, seq_len)
+    needed = training_memory(n_vocab, args.hidden, args.batch, seq_len, cell=args.cell)
     available = physical_memory()
     if available is not None and needed > available:
         fail(f"--hidden {args.hidden} needs about {needed / 2**30:,.1f} GiB of memory "
@@ -326,11 +332,12 @@ def train(args):
     targets = data[1:per_stream * args.batch + 1].reshape(args.batch, per_stream)
 
     print(f"training on {args.file}: {len(text)} characters, vocabulary {len(vocab)}, "
-          f"hidden {args.hidden}, batch {args.batch} x {seq_len} steps", flush=True)
+          f"{args.cell} cell, hidden {args.hidden}, batch {args.batch} x {seq_len} steps",
+          flush=True)
     progress = None
     try:
-        model = RNNModel(len(vocab), args.hidden, len(vocab), dtype=np.float32,
-                         seed=args.seed)
+        model = RNNModel(len(vocab), args.hidden, len(vocab), cell=args.cell,
+                         dtype=np.float32, seed=args.seed)
         model.metadata = {"vocab": "".join(vocab), "source": str(args.file)}
         optimizer = Adam(model.parameters, lr=args.lr)
         progress = _Progress(args.steps, sys.stderr.isatty() and not args.quiet)
@@ -434,6 +441,8 @@ def add_commands(commands):
                             description="Char-level RNN on a text file, truncated BPTT with "
                                         "the hidden state carried across chunks.")
     p.add_argument("file")
+    p.add_argument("--cell", choices=["rnn", "lstm", "gru"], default="rnn",
+                   help="the recurrent cell (default rnn); saved with the model")
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--seq-len", type=int, default=25)
     p.add_argument("--batch", type=int, default=16)

@@ -16,10 +16,18 @@ import numpy as np
 
 from rnnfast import _validation as V
 from rnnfast import functional as F
+from rnnfast.modules import GRU, LSTM
 
 __all__ = ["RNNModel"]
 
 _FORMAT = "rnnfast.RNNModel/1"
+
+
+def _parameter_names(cell):
+    """The parameters a model of ``cell`` saves."""
+    if cell == "rnn":
+        return ("Whx", "Whh", "Wyh", "bh", "by")
+    return ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0", "Wyh", "by")
 
 
 class _NotAnArchive(Exception):
@@ -57,15 +65,26 @@ def _type_name(obj):
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-class RNNModel:
-    """A vanilla RNN with a linear output layer.
+CELLS = ("rnn", "lstm", "gru")
 
-    ``h_t = tanh(Whx x_t + Whh h_{t-1} + bh)``, ``logits_t = Wyh h_t + by``.
+
+class RNNModel:
+    """A one-layer recurrent network with a linear output layer.
+
+    With ``cell="rnn"``: ``h_t = tanh(Whx x_t + Whh h_{t-1} + bh)``,
+    ``logits_t = Wyh h_t + by``, all in one compiled call.  With ``"lstm"``
+    or ``"gru"`` the recurrence is a one-layer :class:`rnnfast.LSTM` /
+    :class:`rnnfast.GRU` (``batch_first``), its parameters named as in
+    torch's ``state_dict`` (``weight_ih_l0``, ``weight_hh_l0``,
+    ``bias_ih_l0``, ``bias_hh_l0``) next to ``Wyh`` and ``by``; the state
+    carried between chunks is ``(h, c)`` for the LSTM.
 
     Parameters
     ----------
     input_size, hidden_size, output_size : int
         ``n_x``, ``n_h`` and ``n_y``.
+    cell : {"rnn", "lstm", "gru"}, keyword-only
+        The recurrent cell (default ``"rnn"``).
     dtype : float32 or float64, keyword-only
         Dtype of the parameters and of every computation.
     seed : int or None, keyword-only
@@ -78,7 +97,9 @@ class RNNModel:
     ----------
     parameters : dict
         ``Whx (n_h, n_x)``, ``Whh (n_h, n_h)``, ``Wyh (n_y, n_h)``,
-        ``bh (n_h, 1)``, ``by (n_y, 1)``: the arrays optimizers update in place.
+        ``bh (n_h, 1)``, ``by (n_y, 1)`` (for ``"rnn"``; the cell's
+        parameters, ``Wyh`` and ``by`` otherwise): the arrays optimizers
+        update in place.
     metadata : dict
         Free-form JSON-serialisable data saved and loaded with the model.
 
@@ -87,21 +108,33 @@ class RNNModel:
     the usual char-RNN case).  ``h0`` is ``(m, n_h)``, zeros when omitted.
     """
 
-    def __init__(self, input_size, hidden_size, output_size, *, dtype=np.float32, seed=None):
+    def __init__(self, input_size, hidden_size, output_size, *, cell="rnn", dtype=np.float32,
+                 seed=None):
         sizes = {"input_size": input_size, "hidden_size": hidden_size,
                  "output_size": output_size}
         for name, value in sizes.items():
             V.check_positive_int(name, value)
+        if cell not in CELLS:
+            raise ValueError(f"cell must be one of {', '.join(map(repr, CELLS))}; got {cell!r}")
         dtype = np.dtype(dtype)
         if dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64; got {dtype}")
         n_x, n_h, n_y = int(input_size), int(hidden_size), int(output_size)
         rng = np.random.default_rng(seed)
         bound = 1 / np.sqrt(n_h)
-        shapes = {"Whx": (n_h, n_x), "Whh": (n_h, n_h), "Wyh": (n_y, n_h),
-                  "bh": (n_h, 1), "by": (n_y, 1)}
-        self.parameters = {k: rng.uniform(-bound, bound, s).astype(dtype)
-                           for k, s in shapes.items()}
+        self.cell = cell
+        if cell == "rnn":
+            shapes = {"Whx": (n_h, n_x), "Whh": (n_h, n_h), "Wyh": (n_y, n_h),
+                      "bh": (n_h, 1), "by": (n_y, 1)}
+            self._rnn = None
+        else:
+            module = LSTM if cell == "lstm" else GRU
+            self._rnn = module(n_x, n_h, batch_first=True, dtype=dtype,
+                               seed=int(rng.integers(2**63)))
+            shapes = {"Wyh": (n_y, n_h), "by": (n_y, 1)}
+        self.parameters = {} if self._rnn is None else dict(self._rnn.named_parameters())
+        self.parameters.update({k: rng.uniform(-bound, bound, s).astype(dtype)
+                                for k, s in shapes.items()})
         self.dtype = dtype
         self.metadata = {}
         self._sizes = (n_x, n_h, n_y)
@@ -119,8 +152,9 @@ class RNNModel:
         return self._sizes[2]
 
     def __repr__(self):
+        cell = "" if self.cell == "rnn" else f", cell={self.cell!r}"
         return (f"RNNModel(input_size={self.input_size}, hidden_size={self.hidden_size}, "
-                f"output_size={self.output_size}, dtype={self.dtype.name})")
+                f"output_size={self.output_size}{cell}, dtype={self.dtype.name})")
 
     # -- the computation ---------------------------------------------------
 
@@ -161,12 +195,99 @@ class RNNModel:
         return F.Model(x, h0, p["Whx"], p["Whh"], p["Wyh"], p["bh"].reshape(n_h),
                        p["by"].reshape(-1), n_steps, x_mode)
 
+    # -- gated cells: the module, then the read-out in NumPy ------------------
+
+    def _check_live_parameters(self):
+        for name, a in self.parameters.items():
+            expected = (self._rnn._params[name].shape if name in self._rnn._params
+                        else (self.output_size, self.hidden_size) if name == "Wyh"
+                        else (self.output_size, 1))
+            if (not isinstance(a, np.ndarray) or a.shape != expected or a.dtype != self.dtype
+                    or not a.flags.c_contiguous):
+                raise ValueError(f"parameters[{name!r}] must be a C-contiguous "
+                                 f"{self.dtype.name} array of shape {expected}")
+            if name in self._rnn._params and a is not self._rnn._params[name]:
+                self._rnn._params[name] = a      # a replaced array: the module reads it
+
+    def _gated_inputs(self, X, h0):
+        """``(x (m, T, n_x) floats, hx for the module, m, T)``, validated."""
+        self._check_live_parameters()
+        X = V.as_array("X", X)
+        n_x, n_h = self.input_size, self.hidden_size
+        if X.dtype.kind in "iu" and X.ndim == 2:
+            m, n_steps = X.shape
+            V.check_sizes(n_x=n_x, n_h=n_h, n_y=self.output_size, m=m, T_x=n_steps)
+            labels = V.check_labels(X, X.shape, n_x, name="X")
+            x = np.zeros((m * n_steps, n_x), self.dtype)
+            x[np.arange(m * n_steps), labels] = 1            # one-hot rows
+            x = x.reshape(m, n_steps, n_x)
+        else:
+            V.check_ndim("X", X, 3, "(m, T, input_size), or (m, T) class indices")
+            m, n_steps, n_in = X.shape
+            if n_in != n_x:
+                raise ValueError(f"X has shape {X.shape}; expected (m, T, input_size) with "
+                                 f"input_size = {n_x}")
+            x = X
+        if h0 is None:
+            return x, None, m, n_steps
+        states = h0 if self.cell == "lstm" else (h0,)
+        if self.cell == "lstm" and (not isinstance(h0, (tuple, list)) or len(h0) != 2):
+            raise TypeError("h0 of an LSTM model is a tuple (h, c), as return_state gives it")
+        hx = []
+        for name, value in zip(("h0", "c0"), states):
+            a = V.as_array(name, value)
+            V.check_shape(name, a, (m, n_h), "(m, hidden_size)")
+            hx.append(a[None])
+        return x, (tuple(hx) if self.cell == "lstm" else hx[0]), m, n_steps
+
+    def _gated_forward(self, X, h0):
+        """``(logits (m, T, n_y), states (m, T, n_h), final state, m, T)``."""
+        x, hx, m, n_steps = self._gated_inputs(X, h0)
+        H, finals = self._rnn.forward(x, hx)
+        if self.cell == "lstm":
+            state = (finals[0][0].copy(), finals[1][0].copy())
+        else:
+            state = finals[0].copy()
+        p = self.parameters
+        logits = H @ p["Wyh"].T + p["by"][:, 0]
+        return logits, H, state, m, n_steps
+
+    def _gated_loss(self, X, Y, h0):
+        logits, H, state, m, n_steps = self._gated_forward(X, h0)
+        labels = V.check_labels(Y, (m, n_steps), self.output_size, name="Y")
+        rows = logits.reshape(m * n_steps, -1).astype(np.float64)
+        top = rows.max(axis=1, keepdims=True)
+        e = np.exp(rows - top)
+        total = e.sum(axis=1, keepdims=True)
+        picked = rows[np.arange(m * n_steps), labels]
+        loss = float(np.mean(np.log(total[:, 0]) + top[:, 0] - picked))
+        d_logits = e / total
+        d_logits[np.arange(m * n_steps), labels] -= 1
+        d_logits = (d_logits / (m * n_steps)).astype(self.dtype)
+        H_rows = H.reshape(m * n_steps, -1)
+        p = self.parameters
+        grads = {"dWyh": d_logits.T @ H_rows, "dby": d_logits.sum(axis=0)[:, None]}
+        g = self._rnn.backward((d_logits @ p["Wyh"]).reshape(m, n_steps, -1))
+        grads.update({"d" + name: g[name] for name in self._rnn._params})
+        grads["dh0"] = g["hx"][0]
+        if self.cell == "lstm":
+            grads["dc0"] = g["cx"][0]
+        if not (np.asarray(X).dtype.kind in "iu" and np.ndim(X) == 2):
+            grads["dx"] = g["input"]
+        return loss, grads, state
+
+    # -- the public passes -------------------------------------------------------
+
     def forward(self, X, h0=None, *, return_state=False):
         """Logits ``(m, T, output_size)`` for batch-first ``X``.
 
         With ``return_state=True`` also returns the last hidden state
-        ``(m, hidden_size)``, to carry into the next chunk of a sequence.
+        ``(m, hidden_size)`` (a tuple ``(h, c)`` for the LSTM), to carry into
+        the next chunk of a sequence.
         """
+        if self._rnn is not None:
+            logits, _, state, _, _ = self._gated_forward(X, h0)
+            return (logits, state) if return_state else logits
         model = self._kernel_model(X, h0)
         H, logits = model.run_forward(softmax=False)
         return (logits, H[:, -1, :].copy()) if return_state else logits
@@ -180,11 +301,15 @@ class RNNModel:
     def loss_and_grads(self, X, Y, h0=None, *, return_state=False):
         """Mean softmax cross-entropy against ``Y (m, T)`` and its gradients.
 
-        Returns ``(loss, grads)`` with ``grads`` keyed ``dWhx, dWhh, dWyh,
-        dbh, dby`` (shaped like the parameters), ``dh0 (m, hidden_size)`` and,
-        for float inputs, ``dx (m, T, input_size)``; with ``return_state=True``
-        also the last hidden state.
+        Returns ``(loss, grads)`` with ``grads`` keyed ``"d" + name`` for
+        every parameter (``dWhx, dWhh, dWyh, dbh, dby`` for ``"rnn"``),
+        ``dh0 (m, hidden_size)`` (and ``dc0`` for the LSTM) and, for float
+        inputs, ``dx (m, T, input_size)``; with ``return_state=True`` also the
+        last hidden state.
         """
+        if self._rnn is not None:
+            loss, grads, state = self._gated_loss(X, Y, h0)
+            return (loss, grads, state) if return_state else (loss, grads)
         model = self._kernel_model(X, h0)
         labels = V.check_labels(Y, (model.m, model.n_steps), self.output_size, name="Y")
         loss, H, dx, dh0, dw_hx, dw_hh, db_h, dw_yh, db_y = model.run_loss(labels)
@@ -226,7 +351,7 @@ class RNNModel:
         path = os.fspath(path)
         if not isinstance(self.metadata, dict):
             raise TypeError(f"metadata must be a dict; got {type(self.metadata).__name__}")
-        meta = json.dumps({"format": _FORMAT, "dtype": self.dtype.name,
+        meta = json.dumps({"format": _FORMAT, "dtype": self.dtype.name, "cell": self.cell,
                            "metadata": self.metadata})
         target = os.path.realpath(path)           # write through a symlink, keep the link
         try:
@@ -284,16 +409,19 @@ class RNNModel:
                 f.seek(0)
                 with np.load(f, allow_pickle=False) as data:
                     meta = json.loads(str(data["__meta__"]))
-                    arrays = {k: data[k] for k in ("Whx", "Whh", "Wyh", "bh", "by")}
-            if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
-                raise ValueError("no rnnfast.RNNModel header")
+                    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+                        raise ValueError("no rnnfast.RNNModel header")
+                    cell = meta.get("cell", "rnn")        # files before cells were "rnn"
+                    if cell not in CELLS:
+                        raise ValueError(f"unknown cell {cell!r}")
+                    arrays = {k: data[k] for k in _parameter_names(cell)}
             dtype = meta.get("dtype")
             if dtype not in ("float32", "float64"):
                 raise ValueError(f"unknown dtype {dtype!r}")
             metadata = meta.get("metadata", {})
             if not isinstance(metadata, dict):
                 raise ValueError("metadata is not a dict")
-            model = cls._from_arrays(arrays, dtype, str(path))
+            model = cls._from_arrays(arrays, dtype, str(path), cell)
         except (FileNotFoundError, IsADirectoryError, PermissionError):
             raise
         except _NotAnArchive:
@@ -309,13 +437,14 @@ class RNNModel:
         return model
 
     @classmethod
-    def _from_arrays(cls, arrays, dtype, source):
+    def _from_arrays(cls, arrays, dtype, source, cell="rnn"):
+        w_in = "Whx" if cell == "rnn" else "weight_ih_l0"
         try:
-            n_h, n_x = arrays["Whx"].shape
-            n_y = arrays["Wyh"].shape[0]
-        except (ValueError, AttributeError):
-            raise ValueError(f"{source}: Whx and Wyh must be 2-D") from None
-        model = cls(n_x, n_h, n_y, dtype=dtype)
+            n_x = arrays[w_in].shape[1]
+            n_y, n_h = arrays["Wyh"].shape
+        except (ValueError, AttributeError, IndexError):
+            raise ValueError(f"{source}: {w_in} and Wyh must be 2-D") from None
+        model = cls(n_x, n_h, n_y, cell=cell, dtype=dtype)
         for name, current in model.parameters.items():
             a = np.asarray(arrays[name])
             if a.shape != current.shape:
@@ -337,9 +466,11 @@ class RNNModel:
         """
         import torch
 
+        if isinstance(rnn, (torch.nn.LSTM, torch.nn.GRU)):
+            return cls._from_torch_gated(rnn, linear)
         if not isinstance(rnn, torch.nn.RNN):
-            raise TypeError("rnn must be a torch.nn.RNN (one layer, unidirectional, tanh); "
-                            f"got {_type_name(rnn)}")
+            raise TypeError("rnn must be a torch.nn.RNN (one layer, unidirectional, tanh), "
+                            f"nn.LSTM or nn.GRU; got {_type_name(rnn)}")
         if not isinstance(linear, torch.nn.Linear):
             raise TypeError(f"linear must be a torch.nn.Linear; got {_type_name(linear)}")
         if rnn.num_layers != 1 or rnn.bidirectional or rnn.nonlinearity != "tanh":
@@ -368,15 +499,55 @@ class RNNModel:
                   "Wyh": arr(linear.weight), "bh": bh[:, None], "by": by[:, None]}
         return cls._from_arrays(arrays, dtype, "torch modules")
 
+    @classmethod
+    def _from_torch_gated(cls, rnn, linear):
+        """:meth:`from_torch` for a one-layer, unidirectional ``nn.LSTM`` / ``nn.GRU``."""
+        import torch
+
+        if not isinstance(linear, torch.nn.Linear):
+            raise TypeError(f"linear must be a torch.nn.Linear; got {_type_name(linear)}")
+        kind = type(rnn).__name__
+        if (rnn.num_layers != 1 or rnn.bidirectional or not rnn.bias
+                or getattr(rnn, "proj_size", 0)):
+            raise ValueError(f"from_torch needs a one-layer, unidirectional nn.{kind} with "
+                             f"biases and no projection; got num_layers={rnn.num_layers}, "
+                             f"bidirectional={rnn.bidirectional}, bias={rnn.bias}")
+        if linear.in_features != rnn.hidden_size:
+            raise ValueError(f"linear.in_features = {linear.in_features} does not match "
+                             f"rnn.hidden_size = {rnn.hidden_size}")
+        dtype = {torch.float32: "float32", torch.float64: "float64"}.get(rnn.weight_ih_l0.dtype)
+        if dtype is None:
+            raise TypeError(f"unsupported torch dtype: rnn's weights are "
+                            f"{rnn.weight_ih_l0.dtype}; expected torch.float32 or "
+                            "torch.float64")
+        arrays = {name: t.detach().cpu().numpy() for name, t in rnn.state_dict().items()}
+        arrays["Wyh"] = linear.weight.detach().cpu().numpy()
+        by = (linear.bias.detach().cpu().numpy() if linear.bias is not None
+              else np.zeros(linear.out_features))
+        arrays["by"] = by[:, None]
+        return cls._from_arrays(arrays, dtype, "torch modules", kind.lower())
+
     def to_torch(self):
         """``(torch.nn.RNN(batch_first=True), torch.nn.Linear)`` with these weights.
 
-        ``bias_ih_l0`` gets ``bh`` and ``bias_hh_l0`` zeros.
+        ``bias_ih_l0`` gets ``bh`` and ``bias_hh_l0`` zeros.  For an LSTM or
+        GRU model, an ``nn.LSTM`` / ``nn.GRU`` (``batch_first=True``) with its
+        ``state_dict``.
         """
         import torch
 
         tdtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
         dt = tdtype[self.dtype]
+        if self._rnn is not None:
+            rnn = getattr(torch.nn, self._rnn.mode)(self.input_size, self.hidden_size,
+                                                    batch_first=True, dtype=dt)
+            rnn.load_state_dict({k: torch.from_numpy(v.copy())
+                                 for k, v in self._rnn.named_parameters()})
+            linear = torch.nn.Linear(self.hidden_size, self.output_size, dtype=dt)
+            with torch.no_grad():
+                linear.weight.copy_(torch.from_numpy(self.parameters["Wyh"]))
+                linear.bias.copy_(torch.from_numpy(self.parameters["by"][:, 0].copy()))
+            return rnn, linear
         rnn = torch.nn.RNN(self.input_size, self.hidden_size, batch_first=True, dtype=dt)
         linear = torch.nn.Linear(self.hidden_size, self.output_size, dtype=dt)
         p = self.parameters

@@ -50,6 +50,33 @@ def test_train_save_and_sample(tmp_path, capsys):
     assert set(sample) <= set(TEXT)
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_train_and_sample_with_a_gated_cell(cell, tmp_path, capsys):
+    text = tmp_path / "text.txt"
+    text.write_text(TEXT, encoding="utf-8")
+    model_path = tmp_path / "model.npz"
+    assert main(["train", str(text), "--cell", cell, "--hidden", "32", "--steps", "150",
+                 "--lr", "0.01", "--save", str(model_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"{cell} cell" in out
+    final = float(out.split("final smoothed loss ")[1].split()[0])
+    assert final < np.log(len(set(TEXT))) * 0.6
+    model = RNNModel.load(model_path)
+    assert model.cell == cell and "weight_hh_l0" in model.parameters
+    assert main(["sample", str(model_path), "--length", "30", "--seed", "1",
+                 "--prime", "the "]) == 0
+    sample = capsys.readouterr().out.rstrip("\n")
+    assert sample.startswith("the ") and len(sample) == 34 and set(sample) <= set(TEXT)
+
+
+def test_train_refuses_an_unknown_cell(tmp_path, capsys):
+    text = tmp_path / "text.txt"
+    text.write_text(TEXT, encoding="utf-8")
+    with pytest.raises(SystemExit):
+        main(["train", str(text), "--cell", "transformer"])
+    assert "invalid choice: 'transformer'" in capsys.readouterr().err
+
+
 def test_training_reduces_the_loss(tmp_path, capsys):
     text = tmp_path / "text.txt"
     text.write_text(TEXT, encoding="utf-8")

@@ -218,12 +218,19 @@ def test_apple_training_learns_without_torch(dtype):
 def test_from_torch_names_the_expected_and_the_given_types():
     torch = pytest.importorskip("torch")
     linear = torch.nn.Linear(6, 3)
-    for rnn, got in ((torch.nn.LSTM(4, 6), "torch.nn.LSTM"), (torch.nn.GRU(4, 6), "torch.nn.GRU"),
+    for rnn, got in ((torch.nn.Conv1d(4, 6, 1), "torch.nn.Conv1d"),
                      (rnnfast.RNN(4, 6), "rnnfast.RNN"), (None, "NoneType")):
         with pytest.raises(TypeError) as info:
             RNNModel.from_torch(rnn, linear)
         assert str(info.value) == ("rnn must be a torch.nn.RNN (one layer, unidirectional, "
-                                   f"tanh); got {got}")
+                                   f"tanh), nn.LSTM or nn.GRU; got {got}")
+    for wrong in (torch.nn.LSTM(4, 6, num_layers=2), torch.nn.GRU(4, 6, bidirectional=True),
+                  torch.nn.LSTM(4, 6, proj_size=2), torch.nn.GRU(4, 6, bias=False)):
+        with pytest.raises(ValueError, match="one-layer, unidirectional nn.(LSTM|GRU) with "
+                                             "biases and no projection"):
+            RNNModel.from_torch(wrong, linear)
+    with pytest.raises(TypeError, match="linear must be a torch.nn.Linear; got str"):
+        RNNModel.from_torch(torch.nn.LSTM(4, 6), "linear")
     rnn = torch.nn.RNN(4, 6)
     for bad, got in ((torch.nn.Bilinear(6, 6, 3), "torch.nn.Bilinear"),
                      (torch.nn.RNN(6, 3), "torch.nn.RNN"), ("linear", "str")):
@@ -336,3 +343,24 @@ def test_load_lets_os_errors_through(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "open", open_)
     with pytest.raises(PermissionError):
         RNNModel.load(locked)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_gated_models_round_trip_through_torch_and_files(cell, tmp_path):
+    torch = pytest.importorskip("torch")
+    model = RNNModel(5, 7, 4, cell=cell, dtype=np.float64, seed=1)
+    rnn, linear = model.to_torch()
+    assert isinstance(rnn, torch.nn.LSTM if cell == "lstm" else torch.nn.GRU)
+    X = np.random.default_rng(0).standard_normal((3, 6, 5))
+    with torch.no_grad():
+        out, _ = rnn(torch.tensor(X))
+        expected = linear(out).numpy()
+    np.testing.assert_allclose(model.forward(X), expected, rtol=1e-12, atol=1e-14)
+    back = RNNModel.from_torch(rnn, linear)
+    assert back.cell == cell and back.dtype == np.float64
+    for name, a in model.parameters.items():
+        np.testing.assert_array_equal(back.parameters[name], a)
+    model.save(tmp_path / "m.npz")
+    loaded = RNNModel.load(tmp_path / "m.npz")
+    assert loaded.cell == cell
+    np.testing.assert_array_equal(loaded.forward(X), model.forward(X))
