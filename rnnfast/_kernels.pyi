@@ -40,6 +40,24 @@ def layer_backward(x: Floats, h0: Floats, h: Floats, dh: Floats, grad_h_n: Float
                    reverse: bool, activation: int, own_products: bool
                    ) -> tuple[Floats, Floats, Floats, Floats, Floats]: ...
 
+def lstm_layer_forward(x: Floats, h0: Floats, c0: Floats, w_ih: Floats, w_hh: Floats,
+                       bias: Floats | None, w_hr: Floats | None,
+                       lengths: npt.NDArray[np.intp] | None, reverse: bool
+                       ) -> tuple[Floats, Floats, Floats]: ...
+def lstm_layer_backward(x: Floats, h0: Floats, c0: Floats, h: Floats, c: Floats, gates: Floats,
+                        dh: Floats, grad_h_n: Floats, grad_c_n: Floats, w_ih: Floats,
+                        w_hh: Floats, w_hr: Floats | None,
+                        lengths: npt.NDArray[np.intp] | None, reverse: bool
+                        ) -> tuple[Floats, Floats, Floats, Floats, Floats, Floats,
+                                   Floats | None]: ...
+def gru_layer_forward(x: Floats, h0: Floats, w_ih: Floats, w_hh: Floats, b_ih: Floats | None,
+                      b_hh: Floats | None, lengths: npt.NDArray[np.intp] | None,
+                      reverse: bool) -> tuple[Floats, Floats, Floats]: ...
+def gru_layer_backward(x: Floats, h0: Floats, h: Floats, gates: Floats, hn: Floats, dh: Floats,
+                       grad_h_n: Floats, w_ih: Floats, w_hh: Floats,
+                       lengths: npt.NDArray[np.intp] | None, reverse: bool
+                       ) -> tuple[Floats, Floats, Floats, Floats, Floats, Floats]: ...
+
 OWN_PRODUCTS_MAX_HIDDEN: int
 def use_own_products(n_batch: int, n_hidden: int) -> bool: ...
 

@@ -195,6 +195,47 @@ def _(original, self, input, hx=None, lengths=None):
     return output, h_n
 
 
+@mutant("LSTM.backward.params", "rnnfast.LSTM.backward")
+def _(original, self, *args, **kwargs):
+    """LSTM.backward: every weight_*/bias_* gradient."""
+    grads = original(self, *args, **kwargs)
+    return bump_entries(grads, [name for name, _ in self.named_parameters()])
+
+
+@mutant("LSTM.backward.input-hx-cx", "rnnfast.LSTM.backward")
+def _(original, self, *args, **kwargs):
+    """LSTM.backward: the "input", "hx" and "cx" gradients."""
+    return bump_entries(original(self, *args, **kwargs), ["input", "hx", "cx"])
+
+
+@mutant("LSTM.forward.c_n", "rnnfast.LSTM.forward")
+def _(original, self, input, hx=None, lengths=None):
+    """LSTM.forward: the final cell state c_n."""
+    output, (h_n, c_n) = original(self, input, hx, lengths)
+    return output, (h_n, bumped(c_n))
+
+
+@mutant("LSTM.forward.projected", "rnnfast.LSTM.forward")
+def _(original, self, input, hx=None, lengths=None):
+    """LSTM.forward: the output of modules with a projection only."""
+    output, finals = original(self, input, hx, lengths)
+    return (bumped(output) if self.proj_size else output), finals
+
+
+@mutant("GRU.backward.params", "rnnfast.GRU.backward")
+def _(original, self, *args, **kwargs):
+    """GRU.backward: every weight_*/bias_* gradient."""
+    grads = original(self, *args, **kwargs)
+    return bump_entries(grads, [name for name, _ in self.named_parameters()])
+
+
+@mutant("GRU.forward", "rnnfast.GRU.forward")
+def _(original, self, input, hx=None, lengths=None):
+    """GRU.forward: the output."""
+    output, h_n = original(self, input, hx, lengths)
+    return bumped(output), h_n
+
+
 @mutant("rnn_loss.loss", "rnnfast.rnn_loss")
 def _(original, x, h0, y, parameters):
     """rnn_loss: the loss value."""
