@@ -1,5 +1,6 @@
 # Row-major BLAS shim over NumPy's own BLAS where it can be bound (see
-# _blas_numpy.h), else scipy.linalg.cython_blas.
+# _blas_numpy.h), else scipy.linalg.cython_blas; inside rnnfast.torch's
+# operators, torch's own BLAS (thread-local switch, see _blas_numpy.h).
 #
 # Every matrix in rnnfast is C-ordered, so these helpers take row-major
 # arguments and hand BLAS (column-major) the transposed problem:
@@ -26,6 +27,28 @@ cdef extern from "_blas_numpy.h" nogil:
                                   const float *, const float *, const int64_t *,
                                   const float *, const int64_t *, const float *, float *,
                                   const int64_t *)
+    ctypedef void (*rf_dgemm32_t)(const char *, const char *, const int *, const int *,
+                                  const int *, const double *, const double *, const int *,
+                                  const double *, const int *, const double *, double *,
+                                  const int *)
+    ctypedef void (*rf_sgemm32_t)(const char *, const char *, const int *, const int *,
+                                  const int *, const float *, const float *, const int *,
+                                  const float *, const int *, const float *, float *,
+                                  const int *)
+    ctypedef void (*rf_dgemv32_t)(const char *, const int *, const int *, const double *,
+                                  const double *, const int *, const double *, const int *,
+                                  const double *, double *, const int *)
+    ctypedef void (*rf_sgemv32_t)(const char *, const int *, const int *, const float *,
+                                  const float *, const int *, const float *, const int *,
+                                  const float *, float *, const int *)
+    rf_dgemm32_t rf_t_dgemm
+    rf_sgemm32_t rf_t_sgemm
+    rf_dgemv32_t rf_t_dgemv
+    rf_sgemv32_t rf_t_sgemv
+    int rf_t_active
+    int rf_blas_bind_torch(const char *path)
+    void rf_blas_use_torch(int on)
+    int rf_blas_torch_active()
     rf_dgemm64_t rf_np_dgemm
     rf_sgemm64_t rf_np_sgemm
     rf_dgemv64_t rf_np_dgemv
@@ -63,7 +86,15 @@ cdef inline void gemm(char trans_a, char trans_b, int n_rows, int n_cols, int n_
         return
     cdef int64_t m64 = n_cols, n64 = n_rows, k64 = n_inner, lda64 = lda, ldb64 = ldb
     cdef int64_t ldc64 = ldc
-    if rf_np_blas_enabled and rf_np_dgemm != NULL:
+    if rf_t_active:
+        # torch's BLAS, inside an rnnfast.torch operator: torch's thread pool
+        if floating is float:
+            rf_t_sgemm(&trans_b, &trans_a, &n_cols, &n_rows, &n_inner, &alpha, b, &ldb, a, &lda,
+                       &beta, c, &ldc)
+        else:
+            rf_t_dgemm(&trans_b, &trans_a, &n_cols, &n_rows, &n_inner, &alpha, b, &ldb, a, &lda,
+                       &beta, c, &ldc)
+    elif rf_np_blas_enabled and rf_np_dgemm != NULL:
         # NumPy's own OpenBLAS (64-bit integers): one thread pool with NumPy's matmul
         if floating is float:
             rf_np_sgemm(&trans_b, &trans_a, &m64, &n64, &k64, &alpha, b, &ldb64, a, &lda64,
@@ -86,6 +117,12 @@ cdef inline void gemv(char trans_a, int n_rows, int n_cols, floating alpha,
     # Row-major A is column-major A^T: flip the transpose flag.
     cdef char flipped = c'T' if trans_a == c'N' else c'N'
     cdef int64_t m64 = n_cols, n64 = n_rows, lda64 = lda, incx64 = incx, incy64 = incy
+    if rf_t_active:
+        if floating is float:
+            rf_t_sgemv(&flipped, &n_cols, &n_rows, &alpha, a, &lda, x, &incx, &beta, y, &incy)
+        else:
+            rf_t_dgemv(&flipped, &n_cols, &n_rows, &alpha, a, &lda, x, &incx, &beta, y, &incy)
+        return
     if rf_np_blas_enabled and rf_np_dgemv != NULL:
         if floating is float:
             rf_np_sgemv(&flipped, &m64, &n64, &alpha, a, &lda64, x, &incx64, &beta, y, &incy64)

@@ -65,6 +65,65 @@ static int rf_blas_bind(const char *path)
 static int rf_blas_bind(const char *path) { (void)path; return 0; }
 #endif
 
+/* torch's BLAS (MKL inside libtorch_cpu on x86 wheels, with 32-bit integers and
+ * the Fortran names dgemm_, ...) runs on torch's OpenMP thread pool.  The
+ * rnnfast.torch operators call it, for the calling thread only, so that a torch
+ * training step has one thread pool instead of torch's and OpenBLAS's fighting
+ * over the cores (measured: 5-40x slower steps at small sizes otherwise). */
+typedef void (*rf_dgemm32_t)(const char *, const char *, const int *, const int *, const int *,
+                             const double *, const double *, const int *, const double *,
+                             const int *, const double *, double *, const int *);
+typedef void (*rf_sgemm32_t)(const char *, const char *, const int *, const int *, const int *,
+                             const float *, const float *, const int *, const float *,
+                             const int *, const float *, float *, const int *);
+typedef void (*rf_dgemv32_t)(const char *, const int *, const int *, const double *,
+                             const double *, const int *, const double *, const int *,
+                             const double *, double *, const int *);
+typedef void (*rf_sgemv32_t)(const char *, const int *, const int *, const float *,
+                             const float *, const int *, const float *, const int *,
+                             const float *, float *, const int *);
+static rf_dgemm32_t rf_t_dgemm = 0;
+static rf_sgemm32_t rf_t_sgemm = 0;
+static rf_dgemv32_t rf_t_dgemv = 0;
+static rf_sgemv32_t rf_t_sgemv = 0;
+#if defined(_MSC_VER)
+#define RF_THREAD_LOCAL __declspec(thread)
+#else
+#define RF_THREAD_LOCAL __thread
+#endif
+/* 1 while this thread runs an rnnfast.torch operator with torch's BLAS bound */
+static RF_THREAD_LOCAL int rf_t_active = 0;
+
+#if defined(__unix__) || defined(__APPLE__)
+/* Bind dgemm_, sgemm_, dgemv_, sgemv_ of the already-loaded library `path`; 1 on success. */
+static int rf_blas_bind_torch(const char *path)
+{
+    void *handle = dlopen(path, RTLD_LAZY | RTLD_NOLOAD);
+    void *d, *s, *dv, *sv;
+    if (!handle)
+        return 0;
+    d = dlsym(handle, "dgemm_");
+    s = dlsym(handle, "sgemm_");
+    dv = dlsym(handle, "dgemv_");
+    sv = dlsym(handle, "sgemv_");
+    if (!d || !s || !dv || !sv) {
+        dlclose(handle);
+        return 0;
+    }
+    rf_t_dgemm = (rf_dgemm32_t)d;
+    rf_t_sgemm = (rf_sgemm32_t)s;
+    rf_t_dgemv = (rf_dgemv32_t)dv;
+    rf_t_sgemv = (rf_sgemv32_t)sv;
+    return 1;
+}
+#else
+static int rf_blas_bind_torch(const char *path) { (void)path; return 0; }
+#endif
+
+/* this thread calls torch's BLAS (when bound) until told otherwise */
+static void rf_blas_use_torch(int on) { rf_t_active = on && rf_t_dgemm != 0; }
+static int rf_blas_torch_active(void) { return rf_t_active; }
+
 /* 1 when NumPy's BLAS is bound and in use */
 static int rf_blas_numpy_active(void) { return rf_np_blas_enabled && rf_np_dgemm != 0; }
 static void rf_blas_enable_numpy(int on) { rf_np_blas_enabled = on; }

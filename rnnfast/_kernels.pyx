@@ -46,7 +46,8 @@ cimport numpy as cnp
 from cython cimport floating
 from libc.math cimport tanh, tanhf
 
-from rnnfast._blas cimport gemm, gemv, rf_blas_bind, rf_blas_enable_numpy, rf_blas_numpy_active
+from rnnfast._blas cimport (gemm, gemv, rf_blas_bind, rf_blas_bind_torch, rf_blas_enable_numpy,
+                            rf_blas_numpy_active, rf_blas_torch_active, rf_blas_use_torch)
 
 cnp.import_array()
 
@@ -86,6 +87,28 @@ def blas_in_use():
 def _use_numpy_blas(bint enabled):
     """Tests only: switch between NumPy's BLAS (when bound) and SciPy's."""
     rf_blas_enable_numpy(enabled)
+
+
+def _bind_torch_blas(path):
+    """Bind torch's BLAS (``dgemm_``, ... of the loaded library ``path``); True on success.
+
+    Called by ``rnnfast.torch`` at import; ``RNNFAST_BLAS=numpy`` or ``scipy``
+    in the environment keeps the kernels off torch's BLAS.
+    """
+    import os
+    if os.environ.get("RNNFAST_BLAS", "").lower() in ("numpy", "scipy"):
+        return False
+    return bool(rf_blas_bind_torch(os.fsencode(path)))
+
+
+def _use_torch_blas(bint on):
+    """Make this thread's kernel calls use torch's BLAS (when bound) or not."""
+    rf_blas_use_torch(on)
+
+
+def _torch_blas_active():
+    """Whether this thread's kernel calls use torch's BLAS now."""
+    return bool(rf_blas_torch_active())
 
 # Forms of the input x (see the top of this file).
 cpdef enum:
@@ -814,6 +837,22 @@ cdef inline void _column_sums(const floating *a, Py_ssize_t n_rows, Py_ssize_t n
             out[j] += a[r * n + j]
 
 
+cdef inline void _rows_times(const floating *v, int ld_v, const floating *w, bint transposed,
+                             floating *out, int ld_out, floating beta, int n_rows, int n_k,
+                             int n_j) noexcept nogil:
+    """out (n_rows, n_j) = V W^T (``transposed``, W is (n_j, n_k)) or V W (W is (n_k, n_j)),
+    plus ``beta`` out; one row (a single sequence) goes through gemv."""
+    if n_rows == 1:
+        if transposed:
+            gemv(c'N', n_j, n_k, 1, w, n_k, v, 1, beta, out, 1)
+        else:
+            gemv(c'T', n_k, n_j, 1, w, n_j, v, 1, beta, out, 1)
+    elif transposed:
+        gemm(c'N', c'T', n_rows, n_j, n_k, 1, v, ld_v, w, n_k, beta, out, ld_out)
+    else:
+        gemm(c'N', c'N', n_rows, n_j, n_k, 1, v, ld_v, w, n_j, beta, out, ld_out)
+
+
 cdef inline bint _padded(const Py_ssize_t *lengths, Py_ssize_t i, Py_ssize_t t) noexcept nogil:
     return lengths != NULL and t >= lengths[i]
 
@@ -845,7 +884,7 @@ cdef void _lstm_forward(const floating *x, const floating *h0, const floating *c
         else:
             h_prev, ld_hp, c_prev, ld_cp = h + tp * P, ld_h, c + tp * H, ld_c
         # A_t += H_prev W_hh^T             (m, 4H) = (m, P) (P, 4H)
-        gemm(c'N', c'T', n_batch, G, P, 1, h_prev, ld_hp, w_hh, P, 1, gates + t * G, ld_g)
+        _rows_times(h_prev, ld_hp, w_hh, True, gates + t * G, ld_g, 1, n_batch, P, G)
         for i in range(n_batch):
             if _padded(lengths, i, t):
                 _copy_row(c + i * ld_c + t * H, c_prev + i * ld_cp, H)
@@ -862,7 +901,7 @@ cdef void _lstm_forward(const floating *x, const floating *h0, const floating *c
                                c + i * ld_c + t * H, out, H)
         if w_hr != NULL:
             # H_t = M W_hr^T               (m, P) = (m, H) (H, P)
-            gemm(c'N', c'T', n_batch, P, H, 1, m_buf, H, w_hr, H, 0, h + t * P, ld_h)
+            _rows_times(m_buf, H, w_hr, True, h + t * P, ld_h, 0, n_batch, H, P)
         if lengths != NULL:
             for i in range(n_batch):
                 if t >= lengths[i]:
@@ -910,7 +949,7 @@ cdef void _lstm_backward(const floating *x, const floating *h0, const floating *
                 dh_t[i * ld_h + j] += grad_h[i * P + j]
         if w_hr != NULL:
             # dM = dH_t W_hr               (m, H) = (m, P) (P, H)
-            gemm(c'N', c'N', n_batch, H, P, 1, dh_t, ld_h, w_hr, H, 0, dm, H)
+            _rows_times(dh_t, ld_h, w_hr, False, dm, H, 0, n_batch, P, H)
         for i in range(n_batch):
             if _padded(lengths, i, t):
                 _zero_row(da + i * ld_g + t * G, G)
@@ -925,7 +964,7 @@ cdef void _lstm_backward(const floating *x, const floating *h0, const floating *
                 rf_lstm_cell_grad_d(a_row, c + i * ld_c + t * H, c_prev + i * ld_cp, dm_row,
                                     grad_c + i * H, da + i * ld_g + t * G, H)
         # G_h = dA_t W_hh                  (m, P) = (m, 4H) (4H, P)
-        gemm(c'N', c'N', n_batch, P, G, 1, da + t * G, ld_g, w_hh, P, 0, grad_h, P)
+        _rows_times(da + t * G, ld_g, w_hh, False, grad_h, P, 0, n_batch, G, P)
         if lengths != NULL:
             for i in range(n_batch):
                 if t >= lengths[i]:
@@ -984,7 +1023,7 @@ cdef void _gru_forward(const floating *x, const floating *h0, const floating *w_
         else:
             h_prev, ld_hp = h + tp * H, ld_h
         # GH = H_prev W_hh^T               (m, 3H) = (m, H) (H, 3H)
-        gemm(c'N', c'T', n_batch, G, H, 1, h_prev, ld_hp, w_hh, H, 0, gh, G)
+        _rows_times(h_prev, ld_hp, w_hh, True, gh, G, 0, n_batch, H, G)
         for i in range(n_batch):
             if _padded(lengths, i, t):
                 _copy_row(h + i * ld_h + t * H, h_prev + i * ld_hp, H)
@@ -1040,7 +1079,7 @@ cdef void _gru_backward(const floating *x, const floating *h0, const floating *h
                                    dgh + i * ld_g + t * G, H)
         # G = direct + dGH_t W_hh          (m, H) = (m, 3H) (3H, H)
         _copy_rows(grad, direct, n_batch * H)
-        gemm(c'N', c'N', n_batch, H, G, 1, dgh + t * G, ld_g, w_hh, H, 1, grad, H)
+        _rows_times(dgh + t * G, ld_g, w_hh, False, grad, H, 1, n_batch, G, H)
     gemm(c'T', c'N', G, n_input, n_rows, 1, dgi, G, x, n_input, 0, dw_ih, n_input)
     gemm(c'N', c'N', n_rows, n_input, G, 1, dgi, G, w_ih, n_input, 0, dx, n_input)
     _column_sums(dgi, n_rows, G, db_ih)

@@ -10,11 +10,21 @@ from rnnfast import _kernels
 from conftest import RTOL
 
 
-@pytest.fixture(autouse=True, params=["numpy", "scipy"])
+@pytest.fixture(autouse=True, params=["numpy", "scipy", "torch"])
 def blas(request):
-    """Each test on NumPy's own BLAS (when the kernels could bind it) and on SciPy's."""
+    """Each test on NumPy's own BLAS (when the kernels could bind it), on SciPy's, and on
+    torch's (the one rnnfast.torch's operators use, when torch is installed)."""
     if request.param == "numpy" and _kernels.NUMPY_BLAS is None:
         pytest.skip("NumPy's BLAS is not bound here (another BLAS, or RNNFAST_BLAS=scipy)")
+    if request.param == "torch":
+        plugin = pytest.importorskip("rnnfast.torch")
+        if plugin.TORCH_BLAS is None:
+            pytest.skip("torch's BLAS is not bound here")
+        _kernels._use_torch_blas(True)
+        assert _kernels._torch_blas_active()
+        yield request.param
+        _kernels._use_torch_blas(False)
+        return
     _kernels._use_numpy_blas(request.param == "numpy")
     assert _kernels.blas_in_use() == request.param
     yield request.param
