@@ -418,11 +418,10 @@ class RNNBase:
             expected = ((n_states, n_batch, widths[name]) if batched
                         else (n_states, widths[name]))
             if a.shape != expected:
-                raise ValueError(f"{what} has shape {a.shape}; expected {expected} "
-                                 + ("(num_layers * num_directions, N, "
-                                    f"{'proj_size' if name == 'h' and self.proj_size else 'hidden_size'})"
-                                    if batched else
-                                    "(num_layers * num_directions, width) for unbatched input"))
+                width = "proj_size" if name == "h" and self.proj_size else "hidden_size"
+                layout = (f"(num_layers * num_directions, N, {width})" if batched else
+                          f"(num_layers * num_directions, {width}) for unbatched input")
+                raise ValueError(f"{what} has shape {a.shape}; expected {expected} {layout}")
             states.append(np.array(a if batched else a[:, None], dtype=self.dtype, order="C"))
         return states
 
