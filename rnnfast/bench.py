@@ -91,9 +91,11 @@ class ModuleShape:
     length: int
     cell: str = "RNN"
     targets: tuple = (1.5, 1.5)
+    plugin: bool = False          # rnnfast.torch's module inside a torch training step
 
     def __str__(self):
-        return (f"{self.cell}, in {self.input_size}, H {self.hidden_size}, {self.num_layers} "
+        name = f"rnnfast.torch.{self.cell}" if self.plugin else self.cell
+        return (f"{name}, in {self.input_size}, H {self.hidden_size}, {self.num_layers} "
                 f"layer{'s' if self.num_layers > 1 else ''}{', bi' if self.bidirectional else ''}"
                 f", N {self.batch}, L {self.length}")
 
@@ -110,6 +112,12 @@ MODULE_SHAPES = {
     "gru-small-batch": ModuleShape(32, 64, 1, False, 16, 50, "GRU", (4, 4)),
     "gru-1layer": ModuleShape(128, 256, 1, False, 32, 100, "GRU", (1.5, 1.5)),
     "gru-2layer-bi": ModuleShape(128, 256, 2, True, 32, 100, "GRU", (1.5, 1.5)),
+    # rnnfast.torch.X against torch.nn.X, both inside a torch training step
+    **{f"torch-{cell.lower()}-{case}": ModuleShape(*dims, cell, targets, plugin=True)
+       for cell in ("RNN", "LSTM", "GRU")
+       for case, dims, targets in (("char", (65, 128, 1, False, 1, 100), (5, 5)),
+                                   ("small-batch", (32, 64, 1, False, 16, 50), (3, 3)),
+                                   ("1layer", (128, 256, 1, False, 32, 100), (1.5, 1.5)))},
 }
 
 # Speed-up targets for forward + BPTT: (vs numpy, vs torch) per dtype; None = no target.
@@ -421,8 +429,35 @@ def rnn_module_calls(torch, shape, dtype):
     return run_rnnfast, run_torch
 
 
+def plugin_module_calls(torch, shape, dtype):
+    """``(rnnfast_fn, torch_fn)``: one training step's forward + backward of the same model,
+    with ``rnnfast.torch``'s module and with torch's own."""
+    import rnnfast.torch as rt
+
+    s = shape
+    tdtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[dtype]
+    torch.manual_seed(0)
+    theirs = getattr(torch.nn, s.cell)(s.input_size, s.hidden_size, s.num_layers,
+                                       bidirectional=s.bidirectional, dtype=tdtype)
+    ours = getattr(rt, s.cell)(s.input_size, s.hidden_size, s.num_layers,
+                               bidirectional=s.bidirectional, dtype=tdtype)
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(s.length, s.batch, s.input_size, dtype=tdtype)
+    go = torch.randn(s.length, s.batch, s.hidden_size * (1 + s.bidirectional), dtype=tdtype)
+
+    def step(module):
+        def run():
+            for p in module.parameters():
+                p.grad = None
+            out, _ = module(x)
+            out.backward(go)
+        return run
+    return step(ours), step(theirs)
+
+
 def bench_module_shape(name, shape, dtype, torch, args):
-    fast, slow = rnn_module_calls(torch, shape, dtype)
+    calls = plugin_module_calls if shape.plugin else rnn_module_calls
+    fast, slow = calls(torch, shape, dtype)
     times = time_interleaved({"rnnfast": fast, "torch": slow}, args.samples,
                              args.min_sample_ms / 1000)
     return {"shape": name, "dims": str(shape), "dtype": np.dtype(dtype).name,
@@ -433,7 +468,7 @@ def bench_module_shape(name, shape, dtype, torch, args):
 def print_module_table(results, out=None):
     out = sys.stdout if out is None else out
     for r in results:
-        print(f"{r['shape']:17s} {r['dims']:52s} rnnfast {_fmt_time(r['seconds']['rnnfast']):>10s}"
+        print(f"{r['shape']:22s} {r['dims']:66s} rnnfast {_fmt_time(r['seconds']['rnnfast']):>10s}"
               f"  torch {_fmt_time(r['seconds']['torch']):>10s}  "
               f"{_fmt_ratio(r['vs_torch'], r['target_vs_torch'])}", file=out)
 
