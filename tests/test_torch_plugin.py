@@ -342,3 +342,21 @@ def test_torch_blas_is_used_inside_the_operators_only():
     finally:
         _kernels._use_torch_blas(False)
     assert seen == [False]                                 # the switch is per thread
+
+
+@pytest.mark.parametrize("cls", ["RNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("shape", [(1, 1), (7, 1), (1, 5), (129, 2)],
+                         ids=lambda s: f"L{s[0]}-N{s[1]}")
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+def test_odd_sizes(cls, shape, dtype):
+    L, N = shape
+    theirs, ours = pair(cls, dtype=dtype, num_layers=2, bidirectional=True)
+    x, states = inputs(ours, True, dtype, N=N, L=L)
+    outs_t, grads_t = run(theirs, x, states)
+    outs_o, grads_o = run(ours, x, states)
+    np_dtype = np.float64 if dtype == torch.float64 else np.float32
+    for a, b in zip(outs_o, outs_t):
+        assert_close(a.numpy(), b.numpy().astype(np.float64), np_dtype, "outputs")
+    for key in grads_t:
+        assert_close(grads_o[key].numpy(), grads_t[key].numpy().astype(np.float64), np_dtype,
+                     key)
