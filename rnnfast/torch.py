@@ -52,13 +52,49 @@ def _bind_torch_blas():
 TORCH_BLAS = _bind_torch_blas()
 
 
-def _on_torch_blas(kernel, *args):
-    """``kernel(*args)`` with this thread's products on torch's BLAS."""
+def _mkl_threads_local():
+    """``set(n) -> previous``: MKL's thread-local thread count in torch's library, or None.
+
+    torch's library exports the Fortran entry point (``mkl_set_num_threads_local_``,
+    the argument by reference); the C name is an alias of it there.
+    """
+    if TORCH_BLAS is None:
+        return None
+    import ctypes
+    try:
+        fn = ctypes.CDLL(TORCH_BLAS).mkl_set_num_threads_local_
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes, fn.restype = [ctypes.POINTER(ctypes.c_int)], ctypes.c_int
+
+    def set_threads(n):
+        return fn(ctypes.byref(ctypes.c_int(n)))
+    return set_threads
+
+
+_MKL_THREADS_LOCAL = _mkl_threads_local()
+
+# Per-step products of at most this many multiply-adds run on one thread: at
+# char size (N 1, H 128) forking torch's OpenMP team for every step's product
+# cost more than the product (libgomp took 29% of a training step's samples).
+_SEQUENTIAL_WORK = 1 << 18
+
+
+def _on_torch_blas(step_work, kernel, *args):
+    """``kernel(*args)`` with this thread's products on torch's BLAS.
+
+    ``step_work`` is the multiply-adds of one step's recurrent product; small
+    ones keep MKL on this thread for the whole call.
+    """
+    sequential = _MKL_THREADS_LOCAL is not None and step_work <= _SEQUENTIAL_WORK
+    previous = _MKL_THREADS_LOCAL(1) if sequential else None
     _kernels._use_torch_blas(True)
     try:
         return kernel(*args)
     finally:
         _kernels._use_torch_blas(False)
+        if sequential:
+            _MKL_THREADS_LOCAL(previous)
 
 
 # -- tensors <-> arrays ----------------------------------------------------------
@@ -122,9 +158,10 @@ def rnn_layer(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | 
     bias = (np.zeros(w_hh.shape[0], h0_.dtype) if b_ih is None
             else _np(b_ih) + _np(b_hh))
     lens = _lengths(lengths)
-    states = _on_torch_blas(_kernels.layer_forward, _np(x).reshape(n_batch * n_steps, n_in),
-                            h0_, _np(w_ih), _np(w_hh), bias, lens, reverse, activation,
-                            _functional.use_own_products(n_batch, h0_.shape[1]))
+    states = _on_torch_blas(
+        n_batch * w_hh.shape[0] * w_hh.shape[1], _kernels.layer_forward,
+        _np(x).reshape(n_batch * n_steps, n_in), h0_, _np(w_ih), _np(w_hh), bias, lens, reverse,
+        activation, _functional.use_own_products(n_batch, h0_.shape[1]))
     out, final = _finish(states, lens, reverse)
     return torch.from_numpy(out), torch.from_numpy(final)
 
@@ -146,7 +183,7 @@ def rnn_layer_backward(x: Tensor, h0: Tensor, out: Tensor, h_n: Tensor, d_out: T
     h0_ = _np(h0)
     states = _carried(out, lens, h0_ if reverse else _np(h_n))
     dx, dh0, dw_ih, dw_hh, db = _on_torch_blas(
-        _kernels.layer_backward,
+        n_batch * w_hh.shape[0] * w_hh.shape[1], _kernels.layer_backward,
         _np(x).reshape(n_batch * n_steps, n_in), h0_, states, np.array(_np(d_out), copy=True),
         np.ascontiguousarray(_np(d_h_n)), _np(w_ih), _np(w_hh), lens, reverse, activation,
         _functional.use_own_products(n_batch, h0_.shape[1]))
@@ -201,7 +238,7 @@ def lstm_layer(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,
     bias = None if b_ih is None else _np(b_ih) + _np(b_hh)
     lens = _lengths(lengths)
     states, cells, gates = _on_torch_blas(
-        _kernels.lstm_layer_forward,
+        n_batch * w_hh.shape[0] * w_hh.shape[1], _kernels.lstm_layer_forward,
         _np(x).reshape(n_batch * n_steps, n_in), _np(h0), _np(c0), _np(w_ih), _np(w_hh), bias,
         None if w_hr is None else _np(w_hr), lens, reverse)
     c_n = (cells[:, 0] if reverse else cells[:, -1]).copy()
@@ -229,7 +266,7 @@ def lstm_layer_backward(x: Tensor, h0: Tensor, c0: Tensor, out: Tensor, h_n: Ten
     h0_ = _np(h0)
     states = _carried(out, lens, h0_ if reverse else _np(h_n))
     dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr = _on_torch_blas(
-        _kernels.lstm_layer_backward,
+        n_batch * w_hh.shape[0] * w_hh.shape[1], _kernels.lstm_layer_backward,
         _np(x).reshape(n_batch * n_steps, n_in), h0_, _np(c0), states, _np(cells), _np(gates),
         np.array(_np(d_out), copy=True), np.ascontiguousarray(_np(d_h_n)),
         np.ascontiguousarray(_np(d_c_n)), _np(w_ih), _np(w_hh),
@@ -281,7 +318,7 @@ def gru_layer(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | 
     n_batch, n_steps, n_in = x.shape
     lens = _lengths(lengths)
     states, gates, hn = _on_torch_blas(
-        _kernels.gru_layer_forward,
+        n_batch * w_hh.shape[0] * w_hh.shape[1], _kernels.gru_layer_forward,
         _np(x).reshape(n_batch * n_steps, n_in), _np(h0), _np(w_ih), _np(w_hh),
         None if b_ih is None else _np(b_ih), None if b_hh is None else _np(b_hh), lens, reverse)
     out, h_n = _finish(states, lens, reverse)
@@ -306,7 +343,7 @@ def gru_layer_backward(x: Tensor, h0: Tensor, out: Tensor, h_n: Tensor, gates: T
     h0_ = _np(h0)
     states = _carried(out, lens, h0_ if reverse else _np(h_n))
     dx, dh0, dw_ih, dw_hh, db_ih, db_hh = _on_torch_blas(
-        _kernels.gru_layer_backward,
+        n_batch * w_hh.shape[0] * w_hh.shape[1], _kernels.gru_layer_backward,
         _np(x).reshape(n_batch * n_steps, n_in), h0_, states, _np(gates), _np(hn),
         np.ascontiguousarray(_np(d_out)), np.ascontiguousarray(_np(d_h_n)), _np(w_ih),
         _np(w_hh), lens, reverse)
