@@ -77,9 +77,9 @@ def check_labels(y, shape, n_classes, name="y"):
     return np.ascontiguousarray(y, dtype=np.intp).reshape(-1)
 
 
-def check_number(name, value, below=None):
-    """``value`` as a float: a real number (not bool, not str), finite, ``0 <= value``,
-    and ``value < below`` when ``below`` is given."""
+def check_number(name, value, below=None, finite=True):
+    """``value`` as a float: a real number (not bool, not str), finite (``+inf`` allowed
+    with ``finite=False``), ``0 <= value``, and ``value < below`` when ``below`` is given."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number; got {type(value).__name__} "
                         f"{str(value)[:40]!r}")
@@ -87,7 +87,7 @@ def check_number(name, value, below=None):
         result = float(value)
     except OverflowError:
         result = math.inf
-    if not math.isfinite(result):
+    if math.isnan(result) or (finite and math.isinf(result)):
         raise ValueError(f"{name} must be a finite number; got {str(value)[:40]}")
     if result < 0 or (below is not None and result >= below):
         bounds = "non-negative" if below is None else f"in [0, {below})"

@@ -1,11 +1,15 @@
 """Optimizers and gradient clipping with PyTorch's update rules.
 
-An optimizer holds a dict of parameter arrays (for example
-``RNNModel.parameters``) and updates them **in place** on each
-``step(grads)``, where the gradient of parameter ``K`` is ``grads["d" + K]``
-(the naming of :func:`rnnfast.rnn_loss`).  Every gradient, parameter and
-state buffer is checked before any of them changes, so a failed step leaves
-everything as it was.  Defaults follow ``torch.optim`` (torch 2.13).
+An optimizer holds parameter arrays, given as a dict (``RNNModel.parameters``)
+or as the ``(name, array)`` pairs of ``named_parameters()`` (``rnnfast.RNN``,
+``LSTM``, ``GRU``), and updates them **in place** on each ``step(grads)``.
+The gradient of parameter ``K`` is ``grads[K]`` (as modules' ``backward``
+names them) or ``grads["d" + K]`` (as :func:`rnnfast.rnn_loss` does).  Every
+gradient, parameter and state buffer is checked before any of them changes, so
+a failed step leaves everything as it was.  The update rules, their order of
+floating-point operations and the defaults follow ``torch.optim`` (torch 2.13,
+single-tensor implementations); ``state_dict()``/``load_state_dict()`` save and
+restore the state.
 
 Hyperparameters are real numbers (Python or NumPy ints and floats; not
 ``bool``, not strings): a value of another type raises ``TypeError``, one out
@@ -19,16 +23,15 @@ import numpy as np
 from rnnfast import _updates
 from rnnfast import _validation as V
 
-__all__ = ["Optimizer", "SGD", "Adam", "Adagrad", "clip_grad_norm", "clip_grad_value"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "clip_grad_norm",
+           "clip_grad_value"]
 
 
 class Optimizer:
     """Base class: holds ``params`` and validates gradients; subclasses define ``_update``."""
 
     def __init__(self, params, lr):
-        if not isinstance(params, dict) or not params:
-            raise TypeError("params must be a non-empty dict of parameter arrays, "
-                            "e.g. RNNModel.parameters")
+        params = _as_parameter_dict(params)
         for name, p in params.items():
             _check_parameter(name, p)
         self.params = params
@@ -39,7 +42,8 @@ class Optimizer:
     def _gradients(self, grads):
         """The gradient of every parameter, checked and cast, before anything changes."""
         if not isinstance(grads, dict):
-            raise TypeError("grads must be a dict with a 'd' + name entry per parameter")
+            raise TypeError("grads must be a dict with a name (or 'd' + name) entry per "
+                            "parameter")
         checked = {}
         for name, p in self.params.items():
             _check_parameter(name, p)           # it may have been replaced since
@@ -50,9 +54,10 @@ class Optimizer:
                         f"but the optimizer's {buffer_name!r} for it is {buffer.dtype} of "
                         f"shape {buffer.shape}: a parameter replaced by an array of another "
                         "shape or dtype needs a new optimizer")
-            key = "d" + name
+            key = name if name in grads else "d" + name
             if key not in grads:
-                raise KeyError(f"grads has no {key!r} (the gradient of parameter {name!r})")
+                raise KeyError(f"grads has no {name!r} or {'d' + name!r} (the gradient of "
+                               f"parameter {name!r})")
             g = np.asarray(grads[key])
             if g.shape != p.shape:
                 raise ValueError(f"grads[{key!r}] has shape {g.shape}; expected {p.shape}")
@@ -71,6 +76,70 @@ class Optimizer:
     def _update(self, p, g, state):
         raise NotImplementedError
 
+    # -- saving and restoring ------------------------------------------------
+
+    _HYPERPARAMETERS = ("lr",)
+
+    def state_dict(self):
+        """A copy of the optimizer's state: step count, hyperparameters, buffers by parameter."""
+        return {"steps": self.steps,
+                "hyperparameters": {k: getattr(self, k) for k in self._HYPERPARAMETERS},
+                "state": {name: {k: v.copy() for k, v in st.items()}
+                          for name, st in self.state.items()}}
+
+    def load_state_dict(self, state_dict):
+        """Restore what :meth:`state_dict` returned (of an optimizer of this kind and parameters).
+
+        Everything is checked first (parameter names, buffer names, shapes and
+        dtypes, hyperparameter names); nothing changes unless all of it fits.
+        """
+        try:
+            steps, hyper, state = (state_dict["steps"], state_dict["hyperparameters"],
+                                   state_dict["state"])
+        except (TypeError, KeyError):
+            raise ValueError("state_dict must be what an optimizer's state_dict() returned "
+                             "(keys steps, hyperparameters, state)") from None
+        if set(hyper) != set(self._HYPERPARAMETERS):
+            raise ValueError(f"state_dict is of another optimizer: hyperparameters "
+                             f"{sorted(hyper)}, expected {sorted(self._HYPERPARAMETERS)}")
+        unknown = set(state) - set(self.params)
+        if unknown:
+            raise ValueError(f"state_dict has state for parameters this optimizer does not "
+                             f"hold: {sorted(unknown)}")
+        restored = {}
+        for name, buffers in state.items():
+            p = self.params[name]
+            restored[name] = {}
+            for k, v in buffers.items():
+                v = np.asarray(v)
+                if v.shape != p.shape or v.dtype != p.dtype:
+                    raise ValueError(f"state_dict's {k!r} of parameter {name!r} is {v.dtype} of "
+                                     f"shape {v.shape}; the parameter is {p.dtype} of shape "
+                                     f"{p.shape}")
+                restored[name][k] = np.array(v, copy=True)
+        self.steps = int(steps)
+        for k, v in hyper.items():
+            setattr(self, k, v)
+        self.state = {name: restored.get(name, {}) for name in self.params}
+
+
+def _as_parameter_dict(params):
+    """``params`` (a dict, or (name, array) pairs) as a dict of the same arrays."""
+    if isinstance(params, dict):
+        out = params
+    else:
+        try:
+            out = dict(params)
+        except (TypeError, ValueError):
+            out = None
+        if out is not None and len(out) != len(list(params)):
+            raise ValueError("params holds a parameter name twice")
+    if not out:
+        raise TypeError("params must be a non-empty dict of parameter arrays (e.g. "
+                        "RNNModel.parameters), or the (name, array) pairs of a module's "
+                        "named_parameters()")
+    return out
+
 
 def _check_parameter(name, p):
     """A parameter the optimizers can update in place, or a clear error."""
@@ -86,25 +155,39 @@ def _check_parameter(name, p):
 
 
 class SGD(Optimizer):
-    """Stochastic gradient descent with optional momentum (``torch.optim.SGD``).
+    """Stochastic gradient descent (``torch.optim.SGD``)::
 
-    ``buf = momentum * buf + g`` (``buf = g`` on the first step), ``p -= lr * buf``;
-    without momentum, ``p -= lr * g``.
+        g = g + weight_decay p
+        buf = g at the first step, then momentum buf + (1 - dampening) g
+        g = g + momentum buf (nesterov) or buf
+        p -= lr g
     """
 
-    def __init__(self, params, lr=1e-3, momentum=0.0):
+    _HYPERPARAMETERS = ("lr", "momentum", "dampening", "weight_decay", "nesterov")
+
+    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
+                 nesterov=False):
         super().__init__(params, lr)
         self.momentum = V.check_number("momentum", momentum)
+        self.dampening = V.check_number("dampening", dampening)
+        self.weight_decay = V.check_number("weight_decay", weight_decay)
+        if not isinstance(nesterov, (bool, np.bool_)):
+            raise TypeError(f"nesterov must be a bool; got {type(nesterov).__name__}")
+        self.nesterov = bool(nesterov)
+        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
 
     def _update(self, p, g, state):
+        if self.weight_decay:
+            g = g + self.weight_decay * p
         if self.momentum:
             buf = state.get("momentum_buffer")
             if buf is None:
                 buf = state["momentum_buffer"] = g.copy()
             else:
                 buf *= self.momentum
-                buf += g
-            g = buf
+                buf += (1 - self.dampening) * g
+            g = g + self.momentum * buf if self.nesterov else buf
         p -= self.lr * g
 
 
@@ -112,10 +195,17 @@ class Adam(Optimizer):
     """Adam (``torch.optim.Adam``, L2 ``weight_decay`` added to the gradient)::
 
         m = beta1 m + (1 - beta1) g          v = beta2 v + (1 - beta2) g^2
+        v_max = max(v_max, v) with amsgrad (used instead of v below)
         p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+
+    Without amsgrad the step is one compiled pass per parameter.
     """
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    _HYPERPARAMETERS = ("lr", "betas", "eps", "weight_decay", "amsgrad")
+    _decoupled = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 amsgrad=False):
         super().__init__(params, lr)
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise TypeError(f"betas must be a pair of numbers (beta1, beta2); got "
@@ -124,41 +214,151 @@ class Adam(Optimizer):
                       V.check_number("betas[1]", betas[1], below=1))
         self.eps = V.check_number("eps", eps)
         self.weight_decay = V.check_number("weight_decay", weight_decay)
+        if not isinstance(amsgrad, (bool, np.bool_)):
+            raise TypeError(f"amsgrad must be a bool; got {type(amsgrad).__name__}")
+        self.amsgrad = bool(amsgrad)
 
     def _update(self, p, g, state):
         if not state:
             state["exp_avg"] = np.zeros_like(p)
             state["exp_avg_sq"] = np.zeros_like(p)
+            if self.amsgrad:
+                state["max_exp_avg_sq"] = np.zeros_like(p)
         beta1, beta2 = self.betas
-        _updates.adam(p.reshape(-1), np.ascontiguousarray(g).reshape(-1),
-                      state["exp_avg"].reshape(-1), state["exp_avg_sq"].reshape(-1),
-                      self.lr, beta1, beta2, self.eps, self.weight_decay, self.steps)
+        weight_decay = self.weight_decay
+        if self._decoupled:
+            p *= 1 - self.lr * weight_decay             # AdamW: decay the weights
+            weight_decay = 0.0
+        if not self.amsgrad:
+            _updates.adam(p.reshape(-1), np.ascontiguousarray(g).reshape(-1),
+                          state["exp_avg"].reshape(-1), state["exp_avg_sq"].reshape(-1),
+                          self.lr, beta1, beta2, self.eps, weight_decay, self.steps)
+            return
+        if weight_decay:
+            g = g + weight_decay * p
+        m, v, v_max = state["exp_avg"], state["exp_avg_sq"], state["max_exp_avg_sq"]
+        _lerp(m, g, 1 - beta1)
+        v *= beta2
+        v += (1 - beta2) * g * g
+        np.maximum(v_max, v, out=v_max)
+        step_size = self.lr / (1 - beta1 ** self.steps)
+        denom = np.sqrt(v_max) / math.sqrt(1 - beta2 ** self.steps) + self.eps
+        p += -step_size * (m / denom)
+
+
+class AdamW(Adam):
+    """AdamW (``torch.optim.AdamW``): Adam with decoupled weight decay, applied first as
+    ``p *= 1 - lr * weight_decay`` (default ``weight_decay=1e-2``)."""
+
+    _decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
+                 amsgrad=False):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad)
+
+
+def _lerp(start, end, weight):
+    """``start`` moved in place towards ``end`` by ``weight``, as ``torch.lerp`` computes it."""
+    if weight < 0.5:
+        start += weight * (end - start)
+    else:
+        start[...] = end - (end - start) * (1 - weight)
+
+
+class RMSprop(Optimizer):
+    """RMSprop (``torch.optim.RMSprop``)::
+
+        g = g + weight_decay p
+        s = alpha s + (1 - alpha) g^2
+        avg = sqrt(s - a^2) with centered (a = lerp(a, g, 1 - alpha)), else sqrt(s); avg += eps
+        buf = momentum buf + g / avg; p -= lr buf     (with momentum)
+        p -= lr g / avg                              (without)
+    """
+
+    _HYPERPARAMETERS = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered")
+
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
+                 centered=False):
+        super().__init__(params, lr)
+        self.alpha = V.check_number("alpha", alpha)
+        self.eps = V.check_number("eps", eps)
+        self.weight_decay = V.check_number("weight_decay", weight_decay)
+        self.momentum = V.check_number("momentum", momentum)
+        if not isinstance(centered, (bool, np.bool_)):
+            raise TypeError(f"centered must be a bool; got {type(centered).__name__}")
+        self.centered = bool(centered)
+
+    def _update(self, p, g, state):
+        if not state:
+            state["square_avg"] = np.zeros_like(p)
+            if self.momentum > 0:
+                state["momentum_buffer"] = np.zeros_like(p)
+            if self.centered:
+                state["grad_avg"] = np.zeros_like(p)
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        s = state["square_avg"]
+        s *= self.alpha
+        s += (1 - self.alpha) * g * g
+        if self.centered:
+            a = state["grad_avg"]
+            _lerp(a, g, 1 - self.alpha)
+            avg = np.sqrt(s + -1 * a * a)
+        else:
+            avg = np.sqrt(s)
+        avg += self.eps
+        if self.momentum > 0:
+            buf = state["momentum_buffer"]
+            buf *= self.momentum
+            buf += g / avg
+            p -= self.lr * buf
+        else:
+            p += -self.lr * (g / avg)
 
 
 class Adagrad(Optimizer):
-    """Adagrad (``torch.optim.Adagrad``): ``s += g^2``, ``p -= lr * g / (sqrt(s) + eps)``."""
+    """Adagrad (``torch.optim.Adagrad``)::
 
-    def __init__(self, params, lr=1e-2, eps=1e-10):
+        g = g + weight_decay p;   clr = lr / (1 + (t - 1) lr_decay)
+        s = s + g^2  (s starts at initial_accumulator_value)
+        p -= clr g / (sqrt(s) + eps)
+    """
+
+    _HYPERPARAMETERS = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps")
+
+    def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
+                 initial_accumulator_value=0.0, eps=1e-10):
         super().__init__(params, lr)
+        self.lr_decay = V.check_number("lr_decay", lr_decay)
+        self.weight_decay = V.check_number("weight_decay", weight_decay)
+        self.initial_accumulator_value = V.check_number("initial_accumulator_value",
+                                                        initial_accumulator_value)
         self.eps = V.check_number("eps", eps)
 
     def _update(self, p, g, state):
         if not state:
-            state["sum"] = np.zeros_like(p)
+            state["sum"] = np.full_like(p, self.initial_accumulator_value)
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        clr = self.lr / (1 + (self.steps - 1) * self.lr_decay)
         s = state["sum"]
         s += g * g
-        p -= self.lr * (g / (np.sqrt(s) + self.eps))
+        p += -clr * (g / (np.sqrt(s) + self.eps))
 
 
-PARAMETER_GRADIENTS = ("dWhx", "dWhh", "dWyh", "dbh", "dby")
+# Entries of a gradient dict that are not parameter gradients: the inputs'
+# and initial states' (as modules' backward, rnn_loss and RNNModel name them).
+NOT_PARAMETERS = frozenset({"input", "hx", "cx", "dx", "dh0", "dc0", "dxt", "dh_prev"})
 
 
 def _parameter_gradients(grads):
     if not isinstance(grads, dict):
         raise TypeError("grads must be a dict of gradient arrays")
-    arrays = [grads[k] for k in PARAMETER_GRADIENTS if k in grads]
+    arrays = [a for k, a in grads.items() if k not in NOT_PARAMETERS]
     if not arrays:
-        raise ValueError(f"grads holds none of {', '.join(PARAMETER_GRADIENTS)}")
+        raise ValueError("grads holds none of the parameter gradients (only "
+                         f"{', '.join(sorted(grads)) or 'nothing'}: inputs' and initial "
+                         "states' gradients are not clipped)")
     for a in arrays:
         if not isinstance(a, np.ndarray) or a.dtype.kind != "f" or not a.flags.writeable:
             raise TypeError("gradients must be writeable floating-point ndarrays "
@@ -166,17 +366,27 @@ def _parameter_gradients(grads):
     return arrays
 
 
-def clip_grad_norm(grads, max_norm):
-    """Scale the parameter gradients in place so their joint 2-norm is at most ``max_norm``.
+def clip_grad_norm(grads, max_norm, norm_type=2.0):
+    """Scale the parameter gradients in place so that their joint norm is at most ``max_norm``.
 
-    Like ``torch.nn.utils.clip_grad_norm_``: the scale is
-    ``min(1, max_norm / (total_norm + 1e-6))``.  Only the parameter gradients
-    (``dWhx, dWhh, dWyh, dbh, dby``) count and change; ``dx``/``dh0`` do not.
-    Returns the total norm before clipping.
+    As ``torch.nn.utils.clip_grad_norm_``: the norm of the per-array
+    ``norm_type``-norms (``inf``: the largest magnitude), and the scale
+    ``min(1, max_norm / (total_norm + 1e-6))``.  Every entry counts and
+    changes except the inputs' and initial states' gradients (``input``,
+    ``hx``, ``cx``, ``dx``, ``dh0``, ``dc0``).  Returns the total norm before
+    clipping.
     """
     max_norm = V.check_number("max_norm", max_norm)
+    norm_type = V.check_number("norm_type", norm_type, finite=False)
     arrays = _parameter_gradients(grads)
-    total = math.sqrt(sum(float(np.vdot(a, a)) for a in arrays))
+    if norm_type == math.inf:
+        total = max(float(np.max(np.abs(a))) if a.size else 0.0 for a in arrays)
+    elif norm_type == 2:
+        total = math.sqrt(sum(float(np.vdot(a, a)) for a in arrays))
+    else:
+        norms = [float(np.sum(np.abs(a.astype(np.float64)) ** norm_type)) ** (1 / norm_type)
+                 for a in arrays]
+        total = float(np.sum(np.array(norms) ** norm_type)) ** (1 / norm_type)
     coef = max_norm / (total + 1e-6)
     scale = 1.0 if coef >= 1.0 else coef      # a NaN norm gives NaN gradients, as in torch
     for a in arrays:
