@@ -16,22 +16,46 @@ import numpy as np
 
 from rnnfast import _validation as V
 from rnnfast import functional as F
-from rnnfast.modules import GRU, LSTM
+from rnnfast.modules import GRU, LSTM, RNN
 
 __all__ = ["RNNModel"]
 
 _FORMAT = "rnnfast.RNNModel/1"
 
 
-def _parameter_names(cell):
-    """The parameters a model of ``cell`` saves."""
-    if cell == "rnn":
+def _parameter_names(cell, num_layers=1, fused=None):
+    """The parameters a model saves: the fused one-layer tanh RNN's, or the module's and the
+    read-out's."""
+    if fused is None:
+        fused = cell == "rnn" and num_layers == 1
+    if fused:
         return ("Whx", "Whh", "Wyh", "bh", "by")
-    return ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0", "Wyh", "by")
+    return tuple(f"{w}_l{k}" for k in range(num_layers)
+                 for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")) + ("Wyh", "by")
 
 
 class _NotAnArchive(Exception):
     """Raised inside :meth:`RNNModel.load` for a file that is no zip archive."""
+
+
+def _saved_config(meta):
+    """The model configuration recorded in a saved file's header (older files: defaults)."""
+    config = {"cell": meta.get("cell", "rnn"), "num_layers": meta.get("num_layers", 1),
+              "nonlinearity": meta.get("nonlinearity", "tanh"),
+              "dropout": meta.get("dropout", 0.0)}
+    if config["cell"] not in CELLS:
+        raise ValueError(f"unknown cell {config['cell']!r}")
+    if not isinstance(config["num_layers"], int) or isinstance(config["num_layers"], bool) \
+            or config["num_layers"] < 1:
+        raise ValueError(f"num_layers {config['num_layers']!r} is not a positive integer")
+    if config["nonlinearity"] not in ("tanh", "relu"):
+        raise ValueError(f"unknown nonlinearity {config['nonlinearity']!r}")
+    if isinstance(config["dropout"], bool) or not isinstance(config["dropout"], (int, float)):
+        raise ValueError(f"dropout {config['dropout']!r} is not a number")
+    config["fused"] = bool(meta.get("fused", config["cell"] == "rnn" and
+                                    config["num_layers"] == 1 and
+                                    config["nonlinearity"] == "tanh" and not config["dropout"]))
+    return config
 
 
 def _create_temporary(folder):
@@ -108,29 +132,41 @@ class RNNModel:
     the usual char-RNN case).  ``h0`` is ``(m, n_h)``, zeros when omitted.
     """
 
-    def __init__(self, input_size, hidden_size, output_size, *, cell="rnn", dtype=np.float32,
-                 seed=None):
+    def __init__(self, input_size, hidden_size, output_size, num_layers=1, nonlinearity="tanh",
+                 dropout=0.0, *, cell="rnn", dtype=np.float32, seed=None):
         sizes = {"input_size": input_size, "hidden_size": hidden_size,
-                 "output_size": output_size}
+                 "output_size": output_size, "num_layers": num_layers}
         for name, value in sizes.items():
             V.check_positive_int(name, value)
         if cell not in CELLS:
             raise ValueError(f"cell must be one of {', '.join(map(repr, CELLS))}; got {cell!r}")
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu'; got {nonlinearity!r}")
+        if cell != "rnn" and nonlinearity != "tanh":
+            raise ValueError(f"nonlinearity is for cell='rnn'; the {cell} has its own gates")
         dtype = np.dtype(dtype)
         if dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64; got {dtype}")
         n_x, n_h, n_y = int(input_size), int(hidden_size), int(output_size)
         rng = np.random.default_rng(seed)
         bound = 1 / np.sqrt(n_h)
-        self.cell = cell
-        if cell == "rnn":
+        self.cell, self.num_layers, self.nonlinearity = cell, int(num_layers), nonlinearity
+        fused = cell == "rnn" and self.num_layers == 1 and nonlinearity == "tanh" and not dropout
+        if fused:
+            # the fused kernels: forward, softmax cross-entropy and BPTT in one call
             shapes = {"Whx": (n_h, n_x), "Whh": (n_h, n_h), "Wyh": (n_y, n_h),
                       "bh": (n_h, 1), "by": (n_y, 1)}
             self._rnn = None
+            self.dropout = 0.0
         else:
-            module = LSTM if cell == "lstm" else GRU
-            self._rnn = module(n_x, n_h, batch_first=True, dtype=dtype,
-                               seed=int(rng.integers(2**63)))
+            kwargs = dict(batch_first=True, dtype=dtype, seed=int(rng.integers(2**63)))
+            if cell == "rnn":
+                self._rnn = RNN(n_x, n_h, self.num_layers, nonlinearity, dropout=dropout,
+                                **kwargs)
+            else:
+                self._rnn = (LSTM if cell == "lstm" else GRU)(n_x, n_h, self.num_layers,
+                                                              dropout=dropout, **kwargs)
+            self.dropout = self._rnn.dropout
             shapes = {"Wyh": (n_y, n_h), "by": (n_y, 1)}
         self.parameters = {} if self._rnn is None else dict(self._rnn.named_parameters())
         self.parameters.update({k: rng.uniform(-bound, bound, s).astype(dtype)
@@ -151,10 +187,27 @@ class RNNModel:
     def output_size(self):
         return self._sizes[2]
 
+    @property
+    def training(self):
+        """Training mode (dropout on, when there is any) or evaluation mode."""
+        return True if self._rnn is None else self._rnn.training
+
+    def train(self, mode=True):
+        """Training mode (dropout between layers on) or, with ``mode=False``, evaluation."""
+        if self._rnn is not None:
+            self._rnn.train(mode)
+        return self
+
+    def eval(self):
+        """Evaluation mode: no dropout."""
+        return self.train(False)
+
     def __repr__(self):
-        cell = "" if self.cell == "rnn" else f", cell={self.cell!r}"
+        extra = "".join(f", {k}={v!r}" for k, v, default in (
+            ("num_layers", self.num_layers, 1), ("nonlinearity", self.nonlinearity, "tanh"),
+            ("dropout", self.dropout, 0.0), ("cell", self.cell, "rnn")) if v != default)
         return (f"RNNModel(input_size={self.input_size}, hidden_size={self.hidden_size}, "
-                f"output_size={self.output_size}{cell}, dtype={self.dtype.name})")
+                f"output_size={self.output_size}{extra}, dtype={self.dtype.name})")
 
     # -- the computation ---------------------------------------------------
 
@@ -233,21 +286,22 @@ class RNNModel:
         states = h0 if self.cell == "lstm" else (h0,)
         if self.cell == "lstm" and (not isinstance(h0, (tuple, list)) or len(h0) != 2):
             raise TypeError("h0 of an LSTM model is a tuple (h, c), as return_state gives it")
+        L = self.num_layers
+        shape, labels = ((m, n_h), "(m, hidden_size)") if L == 1 else \
+            ((L, m, n_h), "(num_layers, m, hidden_size)")
         hx = []
         for name, value in zip(("h0", "c0"), states):
             a = V.as_array(name, value)
-            V.check_shape(name, a, (m, n_h), "(m, hidden_size)")
-            hx.append(a[None])
+            V.check_shape(name, a, shape, labels)
+            hx.append(a[None] if L == 1 else a)
         return x, (tuple(hx) if self.cell == "lstm" else hx[0]), m, n_steps
 
     def _gated_forward(self, X, h0):
         """``(logits (m, T, n_y), states (m, T, n_h), final state, m, T)``."""
         x, hx, m, n_steps = self._gated_inputs(X, h0)
         H, finals = self._rnn.forward(x, hx)
-        if self.cell == "lstm":
-            state = (finals[0][0].copy(), finals[1][0].copy())
-        else:
-            state = finals[0].copy()
+        last = (lambda a: a[0].copy()) if self.num_layers == 1 else (lambda a: a.copy())
+        state = (last(finals[0]), last(finals[1])) if self.cell == "lstm" else last(finals)
         p = self.parameters
         logits = H @ p["Wyh"].T + p["by"][:, 0]
         return logits, H, state, m, n_steps
@@ -269,9 +323,10 @@ class RNNModel:
         grads = {"dWyh": d_logits.T @ H_rows, "dby": d_logits.sum(axis=0)[:, None]}
         g = self._rnn.backward((d_logits @ p["Wyh"]).reshape(m, n_steps, -1))
         grads.update({"d" + name: g[name] for name in self._rnn._params})
-        grads["dh0"] = g["hx"][0]
+        first = (lambda a: a[0]) if self.num_layers == 1 else (lambda a: a)
+        grads["dh0"] = first(g["hx"])
         if self.cell == "lstm":
-            grads["dc0"] = g["cx"][0]
+            grads["dc0"] = first(g["cx"])
         if not (np.asarray(X).dtype.kind in "iu" and np.ndim(X) == 2):
             grads["dx"] = g["input"]
         return loss, grads, state
@@ -352,6 +407,8 @@ class RNNModel:
         if not isinstance(self.metadata, dict):
             raise TypeError(f"metadata must be a dict; got {type(self.metadata).__name__}")
         meta = json.dumps({"format": _FORMAT, "dtype": self.dtype.name, "cell": self.cell,
+                           "num_layers": self.num_layers, "nonlinearity": self.nonlinearity,
+                           "dropout": self.dropout, "fused": self._rnn is None,
                            "metadata": self.metadata})
         target = os.path.realpath(path)           # write through a symlink, keep the link
         try:
@@ -411,17 +468,16 @@ class RNNModel:
                     meta = json.loads(str(data["__meta__"]))
                     if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
                         raise ValueError("no rnnfast.RNNModel header")
-                    cell = meta.get("cell", "rnn")        # files before cells were "rnn"
-                    if cell not in CELLS:
-                        raise ValueError(f"unknown cell {cell!r}")
-                    arrays = {k: data[k] for k in _parameter_names(cell)}
+                    config = _saved_config(meta)
+                    arrays = {k: data[k] for k in _parameter_names(
+                        config["cell"], config["num_layers"], config["fused"])}
             dtype = meta.get("dtype")
             if dtype not in ("float32", "float64"):
                 raise ValueError(f"unknown dtype {dtype!r}")
             metadata = meta.get("metadata", {})
             if not isinstance(metadata, dict):
                 raise ValueError("metadata is not a dict")
-            model = cls._from_arrays(arrays, dtype, str(path), cell)
+            model = cls._from_arrays(arrays, dtype, str(path), **config)
         except (FileNotFoundError, IsADirectoryError, PermissionError):
             raise
         except _NotAnArchive:
@@ -437,14 +493,18 @@ class RNNModel:
         return model
 
     @classmethod
-    def _from_arrays(cls, arrays, dtype, source, cell="rnn"):
-        w_in = "Whx" if cell == "rnn" else "weight_ih_l0"
+    def _from_arrays(cls, arrays, dtype, source, cell="rnn", num_layers=1, nonlinearity="tanh",
+                     dropout=0.0, fused=None):
+        w_in = "Whx" if "Whx" in arrays else "weight_ih_l0"
         try:
             n_x = arrays[w_in].shape[1]
             n_y, n_h = arrays["Wyh"].shape
         except (ValueError, AttributeError, IndexError):
             raise ValueError(f"{source}: {w_in} and Wyh must be 2-D") from None
-        model = cls(n_x, n_h, n_y, cell=cell, dtype=dtype)
+        model = cls(n_x, n_h, n_y, num_layers, nonlinearity, dropout, cell=cell, dtype=dtype)
+        if set(model.parameters) != set(arrays):
+            raise ValueError(f"{source}: parameters {sorted(arrays)} do not make a model of "
+                             f"this configuration ({sorted(model.parameters)})")
         for name, current in model.parameters.items():
             a = np.asarray(arrays[name])
             if a.shape != current.shape:
@@ -461,20 +521,25 @@ class RNNModel:
     def from_torch(cls, rnn, linear):
         """A model with the weights of ``torch.nn.RNN`` ``rnn`` and ``torch.nn.Linear`` ``linear``.
 
-        ``rnn`` must be one-layer, unidirectional, tanh; ``bh`` is
-        ``bias_ih_l0 + bias_hh_l0``.  The dtype follows ``rnn``'s weights.
+        ``rnn`` is a unidirectional ``nn.RNN``, ``nn.LSTM`` or ``nn.GRU`` with
+        biases (any number of layers, any dropout; no projection).  A one-layer
+        tanh ``nn.RNN`` without dropout becomes the fused model, with ``bh =
+        bias_ih_l0 + bias_hh_l0``; anything else keeps torch's parameters by
+        name.  The dtype follows ``rnn``'s weights.
         """
         import torch
 
-        if isinstance(rnn, (torch.nn.LSTM, torch.nn.GRU)):
-            return cls._from_torch_gated(rnn, linear)
+        if isinstance(rnn, (torch.nn.LSTM, torch.nn.GRU)) or (
+                isinstance(rnn, torch.nn.RNN)
+                and (rnn.num_layers != 1 or rnn.nonlinearity != "tanh" or rnn.dropout)):
+            return cls._from_torch_module(rnn, linear)
         if not isinstance(rnn, torch.nn.RNN):
-            raise TypeError("rnn must be a torch.nn.RNN (one layer, unidirectional, tanh), "
-                            f"nn.LSTM or nn.GRU; got {_type_name(rnn)}")
+            raise TypeError("rnn must be a torch.nn.RNN (unidirectional), nn.LSTM or nn.GRU; "
+                            f"got {_type_name(rnn)}")
         if not isinstance(linear, torch.nn.Linear):
             raise TypeError(f"linear must be a torch.nn.Linear; got {_type_name(linear)}")
-        if rnn.num_layers != 1 or rnn.bidirectional or rnn.nonlinearity != "tanh":
-            raise ValueError("from_torch needs a one-layer, unidirectional tanh nn.RNN; got "
+        if rnn.bidirectional:
+            raise ValueError("from_torch needs a unidirectional nn.RNN; got "
                              f"num_layers={rnn.num_layers}, bidirectional={rnn.bidirectional}, "
                              f"nonlinearity={rnn.nonlinearity!r}")
         if linear.in_features != rnn.hidden_size:
@@ -500,17 +565,16 @@ class RNNModel:
         return cls._from_arrays(arrays, dtype, "torch modules")
 
     @classmethod
-    def _from_torch_gated(cls, rnn, linear):
-        """:meth:`from_torch` for a one-layer, unidirectional ``nn.LSTM`` / ``nn.GRU``."""
+    def _from_torch_module(cls, rnn, linear):
+        """:meth:`from_torch` for the models that keep torch's parameters by name."""
         import torch
 
         if not isinstance(linear, torch.nn.Linear):
             raise TypeError(f"linear must be a torch.nn.Linear; got {_type_name(linear)}")
         kind = type(rnn).__name__
-        if (rnn.num_layers != 1 or rnn.bidirectional or not rnn.bias
-                or getattr(rnn, "proj_size", 0)):
-            raise ValueError(f"from_torch needs a one-layer, unidirectional nn.{kind} with "
-                             f"biases and no projection; got num_layers={rnn.num_layers}, "
+        if rnn.bidirectional or not rnn.bias or getattr(rnn, "proj_size", 0):
+            raise ValueError(f"from_torch needs a unidirectional nn.{kind} with biases and no "
+                             f"projection; got num_layers={rnn.num_layers}, "
                              f"bidirectional={rnn.bidirectional}, bias={rnn.bias}")
         if linear.in_features != rnn.hidden_size:
             raise ValueError(f"linear.in_features = {linear.in_features} does not match "
@@ -525,7 +589,10 @@ class RNNModel:
         by = (linear.bias.detach().cpu().numpy() if linear.bias is not None
               else np.zeros(linear.out_features))
         arrays["by"] = by[:, None]
-        return cls._from_arrays(arrays, dtype, "torch modules", kind.lower())
+        config = {"cell": kind.lower(), "num_layers": rnn.num_layers, "dropout": rnn.dropout}
+        if kind == "RNN":
+            config["nonlinearity"] = rnn.nonlinearity
+        return cls._from_arrays(arrays, dtype, "torch modules", **config)
 
     def to_torch(self):
         """``(torch.nn.RNN(batch_first=True), torch.nn.Linear)`` with these weights.
@@ -539,8 +606,11 @@ class RNNModel:
         tdtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
         dt = tdtype[self.dtype]
         if self._rnn is not None:
-            rnn = getattr(torch.nn, self._rnn.mode)(self.input_size, self.hidden_size,
-                                                    batch_first=True, dtype=dt)
+            kind = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}[self.cell]
+            kwargs = {"nonlinearity": self.nonlinearity} if kind == "RNN" else {}
+            rnn = getattr(torch.nn, kind)(self.input_size, self.hidden_size, self.num_layers,
+                                          batch_first=True, dropout=self.dropout, dtype=dt,
+                                          **kwargs)
             rnn.load_state_dict({k: torch.from_numpy(v.copy())
                                  for k, v in self._rnn.named_parameters()})
             linear = torch.nn.Linear(self.hidden_size, self.output_size, dtype=dt)
