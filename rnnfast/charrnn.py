@@ -168,8 +168,9 @@ def sample_text(model, vocab, length, temperature=1.0, prime="", seed=None):
     length : int
         Number of characters to generate.
     temperature : float
-        Any positive finite number: 1 samples the model's distribution, a
-        smaller one sharpens it (down to argmax), a larger one flattens it.
+        Any non-negative finite number: 1 samples the model's distribution, a
+        smaller one sharpens it, 0 takes the most likely character every time
+        (greedy), a larger one flattens it.
     prime : str
         Text the model reads first; not part of the result.
     seed : int or None
@@ -182,34 +183,48 @@ def sample_text(model, vocab, length, temperature=1.0, prime="", seed=None):
     Raises
     ------
     ValueError
-        If ``temperature`` is not a positive finite number or ``prime`` holds
+        If ``temperature`` is not a non-negative finite number or ``prime`` holds
         characters outside ``vocab``.
     """
-    if not temperature > 0 or not np.isfinite(temperature):
-        raise ValueError(f"temperature must be a positive number; got {temperature}")
+    if not temperature >= 0 or not np.isfinite(temperature):
+        raise ValueError(f"temperature must be a non-negative number (0: always the most "
+                         f"likely character); got {temperature}")
     rng = np.random.default_rng(seed)
     index = {c: i for i, c in enumerate(vocab)}
     unknown = sorted(set(prime) - set(index))
     if unknown:
         raise ValueError(f"prime holds characters the model never saw: {''.join(unknown)!r}")
-    h = None
-    if prime:
-        logits, h = model.forward(np.array([[index[c] for c in prime]]), h, return_state=True)
-        logits = logits[0, -1]
-    else:
-        logits = np.zeros(len(vocab))
-    out = []
-    for _ in range(length):
-        # shift first, so that z <= 0 and the largest logit gives z = 0 exactly:
-        # a tiny temperature overflows the rest to -inf (p = 0), i.e. argmax
-        z = logits.astype(np.float64)
-        with np.errstate(over="ignore"):
-            z = (z - z.max()) / temperature
-        p = np.exp(z)
-        c = rng.choice(len(vocab), p=p / p.sum())
-        out.append(vocab[c])
-        logits, h = model.forward(np.array([[c]]), h, return_state=True)
-        logits = logits[0, -1]
+    was_training = getattr(model, "training", False)
+    if hasattr(model, "eval"):
+        model.eval()                  # no dropout while generating
+    try:
+        h = None
+        if prime:
+            logits, h = model.forward(np.array([[index[c] for c in prime]]), h,
+                                      return_state=True)
+            logits = logits[0, -1]
+        else:
+            logits = None             # no prediction yet: the first character is uniform
+        out = []
+        for _ in range(length):
+            if logits is None:
+                c = int(rng.integers(len(vocab)))
+            elif temperature == 0:
+                c = int(np.argmax(logits))
+            else:
+                # shift first, so that z <= 0 and the largest logit gives z = 0 exactly:
+                # a tiny temperature overflows the rest to -inf (p = 0), i.e. argmax
+                z = logits.astype(np.float64)
+                with np.errstate(over="ignore"):
+                    z = (z - z.max()) / temperature
+                p = np.exp(z)
+                c = rng.choice(len(vocab), p=p / p.sum())
+            out.append(vocab[c])
+            logits, h = model.forward(np.array([[c]]), h, return_state=True)
+            logits = logits[0, -1]
+    finally:
+        if was_training and hasattr(model, "train"):
+            model.train()
     return "".join(out)
 
 
@@ -379,7 +394,8 @@ def train(args):
 
 def _check_sample_args(args):
     check_int("--length", args.length, 0)
-    check_float("--temperature", args.temperature)
+    check_float("--temperature", args.temperature, zero_means="greedy: the most likely "
+                "character every time")
     if args.seed is not None:
         check_int("--seed", args.seed, 0)
 
@@ -462,8 +478,9 @@ def add_commands(commands):
     p.add_argument("model")
     p.add_argument("--length", type=int, default=200)
     p.add_argument("--temperature", type=float, default=1.0,
-                   help="any positive number: below 1 sharpens (towards argmax), above 1 "
-                        "flattens the distribution")
+                   help="any non-negative number (default 1): below 1 sharpens the "
+                        "distribution, 0 picks the most likely character every time, above 1 "
+                        "flattens it")
     p.add_argument("--prime", default="", help="text to start from")
     p.add_argument("--seed", type=int, default=None)
     p.set_defaults(func=sample)
