@@ -937,6 +937,13 @@ def check_optimizer(problem):
                 assert_matches(opt.state[k][buffer], value, p.dtype, problem.regime,
                                f"state[{k!r}][{buffer!r}] after step {t}",
                                same_non_finite=False)
+            # The next step starts, for both, from the optimizer's values: each step's rule
+            # is checked on the same inputs.  (Separate trajectories diverge where a float32
+            # update cancels to ~1e-8 and eps decides the next one, as in Adam with
+            # betas (0, 0) and weight decay: 0.5 against 0.33 after three steps.)
+            twin[k] = np.array(p, dtype=np.float64, copy=True)
+            twin_state[k] = {b: np.array(v, dtype=np.float64, copy=True)
+                             for b, v in opt.state[k].items()}
 
 
 @given(optimizer_problems("SGD"))
