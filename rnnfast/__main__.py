@@ -7,8 +7,11 @@ from rnnfast import bench, charrnn
 
 
 def main(argv=None):
+    from rnnfast import __version__
+
     parser = argparse.ArgumentParser(prog="python -m rnnfast",
                                      description="rnnfast command line")
+    parser.add_argument("--version", action="version", version=f"rnnfast {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     bench_parser = commands.add_parser(
         "bench", help="time forward + BPTT against the NumPy reference and PyTorch",

@@ -6,18 +6,26 @@
   also runs that original (``nn.RNN`` + ``nn.Linear`` + ``CrossEntropyLoss``)
   from the same initial weights and times both.
 * ``train FILE``: char-level language model on any UTF-8 text, truncated BPTT
-  with the hidden state carried across chunks.
+  with the hidden state carried across chunks; layers, dropout, five
+  optimizers, a validation split, atomic checkpoints (also on Ctrl-C and
+  SIGTERM) and exact resumption.
 * ``sample MODEL``: generate text from a model saved by ``train``.
 """
 
+import argparse
+import json
+import math
 import os
+import signal
 import sys
 import time
 
 import numpy as np
 
+from rnnfast import optim
 from rnnfast._cli import check_float, check_int, check_output_path, fail
 from rnnfast._validation import INT_MAX
+from rnnfast.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rnnfast.model import RNNModel
 from rnnfast.optim import Adam, clip_grad_norm
 
@@ -228,6 +236,16 @@ def sample_text(model, vocab, length, temperature=1.0, prime="", seed=None):
     return "".join(out)
 
 
+def _duration(seconds):
+    """``1h02m``, ``3m05s`` or ``12s``."""
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
+
+
 class _Progress:
     """tqdm when installed and stderr is a terminal, a plain line otherwise; silent off a terminal."""
 
@@ -237,19 +255,21 @@ class _Progress:
         self.total = total
         if enabled:
             try:
-                from tqdm import tqdm
+                from tqdm import tqdm  # noqa: F401 (optional)
             except ImportError:
                 tqdm = None
             if tqdm is not None:
                 self.bar = tqdm(total=total, unit="step", file=sys.stderr)
 
-    def update(self, step, loss):
+    def update(self, step, loss, chars_per_second=None, eta=None):
         if self.bar is not None:
             self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
             self.bar.update(1)
         elif self.enabled and (step % max(1, self.total // 100) == 0 or step == self.total):
-            print(f"\rstep {step}/{self.total}  loss {loss:.4f}", end="", file=sys.stderr,
-                  flush=True)
+            rate = "" if chars_per_second is None else f"  {chars_per_second:,.0f} chars/s"
+            left = "" if eta is None else f"  ETA {_duration(eta)}"
+            print(f"\rstep {step}/{self.total}  loss {loss:.4f}{rate}{left}", end="",
+                  file=sys.stderr, flush=True)
 
     def write(self, text):
         if self.bar is not None:
@@ -306,15 +326,40 @@ def physical_memory():
     return size if size > 0 else None
 
 
+OPTIMIZERS = {"adam": optim.Adam, "adamw": optim.AdamW, "rmsprop": optim.RMSprop,
+              "sgd": optim.SGD, "adagrad": optim.Adagrad}
+
+# What a checkpoint must agree with to be resumed: the options that shape the
+# model, the data and the updates (the rest may change between runs).
+_RESUME_OPTIONS = ("cell", "hidden", "layers", "dropout", "dtype", "optimizer", "lr", "batch",
+                   "seq_len", "clip", "val_frac", "seed")
+
+
 def _check_train_args(args):
-    for name in ("hidden", "seq_len", "batch", "steps"):
+    for name in ("hidden", "seq_len", "batch", "steps", "layers"):
         check_int(f"--{name.replace('_', '-')}", getattr(args, name), 1)
     check_float("--lr", args.lr)
     check_float("--clip", args.clip, zero_means="no clipping")
+    if not (math.isfinite(args.dropout) and 0 <= args.dropout < 1):
+        fail(f"--dropout must be a number in [0, 1); got {args.dropout}")
+    if not (math.isfinite(args.val_frac) and 0 <= args.val_frac < 1):
+        fail(f"--val-frac must be a number in [0, 1) (0 = no validation); got {args.val_frac}")
     check_int("--sample-every", args.sample_every, 0, " (0 = never)")
+    check_int("--eval-every", args.eval_every, 0, " (0 = only at the end)")
+    check_int("--checkpoint-every", args.checkpoint_every, 0, " (0 = only when stopped)")
     check_int("--seed", args.seed, 0)
-    if args.save:
-        check_output_path("--save", args.save)
+    for option, path in (("--save", args.save), ("--checkpoint", args.checkpoint),
+                         ("--plot", args.plot), ("--log", args.log)):
+        if path:
+            check_output_path(option, path)
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            fail("--plot needs matplotlib, which is not installed (pip install matplotlib)")
+    if args.resume and not os.path.isfile(args.resume):
+        fail(f"--resume {args.resume}: no such file" if not os.path.exists(args.resume)
+             else f"--resume {args.resume}: not a file")
 
 
 def _check_training_size(args, n_vocab, seq_len):
@@ -322,12 +367,165 @@ def _check_training_size(args, n_vocab, seq_len):
     if args.hidden * seq_len > INT_MAX:
         fail(f"--hidden {args.hidden} x --seq-len {seq_len} = {args.hidden * seq_len} "
              f"exceeds the 32-bit BLAS limit {INT_MAX}")
-    needed = training_memory(n_vocab, args.hidden, args.batch, seq_len, cell=args.cell)
+    itemsize = 8 if args.dtype == "float64" else 4
+    needed = args.layers * training_memory(n_vocab, args.hidden, args.batch, seq_len,
+                                           itemsize=itemsize, cell=args.cell)
     available = physical_memory()
     if available is not None and needed > available:
         fail(f"--hidden {args.hidden} needs about {needed / 2**30:,.1f} GiB of memory "
              f"(parameters, gradients, optimizer state and one batch of {args.batch} x "
              f"{seq_len}); this machine has {available / 2**30:,.1f} GiB")
+
+
+def _streams(data, batch):
+    """``(inputs, targets, per_stream)``: ``batch`` parallel streams over ``data``."""
+    per_stream = (len(data) - 1) // batch
+    inputs = data[:per_stream * batch].reshape(batch, per_stream)
+    targets = data[1:per_stream * batch + 1].reshape(batch, per_stream)
+    return inputs, targets, per_stream
+
+
+def evaluate(model, data, batch, seq_len):
+    """Mean cross-entropy (nats per character) of ``model`` on ``data``, in evaluation mode.
+
+    The text is read as ``batch`` parallel streams (fewer when it is short),
+    in chunks of ``seq_len`` with the state carried, as training reads it.
+    """
+    batch = max(1, min(batch, len(data) - 1))
+    inputs, targets, per_stream = _streams(data, batch)
+    was_training = model.training
+    model.eval()
+    total, count, h = 0.0, 0, None
+    try:
+        for pos in range(0, per_stream, seq_len):
+            X, Y = inputs[:, pos:pos + seq_len], targets[:, pos:pos + seq_len]
+            logits, h = model.forward(X, h, return_state=True)
+            z = logits.astype(np.float64)
+            z -= z.max(axis=-1, keepdims=True)
+            logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+            total -= float(np.take_along_axis(logp, Y[..., None], axis=-1).sum())
+            count += Y.size
+    finally:
+        model.train(was_training)
+    return total / count
+
+
+class _Stop:
+    """Records SIGINT / SIGTERM so that the training loop stops after the current step."""
+
+    CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+    def __init__(self):
+        self.signal = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in self.CODES:
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:          # not the main thread: no handlers (and no stops)
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signal is None:
+            self.signal = signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _checkpoint_arrays(model, opt, h, curve):
+    arrays = {f"model/{k}": v for k, v in model.parameters.items()}
+    for name, buffers in opt.state.items():
+        for buf, v in buffers.items():
+            arrays[f"opt/{name}/{buf}"] = v
+    states = [] if h is None else (list(h) if isinstance(h, tuple) else [h])
+    for i, a in enumerate(states):
+        arrays[f"state/{i}"] = a
+    arrays["curve/train"] = np.asarray(curve, dtype=np.float64)
+    return arrays
+
+
+def _write_checkpoint(path, args, vocab, model, opt, step, pos, h, smooth, curve, history):
+    rng = None if model._rnn is None else model._rnn._dropout_rng.bit_generator.state
+    meta = {"config": {k: getattr(args, k) for k in _RESUME_OPTIONS}, "vocab": "".join(vocab),
+            "step": step, "pos": pos, "smooth": smooth, "rng": rng,
+            "state_kind": None if h is None else ("tuple" if isinstance(h, tuple) else "array"),
+            "optimizer": {"steps": opt.steps,
+                          "hyperparameters": {k: getattr(opt, k) for k in
+                                              opt._HYPERPARAMETERS}},
+            "history": history, "source": str(args.file)}
+    save_checkpoint(path, meta, _checkpoint_arrays(model, opt, h, curve))
+
+
+def _restore(args, vocab, model, opt):
+    """Load ``args.resume`` into ``model`` and ``opt``; return the loop's state."""
+    try:
+        meta, arrays = load_checkpoint(args.resume)
+    except CheckpointError as exc:
+        fail(f"--resume {exc}")
+    except OSError as exc:
+        fail(f"--resume {args.resume}: {exc.strerror or type(exc).__name__}")
+    try:
+        config, saved_vocab = meta["config"], meta["vocab"]
+        step, pos = int(meta["step"]), int(meta["pos"])
+    except (KeyError, TypeError, ValueError):
+        fail(f"--resume {args.resume}: a checkpoint without its step, position or settings")
+    for option in _RESUME_OPTIONS:
+        if config.get(option) != getattr(args, option):
+            flag = "--" + option.replace("_", "-")
+            fail(f"--resume {args.resume} was trained with {flag} {config.get(option)}; "
+                 f"this run has {flag} {getattr(args, option)} (use the same settings)")
+    if saved_vocab != "".join(vocab):
+        fail(f"--resume {args.resume}: the checkpoint's vocabulary ({len(saved_vocab)} "
+             f"characters) differs from {args.file}'s ({len(vocab)}): not the same text")
+    if step > args.steps:
+        fail(f"--resume {args.resume} is at step {step}, past --steps {args.steps}")
+    try:
+        for name, p in model.parameters.items():
+            a = arrays[f"model/{name}"]
+            if a.shape != p.shape or a.dtype != p.dtype:
+                raise ValueError(f"parameter {name} is {a.dtype} {a.shape}")
+            p[...] = a
+        state = {}
+        for key, a in arrays.items():
+            if key.startswith("opt/"):
+                _, name, buf = key.split("/", 2)
+                state.setdefault(name, {})[buf] = a
+        hyper = dict(meta["optimizer"]["hyperparameters"])
+        if "betas" in hyper:
+            hyper["betas"] = tuple(hyper["betas"])
+        opt.load_state_dict({"steps": meta["optimizer"]["steps"], "hyperparameters": hyper,
+                             "state": state})
+        states = [arrays[f"state/{i}"] for i in range(2) if f"state/{i}" in arrays]
+        h = None if not states else (tuple(states) if meta["state_kind"] == "tuple"
+                                     else states[0])
+        if meta.get("rng") is not None and model._rnn is not None:
+            model._rnn._dropout_rng.bit_generator.state = meta["rng"]
+        curve = list(arrays["curve/train"])
+    except (KeyError, ValueError, TypeError) as exc:
+        fail(f"--resume {args.resume} does not fit this model: {exc}")
+    return step, pos, h, meta.get("smooth"), curve, list(meta.get("history", []))
+
+
+def _plot(path, curve, history):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(np.arange(1, len(curve) + 1), curve, label="training loss (smoothed)")
+    val = [(r["step"], r["val_loss"]) for r in history if r.get("val_loss") is not None]
+    if val:
+        ax.plot(*zip(*val), "o-", label="validation loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats per character)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def train(args):
@@ -336,59 +534,115 @@ def train(args):
     vocab = sorted(set(text))
     index = {c: i for i, c in enumerate(vocab)}
     data = np.array([index[c] for c in text], dtype=np.intp)
-    # batch parallel streams over the text; each chunk is (batch, seq_len)
-    per_stream = (len(data) - 1) // args.batch
-    if per_stream < 1:
-        raise SystemExit(f"error: {args.file} holds {len(data)} characters, too few for "
-                         f"--batch {args.batch}")
+    n_val = int(len(data) * args.val_frac)
+    if args.val_frac and n_val < 2:
+        fail(f"--val-frac {args.val_frac} leaves {n_val} characters of {args.file} for "
+             "validation; give a larger fraction or a longer text")
+    train_data, val_data = (data[:len(data) - n_val], data[len(data) - n_val:]) if n_val \
+        else (data, None)
+    # batch parallel streams over the training text; each chunk is (batch, seq_len)
+    if (len(train_data) - 1) // args.batch < 1:
+        fail(f"{args.file} holds {len(train_data)} training characters, too few for "
+             f"--batch {args.batch}")
+    inputs, targets, per_stream = _streams(train_data, args.batch)
     seq_len = min(args.seq_len, per_stream)
     _check_training_size(args, len(vocab), seq_len)
-    inputs = data[:per_stream * args.batch].reshape(args.batch, per_stream)
-    targets = data[1:per_stream * args.batch + 1].reshape(args.batch, per_stream)
+    checkpoint = args.checkpoint or ((args.save + ".ckpt.npz") if args.save
+                                     else "checkpoint.npz")
+    check_output_path("--checkpoint", checkpoint)
+    dtype = np.float64 if args.dtype == "float64" else np.float32
 
-    print(f"training on {args.file}: {len(text)} characters, vocabulary {len(vocab)}, "
-          f"{args.cell} cell, hidden {args.hidden}, batch {args.batch} x {seq_len} steps",
-          flush=True)
+    print(f"training on {args.file}: {len(text)} characters ({len(train_data)} training, "
+          f"{n_val} validation), vocabulary {len(vocab)}, {args.cell} cell, "
+          f"{args.layers} layer{'s' if args.layers > 1 else ''} of {args.hidden}, batch "
+          f"{args.batch} x {seq_len} steps, {args.optimizer} lr {args.lr:g}", flush=True)
     progress = None
+    seconds = 0.0
     try:
-        model = RNNModel(len(vocab), args.hidden, len(vocab), cell=args.cell,
-                         dtype=np.float32, seed=args.seed)
+        model = RNNModel(len(vocab), args.hidden, len(vocab), args.layers,
+                         dropout=args.dropout, cell=args.cell, dtype=dtype, seed=args.seed)
         model.metadata = {"vocab": "".join(vocab), "source": str(args.file)}
-        optimizer = Adam(model.parameters, lr=args.lr)
+        opt = OPTIMIZERS[args.optimizer](model.parameters, lr=args.lr)
+        start_step, pos, h, smooth, curve, history = 0, 0, None, None, [], []
+        if args.resume:
+            start_step, pos, h, smooth, curve, history = _restore(args, vocab, model, opt)
+            print(f"resumed from {args.resume} at step {start_step}", flush=True)
+        log = open(args.log, "a", encoding="utf-8") if args.log else None
         progress = _Progress(args.steps, sys.stderr.isatty() and not args.quiet)
-        h, pos, smooth = None, 0, None
         start = time.perf_counter()
-        for step in range(1, args.steps + 1):
-            if pos + seq_len > per_stream:
-                pos, h = 0, None          # back to the start of every stream
-            X = inputs[:, pos:pos + seq_len]
-            Y = targets[:, pos:pos + seq_len]
-            loss, grads, h = model.loss_and_grads(X, Y, h, return_state=True)
-            if args.clip > 0:             # 0 = no clipping
-                clip_grad_norm(grads, args.clip)
-            optimizer.step(grads)
-            pos += seq_len
-            smooth = loss if smooth is None else 0.98 * smooth + 0.02 * loss
-            progress.update(step, smooth)
-            if args.sample_every and step % args.sample_every == 0:
-                progress.write(f"--- step {step}, loss {smooth:.4f} ---\n"
-                               f"{sample_text(model, vocab, 200, 0.8, seed=step)}\n---")
+        step = start_step
+
+        def evaluation(step):
+            record = {"step": step, "train_loss": smooth,
+                      "chars_per_second": (step - start_step) * args.batch * seq_len
+                      / max(time.perf_counter() - start, 1e-9)}
+            if val_data is not None:
+                loss = evaluate(model, val_data, args.batch, seq_len)
+                record.update(val_loss=loss, val_bpc=loss / math.log(2))
+                progress.write(f"step {step}: training loss {smooth:.4f}, validation loss "
+                               f"{loss:.4f} ({loss / math.log(2):.3f} bits per character)")
+            history.append(record)
+            if log is not None:
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+
+        with _Stop() as stop:
+            for step in range(start_step + 1, args.steps + 1):
+                if pos + seq_len > per_stream:
+                    pos, h = 0, None          # back to the start of every stream
+                X = inputs[:, pos:pos + seq_len]
+                Y = targets[:, pos:pos + seq_len]
+                loss, grads, h = model.loss_and_grads(X, Y, h, return_state=True)
+                if args.clip > 0:             # 0 = no clipping
+                    clip_grad_norm(grads, args.clip)
+                opt.step(grads)
+                pos += seq_len
+                smooth = loss if smooth is None else 0.98 * smooth + 0.02 * loss
+                curve.append(smooth)
+                elapsed = time.perf_counter() - start
+                rate = (step - start_step) / elapsed
+                progress.update(step, smooth, rate * args.batch * seq_len,
+                                (args.steps - step) / rate)
+                if args.sample_every and step % args.sample_every == 0:
+                    progress.write(f"--- step {step}, loss {smooth:.4f} ---\n"
+                                   f"{sample_text(model, vocab, 200, 0.8, seed=step)}\n---")
+                if args.eval_every and step % args.eval_every == 0:
+                    evaluation(step)
+                if stop.signal is not None or (args.checkpoint_every
+                                               and step % args.checkpoint_every == 0):
+                    _write_checkpoint(checkpoint, args, vocab, model, opt, step, pos, h,
+                                      smooth, curve, history)
+                if stop.signal is not None:
+                    progress.close()
+                    progress = None
+                    name = "SIGINT" if stop.signal == signal.SIGINT else "SIGTERM"
+                    print(f"stopped by {name} after step {step}; checkpoint written to "
+                          f"{checkpoint} (continue with --resume {checkpoint})", flush=True)
+                    return _Stop.CODES[stop.signal]
         seconds = time.perf_counter() - start
+        if not history or history[-1]["step"] != args.steps:
+            evaluation(args.steps)
     except MemoryError:
         fail(f"out of memory training a model with --hidden {args.hidden}, --batch "
              f"{args.batch}, --seq-len {seq_len}; make them smaller")
     finally:
         if progress is not None:
             progress.close()
-    chars = args.steps * args.batch * seq_len
-    print(f"done: {args.steps} steps in {seconds:.2f} s ({chars / seconds:,.0f} characters/s), "
-          f"final smoothed loss {smooth:.4f}", flush=True)
+        if args.log and "log" in locals() and log is not None:
+            log.close()
+    chars = (args.steps - start_step) * args.batch * seq_len
+    print(f"done: {args.steps - start_step} steps in {seconds:.2f} s "
+          f"({chars / max(seconds, 1e-9):,.0f} characters/s), final smoothed loss "
+          f"{smooth:.4f}", flush=True)
     if args.save:
         try:
             model.save(args.save)
         except OSError as exc:      # the folder changed while training
             fail(f"--save {args.save}: {exc.strerror or exc}")
         print(f"saved {args.save}")
+    if args.plot:
+        _plot(args.plot, curve, history)
+        print(f"plotted {args.plot}")
     return 0
 
 
@@ -453,23 +707,52 @@ def add_commands(commands):
                    help="also train the PyTorch original from the same weights and time both")
     p.set_defaults(func=demo)
 
-    p = commands.add_parser("train", help="train a char-level model on a UTF-8 text file",
-                            description="Char-level RNN on a text file, truncated BPTT with "
-                                        "the hidden state carried across chunks.")
-    p.add_argument("file")
+    p = commands.add_parser(
+        "train", help="train a char-level model on a UTF-8 text file",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Char-level language model on a text file: truncated BPTT with the "
+                    "hidden state carried across chunks. Ctrl-C or SIGTERM finish the current "
+                    "step, write a checkpoint and exit (130 / 143); --resume continues it "
+                    "exactly.")
+    p.add_argument("file", help="a UTF-8 text file")
     p.add_argument("--cell", choices=["rnn", "lstm", "gru"], default="rnn",
-                   help="the recurrent cell (default rnn); saved with the model")
-    p.add_argument("--hidden", type=int, default=128)
-    p.add_argument("--seq-len", type=int, default=25)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--lr", type=float, default=3e-3)
+                   help="the recurrent cell; saved with the model")
+    p.add_argument("--hidden", type=int, default=128, help="hidden units per layer")
+    p.add_argument("--layers", type=int, default=1, help="recurrent layers")
+    p.add_argument("--dropout", type=float, default=0.0,
+                   help="dropout between layers while training, in [0, 1)")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                   help="the model's floating-point type")
+    p.add_argument("--seq-len", type=int, default=25,
+                   help="characters per chunk (steps of truncated BPTT)")
+    p.add_argument("--batch", type=int, default=16, help="parallel streams over the text")
+    p.add_argument("--steps", type=int, default=1000,
+                   help="total optimizer steps (a resumed run continues to this total)")
+    p.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam",
+                   help="update rule, with torch.optim's defaults besides --lr")
+    p.add_argument("--lr", type=float, default=3e-3, help="learning rate")
     p.add_argument("--clip", type=float, default=5.0,
-                   help="max gradient norm; 0 = no clipping (default 5)")
+                   help="max gradient norm; 0 = no clipping")
+    p.add_argument("--val-frac", type=float, default=0.0, metavar="F",
+                   help="hold out the last fraction F of the text for validation; 0 = none")
+    p.add_argument("--eval-every", type=int, default=0, metavar="K",
+                   help="report the validation loss and bits per character every K steps "
+                        "(and at the end); 0 = at the end only")
+    p.add_argument("--checkpoint-every", type=int, default=0, metavar="K",
+                   help="write a checkpoint every K steps; 0 = only when stopped by a signal")
+    p.add_argument("--checkpoint", metavar="CKPT.npz", default=None,
+                   help="where checkpoints go (default: MODEL.npz.ckpt.npz with --save, "
+                        "else checkpoint.npz)")
+    p.add_argument("--resume", metavar="CKPT.npz", default=None,
+                   help="continue from a checkpoint, with the same settings, to --steps")
     p.add_argument("--sample-every", type=int, default=0, metavar="K",
-                   help="print 200 sampled characters every K steps; 0 = never (the default)")
-    p.add_argument("--save", metavar="MODEL.npz")
-    p.add_argument("--seed", type=int, default=0)
+                   help="print 200 sampled characters every K steps; 0 = never")
+    p.add_argument("--save", metavar="MODEL.npz", help="save the trained model here")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="plot the training and validation loss curves (needs matplotlib)")
+    p.add_argument("--log", metavar="FILE.jsonl",
+                   help="append one JSON record per evaluation (step, losses, speed)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initialisation and dropout")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=train)
 

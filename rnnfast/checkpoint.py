@@ -1,0 +1,93 @@
+"""Training checkpoints: everything ``python -m rnnfast train`` needs to continue exactly.
+
+A checkpoint is an ``.npz`` archive written atomically (a temporary file in
+the same folder, renamed over the target), holding the model's parameters,
+the optimizer's buffers, the carried hidden state and the training curve as
+arrays, and as a JSON header the step, data position, random generator state,
+configuration, vocabulary and history.  A SHA-256 digest of all of it is kept
+in the header: a truncated, damaged or edited file is refused on load.
+Nothing in a checkpoint is ever unpickled.
+"""
+
+import hashlib
+import json
+import os
+
+import numpy as np
+
+from rnnfast.model import _create_temporary
+
+__all__ = ["save_checkpoint", "load_checkpoint", "CheckpointError"]
+
+FORMAT = "rnnfast.checkpoint/1"
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable checkpoint (the message says why)."""
+
+
+def _digest(meta, arrays):
+    """SHA-256 over the header (without its digest) and every array's name, dtype, shape, bytes."""
+    h = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def save_checkpoint(path, meta, arrays):
+    """Write ``meta`` (JSON-serialisable dict) and ``arrays`` (name -> ndarray) to ``path``.
+
+    The file appears complete or not at all.
+    """
+    path = os.fspath(path)
+    meta = dict(meta, format=FORMAT)
+    meta["digest"] = _digest(meta, arrays)
+    target = os.path.realpath(path)
+    fd, tmp = _create_temporary(os.path.dirname(target))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, __meta__=np.array(json.dumps(meta)), **arrays)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def load_checkpoint(path):
+    """``(meta, arrays)`` of a checkpoint written by :func:`save_checkpoint`.
+
+    Raises
+    ------
+    FileNotFoundError, IsADirectoryError, PermissionError
+        As ``open`` raises them.
+    CheckpointError
+        For anything else: not an archive, not a checkpoint, truncated,
+        damaged or edited (the digest does not match).
+    """
+    try:
+        with open(os.fspath(path), "rb") as f:
+            if not f.read(4).startswith((b"PK\x03\x04", b"PK\x05\x06")):
+                raise CheckpointError("not an .npz archive")
+            f.seek(0)
+            with np.load(f, allow_pickle=False) as data:
+                meta = json.loads(str(data["__meta__"]))
+                arrays = {k: data[k] for k in data.files if k != "__meta__"}
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path} is not an rnnfast checkpoint ({exc})") from None
+    except Exception as exc:       # zip, zlib, JSON: damage reads as "not a checkpoint"
+        raise CheckpointError(f"{path} is not an rnnfast checkpoint, or it is damaged "
+                              f"({type(exc).__name__}: {exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an rnnfast checkpoint (no {FORMAT} header)")
+    digest = meta.pop("digest", None)
+    if digest != _digest(meta, arrays):
+        raise CheckpointError(f"{path} is damaged or was edited: its contents do not match "
+                              "the digest written with it")
+    return meta, arrays
