@@ -465,6 +465,51 @@ def bench_module_shape(name, shape, dtype, torch, args):
             "target_vs_torch": shape.targets[0 if np.dtype(dtype) == np.float64 else 1]}
 
 
+# A whole training step of a char model: (vocabulary, hidden, batch, length), target vs torch.
+TRAIN_CASES = {"char": ((107, 128, 16, 25), 6.0), "mid": ((107, 256, 32, 64), 4.0),
+               "large": ((107, 512, 64, 64), 3.0)}
+
+
+def train_step_calls(torch, dims, seed=0):
+    """``(rnnfast_fn, torch_fn)``: one training step of the same char model, same batch."""
+    V, H, B, L = dims
+    torch.manual_seed(seed)
+    rnn = torch.nn.RNN(V, H, batch_first=True)
+    linear = torch.nn.Linear(H, V)
+    model = rnnfast.RNNModel.from_torch(rnn, linear)
+    rng = np.random.default_rng(seed)
+    X, Y = rng.integers(0, V, (B, L)), rng.integers(0, V, (B, L))
+    opt = rnnfast.optim.Adam(model.parameters, lr=1e-3)
+    params = [*rnn.parameters(), *linear.parameters()]
+    topt = torch.optim.Adam(params, lr=1e-3)
+    x = torch.nn.functional.one_hot(torch.from_numpy(X), V).float()
+    y = torch.from_numpy(Y).reshape(-1)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def ours():
+        _, grads = model.loss_and_grads(X, Y)
+        rnnfast.clip_grad_norm(grads, 5.0)
+        opt.step(grads)
+
+    def theirs():
+        topt.zero_grad()
+        out, _ = rnn(x)
+        loss_fn(linear(out).reshape(-1, V), y).backward()
+        torch.nn.utils.clip_grad_norm_(params, 5.0)
+        topt.step()
+    return ours, theirs
+
+
+def bench_train_step(name, case, torch, args):
+    dims, target = case
+    ours, theirs = train_step_calls(torch, dims)
+    times = time_interleaved({"rnnfast": ours, "torch": theirs}, args.samples,
+                             args.min_sample_ms / 1000)
+    return {"shape": name, "dims": "V {}, H {}, B {}, L {}".format(*dims),
+            "dtype": "float32", "seconds": times,
+            "vs_torch": times["torch"] / times["rnnfast"], "target_vs_torch": target}
+
+
 def print_module_table(results, out=None):
     out = sys.stdout if out is None else out
     for r in results:
@@ -592,6 +637,10 @@ def build_parser(parser=None):
                              f"torch is installed; none: skip); {', '.join(MODULE_SHAPES)}")
     parser.add_argument("--memory", action="store_true",
                         help=f"also measure peak memory at {MEMORY_SHAPE} (n_x,n_h,n_y,m,T)")
+    parser.add_argument("--train", action="store_true",
+                        help="also time a whole char-model training step (forward, loss, "
+                             "backward, clipping, Adam) against the same model in torch "
+                             "(float32; needs torch)")
     return parser
 
 
@@ -665,6 +714,19 @@ def run(args):
             print(dtype_name)
             print_module_table([r for r in module_results if r["dtype"] == dtype_name])
         report["modules"] = module_results
+    if args.train and torch is not None:
+        print("\ntraining step: RNNModel + clip_grad_norm + Adam vs nn.RNN + nn.Linear + "
+              "CrossEntropyLoss + clip_grad_norm_ + torch.optim.Adam (float32, one-hot input, "
+              "same weights and batches)")
+        train_results = [bench_train_step(name, case, torch, args)
+                         for name, case in TRAIN_CASES.items()]
+        for r in train_results:
+            print(f"{r['shape']:10s} {r['dims']:32s} rnnfast {_fmt_time(r['seconds']['rnnfast']):>10s}"
+                  f"  torch {_fmt_time(r['seconds']['torch']):>10s}  "
+                  f"{_fmt_ratio(r['vs_torch'], r['target_vs_torch'])}")
+        report["train"] = train_results
+    elif args.train:
+        print("\ntraining step: skipped (torch is not installed)")
     if args.memory:
         memory = measure_memory()
         report["memory"] = memory

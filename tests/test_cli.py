@@ -446,3 +446,28 @@ def test_bench_reports_the_mixed_share(tmp_path, capsys):
     import json
     result = json.loads(report.read_text())["results"][0]
     assert result["mixed_share"] > 0 and "mixed" in capsys.readouterr().out
+
+
+def test_bench_train_step_runs_and_reports(tmp_path, capsys):
+    pytest.importorskip("torch")
+    out_file = tmp_path / "b.json"
+    monkey_cases = dict(bench.TRAIN_CASES)
+    try:
+        bench.TRAIN_CASES.clear()
+        bench.TRAIN_CASES["tiny"] = ((11, 8, 2, 5), 1.0)
+        main(["bench", "--quick", "--shapes", "seed-apple", "--modules", "none", "--train",
+              "--json", str(out_file)])
+    finally:
+        bench.TRAIN_CASES.clear()
+        bench.TRAIN_CASES.update(monkey_cases)
+    report = json.loads(out_file.read_text())
+    (r,) = report["train"]
+    assert r["shape"] == "tiny" and r["vs_torch"] > 0
+    assert "training step" in capsys.readouterr().out
+
+
+def test_the_training_step_cases_are_the_same_model():
+    torch = pytest.importorskip("torch")
+    ours, theirs = bench.train_step_calls(torch, (11, 8, 2, 5))
+    ours()
+    theirs()          # both run; equality of the models is test_model.py's business
