@@ -465,9 +465,3 @@ def test_bench_train_step_runs_and_reports(tmp_path, capsys):
     assert r["shape"] == "tiny" and r["vs_torch"] > 0
     assert "training step" in capsys.readouterr().out
 
-
-def test_the_training_step_cases_are_the_same_model():
-    torch = pytest.importorskip("torch")
-    ours, theirs = bench.train_step_calls(torch, (11, 8, 2, 5))
-    ours()
-    theirs()          # both run; equality of the models is test_model.py's business
