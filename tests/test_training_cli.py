@@ -193,3 +193,27 @@ def test_version(capsys):
         main(["--version"])
     assert info.value.code == 0
     assert capsys.readouterr().out.strip() == f"rnnfast {rnnfast.__version__}"
+
+
+def test_resume_identity_with_real_processes_and_sigint(text_file, tmp_path):
+    """The interrupted run is stopped by a real SIGINT at whatever step it has reached."""
+    args = [sys.executable, "-m", "rnnfast", "train", text_file, *BASE, "--steps", "6000",
+            "--layers", "2", "--dropout", "0.1"]
+    straight, resumed = str(tmp_path / "a.npz"), str(tmp_path / "b.npz")
+    ckpt = str(tmp_path / "c.npz")
+    subprocess.run([*args, "--save", straight], check=True, capture_output=True, timeout=300)
+    proc = subprocess.Popen([*args, "--save", resumed, "--checkpoint", ckpt],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().startswith("training on")
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    step = load_checkpoint(ckpt)[0]["step"]
+    assert 0 < step < 6000 and f"after step {step}" in out
+    done = subprocess.run([*args, "--save", resumed, "--resume", ckpt], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    expected, got = params_of(straight), params_of(resumed)
+    for name in expected:
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
