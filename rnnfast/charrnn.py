@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from rnnfast import optim
+from rnnfast import distributed, optim
 from rnnfast._cli import check_float, check_int, check_output_path, fail
 from rnnfast._validation import INT_MAX
 from rnnfast.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -436,32 +436,53 @@ class _Stop:
             signal.signal(sig, handler)
 
 
-def _checkpoint_arrays(model, opt, h, curve):
+def _batch_axis(model):
+    """The batch axis of the carried state: (m, H) for one layer, (layers, m, H) for more."""
+    return 0 if model.num_layers == 1 else 1
+
+
+def _checkpoint_arrays(model, opt, states, curve):
     arrays = {f"model/{k}": v for k, v in model.parameters.items()}
     for name, buffers in opt.state.items():
         for buf, v in buffers.items():
             arrays[f"opt/{name}/{buf}"] = v
-    states = [] if h is None else (list(h) if isinstance(h, tuple) else [h])
     for i, a in enumerate(states):
         arrays[f"state/{i}"] = a
     arrays["curve/train"] = np.asarray(curve, dtype=np.float64)
     return arrays
 
 
-def _write_checkpoint(path, args, vocab, model, opt, step, pos, h, smooth, curve, history):
+def _write_checkpoint(path, args, vocab, model, opt, step, pos, h, smooth, curve, history,
+                      comm=None):
+    """Write a checkpoint (collective with several ranks: rank 0 writes the whole batch's
+    carried state and every rank's dropout generator)."""
     rng = None if model._rnn is None else model._rnn._dropout_rng.bit_generator.state
+    states = [] if h is None else (list(h) if isinstance(h, tuple) else [h])
+    if comm is not None:
+        rngs = comm.gather(rng, root=0)
+        gathered = [comm.gather(a, root=0) for a in states]
+        if comm.Get_rank() != 0:
+            return
+        states = [np.concatenate(parts, axis=_batch_axis(model)) for parts in gathered]
+    else:
+        rngs = [rng]
     meta = {"config": {k: getattr(args, k) for k in _RESUME_OPTIONS}, "vocab": "".join(vocab),
-            "step": step, "pos": pos, "smooth": smooth, "rng": rng,
+            "step": step, "pos": pos, "smooth": smooth, "rngs": rngs,
+            "world_size": 1 if comm is None else comm.Get_size(),
             "state_kind": None if h is None else ("tuple" if isinstance(h, tuple) else "array"),
             "optimizer": {"steps": opt.steps,
                           "hyperparameters": {k: getattr(opt, k) for k in
                                               opt._HYPERPARAMETERS}},
             "history": history, "source": str(args.file)}
-    save_checkpoint(path, meta, _checkpoint_arrays(model, opt, h, curve))
+    save_checkpoint(path, meta, _checkpoint_arrays(model, opt, states, curve))
 
 
-def _restore(args, vocab, model, opt):
-    """Load ``args.resume`` into ``model`` and ``opt``; return the loop's state."""
+def _restore(args, vocab, model, opt, comm=None, rows=None):
+    """Load ``args.resume`` into ``model`` and ``opt``; return the loop's state.
+
+    With several ranks, each takes its ``rows`` of the carried state and its own
+    dropout generator; the checkpoint must come from as many ranks.
+    """
     try:
         meta, arrays = load_checkpoint(args.resume)
     except CheckpointError as exc:
@@ -483,6 +504,11 @@ def _restore(args, vocab, model, opt):
              f"characters) differs from {args.file}'s ({len(vocab)}): not the same text")
     if step > args.steps:
         fail(f"--resume {args.resume} is at step {step}, past --steps {args.steps}")
+    size = 1 if comm is None else comm.Get_size()
+    if int(meta.get("world_size", 1)) != size:
+        fail(f"--resume {args.resume} was written by {meta.get('world_size', 1)} MPI rank(s); "
+             f"this run has {size}: resume with the same number (mpiexec -n "
+             f"{meta.get('world_size', 1)})")
     try:
         for name, p in model.parameters.items():
             a = arrays[f"model/{name}"]
@@ -500,10 +526,16 @@ def _restore(args, vocab, model, opt):
         opt.load_state_dict({"steps": meta["optimizer"]["steps"], "hyperparameters": hyper,
                              "state": state})
         states = [arrays[f"state/{i}"] for i in range(2) if f"state/{i}" in arrays]
+        if rows is not None and states:
+            axis = _batch_axis(model)
+            states = [np.ascontiguousarray(np.take(a, np.arange(a.shape[axis])[rows], axis=axis))
+                      for a in states]
         h = None if not states else (tuple(states) if meta["state_kind"] == "tuple"
                                      else states[0])
-        if meta.get("rng") is not None and model._rnn is not None:
-            model._rnn._dropout_rng.bit_generator.state = meta["rng"]
+        rngs = meta.get("rngs", [meta.get("rng")])
+        rank = 0 if comm is None else comm.Get_rank()
+        if model._rnn is not None and rngs[rank] is not None:
+            model._rnn._dropout_rng.bit_generator.state = rngs[rank]
         curve = list(arrays["curve/train"])
     except (KeyError, ValueError, TypeError) as exc:
         fail(f"--resume {args.resume} does not fit this model: {exc}")
@@ -528,7 +560,78 @@ def _plot(path, curve, history):
     plt.close(fig)
 
 
+class _AllRanksExit(SystemExit):
+    """An error every rank detected alike: each exits on its own, no abort needed."""
+
+
 def train(args):
+    """``python -m rnnfast train``; with several MPI ranks, data-parallel (see _train)."""
+    try:
+        comm = distributed.world()
+    except RuntimeError as exc:
+        fail(str(exc))
+    if comm is None:
+        return _train(args, None)
+    rank = comm.Get_rank()
+    phase = {"setup": True}
+    try:
+        return _train(args, comm, phase)
+    except _AllRanksExit:
+        raise
+    except SystemExit as exc:
+        if exc.code in (None, 0) or phase["setup"]:
+            # before training, every rank checks the same arguments and text alike
+            raise
+        # the others may be waiting in a collective: end the whole job, naming this rank
+        print(f"rank {rank}: {exc.code}", file=sys.stderr, flush=True)
+        comm.Abort(exc.code if isinstance(exc.code, int) else 1)
+    except BaseException as exc:
+        import traceback
+        traceback.print_exc()
+        print(f"rank {rank} failed ({type(exc).__name__}: {exc}); ending all ranks",
+              file=sys.stderr, flush=True)
+        comm.Abort(1)
+
+
+def _consistency(args, text, comm):
+    """Refuse, on every rank alike, ranks started with other arguments or another text."""
+    import hashlib
+    if comm is None:
+        return
+    settings = {k: v for k, v in sorted(vars(args).items()) if k not in ("func", "file")}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()
+                            + text.encode("utf-8")).hexdigest()
+    digests = comm.allgather(digest)
+    odd = [r for r, d in enumerate(digests) if d != digests[0]]
+    if odd:
+        raise _AllRanksExit(f"error: MPI rank(s) {', '.join(map(str, odd))} started with other "
+                            "arguments or another text than rank 0; every rank must run the "
+                            "same command on the same file")
+
+
+def _train(args, comm, phase=None):
+    """The training loop.  With ``comm`` (several MPI ranks), ``--batch`` is the global batch:
+    each rank runs its equal share of the streams, the gradients are averaged before clipping
+    and the step, and only rank 0 prints, evaluates, samples and writes files."""
+    rank = 0 if comm is None else comm.Get_rank()
+    size = 1 if comm is None else comm.Get_size()
+    root = rank == 0
+
+    def say(*a, **k):
+        if root:
+            print(*a, **k)
+
+    if comm is not None:
+        # every rank reads its arguments and text before any check, so that ranks that
+        # differ are told so together (a rank failing alone would leave the others waiting)
+        try:
+            text_for_check = read_text(args.file)
+        except SystemExit:
+            text_for_check = ""
+        _consistency(args, text_for_check, comm)
+        if args.batch % size:
+            raise _AllRanksExit(f"error: --batch {args.batch} is the global batch; {size} MPI "
+                                f"ranks need a multiple of {size} to share it equally")
     _check_train_args(args)
     text = read_text(args.file)
     vocab = sorted(set(text))
@@ -545,14 +648,22 @@ def train(args):
         fail(f"{args.file} holds {len(train_data)} training characters, too few for "
              f"--batch {args.batch}")
     inputs, targets, per_stream = _streams(train_data, args.batch)
+    rows = distributed.shard(args.batch, comm)
+    inputs, targets = inputs[rows], targets[rows]          # this rank's streams
     seq_len = min(args.seq_len, per_stream)
     _check_training_size(args, len(vocab), seq_len)
     checkpoint = args.checkpoint or ((args.save + ".ckpt.npz") if args.save
                                      else "checkpoint.npz")
     check_output_path("--checkpoint", checkpoint)
     dtype = np.float64 if args.dtype == "float64" else np.float32
+    if phase is not None:
+        phase["setup"] = False      # from here on a failure may strand the other ranks
+    if comm is not None:
+        pids = comm.gather(os.getpid(), root=0)
+        say(f"MPI: {size} ranks (pids {', '.join(map(str, pids or []))}), "
+            f"{args.batch // size} streams each", flush=True)
 
-    print(f"training on {args.file}: {len(text)} characters ({len(train_data)} training, "
+    say(f"training on {args.file}: {len(text)} characters ({len(train_data)} training, "
           f"{n_val} validation), vocabulary {len(vocab)}, {args.cell} cell, "
           f"{args.layers} layer{'s' if args.layers > 1 else ''} of {args.hidden}, batch "
           f"{args.batch} x {seq_len} steps, {args.optimizer} lr {args.lr:g}", flush=True)
@@ -562,17 +673,21 @@ def train(args):
         model = RNNModel(len(vocab), args.hidden, len(vocab), args.layers,
                          dropout=args.dropout, cell=args.cell, dtype=dtype, seed=args.seed)
         model.metadata = {"vocab": "".join(vocab), "source": str(args.file)}
+        distributed.broadcast_parameters(model.parameters, comm)
         opt = OPTIMIZERS[args.optimizer](model.parameters, lr=args.lr)
         start_step, pos, h, smooth, curve, history = 0, 0, None, None, [], []
         if args.resume:
-            start_step, pos, h, smooth, curve, history = _restore(args, vocab, model, opt)
-            print(f"resumed from {args.resume} at step {start_step}", flush=True)
-        log = open(args.log, "a", encoding="utf-8") if args.log else None
-        progress = _Progress(args.steps, sys.stderr.isatty() and not args.quiet)
+            start_step, pos, h, smooth, curve, history = _restore(args, vocab, model, opt,
+                                                                  comm, rows)
+            say(f"resumed from {args.resume} at step {start_step}", flush=True)
+        log = open(args.log, "a", encoding="utf-8") if args.log and root else None
+        progress = _Progress(args.steps, root and sys.stderr.isatty() and not args.quiet)
         start = time.perf_counter()
         step = start_step
 
         def evaluation(step):
+            if not root:
+                return
             record = {"step": step, "train_loss": smooth,
                       "chars_per_second": (step - start_step) * args.batch * seq_len
                       / max(time.perf_counter() - start, 1e-9)}
@@ -593,6 +708,14 @@ def train(args):
                 X = inputs[:, pos:pos + seq_len]
                 Y = targets[:, pos:pos + seq_len]
                 loss, grads, h = model.loss_and_grads(X, Y, h, return_state=True)
+                if comm is not None:
+                    # the mean gradient of the global batch, and the global loss and stop
+                    distributed.allreduce_gradients(grads, comm)
+                    loss, sigint, sigterm = distributed.allreduce_mean(
+                        [loss, stop.signal == signal.SIGINT, stop.signal == signal.SIGTERM],
+                        comm)
+                    if stop.signal is None and (sigint or sigterm):
+                        stop.signal = signal.SIGTERM if sigterm else signal.SIGINT
                 if args.clip > 0:             # 0 = no clipping
                     clip_grad_norm(grads, args.clip)
                 opt.step(grads)
@@ -603,7 +726,7 @@ def train(args):
                 rate = (step - start_step) / elapsed
                 progress.update(step, smooth, rate * args.batch * seq_len,
                                 (args.steps - step) / rate)
-                if args.sample_every and step % args.sample_every == 0:
+                if root and args.sample_every and step % args.sample_every == 0:
                     progress.write(f"--- step {step}, loss {smooth:.4f} ---\n"
                                    f"{sample_text(model, vocab, 200, 0.8, seed=step)}\n---")
                 if args.eval_every and step % args.eval_every == 0:
@@ -611,13 +734,13 @@ def train(args):
                 if stop.signal is not None or (args.checkpoint_every
                                                and step % args.checkpoint_every == 0):
                     _write_checkpoint(checkpoint, args, vocab, model, opt, step, pos, h,
-                                      smooth, curve, history)
+                                      smooth, curve, history, comm)
                 if stop.signal is not None:
                     progress.close()
                     progress = None
                     name = "SIGINT" if stop.signal == signal.SIGINT else "SIGTERM"
-                    print(f"stopped by {name} after step {step}; checkpoint written to "
-                          f"{checkpoint} (continue with --resume {checkpoint})", flush=True)
+                    say(f"stopped by {name} after step {step}; checkpoint written to "
+                        f"{checkpoint} (continue with --resume {checkpoint})", flush=True)
                     return _Stop.CODES[stop.signal]
         seconds = time.perf_counter() - start
         if not history or history[-1]["step"] != args.steps:
@@ -631,9 +754,11 @@ def train(args):
         if args.log and "log" in locals() and log is not None:
             log.close()
     chars = (args.steps - start_step) * args.batch * seq_len
-    print(f"done: {args.steps - start_step} steps in {seconds:.2f} s "
-          f"({chars / max(seconds, 1e-9):,.0f} characters/s), final smoothed loss "
-          f"{smooth:.4f}", flush=True)
+    say(f"done: {args.steps - start_step} steps in {seconds:.2f} s "
+        f"({chars / max(seconds, 1e-9):,.0f} characters/s), final smoothed loss "
+        f"{smooth:.4f}", flush=True)
+    if not root:
+        return 0
     if args.save:
         try:
             model.save(args.save)

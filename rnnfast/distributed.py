@@ -1,0 +1,151 @@
+"""Synchronous data parallelism over MPI, for training on more than one process or machine.
+
+Every rank holds the whole model; each runs forward and backward on its shard
+of the global batch; :func:`allreduce_gradients` averages the parameter
+gradients over the ranks before clipping and the optimizer step, so every
+rank takes the same step and the parameters stay identical.  MPI comes
+through mpi4py (``pip install "rnnfast[mpi]"`` brings mpi4py and the MPICH
+wheels with ``mpiexec``; a system MPI works as well), imported only when a
+function here needs it.  In a loop of your own::
+
+    from rnnfast import distributed as dist
+
+    comm = dist.world()                       # None when not launched by mpiexec
+    dist.broadcast_parameters(model.parameters, comm)
+    rows = dist.shard(len(X), comm)           # this rank's rows of the global batch
+    for step in range(steps):
+        loss, grads = model.loss_and_grads(X[rows], Y[rows])
+        dist.allreduce_gradients(grads, comm)  # the mean over ranks, in place
+        rnnfast.clip_grad_norm(grads, 5.0)
+        optimizer.step(grads)
+
+and run it with ``mpiexec -n 4 python my_training.py``.  The gradients of
+equal shards average to those of the whole batch: the same model as one
+process, up to the order of the sums.
+"""
+
+import os
+
+import numpy as np
+
+from rnnfast.optim import NOT_PARAMETERS
+
+__all__ = ["world", "launched_by_mpi", "broadcast_parameters", "allreduce_gradients", "shard",
+           "allreduce_mean"]
+
+# Environment variables that MPI launchers set in every process they start.
+_LAUNCHER_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS")
+
+
+def launched_by_mpi():
+    """The number of processes an MPI launcher started (from its environment), or 1."""
+    for name in _LAUNCHER_SIZE_VARIABLES:
+        value = os.environ.get(name)
+        if value and value.isdigit():
+            return int(value)
+    return 1
+
+
+def world():
+    """``MPI.COMM_WORLD`` when this process is one of several MPI ranks, else None.
+
+    Raises
+    ------
+    RuntimeError
+        When an MPI launcher started several processes but mpi4py is missing.
+    """
+    size = launched_by_mpi()
+    if size <= 1:
+        return None
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise RuntimeError(f"started by an MPI launcher as one of {size} processes, but "
+                           "mpi4py is not installed: pip install \"rnnfast[mpi]\"") from None
+    comm = MPI.COMM_WORLD
+    return comm if comm.Get_size() > 1 else None
+
+
+def _size(comm):
+    return 1 if comm is None else comm.Get_size()
+
+
+def _rank(comm):
+    return 0 if comm is None else comm.Get_rank()
+
+
+def broadcast_parameters(params, comm, root=0):
+    """Copy every parameter array of rank ``root`` into the others', in place.
+
+    ``params`` is a dict (``RNNModel.parameters``) or ``named_parameters()``
+    pairs; every rank must hold the same names, shapes and dtypes.
+    """
+    if comm is None:
+        return
+    arrays = params if isinstance(params, dict) else dict(params)
+    for name in sorted(arrays):
+        a = arrays[name]
+        if not (isinstance(a, np.ndarray) and a.flags.c_contiguous and a.flags.writeable):
+            raise TypeError(f"parameter {name!r} must be a writeable C-contiguous ndarray")
+        comm.Bcast(a, root=root)
+
+
+def allreduce_gradients(grads, comm):
+    """Replace every parameter gradient in ``grads`` by its mean over the ranks, in place.
+
+    The gradients of inputs and initial states (``input``, ``hx``, ``cx``,
+    ``dx``, ``dh0``, ``dc0``) are left alone.  The arrays of one dtype travel
+    in one flat buffer: one all-reduce per dtype, whatever the model's number
+    of parameters.  Returns ``grads``.
+    """
+    if comm is None:
+        return grads
+    from mpi4py import MPI
+
+    keys = sorted(k for k in grads if k not in NOT_PARAMETERS)
+    by_dtype = {}
+    for k in keys:
+        a = grads[k]
+        if not isinstance(a, np.ndarray) or a.dtype.kind != "f" or not a.flags.writeable:
+            raise TypeError(f"grads[{k!r}] must be a writeable floating-point ndarray")
+        by_dtype.setdefault(a.dtype.str, []).append(k)
+    size = comm.Get_size()
+    for dtype in sorted(by_dtype):
+        group = by_dtype[dtype]
+        flat = np.concatenate([grads[k].ravel() for k in group])
+        comm.Allreduce(MPI.IN_PLACE, flat, op=MPI.SUM)
+        flat /= size
+        offset = 0
+        for k in group:
+            a = grads[k]
+            a[...] = flat[offset:offset + a.size].reshape(a.shape)
+            offset += a.size
+    return grads
+
+
+def allreduce_mean(values, comm):
+    """The mean over the ranks of a 1-D float64 array of a few numbers (a new array)."""
+    values = np.array(values, dtype=np.float64)
+    if comm is None:
+        return values
+    from mpi4py import MPI
+
+    comm.Allreduce(MPI.IN_PLACE, values, op=MPI.SUM)
+    return values / comm.Get_size()
+
+
+def shard(n, comm):
+    """This rank's ``slice`` of ``n`` rows: equal contiguous blocks, rank order.
+
+    Raises
+    ------
+    ValueError
+        When the number of ranks does not divide ``n`` (the shards must be
+        equal for the averaged gradients to be the whole batch's).
+    """
+    size, rank = _size(comm), _rank(comm)
+    if n % size:
+        raise ValueError(f"{size} ranks do not divide a batch of {n}: give a batch that is a "
+                         f"multiple of {size}")
+    per = n // size
+    return slice(rank * per, (rank + 1) * per)
