@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from rnnfast.model import _create_temporary
+from rnnfast.model import write_npz_atomically
 
 __all__ = ["save_checkpoint", "load_checkpoint", "CheckpointError"]
 
@@ -41,21 +41,10 @@ def save_checkpoint(path, meta, arrays):
 
     The file appears complete or not at all.
     """
-    path = os.fspath(path)
     meta = dict(meta, format=FORMAT)
     meta["digest"] = _digest(meta, arrays)
-    target = os.path.realpath(path)
-    fd, tmp = _create_temporary(os.path.dirname(target))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, __meta__=np.array(json.dumps(meta)), **arrays)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    write_npz_atomically(path, {"__meta__": np.array(json.dumps(meta)), **arrays},
+                         "a checkpoint")
 
 
 def load_checkpoint(path):

@@ -76,6 +76,44 @@ def _create_temporary(folder):
     raise FileExistsError(errno.EEXIST, "no free temporary file name", folder)
 
 
+def write_npz_atomically(path, arrays, what="a file"):
+    """``np.savez(path, **arrays)``, appearing complete or not at all.
+
+    Written to a temporary file in the same folder, then renamed over the
+    target; the temporary file is removed on any failure.  Permissions are
+    those a plain ``np.savez`` gives: ``0o666`` masked by the umask for a new
+    file, the existing bits for an overwritten one.  A symbolic link ``path``
+    stays a link to the file, which is replaced.  ``IsADirectoryError`` (naming
+    ``what`` the file should have been) when ``path`` is a directory.
+    """
+    path = os.fspath(path)
+    target = os.path.realpath(path)           # write through a symlink, keep the link
+    try:
+        existing = os.stat(target)
+    except FileNotFoundError:
+        mode = None
+    else:
+        if stat.S_ISDIR(existing.st_mode):
+            raise IsADirectoryError(errno.EISDIR, f"is a directory, not {what}", path)
+        mode = stat.S_IMODE(existing.st_mode)
+    fd, tmp = _create_temporary(os.path.dirname(target))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if mode is not None:     # before any byte is written
+                if hasattr(os, "fchmod"):
+                    os.fchmod(f.fileno(), mode)
+                else:
+                    os.chmod(tmp, mode)
+            np.savez(f, **arrays)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
 def _type_name(obj):
     """The public dotted name of ``type(obj)``: ``torch.nn.LSTM``, ``rnnfast.RNN``, ``NoneType``."""
     cls = type(obj)
@@ -410,31 +448,8 @@ class RNNModel:
                            "num_layers": self.num_layers, "nonlinearity": self.nonlinearity,
                            "dropout": self.dropout, "fused": self._rnn is None,
                            "metadata": self.metadata})
-        target = os.path.realpath(path)           # write through a symlink, keep the link
-        try:
-            existing = os.stat(target)
-        except FileNotFoundError:
-            mode = None
-        else:
-            if stat.S_ISDIR(existing.st_mode):
-                raise IsADirectoryError(errno.EISDIR, "is a directory, not a model file", path)
-            mode = stat.S_IMODE(existing.st_mode)
-        fd, tmp = _create_temporary(os.path.dirname(target))
-        try:
-            with os.fdopen(fd, "wb") as f:
-                if mode is not None:     # before any byte is written
-                    if hasattr(os, "fchmod"):
-                        os.fchmod(f.fileno(), mode)
-                    else:
-                        os.chmod(tmp, mode)
-                np.savez(f, __meta__=np.array(meta), **self.parameters)
-            os.replace(tmp, target)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        write_npz_atomically(path, {"__meta__": np.array(meta), **self.parameters},
+                             "a model file")
 
     @classmethod
     def load(cls, path):
