@@ -612,7 +612,15 @@ def _consistency(args, text, comm):
 def _train(args, comm, phase=None):
     """The training loop.  With ``comm`` (several MPI ranks), ``--batch`` is the global batch:
     each rank runs its equal share of the streams, the gradients are averaged before clipping
-    and the step, and only rank 0 prints, evaluates, samples and writes files."""
+    and the step, and only rank 0 prints, evaluates, samples and writes files.
+
+    SIGINT and SIGTERM are caught from the start (so that one arriving during the setup,
+    on any rank, still stops every rank after the same step, with a checkpoint)."""
+    with _Stop() as stop:
+        return _train_body(args, comm, phase, stop)
+
+
+def _train_body(args, comm, phase, stop):
     rank = 0 if comm is None else comm.Get_rank()
     size = 1 if comm is None else comm.Get_size()
     root = rank == 0
@@ -701,47 +709,46 @@ def _train(args, comm, phase=None):
                 log.write(json.dumps(record) + "\n")
                 log.flush()
 
-        with _Stop() as stop:
-            for step in range(start_step + 1, args.steps + 1):
-                if pos + seq_len > per_stream:
-                    pos, h = 0, None          # back to the start of every stream
-                X = inputs[:, pos:pos + seq_len]
-                Y = targets[:, pos:pos + seq_len]
-                loss, grads, h = model.loss_and_grads(X, Y, h, return_state=True)
-                if comm is not None:
-                    # the mean gradient of the global batch, and the global loss and stop
-                    distributed.allreduce_gradients(grads, comm)
-                    loss, sigint, sigterm = distributed.allreduce_mean(
-                        [loss, stop.signal == signal.SIGINT, stop.signal == signal.SIGTERM],
-                        comm)
-                    if stop.signal is None and (sigint or sigterm):
-                        stop.signal = signal.SIGTERM if sigterm else signal.SIGINT
-                if args.clip > 0:             # 0 = no clipping
-                    clip_grad_norm(grads, args.clip)
-                opt.step(grads)
-                pos += seq_len
-                smooth = loss if smooth is None else 0.98 * smooth + 0.02 * loss
-                curve.append(smooth)
-                elapsed = time.perf_counter() - start
-                rate = (step - start_step) / elapsed
-                progress.update(step, smooth, rate * args.batch * seq_len,
-                                (args.steps - step) / rate)
-                if root and args.sample_every and step % args.sample_every == 0:
-                    progress.write(f"--- step {step}, loss {smooth:.4f} ---\n"
-                                   f"{sample_text(model, vocab, 200, 0.8, seed=step)}\n---")
-                if args.eval_every and step % args.eval_every == 0:
-                    evaluation(step)
-                if stop.signal is not None or (args.checkpoint_every
-                                               and step % args.checkpoint_every == 0):
-                    _write_checkpoint(checkpoint, args, vocab, model, opt, step, pos, h,
-                                      smooth, curve, history, comm)
-                if stop.signal is not None:
-                    progress.close()
-                    progress = None
-                    name = "SIGINT" if stop.signal == signal.SIGINT else "SIGTERM"
-                    say(f"stopped by {name} after step {step}; checkpoint written to "
-                        f"{checkpoint} (continue with --resume {checkpoint})", flush=True)
-                    return _Stop.CODES[stop.signal]
+        for step in range(start_step + 1, args.steps + 1):
+            if pos + seq_len > per_stream:
+                pos, h = 0, None          # back to the start of every stream
+            X = inputs[:, pos:pos + seq_len]
+            Y = targets[:, pos:pos + seq_len]
+            loss, grads, h = model.loss_and_grads(X, Y, h, return_state=True)
+            if comm is not None:
+                # the mean gradient of the global batch, and the global loss and stop
+                distributed.allreduce_gradients(grads, comm)
+                loss, sigint, sigterm = distributed.allreduce_mean(
+                    [loss, stop.signal == signal.SIGINT, stop.signal == signal.SIGTERM],
+                    comm)
+                if stop.signal is None and (sigint or sigterm):
+                    stop.signal = signal.SIGTERM if sigterm else signal.SIGINT
+            if args.clip > 0:             # 0 = no clipping
+                clip_grad_norm(grads, args.clip)
+            opt.step(grads)
+            pos += seq_len
+            smooth = loss if smooth is None else 0.98 * smooth + 0.02 * loss
+            curve.append(smooth)
+            elapsed = time.perf_counter() - start
+            rate = (step - start_step) / elapsed
+            progress.update(step, smooth, rate * args.batch * seq_len,
+                            (args.steps - step) / rate)
+            if root and args.sample_every and step % args.sample_every == 0:
+                progress.write(f"--- step {step}, loss {smooth:.4f} ---\n"
+                               f"{sample_text(model, vocab, 200, 0.8, seed=step)}\n---")
+            if args.eval_every and step % args.eval_every == 0:
+                evaluation(step)
+            if stop.signal is not None or (args.checkpoint_every
+                                           and step % args.checkpoint_every == 0):
+                _write_checkpoint(checkpoint, args, vocab, model, opt, step, pos, h,
+                                  smooth, curve, history, comm)
+            if stop.signal is not None:
+                progress.close()
+                progress = None
+                name = "SIGINT" if stop.signal == signal.SIGINT else "SIGTERM"
+                say(f"stopped by {name} after step {step}; checkpoint written to "
+                    f"{checkpoint} (continue with --resume {checkpoint})", flush=True)
+                return _Stop.CODES[stop.signal]
         seconds = time.perf_counter() - start
         if not history or history[-1]["step"] != args.steps:
             evaluation(args.steps)
