@@ -98,6 +98,7 @@ def test_shards_are_equal_or_refused():
 # -- under mpiexec -n 2 -------------------------------------------------------------
 
 def test_the_own_loop_example_equals_one_process(tmp_path):
+    mpiexec()                                         # skips without mpi4py
     one, two = str(tmp_path / "one.npy"), str(tmp_path / "two.npy")
     single = run([os.path.join(HERE, "mpi", "own_loop.py"), "30", one])
     assert single.returncode == 0, single.stderr
@@ -111,6 +112,7 @@ def test_the_own_loop_example_equals_one_process(tmp_path):
 def test_two_ranks_equal_two_shards_averaged_in_one_process_exactly(tmp_path):
     """The only difference from one process on the whole batch is the order of the sums:
     two shards averaged in one process give the two ranks' model bit for bit."""
+    mpiexec()                                         # skips without mpi4py
     emulated, two = str(tmp_path / "emulated.npy"), str(tmp_path / "two.npy")
     assert run([os.path.join(HERE, "mpi", "own_loop.py"), "30", emulated, "2"]).returncode == 0
     double = run([os.path.join(HERE, "mpi", "own_loop.py"), "30", two], n=2)
@@ -121,6 +123,7 @@ def test_two_ranks_equal_two_shards_averaged_in_one_process_exactly(tmp_path):
 @pytest.mark.parametrize("options", [[], ["--cell", "lstm", "--layers", "2"]],
                          ids=["rnn", "lstm-2"])
 def test_train_on_two_ranks_equals_one_process(text_file, tmp_path, options):
+    mpiexec()                                         # skips without mpi4py
     one, two = str(tmp_path / "one.npz"), str(tmp_path / "two.npz")
     args = ["-m", "rnnfast", "train", text_file, *BASE, "--steps", "30", *options]
     single = run([*args, "--save", one])
