@@ -715,14 +715,14 @@ def _train_body(args, comm, phase, stop):
             X = inputs[:, pos:pos + seq_len]
             Y = targets[:, pos:pos + seq_len]
             loss, grads, h = model.loss_and_grads(X, Y, h, return_state=True)
+            signum = stop.signal              # what this step decides on (a later one waits)
             if comm is not None:
-                # the mean gradient of the global batch, and the global loss and stop
+                # the mean gradient of the global batch, the global loss, and whether any
+                # rank was signalled: every rank decides on the same, agreed value
                 distributed.allreduce_gradients(grads, comm)
                 loss, sigint, sigterm = distributed.allreduce_mean(
-                    [loss, stop.signal == signal.SIGINT, stop.signal == signal.SIGTERM],
-                    comm)
-                if stop.signal is None and (sigint or sigterm):
-                    stop.signal = signal.SIGTERM if sigterm else signal.SIGINT
+                    [loss, signum == signal.SIGINT, signum == signal.SIGTERM], comm)
+                signum = signal.SIGTERM if sigterm else signal.SIGINT if sigint else None
             if args.clip > 0:             # 0 = no clipping
                 clip_grad_norm(grads, args.clip)
             opt.step(grads)
@@ -738,17 +738,19 @@ def _train_body(args, comm, phase, stop):
                                f"{sample_text(model, vocab, 200, 0.8, seed=step)}\n---")
             if args.eval_every and step % args.eval_every == 0:
                 evaluation(step)
-            if stop.signal is not None or (args.checkpoint_every
-                                           and step % args.checkpoint_every == 0):
+            if comm is None:
+                signum = stop.signal          # alone, any signal so far stops after this step
+            if signum is not None or (args.checkpoint_every
+                                      and step % args.checkpoint_every == 0):
                 _write_checkpoint(checkpoint, args, vocab, model, opt, step, pos, h,
                                   smooth, curve, history, comm)
-            if stop.signal is not None:
+            if signum is not None:
                 progress.close()
                 progress = None
-                name = "SIGINT" if stop.signal == signal.SIGINT else "SIGTERM"
+                name = "SIGINT" if signum == signal.SIGINT else "SIGTERM"
                 say(f"stopped by {name} after step {step}; checkpoint written to "
                     f"{checkpoint} (continue with --resume {checkpoint})", flush=True)
-                return _Stop.CODES[stop.signal]
+                return _Stop.CODES[signum]
         seconds = time.perf_counter() - start
         if not history or history[-1]["step"] != args.steps:
             evaluation(args.steps)
