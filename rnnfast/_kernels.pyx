@@ -216,14 +216,10 @@ cdef void _times_whh(const floating *v, int ld_v, const floating *w_hh,
         for i in range(n_batch):
             _vecmat(v + i * ld_v, w_rows, n_hidden, n_hidden, n_hidden, out + i * ld_out,
                     accumulate)
-    elif n_batch == 1:
-        # out (+)= M^T v, i.e. Whh v or Whh^T v
-        gemv(c'N' if transposed else c'T', n_hidden, n_hidden, 1, w_hh, n_hidden, v, 1,
-             1 if accumulate else 0, out, 1)
     else:
-        # out (+)= V M                     (m, n_h) = (m, n_h) (n_h, n_h)
-        gemm(c'N', c'T' if transposed else c'N', n_batch, n_hidden, n_hidden, 1, v, ld_v,
-             w_hh, n_hidden, 1 if accumulate else 0, out, ld_out)
+        # out (+)= V M                     (m, n_h) = (m, n_h) (n_h, n_h), gemv for one row
+        _rows_times(v, ld_v, w_hh, transposed, out, ld_out, 1 if accumulate else 0, n_batch,
+                    n_hidden, n_hidden)
 
 
 cdef void _project_input(int x_mode, const void *x, const floating *w_hx, floating *z,
@@ -1078,17 +1074,13 @@ cdef void _gru_backward(const floating *x, const floating *h0, const floating *h
                                    h_prev + i * ld_hp, direct + i * H, dgi + i * ld_g + t * G,
                                    dgh + i * ld_g + t * G, H)
         # G = direct + dGH_t W_hh          (m, H) = (m, 3H) (3H, H)
-        _copy_rows(grad, direct, n_batch * H)
+        _copy_row(grad, direct, n_batch * H)
         _rows_times(dgh + t * G, ld_g, w_hh, False, grad, H, 1, n_batch, G, H)
     gemm(c'T', c'N', G, n_input, n_rows, 1, dgi, G, x, n_input, 0, dw_ih, n_input)
     gemm(c'N', c'N', n_rows, n_input, G, 1, dgi, G, w_ih, n_input, 0, dx, n_input)
     _column_sums(dgi, n_rows, G, db_ih)
     _column_sums(dgh, n_rows, G, db_hh)
     _recurrent_weight_grad(dgh, G, h, h0, H, dw_hh, n_batch, n_steps, reverse)
-
-
-cdef inline void _copy_rows(floating *dst, const floating *src, Py_ssize_t n) noexcept nogil:
-    _copy_row(dst, src, n)
 
 
 cdef tuple _lstm_forward_entry(floating tag, cnp.ndarray x, cnp.ndarray h0, cnp.ndarray c0,
