@@ -115,10 +115,11 @@ def _padded_mask(lengths, n_steps):
 
 def _carried(out, lengths, carried):
     """``out (N, T, P)`` with its padded steps set to ``carried (N, P)``: the kernels' states."""
+    if lengths is None:
+        return _np(out)                   # read only by the kernels: no copy
     states = np.array(_np(out), copy=True)
-    if lengths is not None:
-        mask = _padded_mask(lengths, states.shape[1])
-        states[mask] = np.broadcast_to(carried[:, None, :], states.shape)[mask]
+    mask = _padded_mask(lengths, states.shape[1])
+    states[mask] = np.broadcast_to(carried[:, None, :], states.shape)[mask]
     return states
 
 
@@ -128,13 +129,6 @@ def _finish(states, lengths, reverse):
     if lengths is not None:
         states[_padded_mask(lengths, states.shape[1])] = 0
     return states, final
-
-
-def _grad(g, like):
-    """An upstream gradient as a private, writable ndarray (zeros when there is none)."""
-    if g is None:
-        return np.zeros(tuple(like.shape), dtype=_np(like).dtype)
-    return np.array(_np(g), copy=True)
 
 
 def _double_backward(ctx, *grads):
