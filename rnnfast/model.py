@@ -249,6 +249,25 @@ class RNNModel:
 
     # -- the computation ---------------------------------------------------
 
+    def _batch_input(self, X):
+        """``(labels, floats, m, T)`` of a batch-first ``X``, validated: class indices
+        ``(m, T)`` give intp ``labels (m*T,)`` and no floats; ``(m, T, input_size)`` floats
+        give the array and no labels."""
+        X = V.as_array("X", X)
+        n_x = self.input_size
+        if X.dtype.kind in "iu" and X.ndim == 2:
+            m, n_steps = X.shape
+            V.check_sizes(n_x=n_x, n_h=self.hidden_size, n_y=self.output_size, m=m,
+                          T_x=n_steps)
+            return V.check_labels(X, X.shape, n_x, name="X"), None, m, n_steps
+        V.check_ndim("X", X, 3, "(m, T, input_size), or (m, T) class indices")
+        m, n_steps, n_in = X.shape
+        if n_in != n_x:
+            raise ValueError(f"X has shape {X.shape}; expected (m, T, input_size) with "
+                             f"input_size = {n_x}")
+        V.check_sizes(n_x=n_x, n_h=self.hidden_size, n_y=self.output_size, m=m, T_x=n_steps)
+        return None, X, m, n_steps
+
     def _kernel_model(self, X, h0):
         """Validate ``X``/``h0``; return the kernels' model of this call."""
         p = self.parameters
@@ -261,20 +280,11 @@ class RNNModel:
                     or not a.flags.c_contiguous):
                 raise ValueError(f"parameters[{name!r}] must be a C-contiguous "
                                  f"{self.dtype.name} array of shape {shape}")
-        X = V.as_array("X", X)
+        labels, X, m, n_steps = self._batch_input(X)
         n_x, n_h = self.input_size, self.hidden_size
-        if X.dtype.kind in "iu" and X.ndim == 2:
-            m, n_steps = X.shape
-            V.check_sizes(n_x=n_x, n_h=n_h, n_y=self.output_size, m=m, T_x=n_steps)
-            x = V.check_labels(X, X.shape, n_x, name="X")
-            x_mode = F.X_INDEX
+        if labels is not None:
+            x, x_mode = labels, F.X_INDEX
         else:
-            V.check_ndim("X", X, 3, "(m, T, input_size), or (m, T) class indices")
-            m, n_steps, n_in = X.shape
-            if n_in != n_x:
-                raise ValueError(f"X has shape {X.shape}; expected (m, T, input_size) with "
-                                 f"input_size = {n_x}")
-            V.check_sizes(n_x=n_x, n_h=n_h, n_y=self.output_size, m=m, T_x=n_steps)
             x = np.ascontiguousarray(X, dtype=self.dtype).reshape(m * n_steps, n_x)
             x_mode = F.X_ROWS
         if h0 is None:
@@ -303,22 +313,12 @@ class RNNModel:
     def _gated_inputs(self, X, h0):
         """``(x (m, T, n_x) floats, hx for the module, m, T)``, validated."""
         self._check_live_parameters()
-        X = V.as_array("X", X)
+        labels, x, m, n_steps = self._batch_input(X)
         n_x, n_h = self.input_size, self.hidden_size
-        if X.dtype.kind in "iu" and X.ndim == 2:
-            m, n_steps = X.shape
-            V.check_sizes(n_x=n_x, n_h=n_h, n_y=self.output_size, m=m, T_x=n_steps)
-            labels = V.check_labels(X, X.shape, n_x, name="X")
+        if labels is not None:
             x = np.zeros((m * n_steps, n_x), self.dtype)
             x[np.arange(m * n_steps), labels] = 1            # one-hot rows
             x = x.reshape(m, n_steps, n_x)
-        else:
-            V.check_ndim("X", X, 3, "(m, T, input_size), or (m, T) class indices")
-            m, n_steps, n_in = X.shape
-            if n_in != n_x:
-                raise ValueError(f"X has shape {X.shape}; expected (m, T, input_size) with "
-                                 f"input_size = {n_x}")
-            x = X
         if h0 is None:
             return x, None, m, n_steps
         states = h0 if self.cell == "lstm" else (h0,)
@@ -492,6 +492,7 @@ class RNNModel:
             metadata = meta.get("metadata", {})
             if not isinstance(metadata, dict):
                 raise ValueError("metadata is not a dict")
+            config.pop("fused")                  # chose the parameter names; the sizes decide
             model = cls._from_arrays(arrays, dtype, str(path), **config)
         except (FileNotFoundError, IsADirectoryError, PermissionError):
             raise
@@ -509,7 +510,7 @@ class RNNModel:
 
     @classmethod
     def _from_arrays(cls, arrays, dtype, source, cell="rnn", num_layers=1, nonlinearity="tanh",
-                     dropout=0.0, fused=None):
+                     dropout=0.0):
         w_in = "Whx" if "Whx" in arrays else "weight_ih_l0"
         try:
             n_x = arrays[w_in].shape[1]

@@ -413,7 +413,7 @@ class RNNBase:
         label = {"h": "hx", "c": "cx"}
         states = []
         for name, value in zip(names, given):
-            what = label[name] if len(names) > 1 or name != "h" else "hx"
+            what = label[name]
             a = V.as_array(what, value)
             expected = ((n_states, n_batch, widths[name]) if batched
                         else (n_states, widths[name]))
