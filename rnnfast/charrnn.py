@@ -633,15 +633,20 @@ def _train_body(args, comm, phase, stop):
         # every rank reads its arguments and text before any check, so that ranks that
         # differ are told so together (a rank failing alone would leave the others waiting)
         try:
-            text_for_check = read_text(args.file)
-        except SystemExit:
-            text_for_check = ""
-        _consistency(args, text_for_check, comm)
+            text = read_text(args.file)
+        except SystemExit as exc:
+            text, unreadable = "", exc
+        else:
+            unreadable = None
+        _consistency(args, text, comm)
+        if unreadable is not None:           # unreadable alike on every rank
+            raise unreadable
         if args.batch % size:
             raise _AllRanksExit(f"error: --batch {args.batch} is the global batch; {size} MPI "
                                 f"ranks need a multiple of {size} to share it equally")
     _check_train_args(args)
-    text = read_text(args.file)
+    if comm is None:
+        text = read_text(args.file)
     vocab = sorted(set(text))
     index = {c: i for i, c in enumerate(vocab)}
     data = np.array([index[c] for c in text], dtype=np.intp)
@@ -675,7 +680,7 @@ def _train_body(args, comm, phase, stop):
           f"{n_val} validation), vocabulary {len(vocab)}, {args.cell} cell, "
           f"{args.layers} layer{'s' if args.layers > 1 else ''} of {args.hidden}, batch "
           f"{args.batch} x {seq_len} steps, {args.optimizer} lr {args.lr:g}", flush=True)
-    progress = None
+    progress = log = None
     seconds = 0.0
     try:
         model = RNNModel(len(vocab), args.hidden, len(vocab), args.layers,
@@ -760,7 +765,7 @@ def _train_body(args, comm, phase, stop):
     finally:
         if progress is not None:
             progress.close()
-        if args.log and "log" in locals() and log is not None:
+        if log is not None:
             log.close()
     chars = (args.steps - start_step) * args.batch * seq_len
     say(f"done: {args.steps - start_step} steps in {seconds:.2f} s "
