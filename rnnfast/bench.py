@@ -400,64 +400,50 @@ def bench_shape(name, shape, dtype, torch, args):
     return result
 
 
-def rnn_module_calls(torch, shape, dtype):
-    """``(rnnfast_fn, torch_fn)`` running forward + backward of the same module."""
+def torch_module_calls(torch, shape, dtype):
+    """``(rnnfast_fn, torch_fn)`` running forward + backward of the same module and weights.
+
+    rnnfast's side is ``rnnfast.RNN/LSTM/GRU`` on NumPy arrays or, for a
+    ``plugin`` case, ``rnnfast.torch``'s module inside torch autograd; torch's
+    side is ``torch.nn``'s module.
+    """
     s = shape
     tdtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[dtype]
     torch.manual_seed(0)
-    t = getattr(torch.nn, s.cell)(s.input_size, s.hidden_size, s.num_layers,
-                                  bidirectional=s.bidirectional, dtype=tdtype)
-    r = getattr(rnnfast, s.cell)(s.input_size, s.hidden_size, s.num_layers,
-                                 bidirectional=s.bidirectional, dtype=dtype)
-    r.load_state_dict(t.state_dict())
+    sizes = (s.input_size, s.hidden_size, s.num_layers)
+    theirs = getattr(torch.nn, s.cell)(*sizes, bidirectional=s.bidirectional, dtype=tdtype)
+    if s.plugin:
+        import rnnfast.torch as rt
+        ours = getattr(rt, s.cell)(*sizes, bidirectional=s.bidirectional, dtype=tdtype)
+    else:
+        ours = getattr(rnnfast, s.cell)(*sizes, bidirectional=s.bidirectional, dtype=dtype)
+    ours.load_state_dict(theirs.state_dict())
     rng = np.random.default_rng(0)
     x = rng.standard_normal((s.length, s.batch, s.input_size)).astype(dtype)
     go = rng.standard_normal((s.length, s.batch, s.hidden_size * (1 + s.bidirectional)))
     go = go.astype(dtype)
-    xt, got = torch.from_numpy(x).requires_grad_(True), torch.from_numpy(go)
+    xt, got = torch.from_numpy(x), torch.from_numpy(go)
 
-    def run_rnnfast():
-        out, _ = r.forward(x)
-        return r.backward(go)
-
-    def run_torch():
-        xt.grad = None
-        for p in t.parameters():
-            p.grad = None
-        out, _ = t(xt)
-        out.backward(got)
-    return run_rnnfast, run_torch
-
-
-def plugin_module_calls(torch, shape, dtype):
-    """``(rnnfast_fn, torch_fn)``: one training step's forward + backward of the same model,
-    with ``rnnfast.torch``'s module and with torch's own."""
-    import rnnfast.torch as rt
-
-    s = shape
-    tdtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[dtype]
-    torch.manual_seed(0)
-    theirs = getattr(torch.nn, s.cell)(s.input_size, s.hidden_size, s.num_layers,
-                                       bidirectional=s.bidirectional, dtype=tdtype)
-    ours = getattr(rt, s.cell)(s.input_size, s.hidden_size, s.num_layers,
-                               bidirectional=s.bidirectional, dtype=tdtype)
-    ours.load_state_dict(theirs.state_dict())
-    x = torch.randn(s.length, s.batch, s.input_size, dtype=tdtype)
-    go = torch.randn(s.length, s.batch, s.hidden_size * (1 + s.bidirectional), dtype=tdtype)
-
-    def step(module):
+    def torch_step(module, x_in):
         def run():
+            x_in.grad = None
             for p in module.parameters():
                 p.grad = None
-            out, _ = module(x)
-            out.backward(go)
+            out, _ = module(x_in)
+            out.backward(got)
         return run
-    return step(ours), step(theirs)
+
+    if s.plugin:
+        return torch_step(ours, xt), torch_step(theirs, xt)
+
+    def run_rnnfast():
+        ours.forward(x)
+        return ours.backward(go)
+    return run_rnnfast, torch_step(theirs, xt.clone().requires_grad_(True))
 
 
 def bench_module_shape(name, shape, dtype, torch, args):
-    calls = plugin_module_calls if shape.plugin else rnn_module_calls
-    fast, slow = calls(torch, shape, dtype)
+    fast, slow = torch_module_calls(torch, shape, dtype)
     times = time_interleaved({"rnnfast": fast, "torch": slow}, args.samples,
                              args.min_sample_ms / 1000)
     return {"shape": name, "dims": str(shape), "dtype": np.dtype(dtype).name,
