@@ -93,3 +93,30 @@ def check_output_path(option, path):
         fail(f"{option} {path}: folder {folder} is not writable")
     if os.path.exists(target) and not os.access(target, os.W_OK):
         fail(f"{option} {path}: the existing file is not writable")
+
+
+def check_plot_path(option, path):
+    """Refuse at once a plot ``path`` that matplotlib could not write.
+
+    Shared by ``train --plot`` and ``bench --plot``: matplotlib must be
+    installed and the file's extension must name a format it writes (it picks
+    the format from the extension, and adds ``.png`` to a name without one);
+    the path must pass :func:`check_output_path`.
+
+    Raises
+    ------
+    SystemExit
+        ``error: --plot loss.txt: matplotlib cannot write '.txt' files; use one
+        of .eps, .jpg, .pdf, .png, ...``.
+    """
+    check_output_path(option, path)
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        fail(f"{option} needs matplotlib, which is not installed (pip install matplotlib)")
+    formats = sorted(FigureCanvasBase.get_supported_filetypes())
+    extension = os.path.splitext(path)[1][1:].lower()
+    if extension not in formats:
+        what = f"'.{extension}' files" if extension else "a file name without an extension"
+        fail(f"{option} {path}: matplotlib cannot write {what}; use one of "
+             f"{', '.join('.' + f for f in formats)}")
