@@ -1,5 +1,6 @@
 # Row-major BLAS shim over NumPy's own BLAS where it can be bound (see
-# _blas_numpy.h), else scipy.linalg.cython_blas; inside rnnfast.torch's
+# _blas_numpy.h), else scipy.linalg.cython_blas (bound at run time, only when
+# needed: see _blas_numpy.h); inside rnnfast.torch's
 # operators, torch's own BLAS (thread-local switch, see _blas_numpy.h).
 #
 # Every matrix in rnnfast is C-ordered, so these helpers take row-major
@@ -8,7 +9,6 @@
 
 from cython cimport floating
 from libc.stdint cimport int64_t
-from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
 
 cdef extern from "_blas_numpy.h" nogil:
     ctypedef void (*rf_dgemm64_t)(const char *, const char *, const int64_t *, const int64_t *,
@@ -45,6 +45,12 @@ cdef extern from "_blas_numpy.h" nogil:
     rf_sgemm32_t rf_t_sgemm
     rf_dgemv32_t rf_t_dgemv
     rf_sgemv32_t rf_t_sgemv
+    rf_dgemm32_t rf_s_dgemm
+    rf_sgemm32_t rf_s_sgemm
+    rf_dgemv32_t rf_s_dgemv
+    rf_sgemv32_t rf_s_sgemv
+    void rf_blas_set_scipy(void *d, void *s, void *dv, void *sv)
+    int rf_blas_scipy_bound()
     int rf_t_active
     int rf_blas_bind_torch(const char *path)
     void rf_blas_use_torch(int on)
@@ -103,11 +109,12 @@ cdef inline void gemm(char trans_a, char trans_b, int n_rows, int n_cols, int n_
             rf_np_dgemm(&trans_b, &trans_a, &m64, &n64, &k64, &alpha, b, &ldb64, a, &lda64,
                         &beta, c, &ldc64)
     elif floating is float:
-        sgemm(&trans_b, &trans_a, &n_cols, &n_rows, &n_inner, &alpha,
-              <float *>b, &ldb, <float *>a, &lda, &beta, c, &ldc)
+        # SciPy's BLAS (32-bit integers)
+        rf_s_sgemm(&trans_b, &trans_a, &n_cols, &n_rows, &n_inner, &alpha, b, &ldb, a, &lda,
+                   &beta, c, &ldc)
     else:
-        dgemm(&trans_b, &trans_a, &n_cols, &n_rows, &n_inner, &alpha,
-              <double *>b, &ldb, <double *>a, &lda, &beta, c, &ldc)
+        rf_s_dgemm(&trans_b, &trans_a, &n_cols, &n_rows, &n_inner, &alpha, b, &ldb, a, &lda,
+                   &beta, c, &ldc)
 
 
 cdef inline void gemv(char trans_a, int n_rows, int n_cols, floating alpha,
@@ -130,8 +137,6 @@ cdef inline void gemv(char trans_a, int n_rows, int n_cols, floating alpha,
             rf_np_dgemv(&flipped, &m64, &n64, &alpha, a, &lda64, x, &incx64, &beta, y, &incy64)
         return
     if floating is float:
-        sgemv(&flipped, &n_cols, &n_rows, &alpha, <float *>a, &lda,
-              <float *>x, &incx, &beta, y, &incy)
+        rf_s_sgemv(&flipped, &n_cols, &n_rows, &alpha, a, &lda, x, &incx, &beta, y, &incy)
     else:
-        dgemv(&flipped, &n_cols, &n_rows, &alpha, <double *>a, &lda,
-              <double *>x, &incx, &beta, y, &incy)
+        rf_s_dgemv(&flipped, &n_cols, &n_rows, &alpha, a, &lda, x, &incx, &beta, y, &incy)

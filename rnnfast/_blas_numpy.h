@@ -6,7 +6,7 @@
  * program that mixes NumPy's matmul with rnnfast's kernels (SciPy's copy)
  * would have two pools fighting over the cores.  rf_blas_bind() looks up
  * NumPy's copy (already loaded: RTLD_NOLOAD) and, when it finds every symbol,
- * _blas.pxd calls it instead of scipy.linalg.cython_blas.  Pointers stay NULL
+ * _blas.pxd calls it instead of SciPy's copy (below).  Pointers stay NULL
  * elsewhere (another BLAS in NumPy, no dlopen).
  */
 #ifndef RNNFAST_BLAS_NUMPY_H
@@ -33,7 +33,7 @@ static rf_dgemm64_t rf_np_dgemm = 0;
 static rf_sgemm64_t rf_np_sgemm = 0;
 static rf_dgemv64_t rf_np_dgemv = 0;
 static rf_sgemv64_t rf_np_sgemv = 0;
-/* 1: call NumPy's BLAS when bound; 0: always scipy.linalg.cython_blas (tests use both) */
+/* 1: call NumPy's BLAS when bound; 0: always SciPy's (tests use both) */
 static int rf_np_blas_enabled = 1;
 
 #if defined(__unix__) || defined(__APPLE__)
@@ -119,6 +119,26 @@ static int rf_blas_bind_torch(const char *path)
 #else
 static int rf_blas_bind_torch(const char *path) { (void)path; return 0; }
 #endif
+
+/* SciPy's BLAS (scipy.linalg.cython_blas: 32-bit integers, the Fortran
+ * signatures above), the fallback where NumPy's cannot be bound.  Its
+ * pointers come from the module's __pyx_capi__ capsules, looked up only when
+ * the fallback is needed: importing scipy.linalg costs 0.2-0.4 s, most of
+ * `import rnnfast`.  _kernels.pyx binds them before any kernel can reach the
+ * fallback (at import without NumPy's BLAS, or when a test switches to it). */
+static rf_dgemm32_t rf_s_dgemm = 0;
+static rf_sgemm32_t rf_s_sgemm = 0;
+static rf_dgemv32_t rf_s_dgemv = 0;
+static rf_sgemv32_t rf_s_sgemv = 0;
+
+static void rf_blas_set_scipy(void *d, void *s, void *dv, void *sv)
+{
+    rf_s_dgemm = (rf_dgemm32_t)d;
+    rf_s_sgemm = (rf_sgemm32_t)s;
+    rf_s_dgemv = (rf_dgemv32_t)dv;
+    rf_s_sgemv = (rf_sgemv32_t)sv;
+}
+static int rf_blas_scipy_bound(void) { return rf_s_dgemm != 0; }
 
 /* this thread calls torch's BLAS (when bound) until told otherwise */
 static void rf_blas_use_torch(int on) { rf_t_active = on && rf_t_dgemm != 0; }

@@ -46,8 +46,11 @@ cimport numpy as cnp
 from cython cimport floating
 from libc.math cimport tanh, tanhf
 
+from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
+
 from rnnfast._blas cimport (gemm, gemv, rf_blas_bind, rf_blas_bind_torch, rf_blas_enable_numpy,
-                            rf_blas_numpy_active, rf_blas_torch_active, rf_blas_use_torch)
+                            rf_blas_numpy_active, rf_blas_scipy_bound, rf_blas_set_scipy,
+                            rf_blas_torch_active, rf_blas_use_torch)
 
 cnp.import_array()
 
@@ -74,9 +77,26 @@ def _bind_numpy_blas():
     return None
 
 
+cdef void *_capsule_pointer(object capsule) except NULL:
+    """The C function exported in a Cython ``__pyx_capi__`` capsule."""
+    return PyCapsule_GetPointer(capsule, PyCapsule_GetName(capsule))
+
+
+def _bind_scipy_blas():
+    """Bind ``scipy.linalg.cython_blas``'s routines, the fallback; imports SciPy on first use."""
+    if rf_blas_scipy_bound():
+        return
+    from scipy.linalg import cython_blas
+    capi = cython_blas.__pyx_capi__
+    rf_blas_set_scipy(_capsule_pointer(capi["dgemm"]), _capsule_pointer(capi["sgemm"]),
+                      _capsule_pointer(capi["dgemv"]), _capsule_pointer(capi["sgemv"]))
+
+
 #: The BLAS library the kernels call: NumPy's OpenBLAS (its path), or None
-#: for SciPy's (``scipy.linalg.cython_blas``).
+#: for SciPy's (``scipy.linalg.cython_blas``, imported only in that case).
 NUMPY_BLAS = _bind_numpy_blas()
+if NUMPY_BLAS is None:
+    _bind_scipy_blas()
 
 
 def blas_in_use():
@@ -86,6 +106,8 @@ def blas_in_use():
 
 def _use_numpy_blas(bint enabled):
     """Tests only: switch between NumPy's BLAS (when bound) and SciPy's."""
+    if not enabled:
+        _bind_scipy_blas()
     rf_blas_enable_numpy(enabled)
 
 
