@@ -45,7 +45,7 @@ import numpy as np
 
 import rnnfast
 from rnnfast import _kernels, reference
-from rnnfast._cli import check_float, check_int, check_output_path, fail
+from rnnfast._cli import check_float, check_int, check_output_path, check_plot_path, fail
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,9 @@ SHAPES = {
     "medium": Shape(128, 256, 128, 32, 100, ""),
     "large": Shape(512, 1024, 512, 64, 25, "BLAS-bound"),
 }
+
+# --quick: the shapes and module cases that finish in about a minute on a 2-core machine
+QUICK_SHAPES = ("seed-apple", "min-char", "char-small", "small-batch")
 
 @dataclass(frozen=True)
 class ModuleShape:
@@ -119,6 +122,7 @@ MODULE_SHAPES = {
                                    ("small-batch", (32, 64, 1, False, 16, 50), (3, 3)),
                                    ("1layer", (128, 256, 1, False, 32, 100), (1.5, 1.5)))},
 }
+QUICK_MODULES = ("lstm-char", "gru-small-batch", "torch-rnn-char")
 
 # Speed-up targets for forward + BPTT: (vs numpy, vs torch) per dtype; None = no target.
 TARGETS = {
@@ -573,14 +577,11 @@ def measure_memory(shape=MEMORY_SHAPE, dtype=np.float64):
 
 
 def plot(results, path):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print(f"--plot needs matplotlib (pip install matplotlib); {path} not written",
-              file=sys.stderr)
-        return False
+    """Bar chart of the ratios to ``path`` (matplotlib, checked by ``check_args``)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     dtypes = sorted({r["dtype"] for r in results})
     fig, axes = plt.subplots(1, len(dtypes), figsize=(6 * len(dtypes), 4), squeeze=False)
     for ax, dtype_name in zip(axes[0], dtypes):
@@ -597,16 +598,19 @@ def plot(results, path):
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    return True
+    plt.close(fig)
 
 
 def build_parser(parser=None):
     if parser is None:
         parser = argparse.ArgumentParser(prog="python -m rnnfast bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
-                        help="few short samples (a smoke test; ratios are rough)")
+                        help="a smoke test of about a minute: few short samples, the small "
+                             f"shapes ({', '.join(QUICK_SHAPES)}) and module cases "
+                             f"({', '.join(QUICK_MODULES)}) unless --shapes/--modules name "
+                             "others; ratios are rough")
     parser.add_argument("--shapes", nargs="+", metavar="NAME", choices=list(SHAPES),
-                        default=list(SHAPES), help=f"shapes to run (default: all of {', '.join(SHAPES)})")
+                        default=None, help=f"shapes to run (default: all of {', '.join(SHAPES)})")
     parser.add_argument("--dtype", choices=["float32", "float64", "both"], default="both")
     parser.add_argument("--forward-only", action="store_true", help="time the forward pass alone")
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
@@ -642,7 +646,7 @@ def check_args(args):
     if args.json:
         check_output_path("--json", args.json)
     if args.plot:
-        check_output_path("--plot", args.plot)
+        check_plot_path("--plot", args.plot)
 
 
 def run(args):
@@ -651,8 +655,12 @@ def run(args):
         args.samples = 3 if args.quick else 15
     if args.min_sample_ms is None:
         args.min_sample_ms = 2.0 if args.quick else 20.0
+    if args.shapes is None:
+        args.shapes = list(QUICK_SHAPES if args.quick else SHAPES)
     if args.modules == ["none"]:
         args.modules = []          # the same as a bare --modules
+    elif args.modules is None:
+        args.modules = list(QUICK_MODULES if args.quick else MODULE_SHAPES)
     torch = None if args.no_torch else import_torch()
     dtypes = ["float32", "float64"] if args.dtype == "both" else [args.dtype]
 
@@ -664,7 +672,9 @@ def run(args):
     threads = thread_report(torch)
     for line in threads:
         print(f"  {line}")
-    if torch is None:
+    if args.no_torch:
+        print("  torch: skipped (--no-torch)")
+    elif torch is None:
         print("  torch: not installed (pip install torch to compare with nn.RNN)")
     print("  " + ", ".join(f"{k}={os.environ.get(k, 'unset')}" for k in BLAS_ENV))
     print(f"  rnnfast's kernels call {_kernels.blas_in_use()}'s BLAS"
@@ -687,7 +697,7 @@ def run(args):
 
     report = {"machine": machine_info(torch), "threads": threads,
               "samples": args.samples, "results": results}
-    modules = list(MODULE_SHAPES) if args.modules is None else args.modules
+    modules = args.modules
     if torch is not None and modules and not args.forward_only:
         print("\ntorch-module-shaped: rnnfast.RNN/LSTM/GRU vs torch.nn's, forward + backward "
               "(time-major input, zero initial state)")
@@ -722,10 +732,17 @@ def run(args):
             print(f"  {name}: {memory[name]['peak_bytes'] / 2**20:.1f} MiB = "
                   f"{memory[name]['ratio']:.2f}x")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
+        try:
+            with open(args.json, "w") as f:
+                json.dump(report, f, indent=2)
+        except OSError as exc:
+            fail(f"--json {args.json}: {exc.strerror or exc}; the results are printed above")
         print(f"\nwrote {args.json}")
-    if args.plot and plot(results, args.plot):
+    if args.plot:
+        try:
+            plot(results, args.plot)
+        except OSError as exc:
+            fail(f"--plot {args.plot}: {exc.strerror or exc}; the results are printed above")
         print(f"wrote {args.plot}")
     return report
 
