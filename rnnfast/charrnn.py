@@ -23,7 +23,8 @@ import time
 import numpy as np
 
 from rnnfast import distributed, optim
-from rnnfast._cli import check_float, check_int, check_output_path, fail
+from rnnfast._cli import (check_distinct_files, check_float, check_int, check_output_path,
+                          check_plot_path, fail)
 from rnnfast._validation import INT_MAX
 from rnnfast.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rnnfast.model import RNNModel
@@ -349,17 +350,28 @@ def _check_train_args(args):
     check_int("--checkpoint-every", args.checkpoint_every, 0, " (0 = only when stopped)")
     check_int("--seed", args.seed, 0)
     for option, path in (("--save", args.save), ("--checkpoint", args.checkpoint),
-                         ("--plot", args.plot), ("--log", args.log)):
+                         ("--log", args.log)):
         if path:
             check_output_path(option, path)
     if args.plot:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            fail("--plot needs matplotlib, which is not installed (pip install matplotlib)")
+        check_plot_path("--plot", args.plot)
     if args.resume and not os.path.isfile(args.resume):
         fail(f"--resume {args.resume}: no such file" if not os.path.exists(args.resume)
              else f"--resume {args.resume}: not a file")
+    checkpoint = ("--checkpoint" if args.checkpoint else "--checkpoint (default)",
+                  _checkpoint_path(args))
+    # continuing from the checkpoint that the run writes again is the usual way to resume
+    check_distinct_files([("--save", args.save), checkpoint, ("--log", args.log),
+                          ("--plot", args.plot)],
+                         inputs=[("FILE", args.file), ("--resume", args.resume)],
+                         allowed={(checkpoint[0], "--resume")})
+
+
+def _checkpoint_path(args):
+    """Where checkpoints go: ``--checkpoint``, else ``MODEL.npz.ckpt.npz`` or ``checkpoint.npz``."""
+    if args.checkpoint:
+        return args.checkpoint
+    return args.save + ".ckpt.npz" if args.save else "checkpoint.npz"
 
 
 def _check_training_size(args, n_vocab, seq_len):
@@ -665,8 +677,7 @@ def _train_body(args, comm, phase, stop):
     inputs, targets = inputs[rows], targets[rows]          # this rank's streams
     seq_len = min(args.seq_len, per_stream)
     _check_training_size(args, len(vocab), seq_len)
-    checkpoint = args.checkpoint or ((args.save + ".ckpt.npz") if args.save
-                                     else "checkpoint.npz")
+    checkpoint = _checkpoint_path(args)
     check_output_path("--checkpoint", checkpoint)
     dtype = np.float64 if args.dtype == "float64" else np.float32
     if phase is not None:

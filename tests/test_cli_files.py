@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from rnnfast import model as model_module
+from rnnfast.__main__ import main
 from rnnfast.model import RNNModel, write_npz_atomically
 
 TEXT = "the quick brown fox jumps over the lazy dog; pack my box with five dozen jugs. " * 30
@@ -64,3 +65,93 @@ def test_atomic_write_works_where_a_folder_cannot_be_opened(tmp_path, monkeypatc
     model.save(tmp_path / "m.npz")
     np.testing.assert_array_equal(RNNModel.load(tmp_path / "m.npz").parameters["Whh"],
                                   model.parameters["Whh"])
+
+
+# -- outputs never overwrite an input or another output ---------------------------
+
+def refused(args, pattern, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", *args])
+    message = error_line(info)
+    assert pattern in message, message
+    assert capsys.readouterr().out == ""             # refused before any work
+    return message
+
+
+@pytest.mark.parametrize("option", ["--save", "--checkpoint", "--log", "--plot"])
+def test_no_output_may_be_the_text(option, text_file, tmp_path, capsys):
+    if option == "--plot":
+        pytest.importorskip("matplotlib")
+        text = tmp_path / "text.png"                    # a name matplotlib could write
+        text.write_text(TEXT, encoding="utf-8")
+        text_file = str(text)
+    refused([text_file, *BASE, "--steps", "2", option, text_file],
+            f"{option} {text_file} is the same file as FILE {text_file}", capsys)
+    assert open(text_file, encoding="utf-8").read() == TEXT
+
+
+@pytest.mark.parametrize("link", ["symlink", "link"])
+def test_links_to_the_text_are_the_text(link, text_file, tmp_path, capsys):
+    alias = str(tmp_path / "alias.npz")
+    getattr(os, link)(text_file, alias)
+    refused([text_file, *BASE, "--steps", "2", "--save", alias], "is the same file as FILE",
+            capsys)
+    assert open(text_file, encoding="utf-8").read() == TEXT
+
+
+def test_the_default_checkpoint_may_not_be_the_text(text_file, tmp_path, capsys,
+                                                    monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "checkpoint.npz").write_text(TEXT, encoding="utf-8")
+    refused(["checkpoint.npz", *BASE, "--steps", "2"],
+            "--checkpoint (default) checkpoint.npz is the same file as FILE", capsys)
+
+
+@pytest.fixture
+def checkpoint(text_file, tmp_path):
+    path = str(tmp_path / "c.npz")
+    assert main(["train", text_file, *BASE, "--steps", "4", "--checkpoint-every", "2",
+                 "--checkpoint", path]) == 0
+    return path
+
+
+def test_the_resumed_checkpoint_may_only_be_written_as_the_checkpoint(text_file, checkpoint,
+                                                                      tmp_path, capsys):
+    capsys.readouterr()
+    original = open(checkpoint, "rb").read()
+    for option in ("--save", "--log"):
+        refused([text_file, *BASE, "--steps", "8", "--resume", checkpoint, option, checkpoint],
+                f"{option} {checkpoint} is the same file as --resume {checkpoint}", capsys)
+    assert open(checkpoint, "rb").read() == original
+    # continuing from the checkpoint the run writes again is the normal way to resume
+    assert main(["train", text_file, *BASE, "--steps", "8", "--resume", checkpoint,
+                 "--checkpoint", checkpoint, "--checkpoint-every", "2"]) == 0
+    from rnnfast.checkpoint import load_checkpoint
+    assert load_checkpoint(checkpoint)[0]["step"] == 8
+
+
+@pytest.mark.parametrize("first, second", [("--save", "--checkpoint"), ("--save", "--log"),
+                                           ("--checkpoint", "--log"), ("--log", "--plot")])
+def test_two_outputs_may_not_share_a_file(first, second, text_file, tmp_path, capsys):
+    if "--plot" in (first, second):
+        pytest.importorskip("matplotlib")
+    path = str(tmp_path / "out.png")
+    refused([text_file, *BASE, "--steps", "2", first, path, second, path],
+            f"{first} {path} and {second} {path} are the same file", capsys)
+    assert not os.path.exists(path)
+
+
+def test_save_may_not_be_the_default_checkpoint_of_another_name(text_file, tmp_path, capsys):
+    model = str(tmp_path / "m.npz")
+    refused([text_file, *BASE, "--steps", "2", "--save", model, "--log",
+             model + ".ckpt.npz"], "--checkpoint (default)", capsys)
+
+
+# -- train --plot checks its format up front ---------------------------------------
+
+def test_a_plot_format_matplotlib_cannot_write_is_refused_before_training(text_file, tmp_path,
+                                                                         capsys):
+    pytest.importorskip("matplotlib")
+    plot = str(tmp_path / "loss.txt")
+    refused([text_file, *BASE, "--steps", "2", "--plot", plot],
+            f"--plot {plot}: matplotlib cannot write '.txt' files", capsys)
