@@ -13,6 +13,7 @@
 """
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -465,7 +466,7 @@ def _checkpoint_arrays(model, opt, states, curve):
 
 
 def _write_checkpoint(path, args, vocab, model, opt, step, pos, h, smooth, curve, history,
-                      comm=None):
+                      comm=None, text_digest=None):
     """Write a checkpoint (collective with several ranks: rank 0 writes the whole batch's
     carried state and every rank's dropout generator)."""
     rng = None if model._rnn is None else model._rnn._dropout_rng.bit_generator.state
@@ -485,12 +486,15 @@ def _write_checkpoint(path, args, vocab, model, opt, step, pos, h, smooth, curve
             "optimizer": {"steps": opt.steps,
                           "hyperparameters": {k: getattr(opt, k) for k in
                                               opt._HYPERPARAMETERS}},
-            "history": history, "source": str(args.file)}
+            "history": history, "source": str(args.file), "text_sha256": text_digest}
     save_checkpoint(path, meta, _checkpoint_arrays(model, opt, states, curve))
 
 
-def _restore(args, vocab, model, opt, comm=None, rows=None):
+def _restore(args, vocab, model, opt, comm=None, rows=None, text_digest=None):
     """Load ``args.resume`` into ``model`` and ``opt``; return the loop's state.
+
+    The checkpoint must come from the same text (its SHA-256 ``text_digest``);
+    one written before checkpoints recorded it is accepted with a note.
 
     With several ranks, each takes its ``rows`` of the carried state and its own
     dropout generator; the checkpoint must come from as many ranks.
@@ -514,6 +518,14 @@ def _restore(args, vocab, model, opt, comm=None, rows=None):
     if saved_vocab != "".join(vocab):
         fail(f"--resume {args.resume}: the checkpoint's vocabulary ({len(saved_vocab)} "
              f"characters) differs from {args.file}'s ({len(vocab)}): not the same text")
+    saved_digest = meta.get("text_sha256")
+    if saved_digest is None:
+        if comm is None or comm.Get_rank() == 0:
+            print(f"note: --resume {args.resume} does not record which text it was trained "
+                  f"on (an older checkpoint); assuming {args.file}", flush=True)
+    elif text_digest is not None and saved_digest != text_digest:
+        fail(f"--resume {args.resume} was trained on another text than {args.file} (same "
+             "characters, other contents: the SHA-256 differs); resume with the same text")
     if step > args.steps:
         fail(f"--resume {args.resume} is at step {step}, past --steps {args.steps}")
     size = 1 if comm is None else comm.Get_size()
@@ -607,7 +619,6 @@ def train(args):
 
 def _consistency(args, text, comm):
     """Refuse, on every rank alike, ranks started with other arguments or another text."""
-    import hashlib
     if comm is None:
         return
     settings = {k: v for k, v in sorted(vars(args).items()) if k not in ("func", "file")}
@@ -660,6 +671,7 @@ def _train_body(args, comm, phase, stop):
     if comm is None:
         text = read_text(args.file)
     vocab = sorted(set(text))
+    text_digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     index = {c: i for i, c in enumerate(vocab)}
     data = np.array([index[c] for c in text], dtype=np.intp)
     n_val = int(len(data) * args.val_frac)
@@ -701,8 +713,8 @@ def _train_body(args, comm, phase, stop):
         opt = OPTIMIZERS[args.optimizer](model.parameters, lr=args.lr)
         start_step, pos, h, smooth, curve, history = 0, 0, None, None, [], []
         if args.resume:
-            start_step, pos, h, smooth, curve, history = _restore(args, vocab, model, opt,
-                                                                  comm, rows)
+            start_step, pos, h, smooth, curve, history = _restore(
+                args, vocab, model, opt, comm, rows, text_digest)
             say(f"resumed from {args.resume} at step {start_step}", flush=True)
         log = open(args.log, "a", encoding="utf-8") if args.log and root else None
         progress = _Progress(args.steps, root and sys.stderr.isatty() and not args.quiet)
@@ -759,7 +771,7 @@ def _train_body(args, comm, phase, stop):
             if signum is not None or (args.checkpoint_every
                                       and step % args.checkpoint_every == 0):
                 _write_checkpoint(checkpoint, args, vocab, model, opt, step, pos, h,
-                                  smooth, curve, history, comm)
+                                  smooth, curve, history, comm, text_digest)
             if signum is not None:
                 progress.close()
                 progress = None

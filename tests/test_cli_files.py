@@ -69,12 +69,14 @@ def test_atomic_write_works_where_a_folder_cannot_be_opened(tmp_path, monkeypatc
 
 # -- outputs never overwrite an input or another output ---------------------------
 
-def refused(args, pattern, capsys):
+def refused(args, pattern, capsys, up_front=True):
+    capsys.readouterr()
     with pytest.raises(SystemExit) as info:
         main(["train", *args])
     message = error_line(info)
     assert pattern in message, message
-    assert capsys.readouterr().out == ""             # refused before any work
+    if up_front:
+        assert capsys.readouterr().out == ""         # refused before any work
     return message
 
 
@@ -155,3 +157,26 @@ def test_a_plot_format_matplotlib_cannot_write_is_refused_before_training(text_f
     plot = str(tmp_path / "loss.txt")
     refused([text_file, *BASE, "--steps", "2", "--plot", plot],
             f"--plot {plot}: matplotlib cannot write '.txt' files", capsys)
+
+
+# -- a checkpoint resumes only on the text it was trained on -----------------------
+
+def test_resume_refuses_another_text_with_the_same_characters(text_file, checkpoint, tmp_path,
+                                                              capsys):
+    other = tmp_path / "other.txt"
+    other.write_text(TEXT[::-1], encoding="utf-8")       # the same vocabulary
+    refused([str(other), *BASE, "--steps", "8", "--resume", checkpoint],
+            f"--resume {checkpoint} was trained on another text than {other}", capsys,
+            up_front=False)
+
+
+def test_a_checkpoint_without_a_text_digest_still_resumes_with_a_note(text_file, checkpoint,
+                                                                     capsys):
+    from rnnfast.checkpoint import load_checkpoint, save_checkpoint
+    meta, arrays = load_checkpoint(checkpoint)
+    assert len(meta.pop("text_sha256")) == 64
+    meta.pop("format")
+    save_checkpoint(checkpoint, meta, arrays)             # as older versions wrote it
+    capsys.readouterr()
+    assert main(["train", text_file, *BASE, "--steps", "8", "--resume", checkpoint]) == 0
+    assert "does not record which text it was trained on" in capsys.readouterr().out
