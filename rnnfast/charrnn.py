@@ -9,7 +9,7 @@
   with the hidden state carried across chunks; layers, dropout, five
   optimizers, a validation split, atomic checkpoints (also on Ctrl-C and
   SIGTERM) and exact resumption.
-* ``sample MODEL``: generate text from a model saved by ``train``.
+* ``sample MODEL``: generate text from a model saved by ``train`` (or a checkpoint).
 """
 
 import argparse
@@ -702,7 +702,8 @@ def _train_body(args, comm, phase, stop):
     say(f"training on {args.file}: {len(text)} characters ({len(train_data)} training, "
           f"{n_val} validation), vocabulary {len(vocab)}, {args.cell} cell, "
           f"{args.layers} layer{'s' if args.layers > 1 else ''} of {args.hidden}, batch "
-          f"{args.batch} x {seq_len} steps, {args.optimizer} lr {args.lr:g}", flush=True)
+          f"{args.batch} x {seq_len} steps, {args.optimizer} lr {args.lr:g}; checkpoints "
+          f"go to {checkpoint}", flush=True)
     progress = log = None
     seconds = 0.0
     try:
@@ -712,6 +713,7 @@ def _train_body(args, comm, phase, stop):
         distributed.broadcast_parameters(model.parameters, comm)
         opt = OPTIMIZERS[args.optimizer](model.parameters, lr=args.lr)
         start_step, pos, h, smooth, curve, history = 0, 0, None, None, [], []
+        written = None                    # the step of the last checkpoint written
         if args.resume:
             start_step, pos, h, smooth, curve, history = _restore(
                 args, vocab, model, opt, comm, rows, text_digest)
@@ -772,6 +774,9 @@ def _train_body(args, comm, phase, stop):
                                       and step % args.checkpoint_every == 0):
                 _write_checkpoint(checkpoint, args, vocab, model, opt, step, pos, h,
                                   smooth, curve, history, comm, text_digest)
+                written = step
+                if signum is None and root:
+                    progress.write(f"step {step}: checkpoint written to {checkpoint}")
             if signum is not None:
                 progress.close()
                 progress = None
@@ -793,7 +798,8 @@ def _train_body(args, comm, phase, stop):
     chars = (args.steps - start_step) * args.batch * seq_len
     say(f"done: {args.steps - start_step} steps in {seconds:.2f} s "
         f"({chars / max(seconds, 1e-9):,.0f} characters/s), final smoothed loss "
-        f"{smooth:.4f}", flush=True)
+        f"{smooth:.4f}" + ("" if written is None else
+                           f"; last checkpoint (step {written}) in {checkpoint}"), flush=True)
     if not root:
         return 0
     if args.save:
@@ -816,19 +822,70 @@ def _check_sample_args(args):
         check_int("--seed", args.seed, 0)
 
 
+def model_from_checkpoint(path):
+    """The model of a checkpoint written by ``train``, with its vocabulary in ``metadata``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A checkpoint (``--checkpoint``), e.g. what a stopped run left.
+
+    Returns
+    -------
+    RNNModel
+
+    Raises
+    ------
+    FileNotFoundError, IsADirectoryError, PermissionError
+        As ``open`` raises them.
+    CheckpointError
+        If ``path`` is not a checkpoint, or its parameters do not fit the
+        configuration it records.
+    """
+    meta, arrays = load_checkpoint(path)
+    try:
+        config, vocab = meta["config"], meta["vocab"]
+        model = RNNModel(len(vocab), config["hidden"], len(vocab), config["layers"],
+                         dropout=config["dropout"], cell=config["cell"],
+                         dtype=np.dtype(config["dtype"]))
+        for name, p in model.parameters.items():
+            a = arrays[f"model/{name}"]
+            if a.shape != p.shape or a.dtype != p.dtype:
+                raise ValueError(f"parameter {name} is {a.dtype} {a.shape}, expected "
+                                 f"{p.dtype} {p.shape}")
+            p[...] = a
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: a checkpoint whose model cannot be rebuilt "
+                              f"({type(exc).__name__}: {exc})") from None
+    model.metadata = {"vocab": vocab, "source": meta.get("source")}
+    return model
+
+
+def _load_for_sampling(path):
+    """The model in ``path``: a model file (``train --save``) or a checkpoint."""
+    try:
+        try:
+            return RNNModel.load(path)
+        except ValueError as not_a_model:
+            try:
+                return model_from_checkpoint(path)
+            except CheckpointError as exc:
+                # an archive with a header that is not a model's: say why it is no checkpoint
+                header = "no rnnfast.RNNModel header" in str(not_a_model)
+                raise (exc if header else not_a_model) from None
+    except FileNotFoundError:
+        fail(f"{path}: no such file")
+    except IsADirectoryError:
+        fail(f"{path}: is a directory, not a model file")
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror or type(exc).__name__}")
+    except ValueError as exc:
+        fail(str(exc))
+
+
 def sample(args):
     _check_sample_args(args)
-    try:
-        model = RNNModel.load(args.model)
-    except FileNotFoundError:
-        raise SystemExit(f"error: {args.model}: no such file") from None
-    except IsADirectoryError:
-        raise SystemExit(f"error: {args.model}: is a directory, not a model file") from None
-    except OSError as exc:
-        raise SystemExit(f"error: cannot read {args.model}: "
-                         f"{exc.strerror or type(exc).__name__}") from None
-    except ValueError as exc:
-        raise SystemExit(f"error: {exc}") from None
+    model = _load_for_sampling(args.model)
     if "vocab" not in model.metadata:
         raise SystemExit(f"error: {args.model} has no vocabulary; save it with "
                          "'python -m rnnfast train ... --save'")
@@ -919,8 +976,10 @@ def add_commands(commands):
     p.set_defaults(func=train)
 
     p = commands.add_parser("sample", help="generate text from a trained model",
-                            description="Generate text from a model saved by 'train --save'.")
-    p.add_argument("model")
+                            description="Generate text from a model saved by 'train --save', or from a "
+                                        "checkpoint written by 'train'.")
+    p.add_argument("model", help="a model file saved by 'train --save', or a checkpoint "
+                                 "written by 'train'")
     p.add_argument("--length", type=int, default=200)
     p.add_argument("--temperature", type=float, default=1.0,
                    help="any non-negative number (default 1): below 1 sharpens the "

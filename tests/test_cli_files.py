@@ -180,3 +180,41 @@ def test_a_checkpoint_without_a_text_digest_still_resumes_with_a_note(text_file,
     capsys.readouterr()
     assert main(["train", text_file, *BASE, "--steps", "8", "--resume", checkpoint]) == 0
     assert "does not record which text it was trained on" in capsys.readouterr().out
+
+
+# -- checkpoints are named, and sample reads them ----------------------------------
+
+def test_checkpoints_are_announced_in_the_header_each_write_and_the_last_line(
+        text_file, tmp_path, capsys):
+    model = str(tmp_path / "b.npz")
+    ckpt = model + ".ckpt.npz"                           # the default with --save
+    assert main(["train", text_file, *BASE, "--steps", "12", "--checkpoint-every", "5",
+                 "--save", model]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("training on") and lines[0].endswith(f"checkpoints go to {ckpt}")
+    assert f"step 5: checkpoint written to {ckpt}" in lines
+    assert f"step 10: checkpoint written to {ckpt}" in lines
+    done = next(line for line in lines if line.startswith("done:"))
+    assert done.endswith(f"last checkpoint (step 10) in {ckpt}")
+
+
+def test_sample_reads_a_checkpoint_like_the_model_it_holds(text_file, tmp_path, capsys):
+    model, ckpt = str(tmp_path / "m.npz"), str(tmp_path / "c.npz")
+    assert main(["train", text_file, *BASE, "--steps", "6", "--layers", "2", "--cell", "gru",
+                 "--checkpoint-every", "6", "--checkpoint", ckpt, "--save", model]) == 0
+    samples = []
+    for path in (model, ckpt):
+        capsys.readouterr()
+        assert main(["sample", path, "--length", "80", "--seed", "3", "--prime", "the "]) == 0
+        samples.append(capsys.readouterr().out)
+    assert samples[0] == samples[1] and len(samples[0]) == 85
+
+
+def test_sample_refuses_a_damaged_checkpoint_saying_why(text_file, checkpoint, tmp_path):
+    data = bytearray(open(checkpoint, "rb").read())
+    data[len(data) // 2] ^= 0xFF
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(SystemExit) as info:
+        main(["sample", str(bad)])
+    assert f"{bad} is not an rnnfast checkpoint, or it is damaged" in error_line(info)
