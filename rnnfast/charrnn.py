@@ -19,6 +19,7 @@ import math
 import os
 import signal
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -273,13 +274,19 @@ class _Progress:
             print(f"\rstep {step}/{self.total}  loss {loss:.4f}{rate}{left}", end="",
                   file=sys.stderr, flush=True)
 
-    def write(self, text):
+    def write(self, text, file=None):
+        """Print ``text`` (to stdout, or ``file``) on lines of its own, off the progress line."""
+        file = sys.stdout if file is None else file
         if self.bar is not None:
-            self.bar.write(text)
+            self.bar.write(text, file=file)
         else:
             if self.enabled:
                 print(file=sys.stderr)
-            print(text, flush=True)
+            print(text, file=file, flush=True)
+
+    def warn(self, text):
+        """Print the one line ``warning: text`` to stderr."""
+        self.write(f"warning: {text}", file=sys.stderr)
 
     def close(self):
         if self.bar is not None:
@@ -423,6 +430,75 @@ def evaluate(model, data, batch, seq_len):
     return total / count
 
 
+def _reason(exc):
+    """What went wrong in an ``OSError``, in a few words: ``No space left on device``."""
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+class _Log:
+    """The ``--log`` file: one JSON record a line.  A failing write (a full disk) warns once
+    and ends the log, not the training."""
+
+    def __init__(self, path, progress):
+        self.path, self.progress, self.file = path, progress, None
+        if path:
+            try:
+                self.file = open(path, "a", encoding="utf-8")
+            except OSError as exc:
+                self._failed(exc)
+
+    def write(self, record):
+        if self.file is None:
+            return
+        try:
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+        except OSError as exc:
+            self._failed(exc)
+
+    def _failed(self, exc):
+        self.progress.warn(f"--log {self.path}: {_reason(exc)}; no more records are written to "
+                           "it (training goes on)")
+        self.close()
+
+    def close(self):
+        file, self.file = self.file, None
+        if file is not None:
+            try:
+                file.close()
+            except OSError:           # the records that could not be written
+                pass
+
+
+def _fallback_paths(path):
+    """Where to write what could not go to ``path``: the temporary folder, then the current
+    one."""
+    name = f"rnnfast-{os.getpid()}-{os.path.basename(path) or 'unnamed.npz'}"
+    return [os.path.join(tempfile.gettempdir(), name), os.path.abspath(name)]
+
+
+def _write_somewhere(write, path, fallback=True):
+    """``write(path)``; if that fails and ``fallback``, ``write`` to a fallback path.
+
+    Returns
+    -------
+    (str or None, OSError or None)
+        The path written (None: nowhere) and the error of ``path`` (None: no error).
+    """
+    try:
+        write(path)
+        return path, None
+    except OSError as exc:
+        error = exc
+    for other in _fallback_paths(path) if fallback else []:
+        try:
+            write(other)
+            return other, error
+        except OSError:
+            continue
+    return None, error
+
+
 class _Stop:
     """Records SIGINT / SIGTERM so that the training loop stops after the current step."""
 
@@ -466,16 +542,20 @@ def _checkpoint_arrays(model, opt, states, curve):
 
 
 def _write_checkpoint(path, args, vocab, model, opt, step, pos, h, smooth, curve, history,
-                      comm=None, text_digest=None):
+                      comm=None, text_digest=None, fallback=False):
     """Write a checkpoint (collective with several ranks: rank 0 writes the whole batch's
-    carried state and every rank's dropout generator)."""
+    carried state and every rank's dropout generator).
+
+    Returns :func:`_write_somewhere`'s ``(path written, error)``: a failing write is
+    retried in a fallback path only when the run stops (``fallback``).
+    """
     rng = None if model._rnn is None else model._rnn._dropout_rng.bit_generator.state
     states = [] if h is None else (list(h) if isinstance(h, tuple) else [h])
     if comm is not None:
         rngs = comm.gather(rng, root=0)
         gathered = [comm.gather(a, root=0) for a in states]
         if comm.Get_rank() != 0:
-            return
+            return path, None
         states = [np.concatenate(parts, axis=_batch_axis(model)) for parts in gathered]
     else:
         rngs = [rng]
@@ -487,7 +567,8 @@ def _write_checkpoint(path, args, vocab, model, opt, step, pos, h, smooth, curve
                           "hyperparameters": {k: getattr(opt, k) for k in
                                               opt._HYPERPARAMETERS}},
             "history": history, "source": str(args.file), "text_sha256": text_digest}
-    save_checkpoint(path, meta, _checkpoint_arrays(model, opt, states, curve))
+    arrays = _checkpoint_arrays(model, opt, states, curve)
+    return _write_somewhere(lambda p: save_checkpoint(p, meta, arrays), path, fallback)
 
 
 def _restore(args, vocab, model, opt, comm=None, rows=None, text_digest=None):
@@ -718,8 +799,8 @@ def _train_body(args, comm, phase, stop):
             start_step, pos, h, smooth, curve, history = _restore(
                 args, vocab, model, opt, comm, rows, text_digest)
             say(f"resumed from {args.resume} at step {start_step}", flush=True)
-        log = open(args.log, "a", encoding="utf-8") if args.log and root else None
         progress = _Progress(args.steps, root and sys.stderr.isatty() and not args.quiet)
+        log = _Log(args.log if root else None, progress)
         start = time.perf_counter()
         step = start_step
 
@@ -735,9 +816,7 @@ def _train_body(args, comm, phase, stop):
                 progress.write(f"step {step}: training loss {smooth:.4f}, validation loss "
                                f"{loss:.4f} ({loss / math.log(2):.3f} bits per character)")
             history.append(record)
-            if log is not None:
-                log.write(json.dumps(record) + "\n")
-                log.flush()
+            log.write(record)
 
         for step in range(start_step + 1, args.steps + 1):
             if pos + seq_len > per_stream:
@@ -772,17 +851,31 @@ def _train_body(args, comm, phase, stop):
                 signum = stop.signal          # alone, any signal so far stops after this step
             if signum is not None or (args.checkpoint_every
                                       and step % args.checkpoint_every == 0):
-                _write_checkpoint(checkpoint, args, vocab, model, opt, step, pos, h,
-                                  smooth, curve, history, comm, text_digest)
-                written = step
-                if signum is None and root:
-                    progress.write(f"step {step}: checkpoint written to {checkpoint}")
+                where, error = _write_checkpoint(checkpoint, args, vocab, model, opt, step, pos,
+                                                 h, smooth, curve, history, comm, text_digest,
+                                                 fallback=signum is not None)
+                if error is None:
+                    written = step
+                    if signum is None and root:
+                        progress.write(f"step {step}: checkpoint written to {checkpoint}")
+                elif signum is None:
+                    progress.warn(f"could not write the checkpoint {checkpoint} at step {step} "
+                                  f"({_reason(error)}); training goes on")
             if signum is not None:
                 progress.close()
                 progress = None
                 name = "SIGINT" if signum == signal.SIGINT else "SIGTERM"
-                say(f"stopped by {name} after step {step}; checkpoint written to "
-                    f"{checkpoint} (continue with --resume {checkpoint})", flush=True)
+                if error is None:
+                    say(f"stopped by {name} after step {step}; checkpoint written to "
+                        f"{checkpoint} (continue with --resume {checkpoint})", flush=True)
+                elif where is not None:
+                    say(f"stopped by {name} after step {step}; could not write {checkpoint} "
+                        f"({_reason(error)}): checkpoint written to {where} instead (continue "
+                        f"with --resume {where})", flush=True)
+                else:
+                    print(f"error: stopped by {name} after step {step}; could not write the "
+                          f"checkpoint {checkpoint} ({_reason(error)}) nor a copy in "
+                          f"{tempfile.gettempdir()} or the current folder", file=sys.stderr)
                 return _Stop.CODES[signum]
         seconds = time.perf_counter() - start
         if not history or history[-1]["step"] != args.steps:
@@ -803,13 +896,21 @@ def _train_body(args, comm, phase, stop):
     if not root:
         return 0
     if args.save:
-        try:
-            model.save(args.save)
-        except OSError as exc:      # the folder changed while training
-            fail(f"--save {args.save}: {exc.strerror or exc}")
+        where, error = _write_somewhere(model.save, args.save)
+        if error is not None and where is not None:
+            fail(f"--save {args.save}: {_reason(error)}; the model was written to {where} "
+                 "instead")
+        if error is not None:
+            fail(f"--save {args.save}: {_reason(error)}, and no copy could be written to "
+                 f"{tempfile.gettempdir()} or the current folder"
+                 + ("" if written is None else f"; the checkpoint {checkpoint} holds step "
+                    f"{written}"))
         print(f"saved {args.save}")
     if args.plot:
-        _plot(args.plot, curve, history)
+        try:
+            _plot(args.plot, curve, history)
+        except OSError as exc:
+            fail(f"--plot {args.plot}: {_reason(exc)}")
         print(f"plotted {args.plot}")
     return 0
 

@@ -218,3 +218,83 @@ def test_sample_refuses_a_damaged_checkpoint_saying_why(text_file, checkpoint, t
     with pytest.raises(SystemExit) as info:
         main(["sample", str(bad)])
     assert f"{bad} is not an rnnfast checkpoint, or it is damaged" in error_line(info)
+
+
+# -- a failing write never loses the run --------------------------------------------
+
+def no_space_for(monkeypatch, path, times=1):
+    """Make the first ``times`` checkpoint writes to ``path`` fail as on a full disk."""
+    from rnnfast import charrnn
+    original, calls = charrnn.save_checkpoint, {"n": 0}
+
+    def save_checkpoint(target, meta, arrays):
+        if target == path and calls["n"] < times:
+            calls["n"] += 1
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), target)
+        return original(target, meta, arrays)
+    monkeypatch.setattr(charrnn, "save_checkpoint", save_checkpoint)
+
+
+def test_a_failing_periodic_checkpoint_warns_and_training_goes_on(text_file, tmp_path,
+                                                                  monkeypatch, capsys):
+    from rnnfast.checkpoint import load_checkpoint
+    ckpt, model = str(tmp_path / "c.npz"), str(tmp_path / "m.npz")
+    no_space_for(monkeypatch, ckpt)
+    assert main(["train", text_file, *BASE, "--steps", "12", "--checkpoint-every", "5",
+                 "--checkpoint", ckpt, "--save", model]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == (f"warning: could not write the checkpoint {ckpt} at step 5 "
+                            "(No space left on device); training goes on\n")
+    assert load_checkpoint(ckpt)[0]["step"] == 10 and os.path.exists(model)
+
+
+def test_a_checkpoint_that_cannot_be_written_on_a_signal_goes_to_a_fallback(
+        text_file, tmp_path, monkeypatch, capsys):
+    import signal
+    import tempfile
+    from rnnfast import charrnn
+    spare = tmp_path / "spare"
+    spare.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spare))
+    ckpt = str(tmp_path / "c.npz")
+    no_space_for(monkeypatch, ckpt)
+    calls, clip = {"n": 0}, charrnn.clip_grad_norm
+
+    def interrupted(grads, max_norm):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return clip(grads, max_norm)
+    monkeypatch.setattr(charrnn, "clip_grad_norm", interrupted)
+    assert main(["train", text_file, *BASE, "--steps", "12", "--checkpoint", ckpt]) == 130
+    fallback = str(spare / f"rnnfast-{os.getpid()}-c.npz")
+    assert (f"stopped by SIGINT after step 3; could not write {ckpt} (No space left on "
+            f"device): checkpoint written to {fallback} instead (continue with --resume "
+            f"{fallback})") in capsys.readouterr().out
+    monkeypatch.undo()
+    assert main(["train", text_file, *BASE, "--steps", "6", "--checkpoint", ckpt,
+                 "--resume", fallback]) == 0
+    assert "resumed from" in capsys.readouterr().out
+
+
+def test_a_failing_log_warns_once_and_a_failing_save_keeps_the_model(text_file, tmp_path):
+    """Real failing writes: /dev/full refuses every byte, /proc takes no new file."""
+    import subprocess
+    import sys
+    if not (os.access("/dev/full", os.W_OK) and os.access("/proc", os.W_OK)):
+        pytest.skip("needs a writable /dev/full and a /proc that passes the write check")
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, "-m", "rnnfast", "train", text_file, *BASE, "--steps", "6",
+         "--val-frac", "0.1", "--eval-every", "2", "--log", "/dev/full",
+         "--save", "/proc/m.npz", "--checkpoint", str(tmp_path / "c.npz")],
+        capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0] == ("warning: --log /dev/full: No space left on device; no more records "
+                        "are written to it (training goes on)")
+    assert "done: 6 steps" in result.stdout                     # training went on
+    assert len(lines) == 2 and lines[1].startswith("error: --save /proc/m.npz: ")
+    fallback = lines[1].split("the model was written to ")[1].split(" instead")[0]
+    assert os.path.dirname(fallback) == str(tmp_path)
+    assert RNNModel.load(fallback).metadata["vocab"] == "".join(sorted(set(TEXT)))
