@@ -196,47 +196,71 @@ def sample_text(model, vocab, length, temperature=1.0, prime="", seed=None):
     ValueError
         If ``temperature`` is not a non-negative finite number or ``prime`` holds
         characters outside ``vocab``.
+
+    See Also
+    --------
+    sample_text_iter : the same characters, one at a time as they are made.
+    """
+    return "".join(sample_text_iter(model, vocab, length, temperature, prime, seed))
+
+
+def sample_text_iter(model, vocab, length, temperature=1.0, prime="", seed=None):
+    """The characters of :func:`sample_text`, yielded one at a time as they are made.
+
+    The arguments are checked at the call, before any character is made
+    (``ValueError`` as in :func:`sample_text`); ``length`` may be as large as
+    wanted.  The model is in evaluation mode (no dropout) while the iterator
+    runs and back in its former mode when it ends or is closed.
+
+    Returns
+    -------
+    iterator of str
     """
     if not temperature >= 0 or not np.isfinite(temperature):
         raise ValueError(f"temperature must be a non-negative number (0: always the most "
                          f"likely character); got {temperature}")
-    rng = np.random.default_rng(seed)
     index = {c: i for i, c in enumerate(vocab)}
     unknown = sorted(set(prime) - set(index))
     if unknown:
         raise ValueError(f"prime holds characters the model never saw: {''.join(unknown)!r}")
+    return _generate(model, vocab, length, temperature, [index[c] for c in prime],
+                     np.random.default_rng(seed))
+
+
+def _generate(model, vocab, length, temperature, prime, rng):
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
         model.eval()                  # no dropout while generating
     try:
         h = None
         if prime:
-            logits, h = model.forward(np.array([[index[c] for c in prime]]), h,
-                                      return_state=True)
+            logits, h = model.forward(np.array([prime]), h, return_state=True)
             logits = logits[0, -1]
         else:
             logits = None             # no prediction yet: the first character is uniform
-        out = []
         for _ in range(length):
-            if logits is None:
-                c = int(rng.integers(len(vocab)))
-            elif temperature == 0:
-                c = int(np.argmax(logits))
-            else:
-                # shift first, so that z <= 0 and the largest logit gives z = 0 exactly:
-                # a tiny temperature overflows the rest to -inf (p = 0), i.e. argmax
-                z = logits.astype(np.float64)
-                with np.errstate(over="ignore"):
-                    z = (z - z.max()) / temperature
-                p = np.exp(z)
-                c = rng.choice(len(vocab), p=p / p.sum())
-            out.append(vocab[c])
+            c = _pick(logits, len(vocab), temperature, rng)
+            yield vocab[c]
             logits, h = model.forward(np.array([[c]]), h, return_state=True)
             logits = logits[0, -1]
     finally:
         if was_training and hasattr(model, "train"):
             model.train()
-    return "".join(out)
+
+
+def _pick(logits, n, temperature, rng):
+    """The index of the next character: uniform without ``logits``, else at ``temperature``."""
+    if logits is None:
+        return int(rng.integers(n))
+    if temperature == 0:
+        return int(np.argmax(logits))
+    # shift first, so that z <= 0 and the largest logit gives z = 0 exactly:
+    # a tiny temperature overflows the rest to -inf (p = 0), i.e. argmax
+    z = logits.astype(np.float64)
+    with np.errstate(over="ignore"):
+        z = (z - z.max()) / temperature
+    p = np.exp(z)
+    return int(rng.choice(n, p=p / p.sum()))
 
 
 def _duration(seconds):
@@ -1006,11 +1030,31 @@ def sample(args):
         raise SystemExit(f"error: --prime holds characters the model never saw: "
                          f"{''.join(unknown)!r}")
     try:
-        text = sample_text(model, list(vocab), args.length, args.temperature, args.prime,
-                           args.seed)
+        characters = sample_text_iter(model, list(vocab), args.length, args.temperature,
+                                      args.prime, args.seed)
     except ValueError as exc:
-        raise SystemExit(f"error: {exc}") from None
-    print(args.prime + text)
+        fail(str(exc))
+    return _stream(args.prime, characters, sys.stdout)
+
+
+def _stream(prime, characters, out, interval=0.05):
+    """Write ``prime`` and ``characters`` to ``out`` as they come (flushed at each line
+    and at least every ``interval`` seconds), then a newline; 0, or 130 on Ctrl-C (what was
+    made is written)."""
+    out.write(prime)
+    last = time.monotonic()
+    try:
+        for c in characters:
+            out.write(c)
+            if c == "\n" or time.monotonic() - last >= interval:
+                out.flush()
+                last = time.monotonic()
+    except KeyboardInterrupt:
+        out.write("\n")
+        out.flush()
+        return 130
+    out.write("\n")
+    out.flush()
     return 0
 
 
