@@ -1,13 +1,14 @@
 """Command line: ``python -m rnnfast {bench,demo,train,sample} [options]``."""
 
-import argparse
+import signal
 import sys
-
-from rnnfast import bench, charrnn
 
 
 def main(argv=None):
-    from rnnfast import __version__
+    """Run one command of ``python -m rnnfast`` with ``argv`` (default: ``sys.argv[1:]``)."""
+    import argparse
+
+    from rnnfast import __version__, bench, charrnn
 
     parser = argparse.ArgumentParser(prog="python -m rnnfast",
                                      description="rnnfast command line")
@@ -26,5 +27,16 @@ def main(argv=None):
     return args.func(args)
 
 
+def _run():
+    """``main()`` as a program: Ctrl-C at any point ends it with status 130 and one line."""
+    try:
+        # the package's start-up ended Ctrl-C at once; from here a command may handle it
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        return main()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr, flush=True)
+        return 130
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_run())

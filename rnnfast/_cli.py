@@ -6,6 +6,8 @@ one line ``error: ...`` (SystemExit with that message, exit status 1).
 
 import math
 import os
+import signal
+import sys
 
 
 def fail(message):
@@ -164,3 +166,14 @@ def check_distinct_files(outputs, inputs=(), allowed=()):
             if same_file(path, other_path):
                 fail(f"{option} {path} and {other} {other_path} are the same file; give "
                      "each output its own file")
+
+
+def _interrupted_at_start(signum, frame):
+    print("interrupted", file=sys.stderr, flush=True)
+    raise SystemExit(130)
+
+
+def exit_quietly_on_interrupt():
+    """Until the command runs, Ctrl-C ends ``python -m rnnfast`` with status 130 and the one
+    line ``interrupted`` (the imports of the package take a while; nothing is lost)."""
+    signal.signal(signal.SIGINT, _interrupted_at_start)

@@ -65,3 +65,36 @@ def test_sample_text_iter_checks_at_the_call_and_matches_sample_text():
     chars = sample_text_iter(model, list("abc"), 30, 0.5, "ab", seed=2)
     assert "".join(chars) == sample_text(model, list("abc"), 30, 0.5, "ab", seed=2)
     np.testing.assert_equal(len(sample_text(model, list("abc"), 0)), 0)
+
+
+# A sitecustomize module (run by Python at start-up) whose import hook, when the module
+# named by RNNFAST_TEST_SLOW_IMPORT is first imported, prints "importing" and sleeps: the
+# test sends SIGINT while the process is certainly inside that import.
+SLOW_IMPORT = '''
+import os, sys, time
+
+class SlowImport:
+    def find_spec(self, name, path=None, target=None):
+        if name == os.environ.get("RNNFAST_TEST_SLOW_IMPORT"):
+            sys.meta_path.remove(self)
+            print("importing", name, flush=True)
+            time.sleep(60)
+        return None
+
+sys.meta_path.insert(0, SlowImport())
+'''
+
+
+@pytest.mark.parametrize("module", ["scipy.linalg", "rnnfast._kernels", "rnnfast.charrnn"],
+                         ids=["scipy-in-package-init", "extension", "command-module"])
+def test_ctrl_c_during_start_up_exits_130_with_one_line(module, model_file, tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(SLOW_IMPORT)
+    env = dict(os.environ, RNNFAST_TEST_SLOW_IMPORT=module,
+               PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, "-m", "rnnfast", "sample", model_file],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert read_until(proc.stdout, len(f"importing {module}\n")) == \
+        f"importing {module}\n".encode()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert (proc.returncode, err, out) == (130, b"interrupted\n", b"")
