@@ -2,6 +2,7 @@
 
 import signal
 import sys
+import warnings
 
 
 def main(argv=None):
@@ -21,10 +22,18 @@ def main(argv=None):
     bench_parser.set_defaults(func=None)
     charrnn.add_commands(commands)
     args = parser.parse_args(argv)
-    if args.command == "bench":
-        bench.run(args)
-        return 0
-    return args.func(args)
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
+        if args.command == "bench":
+            bench.run(args)
+            return 0
+        return args.func(args)
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    """Print a warning as the one line ``warning: message`` (no source line)."""
+    text = " ".join(str(message).split())
+    print(f"warning: {text}", file=sys.stderr if file is None else file, flush=True)
 
 
 def _run():
