@@ -671,6 +671,24 @@ def _restore(args, vocab, model, opt, comm=None, rows=None, text_digest=None):
     return step, pos, h, meta.get("smooth"), curve, list(meta.get("history", []))
 
 
+def _restore_agreed(args, vocab, model, opt, comm, rows, text_digest):
+    """:func:`_restore`; with several ranks, all fail together when any cannot resume (the
+    first refusal said once, by rank 0), so that none waits for the others."""
+    try:
+        restored, refusal = _restore(args, vocab, model, opt, comm, rows, text_digest), None
+    except SystemExit as exc:
+        restored, refusal = None, str(exc.code)
+    if comm is None:
+        if refusal is not None:
+            raise SystemExit(refusal)
+        return restored
+    refusals = comm.allgather(refusal)
+    for rank, message in enumerate(refusals):
+        if message is not None:
+            raise _AllRanksExit(message if rank == 0 else f"rank {rank}: {message}")
+    return restored
+
+
 def _plot(path, curve, history):
     import matplotlib
     matplotlib.use("Agg")
@@ -702,23 +720,24 @@ def train(args):
     if comm is None:
         return _train(args, None)
     rank = comm.Get_rank()
-    phase = {"setup": True}
+    # "setup": every rank checks the same arguments and text alike; "alone": the ranks are
+    # done with collectives (only rank 0 still writes files)
+    phase = {"setup": True, "alone": False}
     try:
         return _train(args, comm, phase)
-    except _AllRanksExit:
-        raise
+    except _AllRanksExit as exc:
+        if phase["setup"] or rank == 0:
+            raise
+        raise SystemExit(1) from None     # said once, by rank 0
     except SystemExit as exc:
-        if exc.code in (None, 0) or phase["setup"]:
-            # before training, every rank checks the same arguments and text alike
+        if exc.code in (None, 0) or phase["setup"] or phase["alone"]:
             raise
         # the others may be waiting in a collective: end the whole job, naming this rank
         print(f"rank {rank}: {exc.code}", file=sys.stderr, flush=True)
         comm.Abort(exc.code if isinstance(exc.code, int) else 1)
     except BaseException as exc:
-        import traceback
-        traceback.print_exc()
-        print(f"rank {rank} failed ({type(exc).__name__}: {exc}); ending all ranks",
-              file=sys.stderr, flush=True)
+        print(f"rank {rank} failed ({type(exc).__name__}: {' '.join(str(exc).split())}); "
+              "ending all ranks", file=sys.stderr, flush=True)
         comm.Abort(1)
 
 
@@ -820,7 +839,7 @@ def _train_body(args, comm, phase, stop):
         start_step, pos, h, smooth, curve, history = 0, 0, None, None, [], []
         written = None                    # the step of the last checkpoint written
         if args.resume:
-            start_step, pos, h, smooth, curve, history = _restore(
+            start_step, pos, h, smooth, curve, history = _restore_agreed(
                 args, vocab, model, opt, comm, rows, text_digest)
             say(f"resumed from {args.resume} at step {start_step}", flush=True)
         progress = _Progress(args.steps, root and sys.stderr.isatty() and not args.quiet)
@@ -902,6 +921,8 @@ def _train_body(args, comm, phase, stop):
                           f"{tempfile.gettempdir()} or the current folder", file=sys.stderr)
                 return _Stop.CODES[signum]
         seconds = time.perf_counter() - start
+        if phase is not None:
+            phase["alone"] = True     # no more collectives: a failure strands no other rank
         if not history or history[-1]["step"] != args.steps:
             evaluation(args.steps)
     except MemoryError:
