@@ -627,7 +627,8 @@ def _restore(args, vocab, model, opt, comm=None, rows=None, text_digest=None):
     if saved_digest is None:
         if comm is None or comm.Get_rank() == 0:
             print(f"note: --resume {args.resume} does not record which text it was trained "
-                  f"on (an older checkpoint); assuming {args.file}", flush=True)
+                  f"on (an older checkpoint); assuming {args.file}", file=sys.stderr,
+                  flush=True)
     elif text_digest is not None and saved_digest != text_digest:
         fail(f"--resume {args.resume} was trained on another text than {args.file} (same "
              "characters, other contents: the SHA-256 differs); resume with the same text")
@@ -669,6 +670,18 @@ def _restore(args, vocab, model, opt, comm=None, rows=None, text_digest=None):
     except (KeyError, ValueError, TypeError) as exc:
         fail(f"--resume {args.resume} does not fit this model: {exc}")
     return step, pos, h, meta.get("smooth"), curve, list(meta.get("history", []))
+
+
+def _say_adjustments(args, seq_len, per_stream):
+    """One ``note:`` line (stderr) for each option the run cannot follow as given."""
+    if seq_len < args.seq_len:
+        print(f"note: --seq-len {args.seq_len} is longer than each of the {args.batch} "
+              f"streams of {args.file} ({per_stream} characters); using --seq-len {seq_len}",
+              file=sys.stderr, flush=True)
+    if args.eval_every and not args.val_frac:
+        print(f"note: --eval-every {args.eval_every} without --val-frac holds no text out: "
+              "each evaluation records only the training loss (in --log)", file=sys.stderr,
+              flush=True)
 
 
 def _restore_agreed(args, vocab, model, opt, comm, rows, text_digest):
@@ -813,6 +826,8 @@ def _train_body(args, comm, phase, stop):
     inputs, targets = inputs[rows], targets[rows]          # this rank's streams
     seq_len = min(args.seq_len, per_stream)
     _check_training_size(args, len(vocab), seq_len)
+    if root:
+        _say_adjustments(args, seq_len, per_stream)
     checkpoint = _checkpoint_path(args)
     check_output_path("--checkpoint", checkpoint)
     dtype = np.float64 if args.dtype == "float64" else np.float32

@@ -179,7 +179,9 @@ def test_a_checkpoint_without_a_text_digest_still_resumes_with_a_note(text_file,
     save_checkpoint(checkpoint, meta, arrays)             # as older versions wrote it
     capsys.readouterr()
     assert main(["train", text_file, *BASE, "--steps", "8", "--resume", checkpoint]) == 0
-    assert "does not record which text it was trained on" in capsys.readouterr().out
+    err = capsys.readouterr().err
+    assert err.startswith(f"note: --resume {checkpoint} does not record which text it was "
+                          "trained on") and err.count("\n") == 1
 
 
 # -- checkpoints are named, and sample reads them ----------------------------------

@@ -28,3 +28,27 @@ def test_a_library_warning_is_one_line(text_file):
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("\n") == 1, result.stderr
     assert re.fullmatch(r"warning: dropout applies between layers, [^\n]*\n", result.stderr)
+
+
+def test_a_seq_len_longer_than_the_streams_is_noted(tmp_path, capsys):
+    short = tmp_path / "short.txt"
+    short.write_text("abcdefghij" * 5, encoding="utf-8")            # 4 streams of 12
+    assert main(["train", str(short), "--hidden", "8", "--batch", "4", "--seq-len", "25",
+                 "--steps", "2", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == (f"note: --seq-len 25 is longer than each of the 4 streams of "
+                            f"{short} (12 characters); using --seq-len 12\n")
+    assert "batch 4 x 12 steps" in captured.out
+
+
+def test_eval_every_without_a_validation_split_is_noted(text_file, capsys):
+    assert main(["train", text_file, *BASE, "--steps", "4", "--eval-every", "2"]) == 0
+    assert capsys.readouterr().err == ("note: --eval-every 2 without --val-frac holds no text "
+                                       "out: each evaluation records only the training loss "
+                                       "(in --log)\n")
+
+
+def test_no_note_when_nothing_is_adjusted(text_file, capsys):
+    assert main(["train", text_file, *BASE, "--steps", "4", "--eval-every", "2",
+                 "--val-frac", "0.1"]) == 0
+    assert capsys.readouterr().err == ""
