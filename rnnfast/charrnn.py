@@ -1094,22 +1094,36 @@ def _stream(prime, characters, out, interval=0.05):
     return 0
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Ends an option's help with ``(default: X)`` once: not when the help already states
+    its default, nor for a flag or a default of None (whose help says what happens)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "(default" in text or action.default is None or isinstance(action.default, bool):
+            return text
+        return super()._get_help_string(action)
+
+
 def add_commands(commands):
     """Add the demo, train and sample sub-commands to an argparse sub-parser set."""
     p = commands.add_parser("demo", help="train 'apple' -> 'pple!' with RNNModel + Adam",
+                            formatter_class=_HelpFormatter,
                             description="The apple example: RNNModel + Adam(lr=0.1), "
                                         "100 iterations.")
-    p.add_argument("--iterations", type=int, default=100)
-    p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--iterations", type=int, default=100, help="Adam steps")
+    p.add_argument("--lr", type=float, default=0.1, help="Adam's learning rate")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                   help="the model's floating-point type")
     p.add_argument("--compare-torch", action="store_true",
-                   help="also train the PyTorch original from the same weights and time both")
+                   help="also train the PyTorch original from the same weights and time both "
+                        "(default: rnnfast alone)")
     p.set_defaults(func=demo)
 
     p = commands.add_parser(
         "train", help="train a char-level model on a UTF-8 text file",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
         description="Char-level language model on a text file: truncated BPTT with the "
                     "hidden state carried across chunks. Ctrl-C or SIGTERM finish the current "
                     "step, write a checkpoint and exit (130 / 143); --resume continues it "
@@ -1144,28 +1158,37 @@ def add_commands(commands):
                    help="where checkpoints go (default: MODEL.npz.ckpt.npz with --save, "
                         "else checkpoint.npz)")
     p.add_argument("--resume", metavar="CKPT.npz", default=None,
-                   help="continue from a checkpoint, with the same settings, to --steps")
+                   help="continue from a checkpoint, with the same settings and text, to "
+                        "--steps (default: start afresh)")
     p.add_argument("--sample-every", type=int, default=0, metavar="K",
                    help="print 200 sampled characters every K steps; 0 = never")
-    p.add_argument("--save", metavar="MODEL.npz", help="save the trained model here")
+    p.add_argument("--save", metavar="MODEL.npz",
+                   help="save the trained model here (default: not saved)")
     p.add_argument("--plot", metavar="FILE.png",
-                   help="plot the training and validation loss curves (needs matplotlib)")
+                   help="plot the training and validation loss curves, in a format named by "
+                        "the extension (needs matplotlib; default: no plot)")
     p.add_argument("--log", metavar="FILE.jsonl",
-                   help="append one JSON record per evaluation (step, losses, speed)")
+                   help="append one JSON record per evaluation (step, losses, speed) "
+                        "(default: no log)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initialisation and dropout")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar (default: a progress bar on a terminal)")
     p.set_defaults(func=train)
 
     p = commands.add_parser("sample", help="generate text from a trained model",
+                            formatter_class=_HelpFormatter,
                             description="Generate text from a model saved by 'train --save', or from a "
                                         "checkpoint written by 'train'.")
     p.add_argument("model", help="a model file saved by 'train --save', or a checkpoint "
                                  "written by 'train'")
-    p.add_argument("--length", type=int, default=200)
+    p.add_argument("--length", type=int, default=200,
+                   help="characters to generate (printed as they are made)")
     p.add_argument("--temperature", type=float, default=1.0,
-                   help="any non-negative number (default 1): below 1 sharpens the "
-                        "distribution, 0 picks the most likely character every time, above 1 "
-                        "flattens it")
-    p.add_argument("--prime", default="", help="text to start from")
-    p.add_argument("--seed", type=int, default=None)
+                   help="any non-negative finite number: below 1 sharpens the distribution, "
+                        "0 picks the most likely character every time, above 1 flattens it")
+    p.add_argument("--prime", default="",
+                   help="text the model reads first, printed before what it makes (default: "
+                        "none, the first character is drawn uniformly)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the sampling (default: a fresh random seed each run)")
     p.set_defaults(func=sample)

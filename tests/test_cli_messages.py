@@ -52,3 +52,22 @@ def test_no_note_when_nothing_is_adjusted(text_file, capsys):
     assert main(["train", text_file, *BASE, "--steps", "4", "--eval-every", "2",
                  "--val-frac", "0.1"]) == 0
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("command", ["demo", "train", "sample"])
+def test_every_option_has_a_help_stating_its_default_once(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out = capsys.readouterr().out
+    blocks = []                                          # an option and its help
+    for line in out.split("options:")[1].splitlines():
+        if line.startswith("  -"):
+            blocks.append(line)
+        elif blocks:
+            blocks[-1] += " " + line.strip()
+    options = [b for b in blocks if not b.startswith("  -h")]
+    assert len(options) >= 4
+    for line in options:
+        assert line.count("default:") == 1, line
+        assert "(default: None)" not in line and "(default: False)" not in line
+    assert ("--checkpoint" not in out) or out.count("MODEL.npz.ckpt.npz") == 1
