@@ -400,7 +400,7 @@ def _check_train_args(args):
 
 
 def _checkpoint_path(args):
-    """Where checkpoints go: ``--checkpoint``, else ``MODEL.npz.ckpt.npz`` or ``checkpoint.npz``."""
+    """Where checkpoints go: ``--checkpoint``, else MODEL.npz.ckpt.npz or checkpoint.npz."""
     if args.checkpoint:
         return args.checkpoint
     return args.save + ".ckpt.npz" if args.save else "checkpoint.npz"
@@ -1177,8 +1177,8 @@ def add_commands(commands):
 
     p = commands.add_parser("sample", help="generate text from a trained model",
                             formatter_class=_HelpFormatter,
-                            description="Generate text from a model saved by 'train --save', or from a "
-                                        "checkpoint written by 'train'.")
+                            description="Generate text from a model saved by 'train --save', "
+                                        "or from a checkpoint written by 'train'.")
     p.add_argument("model", help="a model file saved by 'train --save', or a checkpoint "
                                  "written by 'train'")
     p.add_argument("--length", type=int, default=200,

@@ -1,7 +1,6 @@
 """python -m rnnfast: what it says besides errors (warnings, notes, help) is one clean line
 each, and the help states every default once."""
 
-import os
 import re
 import subprocess
 import sys
