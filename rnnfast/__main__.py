@@ -1,13 +1,15 @@
 """Command line: ``python -m rnnfast {bench,demo,train,sample} [options]``."""
 
-import argparse
+import signal
 import sys
-
-from rnnfast import bench, charrnn
+import warnings
 
 
 def main(argv=None):
-    from rnnfast import __version__
+    """Run one command of ``python -m rnnfast`` with ``argv`` (default: ``sys.argv[1:]``)."""
+    import argparse
+
+    from rnnfast import __version__, bench, charrnn
 
     parser = argparse.ArgumentParser(prog="python -m rnnfast",
                                      description="rnnfast command line")
@@ -20,11 +22,30 @@ def main(argv=None):
     bench_parser.set_defaults(func=None)
     charrnn.add_commands(commands)
     args = parser.parse_args(argv)
-    if args.command == "bench":
-        bench.run(args)
-        return 0
-    return args.func(args)
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
+        if args.command == "bench":
+            bench.run(args)
+            return 0
+        return args.func(args)
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    """Print a warning as the one line ``warning: message`` (no source line)."""
+    text = " ".join(str(message).split())
+    print(f"warning: {text}", file=sys.stderr if file is None else file, flush=True)
+
+
+def _run():
+    """``main()`` as a program: Ctrl-C at any point ends it with status 130 and one line."""
+    try:
+        # the package's start-up ended Ctrl-C at once; from here a command may handle it
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        return main()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr, flush=True)
+        return 130
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_run())

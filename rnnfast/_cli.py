@@ -6,6 +6,8 @@ one line ``error: ...`` (SystemExit with that message, exit status 1).
 
 import math
 import os
+import signal
+import sys
 
 
 def fail(message):
@@ -120,3 +122,58 @@ def check_plot_path(option, path):
         what = f"'.{extension}' files" if extension else "a file name without an extension"
         fail(f"{option} {path}: matplotlib cannot write {what}; use one of "
              f"{', '.join('.' + f for f in formats)}")
+
+
+def same_file(a, b):
+    """Whether paths ``a`` and ``b`` name one file (through links, hard or symbolic).
+
+    ``os.path.samefile`` when both exist, otherwise their real paths compared.
+    """
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_distinct_files(outputs, inputs=(), allowed=()):
+    """Refuse at once an output that is an input or another output.
+
+    Parameters
+    ----------
+    outputs : sequence of (str, str or None)
+        ``(option, path)`` of each file the command writes; ``None`` paths
+        are skipped.
+    inputs : sequence of (str, str or None)
+        ``(option, path)`` of each file it reads.
+    allowed : collection of (str, str)
+        ``(output option, input option)`` pairs that may name one file (a
+        checkpoint that the run continues from and writes again).
+
+    Raises
+    ------
+    SystemExit
+        ``error: --save copy.txt is the same file as FILE copy.txt; writing it
+        would destroy it: give another file name``.
+    """
+    outputs = [(o, p) for o, p in outputs if p]
+    for option, path in outputs:
+        for source, read in inputs:
+            if read and (option, source) not in allowed and same_file(path, read):
+                fail(f"{option} {path} is the same file as {source} {read}; writing it "
+                     "would destroy it: give another file name")
+    for i, (option, path) in enumerate(outputs):
+        for other, other_path in outputs[i + 1:]:
+            if same_file(path, other_path):
+                fail(f"{option} {path} and {other} {other_path} are the same file; give "
+                     "each output its own file")
+
+
+def _interrupted_at_start(signum, frame):
+    print("interrupted", file=sys.stderr, flush=True)
+    raise SystemExit(130)
+
+
+def exit_quietly_on_interrupt():
+    """Until the command runs, Ctrl-C ends ``python -m rnnfast`` with status 130 and the one
+    line ``interrupted`` (the imports of the package take a while; nothing is lost)."""
+    signal.signal(signal.SIGINT, _interrupted_at_start)

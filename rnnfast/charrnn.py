@@ -9,21 +9,24 @@
   with the hidden state carried across chunks; layers, dropout, five
   optimizers, a validation split, atomic checkpoints (also on Ctrl-C and
   SIGTERM) and exact resumption.
-* ``sample MODEL``: generate text from a model saved by ``train``.
+* ``sample MODEL``: generate text from a model saved by ``train`` (or a checkpoint).
 """
 
 import argparse
+import hashlib
 import json
 import math
 import os
 import signal
 import sys
+import tempfile
 import time
 
 import numpy as np
 
 from rnnfast import distributed, optim
-from rnnfast._cli import check_float, check_int, check_output_path, fail
+from rnnfast._cli import (check_distinct_files, check_float, check_int, check_output_path,
+                          check_plot_path, fail)
 from rnnfast._validation import INT_MAX
 from rnnfast.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rnnfast.model import RNNModel
@@ -193,47 +196,71 @@ def sample_text(model, vocab, length, temperature=1.0, prime="", seed=None):
     ValueError
         If ``temperature`` is not a non-negative finite number or ``prime`` holds
         characters outside ``vocab``.
+
+    See Also
+    --------
+    sample_text_iter : the same characters, one at a time as they are made.
+    """
+    return "".join(sample_text_iter(model, vocab, length, temperature, prime, seed))
+
+
+def sample_text_iter(model, vocab, length, temperature=1.0, prime="", seed=None):
+    """The characters of :func:`sample_text`, yielded one at a time as they are made.
+
+    The arguments are checked at the call, before any character is made
+    (``ValueError`` as in :func:`sample_text`); ``length`` may be as large as
+    wanted.  The model is in evaluation mode (no dropout) while the iterator
+    runs and back in its former mode when it ends or is closed.
+
+    Returns
+    -------
+    iterator of str
     """
     if not temperature >= 0 or not np.isfinite(temperature):
         raise ValueError(f"temperature must be a non-negative number (0: always the most "
                          f"likely character); got {temperature}")
-    rng = np.random.default_rng(seed)
     index = {c: i for i, c in enumerate(vocab)}
     unknown = sorted(set(prime) - set(index))
     if unknown:
         raise ValueError(f"prime holds characters the model never saw: {''.join(unknown)!r}")
+    return _generate(model, vocab, length, temperature, [index[c] for c in prime],
+                     np.random.default_rng(seed))
+
+
+def _generate(model, vocab, length, temperature, prime, rng):
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
         model.eval()                  # no dropout while generating
     try:
         h = None
         if prime:
-            logits, h = model.forward(np.array([[index[c] for c in prime]]), h,
-                                      return_state=True)
+            logits, h = model.forward(np.array([prime]), h, return_state=True)
             logits = logits[0, -1]
         else:
             logits = None             # no prediction yet: the first character is uniform
-        out = []
         for _ in range(length):
-            if logits is None:
-                c = int(rng.integers(len(vocab)))
-            elif temperature == 0:
-                c = int(np.argmax(logits))
-            else:
-                # shift first, so that z <= 0 and the largest logit gives z = 0 exactly:
-                # a tiny temperature overflows the rest to -inf (p = 0), i.e. argmax
-                z = logits.astype(np.float64)
-                with np.errstate(over="ignore"):
-                    z = (z - z.max()) / temperature
-                p = np.exp(z)
-                c = rng.choice(len(vocab), p=p / p.sum())
-            out.append(vocab[c])
+            c = _pick(logits, len(vocab), temperature, rng)
+            yield vocab[c]
             logits, h = model.forward(np.array([[c]]), h, return_state=True)
             logits = logits[0, -1]
     finally:
         if was_training and hasattr(model, "train"):
             model.train()
-    return "".join(out)
+
+
+def _pick(logits, n, temperature, rng):
+    """The index of the next character: uniform without ``logits``, else at ``temperature``."""
+    if logits is None:
+        return int(rng.integers(n))
+    if temperature == 0:
+        return int(np.argmax(logits))
+    # shift first, so that z <= 0 and the largest logit gives z = 0 exactly:
+    # a tiny temperature overflows the rest to -inf (p = 0), i.e. argmax
+    z = logits.astype(np.float64)
+    with np.errstate(over="ignore"):
+        z = (z - z.max()) / temperature
+    p = np.exp(z)
+    return int(rng.choice(n, p=p / p.sum()))
 
 
 def _duration(seconds):
@@ -271,13 +298,19 @@ class _Progress:
             print(f"\rstep {step}/{self.total}  loss {loss:.4f}{rate}{left}", end="",
                   file=sys.stderr, flush=True)
 
-    def write(self, text):
+    def write(self, text, file=None):
+        """Print ``text`` (to stdout, or ``file``) on lines of its own, off the progress line."""
+        file = sys.stdout if file is None else file
         if self.bar is not None:
-            self.bar.write(text)
+            self.bar.write(text, file=file)
         else:
             if self.enabled:
                 print(file=sys.stderr)
-            print(text, flush=True)
+            print(text, file=file, flush=True)
+
+    def warn(self, text):
+        """Print the one line ``warning: text`` to stderr."""
+        self.write(f"warning: {text}", file=sys.stderr)
 
     def close(self):
         if self.bar is not None:
@@ -349,17 +382,28 @@ def _check_train_args(args):
     check_int("--checkpoint-every", args.checkpoint_every, 0, " (0 = only when stopped)")
     check_int("--seed", args.seed, 0)
     for option, path in (("--save", args.save), ("--checkpoint", args.checkpoint),
-                         ("--plot", args.plot), ("--log", args.log)):
+                         ("--log", args.log)):
         if path:
             check_output_path(option, path)
     if args.plot:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            fail("--plot needs matplotlib, which is not installed (pip install matplotlib)")
+        check_plot_path("--plot", args.plot)
     if args.resume and not os.path.isfile(args.resume):
         fail(f"--resume {args.resume}: no such file" if not os.path.exists(args.resume)
              else f"--resume {args.resume}: not a file")
+    checkpoint = ("--checkpoint" if args.checkpoint else "--checkpoint (default)",
+                  _checkpoint_path(args))
+    # continuing from the checkpoint that the run writes again is the usual way to resume
+    check_distinct_files([("--save", args.save), checkpoint, ("--log", args.log),
+                          ("--plot", args.plot)],
+                         inputs=[("FILE", args.file), ("--resume", args.resume)],
+                         allowed={(checkpoint[0], "--resume")})
+
+
+def _checkpoint_path(args):
+    """Where checkpoints go: ``--checkpoint``, else MODEL.npz.ckpt.npz or checkpoint.npz."""
+    if args.checkpoint:
+        return args.checkpoint
+    return args.save + ".ckpt.npz" if args.save else "checkpoint.npz"
 
 
 def _check_training_size(args, n_vocab, seq_len):
@@ -410,6 +454,75 @@ def evaluate(model, data, batch, seq_len):
     return total / count
 
 
+def _reason(exc):
+    """What went wrong in an ``OSError``, in a few words: ``No space left on device``."""
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+class _Log:
+    """The ``--log`` file: one JSON record a line.  A failing write (a full disk) warns once
+    and ends the log, not the training."""
+
+    def __init__(self, path, progress):
+        self.path, self.progress, self.file = path, progress, None
+        if path:
+            try:
+                self.file = open(path, "a", encoding="utf-8")
+            except OSError as exc:
+                self._failed(exc)
+
+    def write(self, record):
+        if self.file is None:
+            return
+        try:
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+        except OSError as exc:
+            self._failed(exc)
+
+    def _failed(self, exc):
+        self.progress.warn(f"--log {self.path}: {_reason(exc)}; no more records are written to "
+                           "it (training goes on)")
+        self.close()
+
+    def close(self):
+        file, self.file = self.file, None
+        if file is not None:
+            try:
+                file.close()
+            except OSError:           # the records that could not be written
+                pass
+
+
+def _fallback_paths(path):
+    """Where to write what could not go to ``path``: the temporary folder, then the current
+    one."""
+    name = f"rnnfast-{os.getpid()}-{os.path.basename(path) or 'unnamed.npz'}"
+    return [os.path.join(tempfile.gettempdir(), name), os.path.abspath(name)]
+
+
+def _write_somewhere(write, path, fallback=True):
+    """``write(path)``; if that fails and ``fallback``, ``write`` to a fallback path.
+
+    Returns
+    -------
+    (str or None, OSError or None)
+        The path written (None: nowhere) and the error of ``path`` (None: no error).
+    """
+    try:
+        write(path)
+        return path, None
+    except OSError as exc:
+        error = exc
+    for other in _fallback_paths(path) if fallback else []:
+        try:
+            write(other)
+            return other, error
+        except OSError:
+            continue
+    return None, error
+
+
 class _Stop:
     """Records SIGINT / SIGTERM so that the training loop stops after the current step."""
 
@@ -453,16 +566,20 @@ def _checkpoint_arrays(model, opt, states, curve):
 
 
 def _write_checkpoint(path, args, vocab, model, opt, step, pos, h, smooth, curve, history,
-                      comm=None):
+                      comm=None, text_digest=None, fallback=False):
     """Write a checkpoint (collective with several ranks: rank 0 writes the whole batch's
-    carried state and every rank's dropout generator)."""
+    carried state and every rank's dropout generator).
+
+    Returns :func:`_write_somewhere`'s ``(path written, error)``: a failing write is
+    retried in a fallback path only when the run stops (``fallback``).
+    """
     rng = None if model._rnn is None else model._rnn._dropout_rng.bit_generator.state
     states = [] if h is None else (list(h) if isinstance(h, tuple) else [h])
     if comm is not None:
         rngs = comm.gather(rng, root=0)
         gathered = [comm.gather(a, root=0) for a in states]
         if comm.Get_rank() != 0:
-            return
+            return path, None
         states = [np.concatenate(parts, axis=_batch_axis(model)) for parts in gathered]
     else:
         rngs = [rng]
@@ -473,12 +590,16 @@ def _write_checkpoint(path, args, vocab, model, opt, step, pos, h, smooth, curve
             "optimizer": {"steps": opt.steps,
                           "hyperparameters": {k: getattr(opt, k) for k in
                                               opt._HYPERPARAMETERS}},
-            "history": history, "source": str(args.file)}
-    save_checkpoint(path, meta, _checkpoint_arrays(model, opt, states, curve))
+            "history": history, "source": str(args.file), "text_sha256": text_digest}
+    arrays = _checkpoint_arrays(model, opt, states, curve)
+    return _write_somewhere(lambda p: save_checkpoint(p, meta, arrays), path, fallback)
 
 
-def _restore(args, vocab, model, opt, comm=None, rows=None):
+def _restore(args, vocab, model, opt, comm=None, rows=None, text_digest=None):
     """Load ``args.resume`` into ``model`` and ``opt``; return the loop's state.
+
+    The checkpoint must come from the same text (its SHA-256 ``text_digest``);
+    one written before checkpoints recorded it is accepted with a note.
 
     With several ranks, each takes its ``rows`` of the carried state and its own
     dropout generator; the checkpoint must come from as many ranks.
@@ -502,6 +623,15 @@ def _restore(args, vocab, model, opt, comm=None, rows=None):
     if saved_vocab != "".join(vocab):
         fail(f"--resume {args.resume}: the checkpoint's vocabulary ({len(saved_vocab)} "
              f"characters) differs from {args.file}'s ({len(vocab)}): not the same text")
+    saved_digest = meta.get("text_sha256")
+    if saved_digest is None:
+        if comm is None or comm.Get_rank() == 0:
+            print(f"note: --resume {args.resume} does not record which text it was trained "
+                  f"on (an older checkpoint); assuming {args.file}", file=sys.stderr,
+                  flush=True)
+    elif text_digest is not None and saved_digest != text_digest:
+        fail(f"--resume {args.resume} was trained on another text than {args.file} (same "
+             "characters, other contents: the SHA-256 differs); resume with the same text")
     if step > args.steps:
         fail(f"--resume {args.resume} is at step {step}, past --steps {args.steps}")
     size = 1 if comm is None else comm.Get_size()
@@ -542,6 +672,36 @@ def _restore(args, vocab, model, opt, comm=None, rows=None):
     return step, pos, h, meta.get("smooth"), curve, list(meta.get("history", []))
 
 
+def _say_adjustments(args, seq_len, per_stream):
+    """One ``note:`` line (stderr) for each option the run cannot follow as given."""
+    if seq_len < args.seq_len:
+        print(f"note: --seq-len {args.seq_len} is longer than each of the {args.batch} "
+              f"streams of {args.file} ({per_stream} characters); using --seq-len {seq_len}",
+              file=sys.stderr, flush=True)
+    if args.eval_every and not args.val_frac:
+        print(f"note: --eval-every {args.eval_every} without --val-frac holds no text out: "
+              "each evaluation records only the training loss (in --log)", file=sys.stderr,
+              flush=True)
+
+
+def _restore_agreed(args, vocab, model, opt, comm, rows, text_digest):
+    """:func:`_restore`; with several ranks, all fail together when any cannot resume (the
+    first refusal said once, by rank 0), so that none waits for the others."""
+    try:
+        restored, refusal = _restore(args, vocab, model, opt, comm, rows, text_digest), None
+    except SystemExit as exc:
+        restored, refusal = None, str(exc.code)
+    if comm is None:
+        if refusal is not None:
+            raise SystemExit(refusal)
+        return restored
+    refusals = comm.allgather(refusal)
+    for rank, message in enumerate(refusals):
+        if message is not None:
+            raise _AllRanksExit(message if rank == 0 else f"rank {rank}: {message}")
+    return restored
+
+
 def _plot(path, curve, history):
     import matplotlib
     matplotlib.use("Agg")
@@ -573,29 +733,29 @@ def train(args):
     if comm is None:
         return _train(args, None)
     rank = comm.Get_rank()
-    phase = {"setup": True}
+    # "setup": every rank checks the same arguments and text alike; "alone": the ranks are
+    # done with collectives (only rank 0 still writes files)
+    phase = {"setup": True, "alone": False}
     try:
         return _train(args, comm, phase)
-    except _AllRanksExit:
-        raise
+    except _AllRanksExit as exc:
+        if phase["setup"] or rank == 0:
+            raise
+        raise SystemExit(1) from None     # said once, by rank 0
     except SystemExit as exc:
-        if exc.code in (None, 0) or phase["setup"]:
-            # before training, every rank checks the same arguments and text alike
+        if exc.code in (None, 0) or phase["setup"] or phase["alone"]:
             raise
         # the others may be waiting in a collective: end the whole job, naming this rank
         print(f"rank {rank}: {exc.code}", file=sys.stderr, flush=True)
         comm.Abort(exc.code if isinstance(exc.code, int) else 1)
     except BaseException as exc:
-        import traceback
-        traceback.print_exc()
-        print(f"rank {rank} failed ({type(exc).__name__}: {exc}); ending all ranks",
-              file=sys.stderr, flush=True)
+        print(f"rank {rank} failed ({type(exc).__name__}: {' '.join(str(exc).split())}); "
+              "ending all ranks", file=sys.stderr, flush=True)
         comm.Abort(1)
 
 
 def _consistency(args, text, comm):
     """Refuse, on every rank alike, ranks started with other arguments or another text."""
-    import hashlib
     if comm is None:
         return
     settings = {k: v for k, v in sorted(vars(args).items()) if k not in ("func", "file")}
@@ -648,6 +808,7 @@ def _train_body(args, comm, phase, stop):
     if comm is None:
         text = read_text(args.file)
     vocab = sorted(set(text))
+    text_digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     index = {c: i for i, c in enumerate(vocab)}
     data = np.array([index[c] for c in text], dtype=np.intp)
     n_val = int(len(data) * args.val_frac)
@@ -665,8 +826,9 @@ def _train_body(args, comm, phase, stop):
     inputs, targets = inputs[rows], targets[rows]          # this rank's streams
     seq_len = min(args.seq_len, per_stream)
     _check_training_size(args, len(vocab), seq_len)
-    checkpoint = args.checkpoint or ((args.save + ".ckpt.npz") if args.save
-                                     else "checkpoint.npz")
+    if root:
+        _say_adjustments(args, seq_len, per_stream)
+    checkpoint = _checkpoint_path(args)
     check_output_path("--checkpoint", checkpoint)
     dtype = np.float64 if args.dtype == "float64" else np.float32
     if phase is not None:
@@ -679,7 +841,8 @@ def _train_body(args, comm, phase, stop):
     say(f"training on {args.file}: {len(text)} characters ({len(train_data)} training, "
           f"{n_val} validation), vocabulary {len(vocab)}, {args.cell} cell, "
           f"{args.layers} layer{'s' if args.layers > 1 else ''} of {args.hidden}, batch "
-          f"{args.batch} x {seq_len} steps, {args.optimizer} lr {args.lr:g}", flush=True)
+          f"{args.batch} x {seq_len} steps, {args.optimizer} lr {args.lr:g}; checkpoints "
+          f"go to {checkpoint}", flush=True)
     progress = log = None
     seconds = 0.0
     try:
@@ -689,12 +852,13 @@ def _train_body(args, comm, phase, stop):
         distributed.broadcast_parameters(model.parameters, comm)
         opt = OPTIMIZERS[args.optimizer](model.parameters, lr=args.lr)
         start_step, pos, h, smooth, curve, history = 0, 0, None, None, [], []
+        written = None                    # the step of the last checkpoint written
         if args.resume:
-            start_step, pos, h, smooth, curve, history = _restore(args, vocab, model, opt,
-                                                                  comm, rows)
+            start_step, pos, h, smooth, curve, history = _restore_agreed(
+                args, vocab, model, opt, comm, rows, text_digest)
             say(f"resumed from {args.resume} at step {start_step}", flush=True)
-        log = open(args.log, "a", encoding="utf-8") if args.log and root else None
         progress = _Progress(args.steps, root and sys.stderr.isatty() and not args.quiet)
+        log = _Log(args.log if root else None, progress)
         start = time.perf_counter()
         step = start_step
 
@@ -710,9 +874,7 @@ def _train_body(args, comm, phase, stop):
                 progress.write(f"step {step}: training loss {smooth:.4f}, validation loss "
                                f"{loss:.4f} ({loss / math.log(2):.3f} bits per character)")
             history.append(record)
-            if log is not None:
-                log.write(json.dumps(record) + "\n")
-                log.flush()
+            log.write(record)
 
         for step in range(start_step + 1, args.steps + 1):
             if pos + seq_len > per_stream:
@@ -747,16 +909,35 @@ def _train_body(args, comm, phase, stop):
                 signum = stop.signal          # alone, any signal so far stops after this step
             if signum is not None or (args.checkpoint_every
                                       and step % args.checkpoint_every == 0):
-                _write_checkpoint(checkpoint, args, vocab, model, opt, step, pos, h,
-                                  smooth, curve, history, comm)
+                where, error = _write_checkpoint(checkpoint, args, vocab, model, opt, step, pos,
+                                                 h, smooth, curve, history, comm, text_digest,
+                                                 fallback=signum is not None)
+                if error is None:
+                    written = step
+                    if signum is None and root:
+                        progress.write(f"step {step}: checkpoint written to {checkpoint}")
+                elif signum is None:
+                    progress.warn(f"could not write the checkpoint {checkpoint} at step {step} "
+                                  f"({_reason(error)}); training goes on")
             if signum is not None:
                 progress.close()
                 progress = None
                 name = "SIGINT" if signum == signal.SIGINT else "SIGTERM"
-                say(f"stopped by {name} after step {step}; checkpoint written to "
-                    f"{checkpoint} (continue with --resume {checkpoint})", flush=True)
+                if error is None:
+                    say(f"stopped by {name} after step {step}; checkpoint written to "
+                        f"{checkpoint} (continue with --resume {checkpoint})", flush=True)
+                elif where is not None:
+                    say(f"stopped by {name} after step {step}; could not write {checkpoint} "
+                        f"({_reason(error)}): checkpoint written to {where} instead (continue "
+                        f"with --resume {where})", flush=True)
+                else:
+                    print(f"error: stopped by {name} after step {step}; could not write the "
+                          f"checkpoint {checkpoint} ({_reason(error)}) nor a copy in "
+                          f"{tempfile.gettempdir()} or the current folder", file=sys.stderr)
                 return _Stop.CODES[signum]
         seconds = time.perf_counter() - start
+        if phase is not None:
+            phase["alone"] = True     # no more collectives: a failure strands no other rank
         if not history or history[-1]["step"] != args.steps:
             evaluation(args.steps)
     except MemoryError:
@@ -770,17 +951,26 @@ def _train_body(args, comm, phase, stop):
     chars = (args.steps - start_step) * args.batch * seq_len
     say(f"done: {args.steps - start_step} steps in {seconds:.2f} s "
         f"({chars / max(seconds, 1e-9):,.0f} characters/s), final smoothed loss "
-        f"{smooth:.4f}", flush=True)
+        f"{smooth:.4f}" + ("" if written is None else
+                           f"; last checkpoint (step {written}) in {checkpoint}"), flush=True)
     if not root:
         return 0
     if args.save:
-        try:
-            model.save(args.save)
-        except OSError as exc:      # the folder changed while training
-            fail(f"--save {args.save}: {exc.strerror or exc}")
+        where, error = _write_somewhere(model.save, args.save)
+        if error is not None and where is not None:
+            fail(f"--save {args.save}: {_reason(error)}; the model was written to {where} "
+                 "instead")
+        if error is not None:
+            fail(f"--save {args.save}: {_reason(error)}, and no copy could be written to "
+                 f"{tempfile.gettempdir()} or the current folder"
+                 + ("" if written is None else f"; the checkpoint {checkpoint} holds step "
+                    f"{written}"))
         print(f"saved {args.save}")
     if args.plot:
-        _plot(args.plot, curve, history)
+        try:
+            _plot(args.plot, curve, history)
+        except OSError as exc:
+            fail(f"--plot {args.plot}: {_reason(exc)}")
         print(f"plotted {args.plot}")
     return 0
 
@@ -793,19 +983,70 @@ def _check_sample_args(args):
         check_int("--seed", args.seed, 0)
 
 
+def model_from_checkpoint(path):
+    """The model of a checkpoint written by ``train``, with its vocabulary in ``metadata``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A checkpoint (``--checkpoint``), e.g. what a stopped run left.
+
+    Returns
+    -------
+    RNNModel
+
+    Raises
+    ------
+    FileNotFoundError, IsADirectoryError, PermissionError
+        As ``open`` raises them.
+    CheckpointError
+        If ``path`` is not a checkpoint, or its parameters do not fit the
+        configuration it records.
+    """
+    meta, arrays = load_checkpoint(path)
+    try:
+        config, vocab = meta["config"], meta["vocab"]
+        model = RNNModel(len(vocab), config["hidden"], len(vocab), config["layers"],
+                         dropout=config["dropout"], cell=config["cell"],
+                         dtype=np.dtype(config["dtype"]))
+        for name, p in model.parameters.items():
+            a = arrays[f"model/{name}"]
+            if a.shape != p.shape or a.dtype != p.dtype:
+                raise ValueError(f"parameter {name} is {a.dtype} {a.shape}, expected "
+                                 f"{p.dtype} {p.shape}")
+            p[...] = a
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: a checkpoint whose model cannot be rebuilt "
+                              f"({type(exc).__name__}: {exc})") from None
+    model.metadata = {"vocab": vocab, "source": meta.get("source")}
+    return model
+
+
+def _load_for_sampling(path):
+    """The model in ``path``: a model file (``train --save``) or a checkpoint."""
+    try:
+        try:
+            return RNNModel.load(path)
+        except ValueError as not_a_model:
+            try:
+                return model_from_checkpoint(path)
+            except CheckpointError as exc:
+                # an archive with a header that is not a model's: say why it is no checkpoint
+                header = "no rnnfast.RNNModel header" in str(not_a_model)
+                raise (exc if header else not_a_model) from None
+    except FileNotFoundError:
+        fail(f"{path}: no such file")
+    except IsADirectoryError:
+        fail(f"{path}: is a directory, not a model file")
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror or type(exc).__name__}")
+    except ValueError as exc:
+        fail(str(exc))
+
+
 def sample(args):
     _check_sample_args(args)
-    try:
-        model = RNNModel.load(args.model)
-    except FileNotFoundError:
-        raise SystemExit(f"error: {args.model}: no such file") from None
-    except IsADirectoryError:
-        raise SystemExit(f"error: {args.model}: is a directory, not a model file") from None
-    except OSError as exc:
-        raise SystemExit(f"error: cannot read {args.model}: "
-                         f"{exc.strerror or type(exc).__name__}") from None
-    except ValueError as exc:
-        raise SystemExit(f"error: {exc}") from None
+    model = _load_for_sampling(args.model)
     if "vocab" not in model.metadata:
         raise SystemExit(f"error: {args.model} has no vocabulary; save it with "
                          "'python -m rnnfast train ... --save'")
@@ -825,30 +1066,64 @@ def sample(args):
         raise SystemExit(f"error: --prime holds characters the model never saw: "
                          f"{''.join(unknown)!r}")
     try:
-        text = sample_text(model, list(vocab), args.length, args.temperature, args.prime,
-                           args.seed)
+        characters = sample_text_iter(model, list(vocab), args.length, args.temperature,
+                                      args.prime, args.seed)
     except ValueError as exc:
-        raise SystemExit(f"error: {exc}") from None
-    print(args.prime + text)
+        fail(str(exc))
+    return _stream(args.prime, characters, sys.stdout)
+
+
+def _stream(prime, characters, out, interval=0.05):
+    """Write ``prime`` and ``characters`` to ``out`` as they come (flushed at each line
+    and at least every ``interval`` seconds), then a newline; 0, or 130 on Ctrl-C (what was
+    made is written)."""
+    out.write(prime)
+    last = time.monotonic()
+    try:
+        for c in characters:
+            out.write(c)
+            if c == "\n" or time.monotonic() - last >= interval:
+                out.flush()
+                last = time.monotonic()
+    except KeyboardInterrupt:
+        out.write("\n")
+        out.flush()
+        return 130
+    out.write("\n")
+    out.flush()
     return 0
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Ends an option's help with ``(default: X)`` once: not when the help already states
+    its default, nor for a flag or a default of None (whose help says what happens)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "(default" in text or action.default is None or isinstance(action.default, bool):
+            return text
+        return super()._get_help_string(action)
 
 
 def add_commands(commands):
     """Add the demo, train and sample sub-commands to an argparse sub-parser set."""
     p = commands.add_parser("demo", help="train 'apple' -> 'pple!' with RNNModel + Adam",
+                            formatter_class=_HelpFormatter,
                             description="The apple example: RNNModel + Adam(lr=0.1), "
                                         "100 iterations.")
-    p.add_argument("--iterations", type=int, default=100)
-    p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--iterations", type=int, default=100, help="Adam steps")
+    p.add_argument("--lr", type=float, default=0.1, help="Adam's learning rate")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                   help="the model's floating-point type")
     p.add_argument("--compare-torch", action="store_true",
-                   help="also train the PyTorch original from the same weights and time both")
+                   help="also train the PyTorch original from the same weights and time both "
+                        "(default: rnnfast alone)")
     p.set_defaults(func=demo)
 
     p = commands.add_parser(
         "train", help="train a char-level model on a UTF-8 text file",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
         description="Char-level language model on a text file: truncated BPTT with the "
                     "hidden state carried across chunks. Ctrl-C or SIGTERM finish the current "
                     "step, write a checkpoint and exit (130 / 143); --resume continues it "
@@ -883,26 +1158,37 @@ def add_commands(commands):
                    help="where checkpoints go (default: MODEL.npz.ckpt.npz with --save, "
                         "else checkpoint.npz)")
     p.add_argument("--resume", metavar="CKPT.npz", default=None,
-                   help="continue from a checkpoint, with the same settings, to --steps")
+                   help="continue from a checkpoint, with the same settings and text, to "
+                        "--steps (default: start afresh)")
     p.add_argument("--sample-every", type=int, default=0, metavar="K",
                    help="print 200 sampled characters every K steps; 0 = never")
-    p.add_argument("--save", metavar="MODEL.npz", help="save the trained model here")
+    p.add_argument("--save", metavar="MODEL.npz",
+                   help="save the trained model here (default: not saved)")
     p.add_argument("--plot", metavar="FILE.png",
-                   help="plot the training and validation loss curves (needs matplotlib)")
+                   help="plot the training and validation loss curves, in a format named by "
+                        "the extension (needs matplotlib; default: no plot)")
     p.add_argument("--log", metavar="FILE.jsonl",
-                   help="append one JSON record per evaluation (step, losses, speed)")
+                   help="append one JSON record per evaluation (step, losses, speed) "
+                        "(default: no log)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initialisation and dropout")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar (default: a progress bar on a terminal)")
     p.set_defaults(func=train)
 
     p = commands.add_parser("sample", help="generate text from a trained model",
-                            description="Generate text from a model saved by 'train --save'.")
-    p.add_argument("model")
-    p.add_argument("--length", type=int, default=200)
+                            formatter_class=_HelpFormatter,
+                            description="Generate text from a model saved by 'train --save', "
+                                        "or from a checkpoint written by 'train'.")
+    p.add_argument("model", help="a model file saved by 'train --save', or a checkpoint "
+                                 "written by 'train'")
+    p.add_argument("--length", type=int, default=200,
+                   help="characters to generate (printed as they are made)")
     p.add_argument("--temperature", type=float, default=1.0,
-                   help="any non-negative number (default 1): below 1 sharpens the "
-                        "distribution, 0 picks the most likely character every time, above 1 "
-                        "flattens it")
-    p.add_argument("--prime", default="", help="text to start from")
-    p.add_argument("--seed", type=int, default=None)
+                   help="any non-negative finite number: below 1 sharpens the distribution, "
+                        "0 picks the most likely character every time, above 1 flattens it")
+    p.add_argument("--prime", default="",
+                   help="text the model reads first, printed before what it makes (default: "
+                        "none, the first character is drawn uniformly)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the sampling (default: a fresh random seed each run)")
     p.set_defaults(func=sample)

@@ -71,8 +71,10 @@ def load_checkpoint(path):
     except CheckpointError as exc:
         raise CheckpointError(f"{path} is not an rnnfast checkpoint ({exc})") from None
     except Exception as exc:       # zip, zlib, JSON: damage reads as "not a checkpoint"
+        detail = " ".join(str(exc).split())          # one line, and not the whole file
+        detail = detail if len(detail) <= 120 else detail[:117] + "..."
         raise CheckpointError(f"{path} is not an rnnfast checkpoint, or it is damaged "
-                              f"({type(exc).__name__}: {exc})") from None
+                              f"({type(exc).__name__}: {detail})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an rnnfast checkpoint (no {FORMAT} header)")
     digest = meta.pop("digest", None)

@@ -79,10 +79,12 @@ def _create_temporary(folder):
 def write_npz_atomically(path, arrays, what="a file"):
     """``np.savez(path, **arrays)``, appearing complete or not at all.
 
-    Written to a temporary file in the same folder, then renamed over the
-    target; the temporary file is removed on any failure.  Permissions are
-    those a plain ``np.savez`` gives: ``0o666`` masked by the umask for a new
-    file, the existing bits for an overwritten one.  A symbolic link ``path``
+    Written to a temporary file in the same folder, flushed to disk
+    (``fsync``), then renamed over the target, and the folder is synced so
+    that the rename survives a power loss; the temporary file is removed on
+    any failure.  Permissions are those a plain ``np.savez`` gives: ``0o666``
+    masked by the umask for a new file, the existing bits for an overwritten
+    one.  A symbolic link ``path``
     stays a link to the file, which is replaced.  ``IsADirectoryError`` (naming
     ``what`` the file should have been) when ``path`` is a directory.
     """
@@ -105,6 +107,8 @@ def write_npz_atomically(path, arrays, what="a file"):
                 else:
                     os.chmod(tmp, mode)
             np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())     # the bytes are on disk before the name points at them
         os.replace(tmp, target)
     except BaseException:
         try:
@@ -112,6 +116,18 @@ def write_npz_atomically(path, arrays, what="a file"):
         except FileNotFoundError:
             pass
         raise
+    # make the rename durable (POSIX); Windows cannot open a folder, some file systems
+    # refuse to sync one: the file itself is on disk either way
+    try:
+        folder = os.open(os.path.dirname(target), os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(folder)
+    except OSError:
+        pass
+    finally:
+        os.close(folder)
 
 
 def _type_name(obj):
