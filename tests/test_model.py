@@ -45,7 +45,11 @@ def test_initialisation_ranges_and_seed():
 
 
 @pytest.mark.parametrize("args, error", [((0, 4, 3), ValueError), ((2, -1, 3), ValueError),
-                                         ((2, 4, 2.5), ValueError), ((2, True, 3), ValueError)])
+                                         ((2, 4, 2.5), TypeError), ((2, True, 3), TypeError),
+                                         ((2, 4, 3, 1.0), TypeError), ((2, 4, 3, 0), ValueError),
+                                         ((2, 4, 3, 2, "tanh", "0.1"), ValueError),
+                                         ((2, 4, 3, 2, "tanh", None), ValueError),
+                                         ((2, 4, 3, 2, "tanh", 1.5), ValueError)])
 def test_bad_sizes(args, error):
     with pytest.raises(error):
         RNNModel(*args)
@@ -364,3 +368,17 @@ def test_gated_models_round_trip_through_torch_and_files(cell, tmp_path):
     loaded = RNNModel.load(tmp_path / "m.npz")
     assert loaded.cell == cell
     np.testing.assert_array_equal(loaded.forward(X), model.forward(X))
+
+
+@pytest.mark.parametrize("cell, num_layers", [("rnn", 1), ("rnn", 2), ("lstm", 1), ("gru", 2)])
+def test_named_parameters_are_the_live_parameters_in_order(cell, num_layers):
+    model = RNNModel(5, 6, 4, num_layers, cell=cell, dtype=np.float64, seed=0)
+    pairs = model.named_parameters()
+    assert [name for name, _ in pairs] == list(model.parameters)
+    for name, a in pairs:
+        assert a is model.parameters[name]
+    X = np.random.default_rng(0).integers(0, 5, (2, 7))
+    loss, grads = model.loss_and_grads(X, X % 4)
+    opt = rnnfast.optim.SGD(model.named_parameters(), lr=0.5)
+    opt.step(grads)
+    assert model.loss_and_grads(X, X % 4)[0] < loss     # the step reached the model
