@@ -129,6 +129,10 @@ def _type_name(obj):
 
 CELLS = ("rnn", "lstm", "gru")
 
+# torch.nn.RNNBase's modes: (cell, nonlinearity)
+_TORCH_MODES = {"RNN_TANH": ("rnn", "tanh"), "RNN_RELU": ("rnn", "relu"),
+                "LSTM": ("lstm", "tanh"), "GRU": ("gru", "tanh")}
+
 
 class RNNModel:
     """A one-layer recurrent network with a linear output layer.
@@ -568,63 +572,43 @@ class RNNModel:
 
     @classmethod
     def from_torch(cls, rnn, linear):
-        """A model with the weights of ``torch.nn.RNN`` ``rnn`` and ``torch.nn.Linear`` ``linear``.
+        """A model with the weights of a torch recurrent module ``rnn`` and ``torch.nn.Linear``
+        ``linear``.
 
         ``rnn`` is a unidirectional ``nn.RNN``, ``nn.LSTM`` or ``nn.GRU`` with
-        biases (any number of layers, any dropout; no projection).  A one-layer
-        tanh ``nn.RNN`` without dropout becomes the fused model, with ``bh =
-        bias_ih_l0 + bias_hh_l0``; anything else keeps torch's parameters by
-        name.  The dtype follows ``rnn``'s weights.
+        biases (any number of layers, any dropout; no projection: ``proj_size
+        = 0``), or the same from :mod:`rnnfast.torch` (what
+        ``rnnfast.torch.convert`` gives): any ``torch.nn.RNNBase`` of one of
+        those modes.  A one-layer tanh RNN without dropout becomes the fused
+        model, with ``bh = bias_ih_l0 + bias_hh_l0``; anything else keeps
+        torch's parameters by name.  The dtype follows ``rnn``'s weights.
+
+        Raises
+        ------
+        TypeError
+            ``rnn`` or ``linear`` of another type, or weights of another dtype.
+        ValueError
+            A bidirectional module, no biases, ``proj_size > 0``, or sizes of
+            ``rnn`` and ``linear`` that do not fit.
         """
         import torch
 
-        if isinstance(rnn, (torch.nn.LSTM, torch.nn.GRU)) or (
-                isinstance(rnn, torch.nn.RNN)
-                and (rnn.num_layers != 1 or rnn.nonlinearity != "tanh" or rnn.dropout)):
-            return cls._from_torch_module(rnn, linear)
-        if not isinstance(rnn, torch.nn.RNN):
-            raise TypeError("rnn must be a torch.nn.RNN (unidirectional), nn.LSTM or nn.GRU; "
-                            f"got {_type_name(rnn)}")
+        mode = getattr(rnn, "mode", None) if isinstance(rnn, torch.nn.RNNBase) else None
+        if mode not in _TORCH_MODES:
+            raise TypeError("rnn must be a torch.nn.RNN (unidirectional), nn.LSTM or nn.GRU, "
+                            f"or the same from rnnfast.torch; got {_type_name(rnn)}")
         if not isinstance(linear, torch.nn.Linear):
             raise TypeError(f"linear must be a torch.nn.Linear; got {_type_name(linear)}")
-        if rnn.bidirectional:
-            raise ValueError("from_torch needs a unidirectional nn.RNN; got "
-                             f"num_layers={rnn.num_layers}, bidirectional={rnn.bidirectional}, "
-                             f"nonlinearity={rnn.nonlinearity!r}")
-        if linear.in_features != rnn.hidden_size:
-            raise ValueError(f"linear.in_features = {linear.in_features} does not match "
-                             f"rnn.hidden_size = {rnn.hidden_size}")
-
-        def arr(t):
-            return t.detach().cpu().numpy()
-
-        dtype = {torch.float32: "float32", torch.float64: "float64"}.get(rnn.weight_ih_l0.dtype)
-        if dtype is None:
-            raise TypeError(f"unsupported torch dtype: rnn's weights are "
-                            f"{rnn.weight_ih_l0.dtype}; expected torch.float32 or "
-                            "torch.float64")
-        n_h = rnn.hidden_size
-        bh = np.zeros(n_h)
-        for name in ("bias_ih_l0", "bias_hh_l0"):
-            if getattr(rnn, name, None) is not None:
-                bh = bh + arr(getattr(rnn, name)).astype(np.float64)
-        by = arr(linear.bias) if linear.bias is not None else np.zeros(linear.out_features)
-        arrays = {"Whx": arr(rnn.weight_ih_l0), "Whh": arr(rnn.weight_hh_l0),
-                  "Wyh": arr(linear.weight), "bh": bh[:, None], "by": by[:, None]}
-        return cls._from_arrays(arrays, dtype, "torch modules")
-
-    @classmethod
-    def _from_torch_module(cls, rnn, linear):
-        """:meth:`from_torch` for the models that keep torch's parameters by name."""
-        import torch
-
-        if not isinstance(linear, torch.nn.Linear):
-            raise TypeError(f"linear must be a torch.nn.Linear; got {_type_name(linear)}")
-        kind = type(rnn).__name__
-        if rnn.bidirectional or not rnn.bias or getattr(rnn, "proj_size", 0):
+        cell, nonlinearity = _TORCH_MODES[mode]
+        kind = cell.upper() if cell != "rnn" else "RNN"
+        proj_size = getattr(rnn, "proj_size", 0)
+        fused = (cell == "rnn" and nonlinearity == "tanh" and rnn.num_layers == 1
+                 and not rnn.dropout)
+        if rnn.bidirectional or not (rnn.bias or fused) or proj_size:
             raise ValueError(f"from_torch needs a unidirectional nn.{kind} with biases and no "
-                             f"projection; got num_layers={rnn.num_layers}, "
-                             f"bidirectional={rnn.bidirectional}, bias={rnn.bias}")
+                             f"projection (proj_size=0); got num_layers={rnn.num_layers}, "
+                             f"bidirectional={rnn.bidirectional}, bias={rnn.bias}, "
+                             f"proj_size={proj_size}")
         if linear.in_features != rnn.hidden_size:
             raise ValueError(f"linear.in_features = {linear.in_features} does not match "
                              f"rnn.hidden_size = {rnn.hidden_size}")
@@ -634,14 +618,20 @@ class RNNModel:
                             f"{rnn.weight_ih_l0.dtype}; expected torch.float32 or "
                             "torch.float64")
         arrays = {name: t.detach().cpu().numpy() for name, t in rnn.state_dict().items()}
-        arrays["Wyh"] = linear.weight.detach().cpu().numpy()
         by = (linear.bias.detach().cpu().numpy() if linear.bias is not None
               else np.zeros(linear.out_features))
-        arrays["by"] = by[:, None]
-        config = {"cell": kind.lower(), "num_layers": rnn.num_layers, "dropout": rnn.dropout}
-        if kind == "RNN":
-            config["nonlinearity"] = rnn.nonlinearity
-        return cls._from_arrays(arrays, dtype, "torch modules", **config)
+        arrays["Wyh"], arrays["by"] = linear.weight.detach().cpu().numpy(), by[:, None]
+        if fused:
+            bh = np.zeros(rnn.hidden_size)
+            for name in ("bias_ih_l0", "bias_hh_l0"):
+                if name in arrays:
+                    bh = bh + arrays.pop(name).astype(np.float64)
+            arrays = {"Whx": arrays.pop("weight_ih_l0"), "Whh": arrays.pop("weight_hh_l0"),
+                      "bh": bh[:, None], **arrays}
+            return cls._from_arrays(arrays, dtype, "torch modules")
+        return cls._from_arrays(arrays, dtype, "torch modules", cell=cell,
+                                num_layers=rnn.num_layers, nonlinearity=nonlinearity,
+                                dropout=rnn.dropout)
 
     def to_torch(self):
         """``(torch.nn.RNN(batch_first=True), torch.nn.Linear)`` with these weights.
