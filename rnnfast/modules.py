@@ -30,7 +30,7 @@ _grad_mode = threading.local()
 
 
 def is_grad_enabled():
-    """Whether a forward in this thread keeps what ``backward`` needs (outside :class:`no_grad`)."""
+    """Whether a forward in this thread keeps what ``backward`` needs (not in :class:`no_grad`)."""
     return getattr(_grad_mode, "enabled", True)
 
 
