@@ -31,7 +31,7 @@ from rnnfast.functional import (
     rnn_loss,
 )
 from rnnfast.model import RNNModel
-from rnnfast.modules import GRU, LSTM, RNN
+from rnnfast.modules import GRU, LSTM, RNN, is_grad_enabled, no_grad
 from rnnfast.optim import clip_grad_norm, clip_grad_value
 
 __version__ = "0.1.0"
@@ -44,6 +44,8 @@ __all__ = [
     "RNNModel",
     "clip_grad_norm",
     "clip_grad_value",
+    "is_grad_enabled",
+    "no_grad",
     "optim",
     "reference",
     "rnn_backward",

@@ -1619,8 +1619,10 @@ def fast_backward(dh, caches):
     """``rnn_backward`` for a ForwardCache and a plain ``dh`` of its dtype, or None.
 
     Returns exactly what ``functional.rnn_backward`` returns; None when the
-    cache is not this module's, or ``dh`` is not an aligned, native-order
-    ndarray of the cache's dtype and shape ``(n_h, m, T)`` (any strides).
+    cache is not this module's, its parameters dict no longer holds the very
+    ``Whx`` and ``Whh`` arrays the model reads, or ``dh`` is not an aligned,
+    native-order ndarray of the cache's dtype and shape ``(n_h, m, T)`` (any
+    strides).
     """
     if type(caches) is not tuple or len(<tuple>caches) != 2:
         return None
@@ -1629,6 +1631,12 @@ def fast_backward(dh, caches):
         return None
     cdef ForwardCache cache = <ForwardCache>steps
     cdef Model model = cache._model
+    # Backward reads the weights in the caller's dict now: when the dict holds other
+    # arrays than the model (replaced, or converted by forward), the full path reads it.
+    params = cache._parameters
+    if (type(params) is not dict or (<dict>params).get("Whx") is not model.w_hx
+            or (<dict>params).get("Whh") is not model.w_hh):
+        return None
     cdef cnp.ndarray grad = <cnp.ndarray>dh
     cdef int type_num = cnp.PyArray_TYPE(model.h0)
     if (cnp.PyArray_TYPE(grad) != type_num or cnp.PyArray_NDIM(grad) != 3

@@ -10,12 +10,11 @@ function here needs it.  In a loop of your own::
 
     from rnnfast import distributed as dist
 
-    comm = dist.world()                       # None when not launched by mpiexec
-    dist.broadcast_parameters(model.parameters, comm)
-    rows = dist.shard(len(X), comm)           # this rank's rows of the global batch
+    dist.broadcast_parameters(model.named_parameters())   # rank 0's, in dist.world()
+    rows = dist.shard(len(X), dist.world())   # this rank's rows of the global batch
     for step in range(steps):
         loss, grads = model.loss_and_grads(X[rows], Y[rows])
-        dist.allreduce_gradients(grads, comm)  # the mean over ranks, in place
+        dist.allreduce_gradients(grads)       # the mean over ranks, in place
         rnnfast.clip_grad_norm(grads, 5.0)
         optimizer.step(grads)
 
@@ -74,12 +73,29 @@ def _rank(comm):
     return 0 if comm is None else comm.Get_rank()
 
 
-def broadcast_parameters(params, comm, root=0):
+_WORLD = object()      # the default communicator: world() at call time
+
+
+def _communicator(comm):
+    return world() if comm is _WORLD else comm
+
+
+def broadcast_parameters(params, comm=_WORLD, root=0):
     """Copy every parameter array of rank ``root`` into the others', in place.
 
-    ``params`` is a dict (``RNNModel.parameters``) or ``named_parameters()``
-    pairs; every rank must hold the same names, shapes and dtypes.
+    Parameters
+    ----------
+    params : dict or list of (name, ndarray)
+        ``RNNModel.parameters``, or the pairs of ``named_parameters()`` (of
+        an ``RNNModel`` or a module); every rank must hold the same names,
+        shapes and dtypes.
+    comm : mpi4py communicator or None, optional
+        Default :func:`world` (``MPI.COMM_WORLD`` under an MPI launcher, else
+        None); None does nothing (a single process).
+    root : int, default 0
+        The rank whose values every rank receives.
     """
+    comm = _communicator(comm)
     if comm is None:
         return
     arrays = params if isinstance(params, dict) else dict(params)
@@ -90,14 +106,16 @@ def broadcast_parameters(params, comm, root=0):
         comm.Bcast(a, root=root)
 
 
-def allreduce_gradients(grads, comm):
+def allreduce_gradients(grads, comm=_WORLD):
     """Replace every parameter gradient in ``grads`` by its mean over the ranks, in place.
 
     The gradients of inputs and initial states (``input``, ``hx``, ``cx``,
     ``dx``, ``dh0``, ``dc0``) are left alone.  The arrays of one dtype travel
     in one flat buffer: one all-reduce per dtype, whatever the model's number
-    of parameters.  Returns ``grads``.
+    of parameters.  ``comm`` defaults to :func:`world` (None: a single
+    process, nothing to do).  Returns ``grads``.
     """
+    comm = _communicator(comm)
     if comm is None:
         return grads
     from mpi4py import MPI

@@ -248,6 +248,32 @@ def _model_from_seed_cache(steps, x):
     return model, H
 
 
+def _with_current_weights(model, parameters):
+    """``model`` with ``Whx`` and ``Whh`` as the ``parameters`` dict holds them now.
+
+    As the reference's backward reads them: in-place edits and arrays put in
+    the dict after the forward pass count, whatever their layout; a weight
+    that is not float32 makes the computation float64.
+    """
+    if not isinstance(parameters, Mapping):
+        raise TypeError("the cache's parameters must be a dict with keys "
+                        f"{', '.join(PARAMETER_NAMES)}; got {type(parameters).__name__}")
+    current = []
+    for key, shape, labels in (("Whx", (model.n_h, model.n_x), "(n_h, n_x) of the forward"),
+                               ("Whh", (model.n_h, model.n_h), "(n_h, n_h) of the forward")):
+        if key not in parameters:
+            raise KeyError(f"parameters has no {key!r} at backward time; expected keys "
+                           f"{', '.join(PARAMETER_NAMES)}")
+        a = V.as_array(f'parameters["{key}"]', parameters[key])
+        V.check_shape(f'parameters["{key}"]', a, shape, labels)
+        current.append(a)
+    dtype = model.dtype if model.dtype == np.float64 else V.common_dtype(current)
+    model = model.astype(dtype)
+    w_hx, w_hh = (np.ascontiguousarray(a, dtype=dtype) for a in current)
+    return Model(model.x, model.h0, w_hx, w_hh, model.w_yh, model.b_h, model.b_y,
+                 model.n_steps, model.x_mode)
+
+
 def rnn_backward(dh, caches):
     """Backpropagation through time over all steps in one compiled call.
 
@@ -260,7 +286,10 @@ def rnn_backward(dh, caches):
         from :func:`rnnfast.reference.rnn_forward` (a list of per-step
         ``(h_next, h_prev, xt, parameters)`` tuples; the state before step
         ``t > 0`` is taken as ``h_next`` of step ``t - 1``, as that function
-        records it).
+        records it).  The cache refers to the caller's ``parameters`` dict:
+        ``Whx`` and ``Whh`` are read as the dict holds them now (in-place
+        edits and replaced entries since the forward pass count, as in the
+        reference), whatever their layout.
 
     Returns
     -------
@@ -285,7 +314,8 @@ def rnn_backward(dh, caches):
         raise ValueError("caches must be the (steps, x) pair returned by rnn_forward")
     steps, x = caches
     if isinstance(steps, ForwardCache):
-        model, H = steps._model, steps._h
+        model = _with_current_weights(steps._model, steps._parameters)
+        H = steps._h if steps._h.dtype == model.dtype else steps._h.astype(model.dtype)
     else:
         model, H = _model_from_seed_cache(steps, x)
     n_h, m, n_steps = model.n_h, model.m, model.n_steps

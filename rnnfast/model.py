@@ -16,7 +16,7 @@ import numpy as np
 
 from rnnfast import _validation as V
 from rnnfast import functional as F
-from rnnfast.modules import GRU, LSTM, RNN
+from rnnfast.modules import GRU, LSTM, RNN, check_dropout, check_module_sizes, check_size
 
 __all__ = ["RNNModel"]
 
@@ -145,6 +145,10 @@ def _type_name(obj):
 
 CELLS = ("rnn", "lstm", "gru")
 
+# torch.nn.RNNBase's modes: (cell, nonlinearity)
+_TORCH_MODES = {"RNN_TANH": ("rnn", "tanh"), "RNN_RELU": ("rnn", "relu"),
+                "LSTM": ("lstm", "tanh"), "GRU": ("gru", "tanh")}
+
 
 class RNNModel:
     """A one-layer recurrent network with a linear output layer.
@@ -191,10 +195,11 @@ class RNNModel:
         sizes = {"input_size": input_size, "hidden_size": hidden_size,
                  "output_size": output_size, "num_layers": num_layers}
         for name, value in sizes.items():
-            V.check_positive_int(name, value)
-        if cell not in CELLS:
+            check_size(name, value)
+        dropout = check_dropout(dropout)
+        if not isinstance(cell, str) or cell not in CELLS:
             raise ValueError(f"cell must be one of {', '.join(map(repr, CELLS))}; got {cell!r}")
-        if nonlinearity not in ("tanh", "relu"):
+        if not isinstance(nonlinearity, str) or nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu'; got {nonlinearity!r}")
         if cell != "rnn" and nonlinearity != "tanh":
             raise ValueError(f"nonlinearity is for cell='rnn'; the {cell} has its own gates")
@@ -256,6 +261,15 @@ class RNNModel:
         """Evaluation mode: no dropout."""
         return self.train(False)
 
+    def named_parameters(self):
+        """``(name, array)`` pairs in the order of :attr:`parameters`.
+
+        The arrays are the live parameters (the very objects in
+        ``parameters``): an optimizer built on them, as in
+        ``rnnfast.optim.Adam(model.named_parameters())``, updates the model.
+        """
+        return list(self.parameters.items())
+
     def __repr__(self):
         extra = "".join(f", {k}={v!r}" for k, v, default in (
             ("num_layers", self.num_layers, 1), ("nonlinearity", self.nonlinearity, "tanh"),
@@ -273,16 +287,34 @@ class RNNModel:
         n_x = self.input_size
         if X.dtype.kind in "iu" and X.ndim == 2:
             m, n_steps = X.shape
-            V.check_sizes(n_x=n_x, n_h=self.hidden_size, n_y=self.output_size, m=m,
-                          T_x=n_steps)
+            self._check_batch_sizes(X.shape)
             return V.check_labels(X, X.shape, n_x, name="X"), None, m, n_steps
-        V.check_ndim("X", X, 3, "(m, T, input_size), or (m, T) class indices")
+        V.check_ndim("X", X, 3, "(batch, sequence length, input_size), or (batch, sequence "
+                     "length) class indices")
         m, n_steps, n_in = X.shape
         if n_in != n_x:
-            raise ValueError(f"X has shape {X.shape}; expected (m, T, input_size) with "
-                             f"input_size = {n_x}")
-        V.check_sizes(n_x=n_x, n_h=self.hidden_size, n_y=self.output_size, m=m, T_x=n_steps)
+            raise ValueError(f"X has shape {X.shape}; expected (batch, sequence length, "
+                             f"input_size) with input_size = {n_x}")
+        self._check_batch_sizes(X.shape)
         return None, X, m, n_steps
+
+    def _check_batch_sizes(self, shape):
+        """At least one sequence and one step in ``X``, within the 32-bit BLAS sizes."""
+        for label, size in (("batch size", shape[0]), ("sequence length", shape[1])):
+            if size == 0:
+                raise ValueError(f"X has shape {shape}: {label} 0; RNNModel needs at least "
+                                 "one sequence of at least one step")
+        gates = {"rnn": 1, "lstm": 4, "gru": 3}[self.cell]
+        check_module_sizes(shape[0], shape[1], self.input_size, gates * self.hidden_size,
+                           f"X of shape {shape}")
+
+    def _targets(self, Y, m, n_steps):
+        """``Y`` as flat intp class indices, checked against the batch of ``X``."""
+        Y = V.as_array("Y", Y)
+        if Y.shape != (m, n_steps):
+            raise ValueError(f"Y has shape {Y.shape}; expected (batch, sequence length) = "
+                             f"{(m, n_steps)}, the first axes of X")
+        return V.check_labels(Y, (m, n_steps), self.output_size, name="Y")
 
     def _kernel_model(self, X, h0):
         """Validate ``X``/``h0``; return the kernels' model of this call."""
@@ -307,7 +339,7 @@ class RNNModel:
             h0 = np.zeros((m, n_h), dtype=self.dtype)
         else:
             h0 = V.as_array("h0", h0)
-            V.check_shape("h0", h0, (m, n_h), "(m, hidden_size)")
+            V.check_shape("h0", h0, (m, n_h), "(batch, hidden_size)")
             h0 = np.ascontiguousarray(h0, dtype=self.dtype)
         return F.Model(x, h0, p["Whx"], p["Whh"], p["Wyh"], p["bh"].reshape(n_h),
                        p["by"].reshape(-1), n_steps, x_mode)
@@ -341,8 +373,8 @@ class RNNModel:
         if self.cell == "lstm" and (not isinstance(h0, (tuple, list)) or len(h0) != 2):
             raise TypeError("h0 of an LSTM model is a tuple (h, c), as return_state gives it")
         L = self.num_layers
-        shape, labels = ((m, n_h), "(m, hidden_size)") if L == 1 else \
-            ((L, m, n_h), "(num_layers, m, hidden_size)")
+        shape, labels = ((m, n_h), "(batch, hidden_size)") if L == 1 else \
+            ((L, m, n_h), "(num_layers, batch, hidden_size)")
         hx = []
         for name, value in zip(("h0", "c0"), states):
             a = V.as_array(name, value)
@@ -350,19 +382,23 @@ class RNNModel:
             hx.append(a[None] if L == 1 else a)
         return x, (tuple(hx) if self.cell == "lstm" else hx[0]), m, n_steps
 
-    def _gated_forward(self, X, h0):
-        """``(logits (m, T, n_y), states (m, T, n_h), final state, m, T)``."""
+    def _gated_forward(self, X, h0, keep=False):
+        """``(logits (m, T, n_y), states (m, T, n_h), final state, m, T, cache)``.
+
+        ``cache`` is the module's cache for :meth:`RNNBase._gradients` when
+        ``keep``, else None; nothing is stored on the model or the module.
+        """
         x, hx, m, n_steps = self._gated_inputs(X, h0)
-        H, finals = self._rnn.forward(x, hx)
+        H, finals, cache = self._rnn._forward(x, hx, None, keep)
         last = (lambda a: a[0].copy()) if self.num_layers == 1 else (lambda a: a.copy())
         state = (last(finals[0]), last(finals[1])) if self.cell == "lstm" else last(finals)
         p = self.parameters
         logits = H @ p["Wyh"].T + p["by"][:, 0]
-        return logits, H, state, m, n_steps
+        return logits, H, state, m, n_steps, cache
 
     def _gated_loss(self, X, Y, h0):
-        logits, H, state, m, n_steps = self._gated_forward(X, h0)
-        labels = V.check_labels(Y, (m, n_steps), self.output_size, name="Y")
+        logits, H, state, m, n_steps, cache = self._gated_forward(X, h0, keep=True)
+        labels = self._targets(Y, m, n_steps)
         rows = logits.reshape(m * n_steps, -1).astype(np.float64)
         top = rows.max(axis=1, keepdims=True)
         e = np.exp(rows - top)
@@ -375,7 +411,8 @@ class RNNModel:
         H_rows = H.reshape(m * n_steps, -1)
         p = self.parameters
         grads = {"dWyh": d_logits.T @ H_rows, "dby": d_logits.sum(axis=0)[:, None]}
-        g = self._rnn.backward((d_logits @ p["Wyh"]).reshape(m, n_steps, -1))
+        g = self._rnn._gradients(cache, (d_logits @ p["Wyh"]).reshape(m, n_steps, -1),
+                                 [None] * len(self._rnn._cell.states))
         grads.update({"d" + name: g[name] for name in self._rnn._params})
         first = (lambda a: a[0]) if self.num_layers == 1 else (lambda a: a)
         grads["dh0"] = first(g["hx"])
@@ -395,7 +432,7 @@ class RNNModel:
         the next chunk of a sequence.
         """
         if self._rnn is not None:
-            logits, _, state, _, _ = self._gated_forward(X, h0)
+            logits, _, state, _, _, _ = self._gated_forward(X, h0)
             return (logits, state) if return_state else logits
         model = self._kernel_model(X, h0)
         H, logits = model.run_forward(softmax=False)
@@ -420,7 +457,7 @@ class RNNModel:
             loss, grads, state = self._gated_loss(X, Y, h0)
             return (loss, grads, state) if return_state else (loss, grads)
         model = self._kernel_model(X, h0)
-        labels = V.check_labels(Y, (model.m, model.n_steps), self.output_size, name="Y")
+        labels = self._targets(Y, model.m, model.n_steps)
         loss, H, dx, dh0, dw_hx, dw_hh, db_h, dw_yh, db_y = model.run_loss(labels)
         grads = {"dWhx": dw_hx, "dWhh": dw_hh, "dWyh": dw_yh,
                  "dbh": db_h.reshape(-1, 1), "dby": db_y.reshape(-1, 1), "dh0": dh0}
@@ -551,63 +588,43 @@ class RNNModel:
 
     @classmethod
     def from_torch(cls, rnn, linear):
-        """A model with the weights of ``torch.nn.RNN`` ``rnn`` and ``torch.nn.Linear`` ``linear``.
+        """A model with the weights of a torch recurrent module ``rnn`` and ``torch.nn.Linear``
+        ``linear``.
 
         ``rnn`` is a unidirectional ``nn.RNN``, ``nn.LSTM`` or ``nn.GRU`` with
-        biases (any number of layers, any dropout; no projection).  A one-layer
-        tanh ``nn.RNN`` without dropout becomes the fused model, with ``bh =
-        bias_ih_l0 + bias_hh_l0``; anything else keeps torch's parameters by
-        name.  The dtype follows ``rnn``'s weights.
+        biases (any number of layers, any dropout; no projection: ``proj_size
+        = 0``), or the same from :mod:`rnnfast.torch` (what
+        ``rnnfast.torch.convert`` gives): any ``torch.nn.RNNBase`` of one of
+        those modes.  A one-layer tanh RNN without dropout becomes the fused
+        model, with ``bh = bias_ih_l0 + bias_hh_l0``; anything else keeps
+        torch's parameters by name.  The dtype follows ``rnn``'s weights.
+
+        Raises
+        ------
+        TypeError
+            ``rnn`` or ``linear`` of another type, or weights of another dtype.
+        ValueError
+            A bidirectional module, no biases, ``proj_size > 0``, or sizes of
+            ``rnn`` and ``linear`` that do not fit.
         """
         import torch
 
-        if isinstance(rnn, (torch.nn.LSTM, torch.nn.GRU)) or (
-                isinstance(rnn, torch.nn.RNN)
-                and (rnn.num_layers != 1 or rnn.nonlinearity != "tanh" or rnn.dropout)):
-            return cls._from_torch_module(rnn, linear)
-        if not isinstance(rnn, torch.nn.RNN):
-            raise TypeError("rnn must be a torch.nn.RNN (unidirectional), nn.LSTM or nn.GRU; "
-                            f"got {_type_name(rnn)}")
+        mode = getattr(rnn, "mode", None) if isinstance(rnn, torch.nn.RNNBase) else None
+        if mode not in _TORCH_MODES:
+            raise TypeError("rnn must be a torch.nn.RNN (unidirectional), nn.LSTM or nn.GRU, "
+                            f"or the same from rnnfast.torch; got {_type_name(rnn)}")
         if not isinstance(linear, torch.nn.Linear):
             raise TypeError(f"linear must be a torch.nn.Linear; got {_type_name(linear)}")
-        if rnn.bidirectional:
-            raise ValueError("from_torch needs a unidirectional nn.RNN; got "
-                             f"num_layers={rnn.num_layers}, bidirectional={rnn.bidirectional}, "
-                             f"nonlinearity={rnn.nonlinearity!r}")
-        if linear.in_features != rnn.hidden_size:
-            raise ValueError(f"linear.in_features = {linear.in_features} does not match "
-                             f"rnn.hidden_size = {rnn.hidden_size}")
-
-        def arr(t):
-            return t.detach().cpu().numpy()
-
-        dtype = {torch.float32: "float32", torch.float64: "float64"}.get(rnn.weight_ih_l0.dtype)
-        if dtype is None:
-            raise TypeError(f"unsupported torch dtype: rnn's weights are "
-                            f"{rnn.weight_ih_l0.dtype}; expected torch.float32 or "
-                            "torch.float64")
-        n_h = rnn.hidden_size
-        bh = np.zeros(n_h)
-        for name in ("bias_ih_l0", "bias_hh_l0"):
-            if getattr(rnn, name, None) is not None:
-                bh = bh + arr(getattr(rnn, name)).astype(np.float64)
-        by = arr(linear.bias) if linear.bias is not None else np.zeros(linear.out_features)
-        arrays = {"Whx": arr(rnn.weight_ih_l0), "Whh": arr(rnn.weight_hh_l0),
-                  "Wyh": arr(linear.weight), "bh": bh[:, None], "by": by[:, None]}
-        return cls._from_arrays(arrays, dtype, "torch modules")
-
-    @classmethod
-    def _from_torch_module(cls, rnn, linear):
-        """:meth:`from_torch` for the models that keep torch's parameters by name."""
-        import torch
-
-        if not isinstance(linear, torch.nn.Linear):
-            raise TypeError(f"linear must be a torch.nn.Linear; got {_type_name(linear)}")
-        kind = type(rnn).__name__
-        if rnn.bidirectional or not rnn.bias or getattr(rnn, "proj_size", 0):
+        cell, nonlinearity = _TORCH_MODES[mode]
+        kind = cell.upper() if cell != "rnn" else "RNN"
+        proj_size = getattr(rnn, "proj_size", 0)
+        fused = (cell == "rnn" and nonlinearity == "tanh" and rnn.num_layers == 1
+                 and not rnn.dropout)
+        if rnn.bidirectional or not (rnn.bias or fused) or proj_size:
             raise ValueError(f"from_torch needs a unidirectional nn.{kind} with biases and no "
-                             f"projection; got num_layers={rnn.num_layers}, "
-                             f"bidirectional={rnn.bidirectional}, bias={rnn.bias}")
+                             f"projection (proj_size=0); got num_layers={rnn.num_layers}, "
+                             f"bidirectional={rnn.bidirectional}, bias={rnn.bias}, "
+                             f"proj_size={proj_size}")
         if linear.in_features != rnn.hidden_size:
             raise ValueError(f"linear.in_features = {linear.in_features} does not match "
                              f"rnn.hidden_size = {rnn.hidden_size}")
@@ -617,14 +634,20 @@ class RNNModel:
                             f"{rnn.weight_ih_l0.dtype}; expected torch.float32 or "
                             "torch.float64")
         arrays = {name: t.detach().cpu().numpy() for name, t in rnn.state_dict().items()}
-        arrays["Wyh"] = linear.weight.detach().cpu().numpy()
         by = (linear.bias.detach().cpu().numpy() if linear.bias is not None
               else np.zeros(linear.out_features))
-        arrays["by"] = by[:, None]
-        config = {"cell": kind.lower(), "num_layers": rnn.num_layers, "dropout": rnn.dropout}
-        if kind == "RNN":
-            config["nonlinearity"] = rnn.nonlinearity
-        return cls._from_arrays(arrays, dtype, "torch modules", **config)
+        arrays["Wyh"], arrays["by"] = linear.weight.detach().cpu().numpy(), by[:, None]
+        if fused:
+            bh = np.zeros(rnn.hidden_size)
+            for name in ("bias_ih_l0", "bias_hh_l0"):
+                if name in arrays:
+                    bh = bh + arrays.pop(name).astype(np.float64)
+            arrays = {"Whx": arrays.pop("weight_ih_l0"), "Whh": arrays.pop("weight_hh_l0"),
+                      "bh": bh[:, None], **arrays}
+            return cls._from_arrays(arrays, dtype, "torch modules")
+        return cls._from_arrays(arrays, dtype, "torch modules", cell=cell,
+                                num_layers=rnn.num_layers, nonlinearity=nonlinearity,
+                                dropout=rnn.dropout)
 
     def to_torch(self):
         """``(torch.nn.RNN(batch_first=True), torch.nn.Linear)`` with these weights.

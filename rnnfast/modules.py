@@ -12,7 +12,9 @@ compiled passes of one layer direction (``_kernels.layer_forward`` /
 its NumPy twin in ``reference.py``, a ``Cell`` and a subclass naming the mode.
 """
 
+import contextlib
 import numbers
+import threading
 import warnings
 
 import numpy as np
@@ -21,7 +23,83 @@ from rnnfast import _kernels
 from rnnfast import _validation as V
 from rnnfast import functional as F
 
-__all__ = ["RNN", "LSTM", "GRU", "RNNBase", "Cell", "CELLS"]
+__all__ = ["RNN", "LSTM", "GRU", "RNNBase", "Cell", "CELLS", "no_grad", "is_grad_enabled"]
+
+# Whether a forward keeps what backward needs: per thread, as torch's grad mode.
+_grad_mode = threading.local()
+
+
+def is_grad_enabled():
+    """Whether a forward in this thread keeps what ``backward`` needs (not in :class:`no_grad`)."""
+    return getattr(_grad_mode, "enabled", True)
+
+
+class no_grad(contextlib.ContextDecorator):
+    """Inference mode, like ``torch.no_grad()``: a forward keeps nothing for ``backward``.
+
+    Inside ``with rnnfast.no_grad():`` (or in a function decorated with
+    ``@rnnfast.no_grad()``) the modules' ``forward`` returns the same outputs
+    but holds no cache, so memory is only the outputs; a ``backward`` after
+    such a forward raises ``RuntimeError``.  The mode is per thread, and
+    blocks nest.
+    """
+
+    def __enter__(self):
+        previous = _grad_mode.__dict__.setdefault("previous", [])
+        previous.append(is_grad_enabled())
+        _grad_mode.enabled = False
+        return self
+
+    def __exit__(self, *exc_info):
+        _grad_mode.enabled = _grad_mode.previous.pop()
+        return False
+
+
+def check_size(name, value):
+    """``value`` as an int of at least 1, with torch's errors.
+
+    Raises
+    ------
+    TypeError
+        Not an integer (a float, a string, a bool...).
+    ValueError
+        An integer below 1.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be greater than zero; got {value}")
+    return int(value)
+
+
+def check_dropout(dropout):
+    """``dropout`` as a float in [0, 1]; ``ValueError`` otherwise (torch's error)."""
+    if (isinstance(dropout, (bool, np.bool_)) or not isinstance(dropout, numbers.Real)
+            or not 0 <= dropout <= 1):
+        raise ValueError("dropout should be a number in range [0, 1] representing the "
+                         f"probability of an element being zeroed; got {dropout!r}")
+    return float(dropout)
+
+
+def check_module_sizes(n_batch, n_steps, input_size, gate_rows, what="input"):
+    """The sizes of one call fit the 32-bit BLAS sizes; errors in the module's terms.
+
+    Raises
+    ------
+    RuntimeError
+        A sequence length of 0 (as torch raises it).
+    ValueError
+        A product of sizes beyond the 32-bit BLAS limit.
+    """
+    if n_steps == 0:
+        raise RuntimeError(f"Expected sequence length to be larger than 0: {what} has "
+                           "sequence length 0")
+    for label, size in (("batch size * sequence length", n_batch * n_steps),
+                        ("sequence length * gate rows", n_steps * gate_rows),
+                        ("input_size", input_size), ("gate rows", gate_rows)):
+        if size > V.INT_MAX:
+            raise ValueError(f"{what}: {label} = {size} exceeds the 32-bit BLAS limit "
+                             f"{V.INT_MAX}")
 
 
 def _as_numpy(value):
@@ -180,11 +258,13 @@ class RNNBase:
                  dtype=np.float32, seed=None):
         if mode not in CELLS:
             raise ValueError(f"Unknown mode {mode!r}; one of {', '.join(CELLS)}")
-        for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
-                            ("num_layers", num_layers)):
-            V.check_positive_int(name, value)
-        if (isinstance(proj_size, (bool, np.bool_)) or not isinstance(proj_size, numbers.Integral)
-                or proj_size < 0):
+        input_size, hidden_size, num_layers = (
+            check_size(name, value) for name, value in (
+                ("input_size", input_size), ("hidden_size", hidden_size),
+                ("num_layers", num_layers)))
+        if isinstance(proj_size, (bool, np.bool_)) or not isinstance(proj_size, numbers.Integral):
+            raise TypeError(f"proj_size should be of type int, got: {type(proj_size).__name__}")
+        if proj_size < 0:
             raise ValueError("proj_size should be a positive integer or zero to disable "
                              f"projections; got {proj_size!r}")
         if proj_size and mode != "LSTM":
@@ -196,10 +276,7 @@ class RNNBase:
                             ("bidirectional", bidirectional)):
             if not isinstance(value, (bool, np.bool_)):
                 raise TypeError(f"{name} should be of type bool, got: {type(value).__name__}")
-        if (isinstance(dropout, bool) or not isinstance(dropout, numbers.Real)
-                or not 0 <= dropout <= 1):
-            raise ValueError("dropout must be a number in [0, 1], the probability of an "
-                             f"element being zeroed; got {dropout!r}")
+        dropout = check_dropout(dropout)
         if dropout > 0 and num_layers == 1:
             warnings.warn("dropout applies between layers, so it has no effect with "
                           f"num_layers=1 (dropout={dropout})", UserWarning, stacklevel=2)
@@ -218,7 +295,8 @@ class RNNBase:
         bound = 1 / np.sqrt(self.hidden_size)
         self._params = {name: init_rng.uniform(-bound, bound, shape).astype(dtype)
                         for name, shape in self._parameter_shapes().items()}
-        self._cache = None
+        # each thread's cache of its last forward, for its backward
+        self._local = threading.local()
 
     # -- parameters ----------------------------------------------------------
 
@@ -296,6 +374,16 @@ class RNNBase:
         else:
             super().__setattr__(name, value)
 
+    def __getstate__(self):
+        """For ``copy`` and ``pickle``: everything but the threads' forward caches."""
+        state = dict(self.__dict__)
+        del state["_local"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.__dict__["_local"] = threading.local()
+
     def _checked_parameter(self, name, value, label):
         """``value`` as an array fit for parameter ``name``; errors call it ``label``."""
         current = self._params[name]
@@ -363,6 +451,7 @@ class RNNBase:
         ``states0`` holds one ``(D*layers, N, width)`` array per cell state.
         """
         x = V.as_array("input", input)
+        input_shape = x.shape
         if x.ndim not in (2, 3):
             raise ValueError(f"input must be 2-D (unbatched) or 3-D (batched); "
                              f"got shape {x.shape}")
@@ -375,8 +464,8 @@ class RNNBase:
         elif not self.batch_first:
             x = x.transpose(1, 0, 2)                     # (N, L, H_in)
         n_batch, n_steps = x.shape[0], x.shape[1]
-        V.check_sizes(n_x=self.input_size, n_h=self.hidden_size * self._cell.gates, n_y=1,
-                      m=n_batch, T_x=n_steps)
+        check_module_sizes(n_batch, n_steps, self.input_size,
+                           self.hidden_size * self._cell.gates, f"input of shape {input_shape}")
         # always a copy: backward reads it, and the caller may change theirs
         x = np.array(x, dtype=self.dtype, order="C", copy=True)
         states0 = self._check_states(hx, n_batch, batched)
@@ -388,11 +477,11 @@ class RNNBase:
             if lengths.shape != (n_batch,):
                 raise ValueError(f"lengths has shape {lengths.shape}; expected ({n_batch},), "
                                  "one length per batch element")
-            if lengths.min() < 1 or lengths.max() > n_steps:
+            if lengths.size and (lengths.min() < 1 or lengths.max() > n_steps):
                 raise ValueError(f"lengths must lie in [1, {n_steps}] (the padded length); "
                                  f"got {lengths.min()}..{lengths.max()}")
             lengths = np.array(lengths, dtype=np.intp, copy=True)
-            if lengths.min() == n_steps:
+            if not lengths.size or lengths.min() == n_steps:
                 lengths = None                           # nothing is padded
         return x, states0, lengths, batched
 
@@ -429,11 +518,16 @@ class RNNBase:
         """Run every layer; return ``(output, h_n)`` like ``torch.nn.RNN`` / ``nn.GRU``
         (``(output, (h_n, c_n))`` for :class:`LSTM`).
 
+        What :meth:`backward` needs is kept for the calling thread only (each
+        thread's ``backward`` uses its own last ``forward``), and not at all
+        under :class:`rnnfast.no_grad`.
+
         Parameters
         ----------
         input : array_like
             ``(L, N, input_size)``, ``(N, L, input_size)`` with ``batch_first``,
-            or ``(L, input_size)`` unbatched.
+            or ``(L, input_size)`` unbatched.  ``N = 0`` gives empty results;
+            ``L`` must be at least 1.
         hx : array_like, optional
             ``(D * num_layers, N, hidden_size)`` (``(D * num_layers,
             hidden_size)`` unbatched); zeros when omitted.  For the LSTM a
@@ -451,8 +545,57 @@ class RNNBase:
         h_n : ndarray
             ``(D * num_layers, N, H_out)``, each sequence's final state (for the
             LSTM, ``(h_n, c_n)`` with ``c_n`` of width ``hidden_size``).
+
+        Raises
+        ------
+        RuntimeError
+            A sequence length of 0, as torch raises it.
+        ValueError, TypeError
+            Inputs of the wrong shape or kind.
+        """
+        output, finals, cache = self._forward(input, hx, lengths, keep=is_grad_enabled())
+        self._local.cache = cache
+        return output, finals
+
+    __call__ = forward
+
+    @property
+    def _cache(self):
+        """The calling thread's cache of its last ``forward`` (None when there is none)."""
+        return getattr(self._local, "cache", None)
+
+    def _forward(self, input, hx, lengths, keep):
+        """``(output, h_n, cache)`` of :meth:`forward`; ``cache`` is None unless ``keep``.
+
+        Touches nothing on ``self``: the cache goes to :meth:`_gradients`.
         """
         x, states0, lengths, batched = self._check_inputs(input, hx, lengths)
+        n_batch, n_steps = x.shape[0], x.shape[1]
+        if n_batch == 0:
+            out, finals, layers = self._empty_forward(states0, n_steps)
+        else:
+            out, finals, layers = self._run_layers(x, states0, lengths, keep)
+        cache = None
+        if keep:
+            cache = {"layers": layers, "states0": states0, "lengths": lengths,
+                     "batched": batched, "shape": (n_batch, n_steps),
+                     "own": F.use_own_products(n_batch, self.hidden_size)}
+        # the caller may write into output: never hand out the states backward reads
+        output = out.copy() if keep and layers and out is layers[-1]["states"][0] else out
+        if not batched:
+            output, finals = output[0], [f[:, 0] for f in finals]
+        elif not self.batch_first:
+            output = output.transpose(1, 0, 2)
+        return output, (finals[0] if len(finals) == 1 else tuple(finals)), cache
+
+    def _empty_forward(self, states0, n_steps):
+        """``(output, finals, layers)`` of a batch of 0 sequences: empty arrays."""
+        out = np.zeros((0, n_steps, self.num_directions * self._output_size), self.dtype)
+        return out, [np.zeros_like(s0) for s0 in states0], []
+
+    def _run_layers(self, x, states0, lengths, keep):
+        """``(output (N, L, D*H_out), finals, layers)``; ``layers`` holds what backward
+        reads of each layer (empty unless ``keep``)."""
         n_batch, n_steps = x.shape[0], x.shape[1]
         P, D = self._output_size, self.num_directions
         cell = self._cell
@@ -464,42 +607,33 @@ class RNNBase:
         for k in range(self.num_layers):
             states, saved = [], []
             for d, sfx in enumerate(self._suffixes()):
-                S, last, keep = cell.forward(layer_input, tuple(s0[k * D + d] for s0 in states0),
+                S, last, kept = cell.forward(layer_input, tuple(s0[k * D + d] for s0 in states0),
                                              self._layer_parameters(k, sfx), lengths, d == 1,
                                              own)
                 for f, value in zip(finals, last):
                     f[k * D + d] = value
                 states.append(S)
-                saved.append(keep)
+                saved.append(kept)
             out = states[0] if D == 1 else np.concatenate(states, axis=2)
             if padded is not None:
                 out = out.copy() if D == 1 else out
                 out[padded] = 0
             mask = None
             if self.training and self.dropout > 0 and k < self.num_layers - 1:
-                keep = self._dropout_rng.random(out.shape) >= self.dropout
+                drop = self._dropout_rng.random(out.shape) >= self.dropout
                 scale = 0.0 if self.dropout == 1 else 1 / (1 - self.dropout)
-                mask = (keep * scale).astype(self.dtype)
+                mask = (drop * scale).astype(self.dtype)
                 out = out * mask
-            layers.append({"input": layer_input, "states": states, "saved": saved,
-                           "mask": mask})
+            if keep:
+                layers.append({"input": layer_input, "states": states, "saved": saved,
+                               "mask": mask})
             layer_input = out.reshape(n_batch * n_steps, D * P)
-        self._cache = {"layers": layers, "states0": states0, "lengths": lengths,
-                       "batched": batched, "shape": (n_batch, n_steps), "own": own}
-        # the caller may write into output: never hand out the states backward reads
-        output = out.copy() if out is layers[-1]["states"][0] else out
-        if not batched:
-            output, finals = output[0], [f[:, 0] for f in finals]
-        elif not self.batch_first:
-            output = output.transpose(1, 0, 2)
-        return output, (finals[0] if len(finals) == 1 else tuple(finals))
-
-    __call__ = forward
+        return out, finals, layers
 
     # -- backward ------------------------------------------------------------
 
-    def backward(self, grad_output, grad_h_n=None):
-        """Gradients of the last ``forward`` given the gradients of its outputs.
+    def backward(self, grad_output, grad_h_n=None, *, retain_graph=False):
+        """Gradients of this thread's last ``forward`` given the gradients of its outputs.
 
         Parameters
         ----------
@@ -507,33 +641,45 @@ class RNNBase:
             Gradient with respect to ``output`` (same shape).
         grad_h_n : array_like, optional
             Gradient with respect to ``h_n`` (same shape); zeros when omitted.
+        retain_graph : bool, keyword-only, default False
+            Keep the forward's cache for another ``backward``.  By default it
+            is released here, as torch frees its graph.
 
         Returns
         -------
         dict
             ``"input"`` and ``"hx"`` (shaped like those arguments) and one
             entry per parameter name, equal to what PyTorch's autograd gives.
-        """
-        return self._backward(grad_output, [grad_h_n])
 
-    def _backward(self, grad_output, grad_finals):
+        Raises
+        ------
+        RuntimeError
+            No forward cache in this thread: no forward yet, the forward ran
+            under :class:`rnnfast.no_grad`, or a ``backward`` released it.
+        """
+        return self._backward(grad_output, [grad_h_n], retain_graph)
+
+    def _backward(self, grad_output, grad_finals, retain_graph):
         """:meth:`backward` with one gradient (or None) per cell state, in its order."""
-        if self._cache is None:
-            raise RuntimeError("backward needs a forward pass first")
-        cache, cell = self._cache, self._cell
-        n_batch, n_steps = cache["shape"]
-        batched, lengths, own = cache["batched"], cache["lengths"], cache["own"]
-        P, D = self._output_size, self.num_directions
-        out_shape = (n_batch, n_steps, D * P)
-        expected = out_shape if self.batch_first else (n_steps, n_batch, D * P)
-        expected = expected if batched else (n_steps, D * P)
-        g = V.as_array("grad_output", grad_output)
-        V.check_shape("grad_output", g, expected, "the shape of output")
-        g = g[None] if not batched else (g if self.batch_first else g.transpose(1, 0, 2))
-        n_states = self.num_layers * D
+        cache = getattr(self._local, "cache", None)
+        if cache is None:
+            raise RuntimeError(
+                "backward needs a forward pass first, in the same thread, that kept its "
+                "cache: there was no forward, it ran under rnnfast.no_grad(), or a backward "
+                "already released it (pass retain_graph=True to backward twice)")
+        grads = self._gradients(cache, grad_output, grad_finals)
+        if not retain_graph:
+            self._local.cache = None
+        return grads
+
+    def _check_grad_finals(self, cache, grad_finals):
+        """The gradients of the final states as ``(D*layers, N, width)`` arrays."""
+        n_batch, _ = cache["shape"]
+        batched = cache["batched"]
+        n_states = self.num_layers * self.num_directions
         widths = self._state_sizes()
         g_finals = []
-        for name, given in zip(cell.states, grad_finals):
+        for name, given in zip(self._cell.states, grad_finals):
             label = "grad_h_n" if name == "h" else "grad_c_n"
             shape = ((n_states, n_batch, widths[name]) if batched
                      else (n_states, widths[name]))
@@ -544,7 +690,40 @@ class RNNBase:
             V.check_shape(label, a, shape, f"the shape of {label[5:]}")
             g_finals.append(np.array(a if batched else a[:, None], dtype=self.dtype,
                                      order="C"))
+        return g_finals
 
+    def _gradients(self, cache, grad_output, grad_finals):
+        """The gradients of the forward that made ``cache`` (see :meth:`backward`)."""
+        n_batch, n_steps = cache["shape"]
+        batched = cache["batched"]
+        P, D = self._output_size, self.num_directions
+        out_shape = (n_batch, n_steps, D * P)
+        expected = out_shape if self.batch_first else (n_steps, n_batch, D * P)
+        expected = expected if batched else (n_steps, D * P)
+        g = V.as_array("grad_output", grad_output)
+        V.check_shape("grad_output", g, expected, "the shape of output")
+        g = g[None] if not batched else (g if self.batch_first else g.transpose(1, 0, 2))
+        g_finals = self._check_grad_finals(cache, grad_finals)
+        if n_batch == 0:
+            d_in = np.zeros((0, n_steps, self.input_size), self.dtype)
+            d_states0 = [np.zeros_like(s0) for s0 in cache["states0"]]
+            grads = {name: np.zeros_like(a) for name, a in self._params.items()}
+        else:
+            d_in, d_states0, grads = self._backward_layers(cache, g, g_finals)
+        if not batched:
+            d_in, d_states0 = d_in[0], [ds[:, 0] for ds in d_states0]
+        elif not self.batch_first:
+            d_in = d_in.transpose(1, 0, 2)
+        ordered = {name: grads[name] for name in self._params}
+        labels = {"h": "hx", "c": "cx"}
+        return {"input": d_in, **{labels[n]: ds for n, ds in zip(self._cell.states, d_states0)},
+                **ordered}
+
+    def _backward_layers(self, cache, g, g_finals):
+        """``(d_input (N, L, H_in), d_states0, grads)`` through every layer, last first."""
+        n_batch, n_steps = cache["shape"]
+        lengths, own, cell = cache["lengths"], cache["own"], self._cell
+        P, D = self._output_size, self.num_directions
         grads = {}
         d_states0 = [np.empty_like(s0) for s0 in cache["states0"]]
         g_layer = g
@@ -567,15 +746,7 @@ class RNNBase:
                     ds[i] = value
                 d_input = dx if d_input is None else d_input + dx
             g_layer = d_input.reshape(n_batch, n_steps, -1)
-        d_in = g_layer
-        if not batched:
-            d_in, d_states0 = d_in[0], [ds[:, 0] for ds in d_states0]
-        elif not self.batch_first:
-            d_in = d_in.transpose(1, 0, 2)
-        ordered = {name: grads[name] for name in self._params}
-        labels = {"h": "hx", "c": "cx"}
-        return {"input": d_in, **{labels[n]: ds for n, ds in zip(cell.states, d_states0)},
-                **ordered}
+        return g_layer, d_states0, grads
 
 
 class RNN(RNNBase):
@@ -610,7 +781,7 @@ class RNN(RNNBase):
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False, *, dtype=np.float32,
                  seed=None):
-        if nonlinearity not in self._MODES:
+        if not isinstance(nonlinearity, str) or nonlinearity not in self._MODES:
             raise ValueError(f"Unknown nonlinearity {nonlinearity!r}; select 'tanh' or 'relu'")
         super().__init__(self._MODES[nonlinearity], input_size, hidden_size, num_layers, bias,
                          batch_first, dropout, bidirectional, dtype=dtype, seed=seed)
@@ -664,14 +835,16 @@ class LSTM(RNNBase):
         super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first,
                          dropout, bidirectional, proj_size, dtype=dtype, seed=seed)
 
-    def backward(self, grad_output, grad_h_n=None, grad_c_n=None):
-        """Gradients of the last ``forward`` given those of ``output``, ``h_n`` and ``c_n``.
+    def backward(self, grad_output, grad_h_n=None, grad_c_n=None, *, retain_graph=False):
+        """Gradients of this thread's last ``forward`` given those of ``output``, ``h_n``
+        and ``c_n``.
 
         Returns a dict with ``"input"``, ``"hx"``, ``"cx"`` (shaped like those
         arguments) and one entry per parameter name, as PyTorch's autograd
-        gives them.
+        gives them.  ``retain_graph`` and the errors are as for
+        :meth:`RNNBase.backward`.
         """
-        return self._backward(grad_output, [grad_h_n, grad_c_n])
+        return self._backward(grad_output, [grad_h_n, grad_c_n], retain_graph)
 
     def _extra_repr(self):
         return super()._extra_repr() + (("proj_size", self.proj_size, 0),)

@@ -1,6 +1,8 @@
 """Deep char models: RNNModel with layers, relu and dropout on the module kernels,
 against the NumPy module twins (no torch) and torch (nn.RNN/LSTM/GRU + Linear + CrossEntropy)."""
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -64,7 +66,10 @@ def test_dropout_uses_the_same_masks_as_the_twin(cell):
     model = RNNModel(7, 6, 5, 3, dropout=0.3, cell=cell, dtype=np.float64, seed=4)
     rng = np.random.default_rng(2)
     X, Y = rng.integers(0, 7, (3, 8)), rng.integers(0, 5, (3, 8))
-    loss, grads = model.loss_and_grads(X, Y)
+    dropout_rng = copy.deepcopy(model._rnn._dropout_rng)
+    loss, grads = model.loss_and_grads(X, Y)      # keeps nothing: replay its masks
+    model._rnn._dropout_rng = dropout_rng
+    model._rnn(np.eye(7)[X])
     masks = [layer["mask"].transpose(1, 0, 2) for layer in model._rnn._cache["layers"][:-1]]
     expected_loss, expected = twin(model, X, Y, masks)
     assert loss == pytest.approx(expected_loss, rel=1e-12)
@@ -111,7 +116,7 @@ def test_state_of_a_deep_model_carries_every_layer():
     assert state[0].shape == (2, 3, 6) and state[1].shape == (2, 3, 6)
     rest = model.forward(X[:, 5:], state)
     np.testing.assert_allclose(np.concatenate([first, rest], axis=1), whole, rtol=1e-12)
-    with pytest.raises(ValueError, match="num_layers, m, hidden_size"):
+    with pytest.raises(ValueError, match="num_layers, batch, hidden_size"):
         model.forward(X, (np.zeros((3, 6)), np.zeros((3, 6))))
 
 

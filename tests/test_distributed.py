@@ -211,3 +211,25 @@ def test_bad_input_is_refused_on_every_rank_without_hanging(text_file, tmp_path)
     assert wrong_n.returncode != 0 and "written by 1 MPI rank(s); this run has 2" in \
         wrong_n.stderr
     assert time.monotonic() - start < 120
+
+
+def test_default_communicator_is_the_world_on_two_ranks():
+    mpiexec()                                         # skips without mpi4py
+    done = run([os.path.join(HERE, "mpi", "default_comm.py")], n=2)
+    assert done.returncode == 0, done.stderr
+    mean, after_broadcast, after_steps = map(float, done.stdout.split()[-3:])
+    assert mean == 1.5                                 # (1 + 2) / 2
+    assert after_broadcast == 0.0 and after_steps == 0.0
+
+
+def test_default_communicator_in_one_process(monkeypatch):
+    for name in distributed._LAUNCHER_SIZE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    model = RNNModel(4, 6, 4, cell="gru", dtype=np.float64, seed=0)
+    before = {name: a.copy() for name, a in model.named_parameters()}
+    distributed.broadcast_parameters(model.named_parameters())     # nothing to do
+    for name, a in model.named_parameters():
+        np.testing.assert_array_equal(a, before[name])
+    grads = {"dW": np.full(3, 2.0), "dh0": np.ones(2)}
+    assert distributed.allreduce_gradients(grads) is grads
+    np.testing.assert_array_equal(grads["dW"], 2.0)

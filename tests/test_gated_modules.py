@@ -137,9 +137,10 @@ def compare(oracle, weights, m, batched, dtype, lengths=None, seed=1):
     hx = tuple(cast(s) for s in s0) if m.mode == "LSTM" else cast(s0[0])
     out, finals = m.forward(cast(x), hx, lengths=lengths)
     finals = list(finals) if m.mode == "LSTM" else [finals]
+    masks = dropout_masks(m)                    # backward releases the forward's cache
     grads = m.backward(cast(go), *[cast(g) for g in gf])
     out_e, finals_e, g_e = RUNS[oracle](m, weights, x, s0, go, gf, lengths, batched,
-                                        dropout_masks(m) if oracle == "numpy" else None)
+                                        masks if oracle == "numpy" else None)
     assert_close(out, out_e, dtype, "output")
     for got, want, name in zip(finals, finals_e, ["h_n", "c_n"]):
         assert_close(got, want, dtype, name)
@@ -148,6 +149,7 @@ def compare(oracle, weights, m, batched, dtype, lengths=None, seed=1):
     assert set(g_e) == set(grads)
     for key, expected in g_e.items():
         assert_close(grads[key], expected, dtype, key)
+    return masks
 
 
 GRID = list(itertools.product(["lstm", "gru"], [1, 2, 3], [False, True], [True, False],
@@ -228,11 +230,10 @@ def test_odd_sizes(oracle, kind, shape):
 def test_dropout_matches_the_twin_with_the_same_masks(kind, dtype):
     weights, m = make(kind, dtype, num_layers=3, bidirectional=True, dropout=0.4, seed=2)
     compare("numpy", weights, m, True, dtype)
-    compare("numpy", weights, m, True, dtype, lengths=np.array([6, 3, 5]))
+    masks = compare("numpy", weights, m, True, dtype, lengths=np.array([6, 3, 5]))
+    assert masks is not None                    # the masks of a training forward
     m.eval()
-    assert dropout_masks(m) is not None         # the masks of the last training forward
-    compare("numpy", weights, m, True, dtype)   # eval: no dropout
-    assert dropout_masks(m) is None
+    assert compare("numpy", weights, m, True, dtype) is None   # eval: no dropout
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
@@ -243,7 +244,7 @@ def test_inputs_are_not_written_and_outputs_are_the_callers(kind):
     hx = tuple(s0) if kind == "lstm" else s0[0]
     out, _ = m(x, hx)
     out[...] = 7                                 # the caller's to change
-    grads = m.backward(go, *gf)
+    grads = m.backward(go, *gf, retain_graph=True)
     for a, b in zip(before, [x, *s0, go, *gf]):
         np.testing.assert_array_equal(a, b)
     expected = m.backward(go, *gf)

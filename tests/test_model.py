@@ -1,6 +1,7 @@
 """RNNModel: batch-first forward and loss, class-index input, persistence, torch interchange."""
 
 import builtins
+import copy
 import os
 import pickle
 import stat
@@ -45,7 +46,11 @@ def test_initialisation_ranges_and_seed():
 
 
 @pytest.mark.parametrize("args, error", [((0, 4, 3), ValueError), ((2, -1, 3), ValueError),
-                                         ((2, 4, 2.5), ValueError), ((2, True, 3), ValueError)])
+                                         ((2, 4, 2.5), TypeError), ((2, True, 3), TypeError),
+                                         ((2, 4, 3, 1.0), TypeError), ((2, 4, 3, 0), ValueError),
+                                         ((2, 4, 3, 2, "tanh", "0.1"), ValueError),
+                                         ((2, 4, 3, 2, "tanh", None), ValueError),
+                                         ((2, 4, 3, 2, "tanh", 1.5), ValueError)])
 def test_bad_sizes(args, error):
     with pytest.raises(error):
         RNNModel(*args)
@@ -223,7 +228,7 @@ def test_from_torch_names_the_expected_and_the_given_types():
         with pytest.raises(TypeError) as info:
             RNNModel.from_torch(rnn, linear)
         assert str(info.value) == ("rnn must be a torch.nn.RNN (unidirectional), nn.LSTM or "
-                                   f"nn.GRU; got {got}")
+                                   f"nn.GRU, or the same from rnnfast.torch; got {got}")
     for wrong in (torch.nn.GRU(4, 6, bidirectional=True), torch.nn.LSTM(4, 6, proj_size=2),
                   torch.nn.GRU(4, 6, bias=False)):
         with pytest.raises(ValueError, match="unidirectional nn.(LSTM|GRU) with biases and no "
@@ -364,3 +369,45 @@ def test_gated_models_round_trip_through_torch_and_files(cell, tmp_path):
     loaded = RNNModel.load(tmp_path / "m.npz")
     assert loaded.cell == cell
     np.testing.assert_array_equal(loaded.forward(X), model.forward(X))
+
+
+@pytest.mark.parametrize("cell, num_layers", [("rnn", 1), ("rnn", 2), ("lstm", 1), ("gru", 2)])
+def test_named_parameters_are_the_live_parameters_in_order(cell, num_layers):
+    model = RNNModel(5, 6, 4, num_layers, cell=cell, dtype=np.float64, seed=0)
+    pairs = model.named_parameters()
+    assert [name for name, _ in pairs] == list(model.parameters)
+    for name, a in pairs:
+        assert a is model.parameters[name]
+    X = np.random.default_rng(0).integers(0, 5, (2, 7))
+    loss, grads = model.loss_and_grads(X, X % 4)
+    opt = rnnfast.optim.SGD(model.named_parameters(), lr=0.5)
+    opt.step(grads)
+    assert model.loss_and_grads(X, X % 4)[0] < loss     # the step reached the model
+
+
+@pytest.mark.parametrize("kind, kwargs", [("RNN", {}), ("RNN", dict(nonlinearity="relu")),
+                                          ("RNN", dict(num_layers=2)), ("LSTM", {}),
+                                          ("GRU", dict(num_layers=2))], ids=lambda v: str(v))
+def test_from_torch_takes_rnnfast_torch_modules(kind, kwargs):
+    torch = pytest.importorskip("torch")
+    import rnnfast.torch as rt
+
+    torch.manual_seed(0)
+    plain = getattr(torch.nn, kind)(4, 6, batch_first=True, dtype=torch.float64, **kwargs)
+    converted = rt.convert(copy.deepcopy(plain))
+    assert type(converted).__module__ == "rnnfast.torch"
+    linear = torch.nn.Linear(6, 3, dtype=torch.float64)
+    model = RNNModel.from_torch(converted, linear)
+    expected = RNNModel.from_torch(plain, linear)
+    assert (model.cell, model.num_layers, model.nonlinearity) == (
+        expected.cell, expected.num_layers, expected.nonlinearity)
+    X = np.random.default_rng(0).standard_normal((2, 5, 4))
+    with torch.no_grad():
+        out = linear(plain(torch.from_numpy(X))[0]).numpy()
+    np.testing.assert_allclose(model.forward(X), out, rtol=1e-10, atol=1e-12)
+
+
+def test_from_torch_refuses_a_projection_by_name():
+    torch = pytest.importorskip("torch")
+    with pytest.raises(ValueError, match=r"no projection \(proj_size=0\); .*proj_size=2"):
+        RNNModel.from_torch(torch.nn.LSTM(4, 6, proj_size=2), torch.nn.Linear(2, 3))
