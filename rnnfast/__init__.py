@@ -5,12 +5,10 @@ The functions below are drop-in replacements for the plain NumPy ones in
 :mod:`rnnfast.reference` (same arguments, shapes, dict keys and cache format).
 """
 
-import sys as _sys
+from rnnfast import _cli
 
-if __name__ == "rnnfast" and _sys.argv[:1] == ["-m"]:      # `python -m rnnfast` starting:
-    from rnnfast import _cli                              # Ctrl-C during the imports below
-    _cli.exit_quietly_on_interrupt()                      # exits 130 in one line
-del _sys
+if _cli.starting_as_command():            # `python -m rnnfast ...`: Ctrl-C during the
+    _cli.exit_quietly_on_interrupt()       # imports below exits 130 in one line
 
 try:
     from rnnfast import _kernels  # noqa: F401

@@ -168,6 +168,21 @@ def check_distinct_files(outputs, inputs=(), allowed=()):
                      "each output its own file")
 
 
+def starting_as_command():
+    """Whether this process is ``python -m rnnfast ...`` and is still importing the package.
+
+    While ``-m`` locates the module, ``sys.argv[0]`` is ``"-m"``; ``sys.orig_argv``
+    says which module was named, so a program of the user's started with ``-m``
+    that imports rnnfast is left alone.
+    """
+    if sys.argv[:1] != ["-m"]:
+        return False
+    argv = getattr(sys, "orig_argv", [])
+    named = [b for a, b in zip(argv, argv[1:]) if a == "-m"]
+    named += [a[2:] for a in argv if a.startswith("-m") and len(a) > 2]
+    return bool(named) and named[0] in ("rnnfast", "rnnfast.__main__")
+
+
 def _interrupted_at_start(signum, frame):
     print("interrupted", file=sys.stderr, flush=True)
     raise SystemExit(130)

@@ -98,3 +98,21 @@ def test_ctrl_c_during_start_up_exits_130_with_one_line(module, model_file, tmp_
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert (proc.returncode, err, out) == (130, b"interrupted\n", b"")
+
+
+def test_a_program_started_with_dash_m_that_imports_rnnfast_keeps_its_ctrl_c(tmp_path):
+    """Only ``python -m rnnfast`` makes Ctrl-C quiet during its start-up: another package
+    run with ``-m`` that imports rnnfast keeps Python's own handler."""
+    package = tmp_path / "userpkg"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        "import signal\nimport rnnfast\n"
+        "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n")
+    (package / "__main__.py").write_text("")
+    import rnnfast
+    where = os.path.dirname(os.path.dirname(rnnfast.__file__))     # this rnnfast
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), where])}
+    result = subprocess.run([sys.executable, "-m", "userpkg"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "True"
