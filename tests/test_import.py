@@ -41,3 +41,15 @@ def test_switching_to_scipy_blas_at_run_time_binds_it():
             "h = rnnfast.rnn_forward(x, h0, p)[0]; "
             "assert np.allclose(h, ref.rnn_forward(x, h0, p)[0], rtol=1e-12, atol=1e-13)")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_the_installed_version_is_the_package_version():
+    """pyproject.toml reads the version from rnnfast.__version__: one place."""
+    from importlib import metadata
+
+    import rnnfast
+    try:
+        installed = metadata.version("rnnfast")
+    except metadata.PackageNotFoundError:
+        pytest.skip("rnnfast is not installed here (run from a source folder)")
+    assert installed == rnnfast.__version__
