@@ -14,7 +14,16 @@ float64.  Each layer direction runs as one torch custom operator
 with an autograd formula (a second operator running the compiled BPTT) and a
 fake implementation, so autograd, ``torch.compile(fullgraph=True)``, torch's
 optimizers, ``clip_grad_norm_`` and ``DistributedDataParallel`` work
-unchanged.  Contiguous tensors are handed to the kernels without copies.
+unchanged.  ``torch.func.grad``, ``vjp`` and ``vmap`` (per-sample gradients
+as ``vmap(grad(...))``) work too.  Every operator checks all its arguments
+(shapes, dtype, device, lengths, codes) and raises a ``RuntimeError`` naming
+the one that does not fit.  Contiguous tensors are handed to the kernels
+without copies.
+
+``torch.jit.script`` (deprecated in torch 2.13) cannot compile these modules:
+it raises ``torch.jit.frontend.UnsupportedNodeError`` ("Lambda aren't
+supported", from ``nn.Module.named_parameters``, which ``forward`` calls);
+TorchScript does not compile their Python ``forward``.  Use ``torch.compile``.
 """
 
 import functools
