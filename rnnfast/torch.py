@@ -156,28 +156,39 @@ def _no_backward_context(ctx, inputs, output):
 _ACTIVATION_CODES = frozenset(_ACTIVATIONS.values())
 
 
+def _parse(dim):
+    """``"4H"`` -> ``(4, "H")``; ``"N"`` -> ``(1, "N")``."""
+    return (int(dim[:-1]), dim[-1]) if dim[:-1].isdigit() else (1, dim)
+
+
+_PARSED = {}        # spec -> its parsed dims, filled on first use
+
+
 def _dims(spec, sizes):
     """``"(N, L, 4H) = (2, 3, 20)"``: a shape spec with the sizes known so far."""
-    known = [str(_size(d, sizes)) if _size(d, sizes) is not None else d for d in spec]
+    known = [str(f * sizes[s]) if s in sizes else d
+             for d, (f, s) in zip(spec, map(_parse, spec))]
     return f"({', '.join(spec)}) = ({', '.join(known)})"
-
-
-def _size(dim, sizes):
-    """The size ``dim`` (``"H"``, ``"4H"``) stands for, or None while its symbol is unbound."""
-    factor, symbol = (int(dim[:-1]), dim[-1]) if dim[:-1].isdigit() else (1, dim)
-    return None if symbol not in sizes else factor * sizes[symbol]
 
 
 def _bind(op, name, t, spec, sizes):
     """Check ``t``'s shape against ``spec``, binding the symbols seen first."""
-    if t.dim() != len(spec) or any(
-            _size(d, sizes) not in (None, n) or (d[:-1].isdigit() and d[-1] not in sizes)
-            for d, n in zip(spec, t.shape)):
+    parsed = _PARSED.get(spec)
+    if parsed is None:
+        parsed = _PARSED[spec] = tuple(map(_parse, spec))
+    shape = t.shape
+    ok = len(shape) == len(parsed)
+    if ok:
+        for (factor, symbol), n in zip(parsed, shape):
+            known = sizes.get(symbol)
+            if known is None and factor == 1:
+                sizes[symbol] = n
+            elif known is None or n != factor * known:
+                ok = False
+                break
+    if not ok:
         raise RuntimeError(f"{op}: {name} must have shape {_dims(spec, sizes)}, got "
-                           f"{tuple(t.shape)}")
-    for d, n in zip(spec, t.shape):
-        if not d[:-1].isdigit():
-            sizes.setdefault(d, n)
+                           f"{tuple(shape)}")
 
 
 def _check_arguments(op, tensors, lengths=None, activation=None):
@@ -207,7 +218,7 @@ def _check_arguments(op, tensors, lengths=None, activation=None):
     for name, t, spec in tensors:
         if t is None:
             continue
-        if t.device.type != "cpu":
+        if not t.is_cpu:
             raise RuntimeError(f"{op}: rnnfast runs on the CPU; {name} is on {t.device}")
         if dtype is None:
             dtype = t.dtype
@@ -634,12 +645,16 @@ _GRULayer = _layer_function("_GRULayer", gru_layer, _gru_setup,
 
 
 def _layer_call(op, function):
-    """How the modules call a layer operator: through ``function`` (torch.func-ready).
+    """How the modules call a layer operator.
 
-    Under torch.compile, which does not trace an autograd.Function inside
-    another's backward, the operator with its own autograd formula instead.
+    Under torch.func's transforms, through ``function``; otherwise the
+    operator with its own autograd formula (the same formula, without the
+    autograd.Function's per-call signature binding; torch.compile also does
+    not trace an autograd.Function inside another's backward).
     """
-    return op if torch.compiler.is_compiling() else function.apply
+    if torch.compiler.is_compiling() or not torch._C._are_functorch_transforms_active():
+        return op
+    return function.apply
 
 
 # -- the modules ------------------------------------------------------------------
@@ -674,13 +689,10 @@ class _RNNfastBase(torch.nn.RNNBase):
 
     def _parameter_shape(self, name):
         """The shape of parameter ``name`` (``weight_ih_l1_reverse``, ...) in this configuration."""
-        kind, layer = name.split("_l")
-        H = self.hidden_size
-        P = self.proj_size or H
-        G = {"LSTM": 4, "GRU": 3}.get(self.mode, 1) * H
-        n_in = self.input_size if layer.split("_")[0] == "0" else P * (1 + self.bidirectional)
-        return {"weight_ih": (G, n_in), "weight_hh": (G, P), "bias_ih": (G,), "bias_hh": (G,),
-                "weight_hr": (P, H)}[kind]
+        # torch.compile warns about (and traces past) an lru_cache
+        shape = _parameter_shape.__wrapped__ if torch.compiler.is_compiling() else _parameter_shape
+        return shape(name, self.mode, self.input_size, self.hidden_size, self.proj_size,
+                     self.bidirectional)
 
     def _layer(self, x, states, k, sfx, lengths, reverse):
         """One direction of layer ``k``: ``(output (N, T, P), final states)``."""
@@ -766,6 +778,17 @@ class _RNNfastBase(torch.nn.RNNBase):
 
     def _state_widths(self):
         return [self.proj_size or self.hidden_size]
+
+
+@functools.lru_cache(maxsize=1024)
+def _parameter_shape(name, mode, input_size, hidden_size, proj_size, bidirectional):
+    kind, layer = name.split("_l")
+    H = hidden_size
+    P = proj_size or H
+    G = {"LSTM": 4, "GRU": 3}.get(mode, 1) * H
+    n_in = input_size if layer.split("_")[0] == "0" else P * (1 + bidirectional)
+    return {"weight_ih": (G, n_in), "weight_hh": (G, P), "bias_ih": (G,), "bias_hh": (G,),
+            "weight_hr": (P, H)}[kind]
 
 
 def _pack_like(output, packed):
