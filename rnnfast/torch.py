@@ -772,7 +772,7 @@ class _RNNfastBase(torch.nn.RNNBase):
             if tuple(h.shape) != expected:
                 raise RuntimeError(f"Expected hidden size {expected}, got {list(h.shape)}")
             if h.dtype != x.dtype:
-                raise ValueError(f"hx must have the type {x.dtype}, got type {h.dtype}")
+                raise RuntimeError(f"{name} must have the type {x.dtype}, got type {h.dtype}")
             states.append(h if batched else h.unsqueeze(1))
         return states
 

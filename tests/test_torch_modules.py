@@ -188,3 +188,15 @@ def test_importing_without_torch_says_how_to_install_it():
     assert result.stdout.startswith("ModuleNotFoundError True")
     assert 'pip install "rnnfast[torch]"' in result.stdout
     np.testing.assert_equal(result.stderr, "")
+
+
+@pytest.mark.parametrize("cls", ["RNN", "LSTM", "GRU"])
+def test_initial_states_of_another_dtype_raise_torchs_runtime_error(cls):
+    theirs, ours = pair(cls)
+    x = torch.zeros(4, 2, N_IN, dtype=torch.float64)
+    states = [torch.zeros_like(f, dtype=torch.float32) for f in finals_of(theirs(x))]
+    hx = tuple(states) if len(states) == 2 else states[0]
+    with pytest.raises(Exception) as expected:
+        theirs(x, hx)
+    with pytest.raises(type(expected.value), match="must have the type torch.float64"):
+        ours(x, hx)
