@@ -14,11 +14,27 @@ float64.  Each layer direction runs as one torch custom operator
 with an autograd formula (a second operator running the compiled BPTT) and a
 fake implementation, so autograd, ``torch.compile(fullgraph=True)``, torch's
 optimizers, ``clip_grad_norm_`` and ``DistributedDataParallel`` work
-unchanged.  Contiguous tensors are handed to the kernels without copies.
+unchanged.  ``torch.func.grad``, ``vjp`` and ``vmap`` (per-sample gradients
+as ``vmap(grad(...))``) work too.  Every operator checks all its arguments
+(shapes, dtype, device, lengths, codes) and raises a ``RuntimeError`` naming
+the one that does not fit.  Contiguous tensors are handed to the kernels
+without copies.
+
+``torch.jit.script`` (deprecated in torch 2.13) cannot compile these modules:
+it raises ``torch.jit.frontend.UnsupportedNodeError`` ("Lambda aren't
+supported", from ``nn.Module.named_parameters``, which ``forward`` calls);
+TorchScript does not compile their Python ``forward``.  Use ``torch.compile``.
 """
 
+import functools
+
 import numpy as np
-import torch
+
+try:
+    import torch
+except ImportError as error:
+    raise ModuleNotFoundError('rnnfast.torch needs PyTorch: pip install "rnnfast[torch]"',
+                              name="torch") from error
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
@@ -113,22 +129,17 @@ def _padded_mask(lengths, n_steps):
     return np.arange(n_steps)[None, :] >= lengths[:, None]
 
 
-def _carried(out, lengths, carried):
-    """``out (N, T, P)`` with its padded steps set to ``carried (N, P)``: the kernels' states."""
-    if lengths is None:
-        return _np(out)                   # read only by the kernels: no copy
-    states = np.array(_np(out), copy=True)
-    mask = _padded_mask(lengths, states.shape[1])
-    states[mask] = np.broadcast_to(carried[:, None, :], states.shape)[mask]
-    return states
-
-
 def _finish(states, lengths, reverse):
-    """``(output with zeros at padded steps, final states)`` from the kernels' states."""
+    """``(output, final states)`` from the kernels' ``states (N, T, P)``, left as they are.
+
+    The output is a new array with zeros at padded steps: backward reads
+    ``states``, so the caller may change the output in place.
+    """
     final = (states[:, 0] if reverse else states[:, -1]).copy()
+    out = states.copy()
     if lengths is not None:
-        states[_padded_mask(lengths, states.shape[1])] = 0
-    return states, final
+        out[_padded_mask(lengths, states.shape[1])] = 0
+    return out, final
 
 
 def _double_backward(ctx, *grads):
@@ -140,14 +151,197 @@ def _no_backward_context(ctx, inputs, output):
     pass
 
 
+# -- argument checks ----------------------------------------------------------------
+
+_ACTIVATION_CODES = frozenset(_ACTIVATIONS.values())
+
+
+def _parse(dim):
+    """``"4H"`` -> ``(4, "H")``; ``"N"`` -> ``(1, "N")``."""
+    return (int(dim[:-1]), dim[-1]) if dim[:-1].isdigit() else (1, dim)
+
+
+_PARSED = {}        # spec -> its parsed dims, filled on first use
+
+
+def _dims(spec, sizes):
+    """``"(N, L, 4H) = (2, 3, 20)"``: a shape spec with the sizes known so far."""
+    known = [str(f * sizes[s]) if s in sizes else d
+             for d, (f, s) in zip(spec, map(_parse, spec))]
+    return f"({', '.join(spec)}) = ({', '.join(known)})"
+
+
+def _bind(op, name, t, spec, sizes):
+    """Check ``t``'s shape against ``spec``, binding the symbols seen first."""
+    parsed = _PARSED.get(spec)
+    if parsed is None:
+        parsed = _PARSED[spec] = tuple(map(_parse, spec))
+    shape = t.shape
+    ok = len(shape) == len(parsed)
+    if ok:
+        for (factor, symbol), n in zip(parsed, shape):
+            known = sizes.get(symbol)
+            if known is None and factor == 1:
+                sizes[symbol] = n
+            elif known is None or n != factor * known:
+                ok = False
+                break
+    if not ok:
+        raise RuntimeError(f"{op}: {name} must have shape {_dims(spec, sizes)}, got "
+                           f"{tuple(shape)}")
+
+
+def _check_arguments(op, tensors, lengths=None, activation=None):
+    """Check every argument of operator ``op`` before a kernel runs; returns the sizes.
+
+    Parameters
+    ----------
+    op : str
+        The operator's name, for the messages.
+    tensors : sequence of (str, Tensor or None, tuple of str)
+        Each argument's name, value (None: an optional one left out) and
+        shape, in symbols (``"N"``, ``"L"``, ``"H"``, ``"4H"``, ...) bound by
+        the first argument that has them: the same symbol is the same size.
+        All must be CPU tensors of one dtype, float32 or float64.
+    lengths : Tensor or None
+        Integer ``(N,)`` sequence lengths, each in ``1..L``.
+    activation : int or None
+        An Elman activation code.
+
+    Raises
+    ------
+    RuntimeError
+        Naming the first argument that does not fit, expected vs got.
+    """
+    sizes = {}
+    dtype = None
+    for name, t, spec in tensors:
+        if t is None:
+            continue
+        if not t.is_cpu:
+            raise RuntimeError(f"{op}: rnnfast runs on the CPU; {name} is on {t.device}")
+        if dtype is None:
+            dtype = t.dtype
+            if dtype not in (torch.float32, torch.float64):
+                raise RuntimeError(f"{op}: {name} must be float32 or float64, got {dtype}")
+        elif t.dtype != dtype:
+            raise RuntimeError(f"{op}: {name} must be {dtype} like {tensors[0][0]}, got "
+                               f"{t.dtype}")
+        _bind(op, name, t, spec, sizes)
+    if activation is not None and activation not in _ACTIVATION_CODES:
+        raise RuntimeError(f"{op}: activation must be one of {sorted(_ACTIVATION_CODES)}, got "
+                           f"{activation}")
+    if lengths is not None:
+        _check_lengths(op, lengths, sizes["N"], sizes["L"])
+    return sizes
+
+
+def _check_lengths(op, lengths, n_batch, n_steps):
+    if lengths.device.type != "cpu":
+        raise RuntimeError(f"{op}: lengths is on {lengths.device}; it must be on the CPU")
+    if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
+        raise RuntimeError(f"{op}: lengths must be integers, got {lengths.dtype}")
+    if tuple(lengths.shape) != (n_batch,):
+        raise RuntimeError(f"{op}: lengths must have shape (N,) = ({n_batch},), got "
+                           f"{tuple(lengths.shape)}")
+    if n_batch and (int(lengths.min()) < 1 or int(lengths.max()) > n_steps):
+        raise RuntimeError(f"{op}: lengths must lie in 1..L = 1..{n_steps}, got "
+                           f"{lengths.tolist()}")
+
+
+def _check_biases(op, b_ih, b_hh):
+    if (b_ih is None) != (b_hh is None):
+        raise RuntimeError(f"{op}: b_ih and b_hh are both given or both None")
+
+
+def _empty_run(x):
+    """True when there is nothing to compute (no sequence or no step)."""
+    return x.shape[0] == 0 or x.shape[1] == 0
+
+
+def _zeros(shape, like):
+    return torch.zeros(shape, dtype=like.dtype)
+
+
+# -- batching rules (torch.vmap) ------------------------------------------------------
+
+def _vmap_by_loop(op):
+    """A vmap rule running ``op`` once per vmapped index, the results stacked along 0."""
+    def rule(info, in_dims, *args):
+        results = [op(*[a if d is None else a.select(d, b) for a, d in zip(args, in_dims)])
+                   for b in range(info.batch_size)]
+        stacked = [torch.stack(column) for column in zip(*results)]
+        return type(results[0])(stacked), type(results[0])([0] * len(stacked))
+    return rule
+
+
+def _vmap_into_batch(op, batch_args):
+    """A vmap rule folding the vmapped dimension into the batch ``N``.
+
+    ``batch_args`` are the positions of the arguments whose dimension 0 is N
+    (inputs, initial states, lengths); when any other argument (a weight) is
+    vmapped, the op runs once per index instead.
+    """
+    loop = _vmap_by_loop(op)
+
+    def rule(info, in_dims, *args):
+        if any(d is not None for i, d in enumerate(in_dims) if i not in batch_args):
+            return loop(info, in_dims, *args)
+        B = info.batch_size
+        folded = list(args)
+        for i in batch_args:
+            a, d = args[i], in_dims[i]
+            if a is None:
+                continue
+            a = a.expand(B, *a.shape) if d is None else a.movedim(d, 0)
+            folded[i] = a.reshape(B * a.shape[1], *a.shape[2:])
+        results = op(*folded)
+        unfolded = tuple(r.reshape(B, r.shape[0] // B if B else 0, *r.shape[1:])
+                         for r in results)
+        return unfolded, (0,) * len(unfolded)
+    return rule
+
+
+# -- autograd for torch.func ----------------------------------------------------------
+# The operators' own autograd formulas (below) serve direct calls and
+# torch.compile; torch.func (grad, vjp, vmap) needs an autograd.Function
+# with setup_context.  These run the same formulas, and their vmap rule is
+# generated from the operators' batching rules.
+
+def _layer_function(name, op, setup, backward):
+    op = getattr(torch.ops.rnnfast, op._name).default
+
+    def forward(*args):
+        with torch.no_grad():       # the operator's own autograd formula stays out
+            return tuple(op(*args))
+    return type(name, (torch.autograd.Function,),
+                {"forward": staticmethod(forward), "setup_context": staticmethod(setup),
+                 "backward": staticmethod(backward), "generate_vmap_rule": True})
+
+
 # -- the Elman layer --------------------------------------------------------------
+
+def _rnn_shapes(x, h0, w_ih, w_hh, b_ih, b_hh):
+    return [("x", x, ("N", "L", "I")), ("h0", h0, ("N", "H")), ("w_ih", w_ih, ("H", "I")),
+            ("w_hh", w_hh, ("H", "H")), ("b_ih", b_ih, ("H",)), ("b_hh", b_hh, ("H",))]
+
 
 @torch.library.custom_op("rnnfast::rnn_layer", mutates_args=(), device_types="cpu")
 def rnn_layer(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
               b_hh: Tensor | None, lengths: Tensor | None, reverse: bool,
-              activation: int) -> tuple[Tensor, Tensor]:
-    """One direction of one Elman layer: ``(output (N, T, H), h_n (N, H))``; x is (N, T, in)."""
+              activation: int) -> tuple[Tensor, Tensor, Tensor]:
+    """One direction of one Elman layer: ``(output (N, T, H), h_n (N, H), states)``.
+
+    x is (N, T, in).  ``states (N, T, H)`` is what backward reads (padded
+    steps carry the state); it carries no gradient.
+    """
+    op = "rnnfast::rnn_layer"
+    _check_biases(op, b_ih, b_hh)
+    _check_arguments(op, _rnn_shapes(x, h0, w_ih, w_hh, b_ih, b_hh), lengths, activation)
     n_batch, n_steps, n_in = x.shape
+    if _empty_run(x):
+        empty = _zeros((n_batch, n_steps, w_hh.shape[0]), x)
+        return empty, h0.clone(), empty.clone()
     h0_ = _np(h0)
     bias = (np.zeros(w_hh.shape[0], h0_.dtype) if b_ih is None
             else _np(b_ih) + _np(b_hh))
@@ -157,50 +351,58 @@ def rnn_layer(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | 
         _np(x).reshape(n_batch * n_steps, n_in), h0_, _np(w_ih), _np(w_hh), bias, lens, reverse,
         activation, _functional.use_own_products(n_batch, h0_.shape[1]))
     out, final = _finish(states, lens, reverse)
-    return torch.from_numpy(out), torch.from_numpy(final)
+    return torch.from_numpy(out), torch.from_numpy(final), torch.from_numpy(states)
 
 
 @rnn_layer.register_fake
 def _(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, activation):
     n_batch, n_steps, _ = x.shape
-    return x.new_empty((n_batch, n_steps, w_hh.shape[0])), x.new_empty((n_batch, w_hh.shape[0]))
+    H = w_hh.shape[0]
+    return (x.new_empty((n_batch, n_steps, H)), x.new_empty((n_batch, H)),
+            x.new_empty((n_batch, n_steps, H)))
 
 
 @torch.library.custom_op("rnnfast::rnn_layer_backward", mutates_args=(), device_types="cpu")
-def rnn_layer_backward(x: Tensor, h0: Tensor, out: Tensor, h_n: Tensor, d_out: Tensor,
-                       d_h_n: Tensor, w_ih: Tensor, w_hh: Tensor, lengths: Tensor | None,
-                       reverse: bool, activation: int
-                       ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """``(dx, dh0, dW_ih, dW_hh, db)`` of :func:`rnn_layer`."""
+def rnn_layer_backward(x: Tensor, h0: Tensor, states: Tensor, d_out: Tensor, d_h_n: Tensor,
+                       w_ih: Tensor, w_hh: Tensor, lengths: Tensor | None, reverse: bool,
+                       activation: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """``(dx, dh0, dW_ih, dW_hh, db)`` of :func:`rnn_layer` (``states`` as it returned them)."""
+    op = "rnnfast::rnn_layer_backward"
+    _check_arguments(op, [*_rnn_shapes(x, h0, w_ih, w_hh, None, None),
+                          ("states", states, ("N", "L", "H")), ("d_out", d_out, ("N", "L", "H")),
+                          ("d_h_n", d_h_n, ("N", "H"))], lengths, activation)
     n_batch, n_steps, n_in = x.shape
-    lens = _lengths(lengths)
+    if _empty_run(x):
+        return (torch.zeros_like(x), d_h_n.clone(), torch.zeros_like(w_ih),
+                torch.zeros_like(w_hh), _zeros((w_hh.shape[0],), x))
     h0_ = _np(h0)
-    states = _carried(out, lens, h0_ if reverse else _np(h_n))
     dx, dh0, dw_ih, dw_hh, db = _on_torch_blas(
         n_batch * w_hh.shape[0] * w_hh.shape[1], _kernels.layer_backward,
-        _np(x).reshape(n_batch * n_steps, n_in), h0_, states, np.array(_np(d_out), copy=True),
-        np.ascontiguousarray(_np(d_h_n)), _np(w_ih), _np(w_hh), lens, reverse, activation,
-        _functional.use_own_products(n_batch, h0_.shape[1]))
+        _np(x).reshape(n_batch * n_steps, n_in), h0_, _np(states), np.array(_np(d_out), copy=True),
+        np.ascontiguousarray(_np(d_h_n)), _np(w_ih), _np(w_hh), _lengths(lengths), reverse,
+        activation, _functional.use_own_products(n_batch, h0_.shape[1]))
     return tuple(torch.from_numpy(a) for a in (dx.reshape(n_batch, n_steps, n_in), dh0,
                                                dw_ih, dw_hh, db))
 
 
 @rnn_layer_backward.register_fake
-def _(x, h0, out, h_n, d_out, d_h_n, w_ih, w_hh, lengths, reverse, activation):
+def _(x, h0, states, d_out, d_h_n, w_ih, w_hh, lengths, reverse, activation):
     return (torch.empty_like(x), torch.empty_like(h0), torch.empty_like(w_ih),
             torch.empty_like(w_hh), w_hh.new_empty((w_hh.shape[0],)))
 
 
 def _rnn_setup(ctx, inputs, output):
     x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, activation = inputs
-    ctx.save_for_backward(x, h0, w_ih, w_hh, lengths, *output)
+    ctx.save_for_backward(x, h0, w_ih, w_hh, lengths, output[2])
     ctx.reverse, ctx.activation = reverse, activation
+    ctx.mark_non_differentiable(output[2])
+    ctx.set_materialize_grads(False)
 
 
-def _rnn_backward(ctx, d_out, d_h_n):
-    x, h0, w_ih, w_hh, lengths, out, h_n = ctx.saved_tensors
-    dx, dh0, dw_ih, dw_hh, db = rnn_layer_backward(
-        x, h0, out, h_n, _zeros_if_none(d_out, out), _zeros_if_none(d_h_n, h_n), w_ih, w_hh,
+def _rnn_backward(backward_op, ctx, d_out, d_h_n, d_states):
+    x, h0, w_ih, w_hh, lengths, states = ctx.saved_tensors
+    dx, dh0, dw_ih, dw_hh, db = backward_op(
+        x, h0, states, _zeros_if_none(d_out, states), _zeros_if_none(d_h_n, h0), w_ih, w_hh,
         lengths, ctx.reverse, ctx.activation)
     need = ctx.needs_input_grad
     return (dx if need[0] else None, dh0 if need[1] else None, dw_ih if need[2] else None,
@@ -212,23 +414,42 @@ def _zeros_if_none(g, like):
     return torch.zeros_like(like) if g is None else g
 
 
-rnn_layer.register_autograd(_rnn_backward, setup_context=_rnn_setup)
+rnn_layer.register_autograd(functools.partial(_rnn_backward, rnn_layer_backward),
+                             setup_context=_rnn_setup)
 rnn_layer_backward.register_autograd(_double_backward, setup_context=_no_backward_context)
+rnn_layer.register_vmap(_vmap_into_batch(rnn_layer, (0, 1, 6)))
+rnn_layer_backward.register_vmap(_vmap_by_loop(rnn_layer_backward))
 
 
 # -- the LSTM layer ---------------------------------------------------------------
+
+def _lstm_shapes(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr):
+    P = "H" if w_hr is None else "P"
+    return [("x", x, ("N", "L", "I")), ("c0", c0, ("N", "H")), ("h0", h0, ("N", P)),
+            ("w_ih", w_ih, ("4H", "I")), ("w_hh", w_hh, ("4H", P)), ("b_ih", b_ih, ("4H",)),
+            ("b_hh", b_hh, ("4H",)), ("w_hr", w_hr, ("P", "H"))]
+
 
 @torch.library.custom_op("rnnfast::lstm_layer", mutates_args=(), device_types="cpu")
 def lstm_layer(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,
                b_ih: Tensor | None, b_hh: Tensor | None, w_hr: Tensor | None,
                lengths: Tensor | None, reverse: bool
-               ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """One LSTM layer direction: ``(output, h_n, c_n, cells, gates)``.
+               ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """One LSTM layer direction: ``(output, h_n, c_n, states, cells, gates)``.
 
-    ``cells (N, T, H)`` and the activated ``gates (N, T, 4H)`` are what the
-    backward pass reads; they carry no gradient.
+    ``states (N, T, P)``, ``cells (N, T, H)`` and the activated
+    ``gates (N, T, 4H)`` are what the backward pass reads; they carry no
+    gradient.
     """
+    op = "rnnfast::lstm_layer"
+    _check_biases(op, b_ih, b_hh)
+    _check_arguments(op, _lstm_shapes(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr), lengths)
     n_batch, n_steps, n_in = x.shape
+    if _empty_run(x):
+        H, P = c0.shape[1], h0.shape[1]
+        return (_zeros((n_batch, n_steps, P), x), h0.clone(), c0.clone(),
+                _zeros((n_batch, n_steps, P), x), _zeros((n_batch, n_steps, H), x),
+                _zeros((n_batch, n_steps, 4 * H), x))
     bias = None if b_ih is None else _np(b_ih) + _np(b_hh)
     lens = _lengths(lengths)
     states, cells, gates = _on_torch_blas(
@@ -237,7 +458,7 @@ def lstm_layer(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,
         None if w_hr is None else _np(w_hr), lens, reverse)
     c_n = (cells[:, 0] if reverse else cells[:, -1]).copy()
     out, h_n = _finish(states, lens, reverse)
-    return tuple(torch.from_numpy(a) for a in (out, h_n, c_n, cells, gates))
+    return tuple(torch.from_numpy(a) for a in (out, h_n, c_n, states, cells, gates))
 
 
 @lstm_layer.register_fake
@@ -245,26 +466,33 @@ def _(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse):
     n_batch, n_steps, _ = x.shape
     H, P = c0.shape[1], h0.shape[1]
     return (x.new_empty((n_batch, n_steps, P)), x.new_empty((n_batch, P)),
-            x.new_empty((n_batch, H)), x.new_empty((n_batch, n_steps, H)),
-            x.new_empty((n_batch, n_steps, 4 * H)))
+            x.new_empty((n_batch, H)), x.new_empty((n_batch, n_steps, P)),
+            x.new_empty((n_batch, n_steps, H)), x.new_empty((n_batch, n_steps, 4 * H)))
 
 
 @torch.library.custom_op("rnnfast::lstm_layer_backward", mutates_args=(), device_types="cpu")
-def lstm_layer_backward(x: Tensor, h0: Tensor, c0: Tensor, out: Tensor, h_n: Tensor,
-                        cells: Tensor, gates: Tensor, d_out: Tensor, d_h_n: Tensor,
-                        d_c_n: Tensor, w_ih: Tensor, w_hh: Tensor, w_hr: Tensor | None,
+def lstm_layer_backward(x: Tensor, h0: Tensor, c0: Tensor, states: Tensor, cells: Tensor,
+                        gates: Tensor, d_out: Tensor, d_h_n: Tensor, d_c_n: Tensor,
+                        w_ih: Tensor, w_hh: Tensor, w_hr: Tensor | None,
                         lengths: Tensor | None, reverse: bool) -> list[Tensor]:
     """``[dx, dh0, dc0, dW_ih, dW_hh, db, dW_hr (empty without a projection)]``."""
+    op = "rnnfast::lstm_layer_backward"
+    P = "H" if w_hr is None else "P"
+    _check_arguments(op, [*_lstm_shapes(x, h0, c0, w_ih, w_hh, None, None, w_hr),
+                          ("states", states, ("N", "L", P)), ("cells", cells, ("N", "L", "H")),
+                          ("gates", gates, ("N", "L", "4H")), ("d_out", d_out, ("N", "L", P)),
+                          ("d_h_n", d_h_n, ("N", P)), ("d_c_n", d_c_n, ("N", "H"))], lengths)
     n_batch, n_steps, n_in = x.shape
-    lens = _lengths(lengths)
-    h0_ = _np(h0)
-    states = _carried(out, lens, h0_ if reverse else _np(h_n))
+    if _empty_run(x):
+        return [torch.zeros_like(x), d_h_n.clone(), d_c_n.clone(), torch.zeros_like(w_ih),
+                torch.zeros_like(w_hh), _zeros((w_hh.shape[0],), x),
+                _zeros((0,), x) if w_hr is None else torch.zeros_like(w_hr)]
     dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr = _on_torch_blas(
         n_batch * w_hh.shape[0] * w_hh.shape[1], _kernels.lstm_layer_backward,
-        _np(x).reshape(n_batch * n_steps, n_in), h0_, _np(c0), states, _np(cells), _np(gates),
-        np.array(_np(d_out), copy=True), np.ascontiguousarray(_np(d_h_n)),
+        _np(x).reshape(n_batch * n_steps, n_in), _np(h0), _np(c0), _np(states), _np(cells),
+        _np(gates), np.array(_np(d_out), copy=True), np.ascontiguousarray(_np(d_h_n)),
         np.ascontiguousarray(_np(d_c_n)), _np(w_ih), _np(w_hh),
-        None if w_hr is None else _np(w_hr), lens, reverse)
+        None if w_hr is None else _np(w_hr), _lengths(lengths), reverse)
     if dw_hr is None:
         dw_hr = np.zeros(0, dtype=dw_ih.dtype)
     return [torch.from_numpy(a) for a in (dx.reshape(n_batch, n_steps, n_in), dh0, dc0,
@@ -272,7 +500,7 @@ def lstm_layer_backward(x: Tensor, h0: Tensor, c0: Tensor, out: Tensor, h_n: Ten
 
 
 @lstm_layer_backward.register_fake
-def _(x, h0, c0, out, h_n, cells, gates, d_out, d_h_n, d_c_n, w_ih, w_hh, w_hr, lengths,
+def _(x, h0, c0, states, cells, gates, d_out, d_h_n, d_c_n, w_ih, w_hh, w_hr, lengths,
       reverse):
     return [torch.empty_like(x), torch.empty_like(h0), torch.empty_like(c0),
             torch.empty_like(w_ih), torch.empty_like(w_hh), w_hh.new_empty((w_hh.shape[0],)),
@@ -281,16 +509,17 @@ def _(x, h0, c0, out, h_n, cells, gates, d_out, d_h_n, d_c_n, w_ih, w_hh, w_hr, 
 
 def _lstm_setup(ctx, inputs, output):
     x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse = inputs
-    ctx.save_for_backward(x, h0, c0, w_ih, w_hh, w_hr, lengths, *output)
+    ctx.save_for_backward(x, h0, c0, w_ih, w_hh, w_hr, lengths, *output[3:])
     ctx.reverse = reverse
+    ctx.mark_non_differentiable(*output[3:])
     ctx.set_materialize_grads(False)
 
 
-def _lstm_backward(ctx, d_out, d_h_n, d_c_n, d_cells, d_gates):
-    x, h0, c0, w_ih, w_hh, w_hr, lengths, out, h_n, c_n, cells, gates = ctx.saved_tensors
-    dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr = lstm_layer_backward(
-        x, h0, c0, out, h_n, cells, gates, _zeros_if_none(d_out, out),
-        _zeros_if_none(d_h_n, h_n), _zeros_if_none(d_c_n, c_n), w_ih, w_hh, w_hr, lengths,
+def _lstm_backward(backward_op, ctx, d_out, d_h_n, d_c_n, d_states, d_cells, d_gates):
+    x, h0, c0, w_ih, w_hh, w_hr, lengths, states, cells, gates = ctx.saved_tensors
+    dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr = backward_op(
+        x, h0, c0, states, cells, gates, _zeros_if_none(d_out, states),
+        _zeros_if_none(d_h_n, h0), _zeros_if_none(d_c_n, c0), w_ih, w_hh, w_hr, lengths,
         ctx.reverse)
     need = ctx.needs_input_grad
     return (dx if need[0] else None, dh0 if need[1] else None, dc0 if need[2] else None,
@@ -298,25 +527,43 @@ def _lstm_backward(ctx, d_out, d_h_n, d_c_n, d_cells, d_gates):
             db if need[6] else None, dw_hr if need[7] else None, None, None)
 
 
-lstm_layer.register_autograd(_lstm_backward, setup_context=_lstm_setup)
+lstm_layer.register_autograd(functools.partial(_lstm_backward, lstm_layer_backward),
+                             setup_context=_lstm_setup)
 lstm_layer_backward.register_autograd(_double_backward, setup_context=_no_backward_context)
+lstm_layer.register_vmap(_vmap_into_batch(lstm_layer, (0, 1, 2, 8)))
+lstm_layer_backward.register_vmap(_vmap_by_loop(lstm_layer_backward))
 
 
 # -- the GRU layer ----------------------------------------------------------------
 
+def _gru_shapes(x, h0, w_ih, w_hh, b_ih, b_hh):
+    return [("x", x, ("N", "L", "I")), ("h0", h0, ("N", "H")), ("w_ih", w_ih, ("3H", "I")),
+            ("w_hh", w_hh, ("3H", "H")), ("b_ih", b_ih, ("3H",)), ("b_hh", b_hh, ("3H",))]
+
+
 @torch.library.custom_op("rnnfast::gru_layer", mutates_args=(), device_types="cpu")
 def gru_layer(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
               b_hh: Tensor | None, lengths: Tensor | None, reverse: bool
-              ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """One GRU layer direction: ``(output, h_n, gates, hn)``; the last two carry no gradient."""
+              ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """One GRU layer direction: ``(output, h_n, states, gates, hn)``.
+
+    The last three are what backward reads; they carry no gradient.
+    """
+    op = "rnnfast::gru_layer"
+    _check_biases(op, b_ih, b_hh)
+    _check_arguments(op, _gru_shapes(x, h0, w_ih, w_hh, b_ih, b_hh), lengths)
     n_batch, n_steps, n_in = x.shape
+    if _empty_run(x):
+        H = h0.shape[1]
+        return (_zeros((n_batch, n_steps, H), x), h0.clone(), _zeros((n_batch, n_steps, H), x),
+                _zeros((n_batch, n_steps, 3 * H), x), _zeros((n_batch, n_steps, H), x))
     lens = _lengths(lengths)
     states, gates, hn = _on_torch_blas(
         n_batch * w_hh.shape[0] * w_hh.shape[1], _kernels.gru_layer_forward,
         _np(x).reshape(n_batch * n_steps, n_in), _np(h0), _np(w_ih), _np(w_hh),
         None if b_ih is None else _np(b_ih), None if b_hh is None else _np(b_hh), lens, reverse)
     out, h_n = _finish(states, lens, reverse)
-    return tuple(torch.from_numpy(a) for a in (out, h_n, gates, hn))
+    return tuple(torch.from_numpy(a) for a in (out, h_n, states, gates, hn))
 
 
 @gru_layer.register_fake
@@ -324,29 +571,36 @@ def _(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse):
     n_batch, n_steps, _ = x.shape
     H = h0.shape[1]
     return (x.new_empty((n_batch, n_steps, H)), x.new_empty((n_batch, H)),
-            x.new_empty((n_batch, n_steps, 3 * H)), x.new_empty((n_batch, n_steps, H)))
+            x.new_empty((n_batch, n_steps, H)), x.new_empty((n_batch, n_steps, 3 * H)),
+            x.new_empty((n_batch, n_steps, H)))
 
 
 @torch.library.custom_op("rnnfast::gru_layer_backward", mutates_args=(), device_types="cpu")
-def gru_layer_backward(x: Tensor, h0: Tensor, out: Tensor, h_n: Tensor, gates: Tensor,
-                       hn: Tensor, d_out: Tensor, d_h_n: Tensor, w_ih: Tensor, w_hh: Tensor,
+def gru_layer_backward(x: Tensor, h0: Tensor, states: Tensor, gates: Tensor, hn: Tensor,
+                       d_out: Tensor, d_h_n: Tensor, w_ih: Tensor, w_hh: Tensor,
                        lengths: Tensor | None, reverse: bool) -> list[Tensor]:
     """``[dx, dh0, dW_ih, dW_hh, db_ih, db_hh]`` of :func:`gru_layer`."""
+    op = "rnnfast::gru_layer_backward"
+    _check_arguments(op, [*_gru_shapes(x, h0, w_ih, w_hh, None, None),
+                          ("states", states, ("N", "L", "H")), ("gates", gates, ("N", "L", "3H")),
+                          ("hn", hn, ("N", "L", "H")), ("d_out", d_out, ("N", "L", "H")),
+                          ("d_h_n", d_h_n, ("N", "H"))], lengths)
     n_batch, n_steps, n_in = x.shape
-    lens = _lengths(lengths)
-    h0_ = _np(h0)
-    states = _carried(out, lens, h0_ if reverse else _np(h_n))
+    if _empty_run(x):
+        G = w_hh.shape[0]
+        return [torch.zeros_like(x), d_h_n.clone(), torch.zeros_like(w_ih),
+                torch.zeros_like(w_hh), _zeros((G,), x), _zeros((G,), x)]
     dx, dh0, dw_ih, dw_hh, db_ih, db_hh = _on_torch_blas(
         n_batch * w_hh.shape[0] * w_hh.shape[1], _kernels.gru_layer_backward,
-        _np(x).reshape(n_batch * n_steps, n_in), h0_, states, _np(gates), _np(hn),
+        _np(x).reshape(n_batch * n_steps, n_in), _np(h0), _np(states), _np(gates), _np(hn),
         np.ascontiguousarray(_np(d_out)), np.ascontiguousarray(_np(d_h_n)), _np(w_ih),
-        _np(w_hh), lens, reverse)
+        _np(w_hh), _lengths(lengths), reverse)
     return [torch.from_numpy(a) for a in (dx.reshape(n_batch, n_steps, n_in), dh0, dw_ih,
                                           dw_hh, db_ih, db_hh)]
 
 
 @gru_layer_backward.register_fake
-def _(x, h0, out, h_n, gates, hn, d_out, d_h_n, w_ih, w_hh, lengths, reverse):
+def _(x, h0, states, gates, hn, d_out, d_h_n, w_ih, w_hh, lengths, reverse):
     G = w_hh.shape[0]
     return [torch.empty_like(x), torch.empty_like(h0), torch.empty_like(w_ih),
             torch.empty_like(w_hh), w_hh.new_empty((G,)), w_hh.new_empty((G,))]
@@ -354,15 +608,16 @@ def _(x, h0, out, h_n, gates, hn, d_out, d_h_n, w_ih, w_hh, lengths, reverse):
 
 def _gru_setup(ctx, inputs, output):
     x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse = inputs
-    ctx.save_for_backward(x, h0, w_ih, w_hh, lengths, *output)
+    ctx.save_for_backward(x, h0, w_ih, w_hh, lengths, *output[2:])
     ctx.reverse = reverse
+    ctx.mark_non_differentiable(*output[2:])
     ctx.set_materialize_grads(False)
 
 
-def _gru_backward(ctx, d_out, d_h_n, d_gates, d_hn):
-    x, h0, w_ih, w_hh, lengths, out, h_n, gates, hn = ctx.saved_tensors
-    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = gru_layer_backward(
-        x, h0, out, h_n, gates, hn, _zeros_if_none(d_out, out), _zeros_if_none(d_h_n, h_n),
+def _gru_backward(backward_op, ctx, d_out, d_h_n, d_states, d_gates, d_hn):
+    x, h0, w_ih, w_hh, lengths, states, gates, hn = ctx.saved_tensors
+    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = backward_op(
+        x, h0, states, gates, hn, _zeros_if_none(d_out, states), _zeros_if_none(d_h_n, h0),
         w_ih, w_hh, lengths, ctx.reverse)
     need = ctx.needs_input_grad
     return (dx if need[0] else None, dh0 if need[1] else None, dw_ih if need[2] else None,
@@ -370,8 +625,36 @@ def _gru_backward(ctx, d_out, d_h_n, d_gates, d_hn):
             None, None)
 
 
-gru_layer.register_autograd(_gru_backward, setup_context=_gru_setup)
+gru_layer.register_autograd(functools.partial(_gru_backward, gru_layer_backward),
+                             setup_context=_gru_setup)
 gru_layer_backward.register_autograd(_double_backward, setup_context=_no_backward_context)
+gru_layer.register_vmap(_vmap_into_batch(gru_layer, (0, 1, 6)))
+gru_layer_backward.register_vmap(_vmap_by_loop(gru_layer_backward))
+
+
+_RNNLayerBackward, _LSTMLayerBackward, _GRULayerBackward = (
+    _layer_function(f"_{kind}LayerBackward", op, _no_backward_context, _double_backward)
+    for kind, op in (("RNN", rnn_layer_backward), ("LSTM", lstm_layer_backward),
+                     ("GRU", gru_layer_backward)))
+_RNNLayer = _layer_function("_RNNLayer", rnn_layer, _rnn_setup,
+                            functools.partial(_rnn_backward, _RNNLayerBackward.apply))
+_LSTMLayer = _layer_function("_LSTMLayer", lstm_layer, _lstm_setup,
+                             functools.partial(_lstm_backward, _LSTMLayerBackward.apply))
+_GRULayer = _layer_function("_GRULayer", gru_layer, _gru_setup,
+                            functools.partial(_gru_backward, _GRULayerBackward.apply))
+
+
+def _layer_call(op, function):
+    """How the modules call a layer operator.
+
+    Under torch.func's transforms, through ``function``; otherwise the
+    operator with its own autograd formula (the same formula, without the
+    autograd.Function's per-call signature binding; torch.compile also does
+    not trace an autograd.Function inside another's backward).
+    """
+    if torch.compiler.is_compiling() or not torch._C._are_functorch_transforms_active():
+        return op
+    return function.apply
 
 
 # -- the modules ------------------------------------------------------------------
@@ -389,6 +672,27 @@ class _RNNfastBase(torch.nn.RNNBase):
         if t.dtype not in (torch.float32, torch.float64):
             raise TypeError(f"rnnfast.torch computes in float32 or float64; {name} is "
                             f"{t.dtype}")
+
+    def _check_parameters(self, dtype):
+        """Every parameter has ``dtype`` and the shape the configuration gives it."""
+        for name in self._flat_weights_names:
+            p = getattr(self, name)
+            if p is None:
+                continue
+            if p.dtype != dtype:
+                raise RuntimeError(f"{type(self).__name__}: parameter {name} must be {dtype} "
+                                   f"like weight_ih_l0, got {p.dtype}")
+            expected = self._parameter_shape(name)
+            if tuple(p.shape) != expected:
+                raise RuntimeError(f"{type(self).__name__}: parameter {name} must have shape "
+                                   f"{expected}, got {tuple(p.shape)}")
+
+    def _parameter_shape(self, name):
+        """The shape of parameter ``name`` (``weight_ih_l1_reverse``, ...) in this configuration."""
+        # torch.compile warns about (and traces past) an lru_cache
+        shape = _parameter_shape.__wrapped__ if torch.compiler.is_compiling() else _parameter_shape
+        return shape(name, self.mode, self.input_size, self.hidden_size, self.proj_size,
+                     self.bidirectional)
 
     def _layer(self, x, states, k, sfx, lengths, reverse):
         """One direction of layer ``k``: ``(output (N, T, P), final states)``."""
@@ -419,7 +723,10 @@ class _RNNfastBase(torch.nn.RNNBase):
         if x.shape[-1] != self.input_size:
             raise RuntimeError(f"input.size(-1) must be equal to input_size. Expected "
                                f"{self.input_size}, got {x.shape[-1]}")
+        self._check_parameters(weight.dtype)
         n_steps, n_batch = x.shape[0], x.shape[1]
+        if n_steps == 0:
+            raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
         states0 = self._initial_states(hx, n_batch, batched, x)
         if lengths is not None:
             lengths = lengths.to(torch.int64)
@@ -465,12 +772,23 @@ class _RNNfastBase(torch.nn.RNNBase):
             if tuple(h.shape) != expected:
                 raise RuntimeError(f"Expected hidden size {expected}, got {list(h.shape)}")
             if h.dtype != x.dtype:
-                raise ValueError(f"hx must have the type {x.dtype}, got type {h.dtype}")
+                raise RuntimeError(f"{name} must have the type {x.dtype}, got type {h.dtype}")
             states.append(h if batched else h.unsqueeze(1))
         return states
 
     def _state_widths(self):
         return [self.proj_size or self.hidden_size]
+
+
+@functools.lru_cache(maxsize=1024)
+def _parameter_shape(name, mode, input_size, hidden_size, proj_size, bidirectional):
+    kind, layer = name.split("_l")
+    H = hidden_size
+    P = proj_size or H
+    G = {"LSTM": 4, "GRU": 3}.get(mode, 1) * H
+    n_in = input_size if layer.split("_")[0] == "0" else P * (1 + bidirectional)
+    return {"weight_ih": (G, n_in), "weight_hh": (G, P), "bias_ih": (G,), "bias_hh": (G,),
+            "weight_hr": (P, H)}[kind]
 
 
 def _pack_like(output, packed):
@@ -483,6 +801,14 @@ def _pack_like(output, packed):
                           packed.unsorted_indices)
 
 
+def _refuse_extra_arguments(kwargs):
+    """torch's errors for keyword arguments RNN and GRU do not take (``proj_size``: ValueError)."""
+    if "proj_size" in kwargs:
+        raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+    if kwargs:
+        raise TypeError(f"__init__() got an unexpected keyword argument '{next(iter(kwargs))}'")
+
+
 class RNN(_RNNfastBase):
     """``torch.nn.RNN`` (same constructor, parameters and forward) on rnnfast's kernels.
 
@@ -493,7 +819,8 @@ class RNN(_RNNfastBase):
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False, device=None,
-                 dtype=None):
+                 dtype=None, **kwargs):
+        _refuse_extra_arguments(kwargs)
         modes = {"tanh": "RNN_TANH", "relu": "RNN_RELU"}
         if nonlinearity not in modes:
             raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or "
@@ -504,10 +831,10 @@ class RNN(_RNNfastBase):
 
     def _layer(self, x, states, k, sfx, lengths, reverse):
         p = f"_l{k}{sfx}"
-        out, h_n = rnn_layer(x, states[0], getattr(self, "weight_ih" + p),
-                             getattr(self, "weight_hh" + p), getattr(self, "bias_ih" + p, None),
-                             getattr(self, "bias_hh" + p, None), lengths, reverse,
-                             _ACTIVATIONS[self.mode])
+        out, h_n, _ = _layer_call(rnn_layer, _RNNLayer)(
+            x, states[0], getattr(self, "weight_ih" + p), getattr(self, "weight_hh" + p),
+            getattr(self, "bias_ih" + p, None), getattr(self, "bias_hh" + p, None), lengths,
+            reverse, _ACTIVATIONS[self.mode])
         return out, (h_n,)
 
 
@@ -526,7 +853,7 @@ class LSTM(_RNNfastBase):
 
     def _layer(self, x, states, k, sfx, lengths, reverse):
         p = f"_l{k}{sfx}"
-        out, h_n, c_n, _, _ = lstm_layer(
+        out, h_n, c_n, _, _, _ = _layer_call(lstm_layer, _LSTMLayer)(
             x, states[0], states[1], getattr(self, "weight_ih" + p),
             getattr(self, "weight_hh" + p), getattr(self, "bias_ih" + p, None),
             getattr(self, "bias_hh" + p, None), getattr(self, "weight_hr" + p, None), lengths,
@@ -540,16 +867,17 @@ class GRU(_RNNfastBase):
     _torch_name = "GRU"
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, device=None, dtype=None):
+                 dropout=0.0, bidirectional=False, device=None, dtype=None, **kwargs):
+        _refuse_extra_arguments(kwargs)
         super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first,
                          dropout, bidirectional, device=device, dtype=dtype)
 
     def _layer(self, x, states, k, sfx, lengths, reverse):
         p = f"_l{k}{sfx}"
-        out, h_n, _, _ = gru_layer(x, states[0], getattr(self, "weight_ih" + p),
-                                   getattr(self, "weight_hh" + p),
-                                   getattr(self, "bias_ih" + p, None),
-                                   getattr(self, "bias_hh" + p, None), lengths, reverse)
+        out, h_n, _, _, _ = _layer_call(gru_layer, _GRULayer)(
+            x, states[0], getattr(self, "weight_ih" + p), getattr(self, "weight_hh" + p),
+            getattr(self, "bias_ih" + p, None), getattr(self, "bias_hh" + p, None), lengths,
+            reverse)
         return out, (h_n,)
 
 

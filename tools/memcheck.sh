@@ -39,6 +39,11 @@
 #    positive control, then the whole suite under LD_PRELOAD=libasan,
 #    PYTHONMALLOC=malloc, ASAN_OPTIONS=detect_leaks=0:halt_on_error=1.  Runs at
 #    native speed and runs the AVX-512 clones on a CPU that has it.  ~1.5 min.
+#    libstdc++ is preloaded after libasan: otherwise, with torch loaded, ASan
+#    stops at the first C++ exception torch throws ("CHECK failed ...
+#    real___cxa_throw != 0": its interceptor found no __cxa_throw at start-up).
+#    With --torch, a last step runs the torch operators' fuzz test
+#    (tests/test_torch_operators.py) alone under ASan and fails if it skipped.
 #
 # --torch installs torch==2.13.0 into the bounds-checked and ASan venvs (the
 # parity and rnnfast.RNN tests skip without it).  --valgrind-torch (implies
@@ -414,11 +419,14 @@ if ((run_asan)); then
     say "AddressSanitizer build and the full test suite"
     libasan=$(gcc -print-file-name=libasan.so)
     [[ -e $libasan ]] || { echo "memcheck: libasan not found ($libasan)" >&2; exit 2; }
+    libstdcxx=$(gcc -print-file-name=libstdc++.so)
+    [[ -e $libstdcxx ]] || { echo "memcheck: libstdc++ not found ($libstdcxx)" >&2; exit 2; }
+    preload="$libasan $libstdcxx"
     t0=$(date +%s)
     src=$(copy_tree src-asan)
     venv=$(make_venv asan "$src" "$with_torch" CFLAGS="-fsanitize=address -fno-omit-frame-pointer -g" \
         LDFLAGS="-fsanitize=address")
-    asan_env=(env LD_PRELOAD="$libasan" PYTHONMALLOC=malloc
+    asan_env=(env LD_PRELOAD="$preload" PYTHONMALLOC=malloc
               ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:halt_on_error=1:exitcode=98:log_path=$logs/asan")
     kernels_so=$(find "$venv" -name '_kernels*.so' | head -n 1)
     if ! nm -D "$kernels_so" | grep -q '__asan_report'; then
@@ -429,7 +437,7 @@ if ((run_asan)); then
     use_installed "$venv" "$src" "${asan_env[@]:1}"
     # The positive control: ASan must stop it with a heap-buffer-overflow.
     write_positive_control "$work/control.py"
-    (cd "$src" && env LD_PRELOAD="$libasan" PYTHONMALLOC=malloc \
+    (cd "$src" && env LD_PRELOAD="$preload" PYTHONMALLOC=malloc \
         ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:exitcode=98" \
         "$venv/bin/python" "$work/control.py") >"$logs/asan-control.out" 2>&1 || true
     if grep -q 'positive control ran' "$logs/asan-control.out"; then
@@ -459,6 +467,23 @@ if ((run_asan)); then
         note "asan: clean: $line"
     fi
     note "  build+install $build_time, tests $(elapsed "$t1"); log $logs/suite-asan.log"
+    if ((with_torch)); then
+        say "the torch operators' fuzz test under AddressSanitizer"
+        set +e
+        (cd "$src" && "${asan_env[@]}" "$venv/bin/python" "${PYTEST[@]}" \
+            tests/test_torch_operators.py) >"$logs/torch-ops-asan.log" 2>&1
+        rc=$?
+        set -e
+        line=$(closing_line "$logs/torch-ops-asan.log")
+        reports=$(cat "$logs"/asan.* 2>/dev/null | grep -c 'ERROR: AddressSanitizer' || true)
+        if ((rc != 0 || reports > 0)) || [[ $line == *skipped* || $line != *passed* ]]; then
+            status=1
+            note "asan: torch operators: FAILED (pytest exit $rc, $reports ASan report(s)," \
+                 "or skipped): $line; log $logs/torch-ops-asan.log"
+        else
+            note "asan: torch operators' fuzz test clean: $line"
+        fi
+    fi
 fi
 
 say "summary (commit $commit)"
