@@ -11,11 +11,10 @@ Nothing in a checkpoint is ever unpickled.
 
 import hashlib
 import json
-import os
 
 import numpy as np
 
-from rnnfast.model import write_npz_atomically
+from rnnfast._io import HEADER, NotAnArchive, read_npz_with_header, write_npz_with_header
 
 __all__ = ["save_checkpoint", "load_checkpoint", "CheckpointError"]
 
@@ -43,8 +42,7 @@ def save_checkpoint(path, meta, arrays):
     """
     meta = dict(meta, format=FORMAT)
     meta["digest"] = _digest(meta, arrays)
-    write_npz_atomically(path, {"__meta__": np.array(json.dumps(meta)), **arrays},
-                         "a checkpoint")
+    write_npz_with_header(path, meta, arrays, "a checkpoint")
 
 
 def load_checkpoint(path):
@@ -59,16 +57,11 @@ def load_checkpoint(path):
         damaged or edited (the digest does not match).
     """
     try:
-        with open(os.fspath(path), "rb") as f:
-            if not f.read(4).startswith((b"PK\x03\x04", b"PK\x05\x06")):
-                raise CheckpointError("not an .npz archive")
-            f.seek(0)
-            with np.load(f, allow_pickle=False) as data:
-                meta = json.loads(str(data["__meta__"]))
-                arrays = {k: data[k] for k in data.files if k != "__meta__"}
+        with read_npz_with_header(path) as (meta, data):
+            arrays = {k: data[k] for k in data.files if k != HEADER}
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
-    except CheckpointError as exc:
+    except NotAnArchive as exc:
         raise CheckpointError(f"{path} is not an rnnfast checkpoint ({exc})") from None
     except Exception as exc:       # zip, zlib, JSON: damage reads as "not a checkpoint"
         detail = " ".join(str(exc).split())          # one line, and not the whole file

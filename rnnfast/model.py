@@ -5,17 +5,14 @@ It does the job of ``nn.RNN(batch_first=True)`` + ``nn.Linear`` +
 ``loss_and_grads`` the mean cross-entropy and every gradient in one call.
 """
 
-import errno
-import json
 import os
-import secrets
-import stat
 import sys
 
 import numpy as np
 
 from rnnfast import _validation as V
 from rnnfast import functional as F
+from rnnfast._io import NotAnArchive, read_npz_with_header, write_npz_with_header
 from rnnfast.modules import GRU, LSTM, RNN, check_dropout, check_module_sizes, check_size
 
 __all__ = ["RNNModel"]
@@ -32,10 +29,6 @@ def _parameter_names(cell, num_layers=1, fused=None):
         return ("Whx", "Whh", "Wyh", "bh", "by")
     return tuple(f"{w}_l{k}" for k in range(num_layers)
                  for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")) + ("Wyh", "by")
-
-
-class _NotAnArchive(Exception):
-    """Raised inside :meth:`RNNModel.load` for a file that is no zip archive."""
 
 
 def _saved_config(meta):
@@ -56,78 +49,6 @@ def _saved_config(meta):
                                     config["num_layers"] == 1 and
                                     config["nonlinearity"] == "tanh" and not config["dropout"]))
     return config
-
-
-def _create_temporary(folder):
-    """``(fd, path)`` of a new, empty file in ``folder``, created as ``open(..., "wb")`` would.
-
-    Unlike ``tempfile.mkstemp`` (always ``0o600``), the mode is ``0o666``
-    masked by the umask, the mode ``np.savez`` gives a new file.
-    """
-    flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_BINARY", 0)
-    for _ in range(100):
-        tmp = os.path.join(folder, f".rnnfast-{secrets.token_hex(8)}.npz.tmp")
-        try:
-            return os.open(tmp, flags, 0o666), tmp
-        except FileExistsError:
-            continue
-        except OSError as exc:      # name the folder, not the temporary file
-            raise type(exc)(exc.errno, exc.strerror, folder) from None
-    raise FileExistsError(errno.EEXIST, "no free temporary file name", folder)
-
-
-def write_npz_atomically(path, arrays, what="a file"):
-    """``np.savez(path, **arrays)``, appearing complete or not at all.
-
-    Written to a temporary file in the same folder, flushed to disk
-    (``fsync``), then renamed over the target, and the folder is synced so
-    that the rename survives a power loss; the temporary file is removed on
-    any failure.  Permissions are those a plain ``np.savez`` gives: ``0o666``
-    masked by the umask for a new file, the existing bits for an overwritten
-    one.  A symbolic link ``path``
-    stays a link to the file, which is replaced.  ``IsADirectoryError`` (naming
-    ``what`` the file should have been) when ``path`` is a directory.
-    """
-    path = os.fspath(path)
-    target = os.path.realpath(path)           # write through a symlink, keep the link
-    try:
-        existing = os.stat(target)
-    except FileNotFoundError:
-        mode = None
-    else:
-        if stat.S_ISDIR(existing.st_mode):
-            raise IsADirectoryError(errno.EISDIR, f"is a directory, not {what}", path)
-        mode = stat.S_IMODE(existing.st_mode)
-    fd, tmp = _create_temporary(os.path.dirname(target))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if mode is not None:     # before any byte is written
-                if hasattr(os, "fchmod"):
-                    os.fchmod(f.fileno(), mode)
-                else:
-                    os.chmod(tmp, mode)
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())     # the bytes are on disk before the name points at them
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    # make the rename durable (POSIX); Windows cannot open a folder, some file systems
-    # refuse to sync one: the file itself is on disk either way
-    try:
-        folder = os.open(os.path.dirname(target), os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(folder)
-    except OSError:
-        pass
-    finally:
-        os.close(folder)
 
 
 def _type_name(obj):
@@ -497,12 +418,10 @@ class RNNModel:
         path = os.fspath(path)
         if not isinstance(self.metadata, dict):
             raise TypeError(f"metadata must be a dict; got {type(self.metadata).__name__}")
-        meta = json.dumps({"format": _FORMAT, "dtype": self.dtype.name, "cell": self.cell,
-                           "num_layers": self.num_layers, "nonlinearity": self.nonlinearity,
-                           "dropout": self.dropout, "fused": self._rnn is None,
-                           "metadata": self.metadata})
-        write_npz_atomically(path, {"__meta__": np.array(meta), **self.parameters},
-                             "a model file")
+        meta = {"format": _FORMAT, "dtype": self.dtype.name, "cell": self.cell,
+                "num_layers": self.num_layers, "nonlinearity": self.nonlinearity,
+                "dropout": self.dropout, "fused": self._rnn is None, "metadata": self.metadata}
+        write_npz_with_header(path, meta, self.parameters, "a model file")
 
     @classmethod
     def load(cls, path):
@@ -528,17 +447,12 @@ class RNNModel:
             Nothing in the file is ever unpickled.
         """
         try:
-            with open(os.fspath(path), "rb") as f:
-                if not f.read(4).startswith((b"PK\x03\x04", b"PK\x05\x06")):
-                    raise _NotAnArchive
-                f.seek(0)
-                with np.load(f, allow_pickle=False) as data:
-                    meta = json.loads(str(data["__meta__"]))
-                    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
-                        raise ValueError("no rnnfast.RNNModel header")
-                    config = _saved_config(meta)
-                    arrays = {k: data[k] for k in _parameter_names(
-                        config["cell"], config["num_layers"], config["fused"])}
+            with read_npz_with_header(path) as (meta, data):
+                if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+                    raise ValueError("no rnnfast.RNNModel header")
+                config = _saved_config(meta)
+                arrays = {k: data[k] for k in _parameter_names(
+                    config["cell"], config["num_layers"], config["fused"])}
             dtype = meta.get("dtype")
             if dtype not in ("float32", "float64"):
                 raise ValueError(f"unknown dtype {dtype!r}")
@@ -549,7 +463,7 @@ class RNNModel:
             model = cls._from_arrays(arrays, dtype, str(path), **config)
         except (FileNotFoundError, IsADirectoryError, PermissionError):
             raise
-        except _NotAnArchive:
+        except NotAnArchive:
             raise ValueError(f"{path} is not an rnnfast model file: it is not a model saved "
                              "by RNNModel.save (not an .npz archive)") from None
         except Exception as exc:      # any damage (zip, zlib, JSON, shapes) reads as "not ours"

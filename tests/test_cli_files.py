@@ -9,7 +9,8 @@ import pytest
 
 from rnnfast import model as model_module
 from rnnfast.__main__ import main
-from rnnfast.model import RNNModel, write_npz_atomically
+from rnnfast._io import write_npz_atomically
+from rnnfast.model import RNNModel
 
 TEXT = "the quick brown fox jumps over the lazy dog; pack my box with five dozen jugs. " * 30
 BASE = ["--hidden", "16", "--seq-len", "10", "--batch", "4", "--quiet"]
