@@ -13,18 +13,50 @@ import numpy as np
 from rnnfast import _validation as V
 from rnnfast import functional as F
 from rnnfast._io import NotAnArchive, read_npz_with_header, write_npz_with_header
-from rnnfast.modules import GRU, LSTM, RNN, check_dropout, check_module_sizes, check_size
+from rnnfast.modules import (GRU, LSTM, RNN, check_dropout, check_module_sizes, check_size,
+                             no_grad)
 
 __all__ = ["RNNModel"]
 
 _FORMAT = "rnnfast.RNNModel/1"
 
 
-def _parameter_names(cell, num_layers=1, fused=None):
+def uses_fused_kernel(cell, num_layers, nonlinearity, dropout):
+    """Whether a model of this configuration runs on the fused kernels (forward, softmax
+    cross-entropy and BPTT in one call): a one-layer tanh RNN without dropout."""
+    return cell == "rnn" and num_layers == 1 and nonlinearity == "tanh" and not dropout
+
+
+def softmax_cross_entropy(logits, labels):
+    """Per-row softmax cross-entropy and the softmax, in float64.
+
+    Parameters
+    ----------
+    logits : ndarray, shape (..., n_y)
+        Flattened to rows ``(n, n_y)``.
+    labels : ndarray of int, shape (n,)
+        The class of each row.
+
+    Returns
+    -------
+    losses : ndarray, shape (n,)
+        ``log(sum(exp(z))) - z[label]`` of each row ``z``, computed after
+        subtracting the row's maximum (no overflow).
+    probabilities : ndarray, shape (n, n_y)
+        The softmax of each row (the gradient of the loss is this minus the
+        one-hot label).
+    """
+    rows = logits.reshape(-1, logits.shape[-1]).astype(np.float64)
+    top = rows.max(axis=1, keepdims=True)
+    e = np.exp(rows - top)
+    total = e.sum(axis=1, keepdims=True)
+    picked = rows[np.arange(len(rows)), labels]
+    return np.log(total[:, 0]) + top[:, 0] - picked, e / total
+
+
+def _parameter_names(cell, num_layers, fused):
     """The parameters a model saves: the fused one-layer tanh RNN's, or the module's and the
     read-out's."""
-    if fused is None:
-        fused = cell == "rnn" and num_layers == 1
     if fused:
         return ("Whx", "Whh", "Wyh", "bh", "by")
     return tuple(f"{w}_l{k}" for k in range(num_layers)
@@ -45,9 +77,7 @@ def _saved_config(meta):
         raise ValueError(f"unknown nonlinearity {config['nonlinearity']!r}")
     if isinstance(config["dropout"], bool) or not isinstance(config["dropout"], (int, float)):
         raise ValueError(f"dropout {config['dropout']!r} is not a number")
-    config["fused"] = bool(meta.get("fused", config["cell"] == "rnn" and
-                                    config["num_layers"] == 1 and
-                                    config["nonlinearity"] == "tanh" and not config["dropout"]))
+    config["fused"] = bool(meta.get("fused", uses_fused_kernel(**config)))
     return config
 
 
@@ -72,15 +102,18 @@ _TORCH_MODES = {"RNN_TANH": ("rnn", "tanh"), "RNN_RELU": ("rnn", "relu"),
 
 
 class RNNModel:
-    """A one-layer recurrent network with a linear output layer.
+    """A recurrent network (one or more layers) with a linear output layer.
 
-    With ``cell="rnn"``: ``h_t = tanh(Whx x_t + Whh h_{t-1} + bh)``,
-    ``logits_t = Wyh h_t + by``, all in one compiled call.  With ``"lstm"``
-    or ``"gru"`` the recurrence is a one-layer :class:`rnnfast.LSTM` /
-    :class:`rnnfast.GRU` (``batch_first``), its parameters named as in
-    torch's ``state_dict`` (``weight_ih_l0``, ``weight_hh_l0``,
-    ``bias_ih_l0``, ``bias_hh_l0``) next to ``Wyh`` and ``by``; the state
-    carried between chunks is ``(h, c)`` for the LSTM.
+    A one-layer tanh RNN without dropout (``cell="rnn"``, the default):
+    ``h_t = tanh(Whx x_t + Whh h_{t-1} + bh)``, ``logits_t = Wyh h_t + by``,
+    all in one compiled call.  Otherwise (``"lstm"``, ``"gru"``, ``relu``,
+    ``num_layers > 1`` or ``dropout``) the recurrence is an
+    :class:`rnnfast.RNN` / :class:`rnnfast.LSTM` / :class:`rnnfast.GRU`
+    (``batch_first``), its parameters named as in torch's ``state_dict``
+    (``weight_ih_l0``, ``weight_hh_l0``, ``bias_ih_l0``, ``bias_hh_l0``, then
+    ``_l1``...) next to ``Wyh`` and ``by``; the state carried between chunks
+    is ``(h, c)`` for the LSTM, and ``(num_layers, m, n_h)`` with more than
+    one layer.
 
     Parameters
     ----------
@@ -131,8 +164,7 @@ class RNNModel:
         rng = np.random.default_rng(seed)
         bound = 1 / np.sqrt(n_h)
         self.cell, self.num_layers, self.nonlinearity = cell, int(num_layers), nonlinearity
-        fused = cell == "rnn" and self.num_layers == 1 and nonlinearity == "tanh" and not dropout
-        if fused:
+        if uses_fused_kernel(cell, self.num_layers, nonlinearity, dropout):
             # the fused kernels: forward, softmax cross-entropy and BPTT in one call
             shapes = {"Whx": (n_h, n_x), "Whh": (n_h, n_h), "Wyh": (n_y, n_h),
                       "bh": (n_h, 1), "by": (n_y, 1)}
@@ -190,6 +222,48 @@ class RNNModel:
         ``rnnfast.optim.Adam(model.named_parameters())``, updates the model.
         """
         return list(self.parameters.items())
+
+    def state_dict(self):
+        """A dict of copies of every parameter, keyed as :attr:`parameters`."""
+        return {name: a.copy() for name, a in self.parameters.items()}
+
+    def load_state_dict(self, state_dict):
+        """Copy the parameters of ``state_dict`` (as :meth:`state_dict` returned it) in place.
+
+        Raises
+        ------
+        KeyError
+            If the keys are not exactly those of :attr:`parameters`.
+        ValueError
+            If an array's shape or dtype is not the parameter's.  Nothing
+            changes unless every entry fits.
+        """
+        missing = [k for k in self.parameters if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in self.parameters]
+        if missing or unexpected:
+            raise KeyError(f"state_dict does not match: missing {missing}, "
+                           f"unexpected {unexpected}")
+        arrays = {name: np.asarray(state_dict[name]) for name in self.parameters}
+        for name, p in self.parameters.items():
+            a = arrays[name]
+            if a.shape != p.shape or a.dtype != p.dtype:
+                raise ValueError(f"parameter {name} is {a.dtype} {a.shape}, expected "
+                                 f"{p.dtype} {p.shape}")
+        for name, p in self.parameters.items():
+            p[...] = arrays[name]
+
+    def get_rng_state(self):
+        """The state of the generator of the dropout masks (None: the model has none).
+
+        A JSON-serialisable dict; with :meth:`set_rng_state` a stopped run
+        continues with the masks it would have drawn.
+        """
+        return None if self._rnn is None else self._rnn.get_rng_state()
+
+    def set_rng_state(self, state):
+        """Restore what :meth:`get_rng_state` returned (None: nothing to restore)."""
+        if self._rnn is not None and state is not None:
+            self._rnn.set_rng_state(state)
 
     def __repr__(self):
         extra = "".join(f", {k}={v!r}" for k, v, default in (
@@ -268,16 +342,17 @@ class RNNModel:
     # -- gated cells: the module, then the read-out in NumPy ------------------
 
     def _check_live_parameters(self):
+        module_parameters = dict(self._rnn.named_parameters())
         for name, a in self.parameters.items():
-            expected = (self._rnn._params[name].shape if name in self._rnn._params
+            expected = (module_parameters[name].shape if name in module_parameters
                         else (self.output_size, self.hidden_size) if name == "Wyh"
                         else (self.output_size, 1))
             if (not isinstance(a, np.ndarray) or a.shape != expected or a.dtype != self.dtype
                     or not a.flags.c_contiguous):
                 raise ValueError(f"parameters[{name!r}] must be a C-contiguous "
                                  f"{self.dtype.name} array of shape {expected}")
-            if name in self._rnn._params and a is not self._rnn._params[name]:
-                self._rnn._params[name] = a      # a replaced array: the module reads it
+            if name in module_parameters and a is not module_parameters[name]:
+                self._rnn.bind_parameter(name, a)    # a replaced array: the module reads it
 
     def _gated_inputs(self, X, h0):
         """``(x (m, T, n_x) floats, hx for the module, m, T)``, validated."""
@@ -306,11 +381,15 @@ class RNNModel:
     def _gated_forward(self, X, h0, keep=False):
         """``(logits (m, T, n_y), states (m, T, n_h), final state, m, T, cache)``.
 
-        ``cache`` is the module's cache for :meth:`RNNBase._gradients` when
+        ``cache`` is the module's cache for :meth:`RNNBase.gradients_from_cache` when
         ``keep``, else None; nothing is stored on the model or the module.
         """
         x, hx, m, n_steps = self._gated_inputs(X, h0)
-        H, finals, cache = self._rnn._forward(x, hx, None, keep)
+        if keep:
+            H, finals, cache = self._rnn.forward_with_cache(x, hx)
+        else:
+            with no_grad():
+                (H, finals), cache = self._rnn.forward(x, hx), None
         last = (lambda a: a[0].copy()) if self.num_layers == 1 else (lambda a: a.copy())
         state = (last(finals[0]), last(finals[1])) if self.cell == "lstm" else last(finals)
         p = self.parameters
@@ -320,21 +399,16 @@ class RNNModel:
     def _gated_loss(self, X, Y, h0):
         logits, H, state, m, n_steps, cache = self._gated_forward(X, h0, keep=True)
         labels = self._targets(Y, m, n_steps)
-        rows = logits.reshape(m * n_steps, -1).astype(np.float64)
-        top = rows.max(axis=1, keepdims=True)
-        e = np.exp(rows - top)
-        total = e.sum(axis=1, keepdims=True)
-        picked = rows[np.arange(m * n_steps), labels]
-        loss = float(np.mean(np.log(total[:, 0]) + top[:, 0] - picked))
-        d_logits = e / total
+        losses, d_logits = softmax_cross_entropy(logits, labels)
+        loss = float(np.mean(losses))
         d_logits[np.arange(m * n_steps), labels] -= 1
         d_logits = (d_logits / (m * n_steps)).astype(self.dtype)
         H_rows = H.reshape(m * n_steps, -1)
         p = self.parameters
         grads = {"dWyh": d_logits.T @ H_rows, "dby": d_logits.sum(axis=0)[:, None]}
-        g = self._rnn._gradients(cache, (d_logits @ p["Wyh"]).reshape(m, n_steps, -1),
-                                 [None] * len(self._rnn._cell.states))
-        grads.update({"d" + name: g[name] for name in self._rnn._params})
+        g = self._rnn.gradients_from_cache(cache,
+                                           (d_logits @ p["Wyh"]).reshape(m, n_steps, -1))
+        grads.update({"d" + name: g[name] for name, _ in self._rnn.named_parameters()})
         first = (lambda a: a[0]) if self.num_layers == 1 else (lambda a: a)
         grads["dh0"] = first(g["hx"])
         if self.cell == "lstm":
@@ -532,8 +606,7 @@ class RNNModel:
         cell, nonlinearity = _TORCH_MODES[mode]
         kind = cell.upper() if cell != "rnn" else "RNN"
         proj_size = getattr(rnn, "proj_size", 0)
-        fused = (cell == "rnn" and nonlinearity == "tanh" and rnn.num_layers == 1
-                 and not rnn.dropout)
+        fused = uses_fused_kernel(cell, rnn.num_layers, nonlinearity, rnn.dropout)
         if rnn.bidirectional or not (rnn.bias or fused) or proj_size:
             raise ValueError(f"from_torch needs a unidirectional nn.{kind} with biases and no "
                              f"projection (proj_size=0); got num_layers={rnn.num_layers}, "
