@@ -5,10 +5,10 @@ The functions below are drop-in replacements for the plain NumPy ones in
 :mod:`rnnfast.reference` (same arguments, shapes, dict keys and cache format).
 """
 
-from rnnfast import _cli
+from rnnfast.cli import startup as _startup
 
-if _cli.starting_as_command():            # `python -m rnnfast ...`: Ctrl-C during the
-    _cli.exit_quietly_on_interrupt()       # imports below exits 130 in one line
+if _startup.starting_as_command():            # `python -m rnnfast ...`: Ctrl-C during the
+    _startup.exit_quietly_on_interrupt()       # imports below exits 130 in one line
 
 try:
     from rnnfast import _kernels  # noqa: F401

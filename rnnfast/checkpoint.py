@@ -15,8 +15,9 @@ import json
 import numpy as np
 
 from rnnfast._io import HEADER, NotAnArchive, read_npz_with_header, write_npz_with_header
+from rnnfast.model import RNNModel
 
-__all__ = ["save_checkpoint", "load_checkpoint", "CheckpointError"]
+__all__ = ["save_checkpoint", "load_checkpoint", "model_from_checkpoint", "CheckpointError"]
 
 FORMAT = "rnnfast.checkpoint/1"
 
@@ -75,3 +76,43 @@ def load_checkpoint(path):
         raise CheckpointError(f"{path} is damaged or was edited: its contents do not match "
                               "the digest written with it")
     return meta, arrays
+
+
+def model_arrays(arrays, model):
+    """The parameters of ``model`` in a checkpoint's ``arrays`` (``KeyError`` if one is
+    missing), keyed as ``model.parameters``."""
+    return {name: arrays[f"model/{name}"] for name in model.parameters}
+
+
+def model_from_checkpoint(path):
+    """The model of a checkpoint written by ``train``, with its vocabulary in ``metadata``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A checkpoint (``--checkpoint``), e.g. what a stopped run left.
+
+    Returns
+    -------
+    RNNModel
+
+    Raises
+    ------
+    FileNotFoundError, IsADirectoryError, PermissionError
+        As ``open`` raises them.
+    CheckpointError
+        If ``path`` is not a checkpoint, or its parameters do not fit the
+        configuration it records.
+    """
+    meta, arrays = load_checkpoint(path)
+    try:
+        config, vocab = meta["config"], meta["vocab"]
+        model = RNNModel(len(vocab), config["hidden"], len(vocab), config["layers"],
+                         dropout=config["dropout"], cell=config["cell"],
+                         dtype=np.dtype(config["dtype"]))
+        model.load_state_dict(model_arrays(arrays, model))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: a checkpoint whose model cannot be rebuilt "
+                              f"({type(exc).__name__}: {exc})") from None
+    model.metadata = {"vocab": vocab, "source": meta.get("source")}
+    return model

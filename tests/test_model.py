@@ -12,7 +12,7 @@ import pytest
 import rnnfast
 from rnnfast import reference as ref
 from rnnfast import RNNModel
-from rnnfast.charrnn import apple_data, train_apple, train_apple_torch
+from rnnfast.cli.demo import apple_data, train_apple, train_apple_torch
 from conftest import assert_close, torch_dtype
 
 
