@@ -124,7 +124,8 @@ class RNNModel:
     dtype : float32 or float64, keyword-only
         Dtype of the parameters and of every computation.
     seed : int or None, keyword-only
-        Seed of the initialisation: every parameter is drawn uniformly from
+        Fixes the random initial values (the same number gives the same
+        model; None: different each time): every parameter is drawn uniformly from
         ``(-1/sqrt(n_h), 1/sqrt(n_h))``, the ranges ``nn.RNN`` and
         ``nn.Linear(n_h, n_y)`` use.  (``nn.RNN`` draws two biases and adds
         them; here ``bh`` is one draw.)
