@@ -592,7 +592,7 @@ def measure_memory(shape=MEMORY_SHAPE, dtype=np.float64):
 
 
 def plot(results, path):
-    """Bar chart of the ratios to ``path`` (matplotlib, checked by ``check_args``)."""
+    """Bar chart of the ratios to ``path`` (matplotlib, checked by :func:`rnnfast.cli.bench.check_args`)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

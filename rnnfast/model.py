@@ -6,7 +6,6 @@ It does the job of ``nn.RNN(batch_first=True)`` + ``nn.Linear`` +
 """
 
 import os
-import sys
 
 import numpy as np
 
@@ -81,25 +80,7 @@ def _saved_config(meta):
     return config
 
 
-def _type_name(obj):
-    """The public dotted name of ``type(obj)``: ``torch.nn.LSTM``, ``rnnfast.RNN``, ``NoneType``."""
-    cls = type(obj)
-    if cls.__module__ == "builtins":
-        return cls.__qualname__
-    parts = cls.__module__.split(".")
-    for i in range(1, len(parts) + 1):
-        prefix = ".".join(parts[:i])
-        if getattr(sys.modules.get(prefix), cls.__qualname__, None) is cls:
-            return f"{prefix}.{cls.__qualname__}"
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
 CELLS = ("rnn", "lstm", "gru")
-
-# torch.nn.RNNBase's modes: (cell, nonlinearity)
-_TORCH_MODES = {"RNN_TANH": ("rnn", "tanh"), "RNN_RELU": ("rnn", "relu"),
-                "LSTM": ("lstm", "tanh"), "GRU": ("gru", "tanh")}
-
 
 class RNNModel:
     """A recurrent network (one or more layers) with a linear output layer.
@@ -535,7 +516,7 @@ class RNNModel:
             if not isinstance(metadata, dict):
                 raise ValueError("metadata is not a dict")
             config.pop("fused")                  # chose the parameter names; the sizes decide
-            model = cls._from_arrays(arrays, dtype, str(path), **config)
+            model = cls.from_arrays(arrays, dtype, str(path), **config)
         except (FileNotFoundError, IsADirectoryError, PermissionError):
             raise
         except NotAnArchive:
@@ -551,8 +532,13 @@ class RNNModel:
         return model
 
     @classmethod
-    def _from_arrays(cls, arrays, dtype, source, cell="rnn", num_layers=1, nonlinearity="tanh",
-                     dropout=0.0):
+    def from_arrays(cls, arrays, dtype, source, cell="rnn", num_layers=1, nonlinearity="tanh",
+                    dropout=0.0):
+        """A model of this configuration with the parameters ``arrays`` (name -> array).
+
+        The sizes follow the arrays' shapes; ``source`` names where they came
+        from in the ``ValueError`` raised when they do not make such a model.
+        """
         w_in = "Whx" if "Whx" in arrays else "weight_ih_l0"
         try:
             n_x = arrays[w_in].shape[1]
@@ -596,46 +582,9 @@ class RNNModel:
             A bidirectional module, no biases, ``proj_size > 0``, or sizes of
             ``rnn`` and ``linear`` that do not fit.
         """
-        import torch
+        from rnnfast._torch_interchange import model_from_torch
 
-        mode = getattr(rnn, "mode", None) if isinstance(rnn, torch.nn.RNNBase) else None
-        if mode not in _TORCH_MODES:
-            raise TypeError("rnn must be a torch.nn.RNN (unidirectional), nn.LSTM or nn.GRU, "
-                            f"or the same from rnnfast.torch; got {_type_name(rnn)}")
-        if not isinstance(linear, torch.nn.Linear):
-            raise TypeError(f"linear must be a torch.nn.Linear; got {_type_name(linear)}")
-        cell, nonlinearity = _TORCH_MODES[mode]
-        kind = cell.upper() if cell != "rnn" else "RNN"
-        proj_size = getattr(rnn, "proj_size", 0)
-        fused = uses_fused_kernel(cell, rnn.num_layers, nonlinearity, rnn.dropout)
-        if rnn.bidirectional or not (rnn.bias or fused) or proj_size:
-            raise ValueError(f"from_torch needs a unidirectional nn.{kind} with biases and no "
-                             f"projection (proj_size=0); got num_layers={rnn.num_layers}, "
-                             f"bidirectional={rnn.bidirectional}, bias={rnn.bias}, "
-                             f"proj_size={proj_size}")
-        if linear.in_features != rnn.hidden_size:
-            raise ValueError(f"linear.in_features = {linear.in_features} does not match "
-                             f"rnn.hidden_size = {rnn.hidden_size}")
-        dtype = {torch.float32: "float32", torch.float64: "float64"}.get(rnn.weight_ih_l0.dtype)
-        if dtype is None:
-            raise TypeError(f"unsupported torch dtype: rnn's weights are "
-                            f"{rnn.weight_ih_l0.dtype}; expected torch.float32 or "
-                            "torch.float64")
-        arrays = {name: t.detach().cpu().numpy() for name, t in rnn.state_dict().items()}
-        by = (linear.bias.detach().cpu().numpy() if linear.bias is not None
-              else np.zeros(linear.out_features))
-        arrays["Wyh"], arrays["by"] = linear.weight.detach().cpu().numpy(), by[:, None]
-        if fused:
-            bh = np.zeros(rnn.hidden_size)
-            for name in ("bias_ih_l0", "bias_hh_l0"):
-                if name in arrays:
-                    bh = bh + arrays.pop(name).astype(np.float64)
-            arrays = {"Whx": arrays.pop("weight_ih_l0"), "Whh": arrays.pop("weight_hh_l0"),
-                      "bh": bh[:, None], **arrays}
-            return cls._from_arrays(arrays, dtype, "torch modules")
-        return cls._from_arrays(arrays, dtype, "torch modules", cell=cell,
-                                num_layers=rnn.num_layers, nonlinearity=nonlinearity,
-                                dropout=rnn.dropout)
+        return model_from_torch(cls, rnn, linear)
 
     def to_torch(self):
         """``(torch.nn.RNN(batch_first=True), torch.nn.Linear)`` with these weights.
@@ -644,31 +593,6 @@ class RNNModel:
         GRU model, an ``nn.LSTM`` / ``nn.GRU`` (``batch_first=True``) with its
         ``state_dict``.
         """
-        import torch
+        from rnnfast._torch_interchange import model_to_torch
 
-        tdtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
-        dt = tdtype[self.dtype]
-        if self._rnn is not None:
-            kind = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}[self.cell]
-            kwargs = {"nonlinearity": self.nonlinearity} if kind == "RNN" else {}
-            rnn = getattr(torch.nn, kind)(self.input_size, self.hidden_size, self.num_layers,
-                                          batch_first=True, dropout=self.dropout, dtype=dt,
-                                          **kwargs)
-            rnn.load_state_dict({k: torch.from_numpy(v.copy())
-                                 for k, v in self._rnn.named_parameters()})
-            linear = torch.nn.Linear(self.hidden_size, self.output_size, dtype=dt)
-            with torch.no_grad():
-                linear.weight.copy_(torch.from_numpy(self.parameters["Wyh"]))
-                linear.bias.copy_(torch.from_numpy(self.parameters["by"][:, 0].copy()))
-            return rnn, linear
-        rnn = torch.nn.RNN(self.input_size, self.hidden_size, batch_first=True, dtype=dt)
-        linear = torch.nn.Linear(self.hidden_size, self.output_size, dtype=dt)
-        p = self.parameters
-        with torch.no_grad():
-            rnn.weight_ih_l0.copy_(torch.from_numpy(p["Whx"]))
-            rnn.weight_hh_l0.copy_(torch.from_numpy(p["Whh"]))
-            rnn.bias_ih_l0.copy_(torch.from_numpy(p["bh"][:, 0].copy()))
-            rnn.bias_hh_l0.zero_()
-            linear.weight.copy_(torch.from_numpy(p["Wyh"]))
-            linear.bias.copy_(torch.from_numpy(p["by"][:, 0].copy()))
-        return rnn, linear
+        return model_to_torch(self)
