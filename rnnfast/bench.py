@@ -555,7 +555,8 @@ def print_table(results, out=None):
 def print_train_table(results, out=None):
     """One line per training-step case: rnnfast's and torch's times and their ratio."""
     for r in results:
-        print(f"{r['shape']:10s} {r['dims']:32s} rnnfast {_fmt_time(r['seconds']['rnnfast']):>10s}"
+        print(f"{r['shape']:10s} {r['dims']:32s} "
+              f"rnnfast {_fmt_time(r['seconds']['rnnfast']):>10s}"
               f"  torch {_fmt_time(r['seconds']['torch']):>10s}  "
               f"{_fmt_ratio(r['vs_torch'], r['target_vs_torch'])}", file=out)
 
@@ -592,7 +593,7 @@ def measure_memory(shape=MEMORY_SHAPE, dtype=np.float64):
 
 
 def plot(results, path):
-    """Bar chart of the ratios to ``path`` (matplotlib, checked by :func:`rnnfast.cli.bench.check_args`)."""
+    """Bar chart of the ratios to ``path`` (matplotlib; the command line checks ``path`` first)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

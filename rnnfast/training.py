@@ -166,7 +166,8 @@ def _duration(seconds):
 
 
 class _Progress:
-    """tqdm when installed and stderr is a terminal, a plain line otherwise; silent off a terminal."""
+    """tqdm when installed and stderr is a terminal, a plain line otherwise; silent off a
+    terminal."""
 
     def __init__(self, total, enabled):
         self.bar = None
@@ -251,15 +252,6 @@ def physical_memory():
     return size if size > 0 else None
 
 
-def physical_memory():
-    """Bytes of physical memory of this machine, or None where the system does not say."""
-    try:
-        size = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        return None
-    return size if size > 0 else None
-
-
 def _check_training_size(s, n_vocab, seq_len):
     """Refuse a model that cannot fit the machine, before allocating it."""
     if s.hidden * seq_len > INT_MAX:
@@ -302,52 +294,6 @@ def evaluate(model, data, batch, seq_len):
 def _reason(exc):
     """What went wrong in an ``OSError``, in a few words: ``No space left on device``."""
     return exc.strerror or str(exc) or type(exc).__name__
-
-
-class _Progress:
-    """tqdm when installed and stderr is a terminal, a plain line otherwise; silent off a terminal."""
-
-    def __init__(self, total, enabled):
-        self.bar = None
-        self.enabled = enabled
-        self.total = total
-        if enabled:
-            try:
-                from tqdm import tqdm  # noqa: F401 (optional)
-            except ImportError:
-                tqdm = None
-            if tqdm is not None:
-                self.bar = tqdm(total=total, unit="step", file=sys.stderr)
-
-    def update(self, step, loss, chars_per_second=None, eta=None):
-        if self.bar is not None:
-            self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-            self.bar.update(1)
-        elif self.enabled and (step % max(1, self.total // 100) == 0 or step == self.total):
-            rate = "" if chars_per_second is None else f"  {chars_per_second:,.0f} chars/s"
-            left = "" if eta is None else f"  ETA {_duration(eta)}"
-            print(f"\rstep {step}/{self.total}  loss {loss:.4f}{rate}{left}", end="",
-                  file=sys.stderr, flush=True)
-
-    def write(self, text, file=None):
-        """Print ``text`` (to stdout, or ``file``) on lines of its own, off the progress line."""
-        file = sys.stdout if file is None else file
-        if self.bar is not None:
-            self.bar.write(text, file=file)
-        else:
-            if self.enabled:
-                print(file=sys.stderr)
-            print(text, file=file, flush=True)
-
-    def warn(self, text):
-        """Print the one line ``warning: text`` to stderr."""
-        self.write(f"warning: {text}", file=sys.stderr)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-        elif self.enabled:
-            print(file=sys.stderr)
 
 
 class _Log:

@@ -90,8 +90,9 @@ def add_parser(commands):
                                         "100 iterations.")
     p.add_argument("--iterations", type=int, default=100, help="Adam steps")
     p.add_argument("--lr", type=float, default=0.1, help="Adam's learning rate")
-    p.add_argument("--seed", type=int, default=0, help="a number that fixes the random initial weights (the "
-                        "same number, the same run)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="a number that fixes the random initial weights (the same number, the "
+                        "same run)")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32",
                    help="the model's floating-point type")
     p.add_argument("--compare-torch", action="store_true",

@@ -27,8 +27,8 @@ def add_parser(commands):
                    help="text the model reads first, printed before what it makes (default: "
                         "none, the first character is drawn uniformly)")
     p.add_argument("--seed", type=int, default=None,
-                   help="a number that fixes the random choices: the same number gives the same text "
-                        "(default: different text each run)")
+                   help="a number that fixes the random choices: the same number gives the "
+                        "same text (default: different text each run)")
     p.set_defaults(run=run)
 
 

@@ -62,8 +62,9 @@ def add_parser(commands):
     p.add_argument("--log", metavar="FILE.jsonl",
                    help="append one JSON record per evaluation (step, losses, speed) "
                         "(default: no log)")
-    p.add_argument("--seed", type=int, default=0, help="a number that fixes the random initial weights and "
-                        "dropout masks (the same number, the same run)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="a number that fixes the random initial weights and dropout masks (the "
+                        "same number, the same run)")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bar (default: a progress bar on a terminal)")
     p.set_defaults(run=run)
