@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnnfast import distributed, optim
+from rnnfast._progress import JsonLog, Progress, reason
 from rnnfast._validation import INT_MAX
 from rnnfast.checkpoint import CheckpointError, load_checkpoint, model_arrays, save_checkpoint
 from rnnfast.cli.checks import (OptionError, check_distinct_files, check_float, check_int,
@@ -155,63 +156,6 @@ def _check_files(s):
                          allowed={(checkpoint[0], "--resume")})
 
 
-def _duration(seconds):
-    """``1h02m``, ``3m05s`` or ``12s``."""
-    seconds = int(round(seconds))
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    if seconds >= 60:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds}s"
-
-
-class _Progress:
-    """tqdm when installed and stderr is a terminal, a plain line otherwise; silent off a
-    terminal."""
-
-    def __init__(self, total, enabled):
-        self.bar = None
-        self.enabled = enabled
-        self.total = total
-        if enabled:
-            try:
-                from tqdm import tqdm  # noqa: F401 (optional)
-            except ImportError:
-                tqdm = None
-            if tqdm is not None:
-                self.bar = tqdm(total=total, unit="step", file=sys.stderr)
-
-    def update(self, step, loss, chars_per_second=None, eta=None):
-        if self.bar is not None:
-            self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-            self.bar.update(1)
-        elif self.enabled and (step % max(1, self.total // 100) == 0 or step == self.total):
-            rate = "" if chars_per_second is None else f"  {chars_per_second:,.0f} chars/s"
-            left = "" if eta is None else f"  ETA {_duration(eta)}"
-            print(f"\rstep {step}/{self.total}  loss {loss:.4f}{rate}{left}", end="",
-                  file=sys.stderr, flush=True)
-
-    def write(self, text, file=None):
-        """Print ``text`` (to stdout, or ``file``) on lines of its own, off the progress line."""
-        file = sys.stdout if file is None else file
-        if self.bar is not None:
-            self.bar.write(text, file=file)
-        else:
-            if self.enabled:
-                print(file=sys.stderr)
-            print(text, file=file, flush=True)
-
-    def warn(self, text):
-        """Print the one line ``warning: text`` to stderr."""
-        self.write(f"warning: {text}", file=sys.stderr)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-        elif self.enabled:
-            print(file=sys.stderr)
-
-
 def training_memory(n_vocab, n_hidden, batch, seq_len, itemsize=4, cell="rnn"):
     """Bytes the training loop of ``train`` holds at once (an estimate from above).
 
@@ -289,46 +233,6 @@ def evaluate(model, data, batch, seq_len):
     finally:
         model.train(was_training)
     return total / count
-
-
-def _reason(exc):
-    """What went wrong in an ``OSError``, in a few words: ``No space left on device``."""
-    return exc.strerror or str(exc) or type(exc).__name__
-
-
-class _Log:
-    """The ``--log`` file: one JSON record a line.  A failing write (a full disk) warns once
-    and ends the log, not the training."""
-
-    def __init__(self, path, progress):
-        self.path, self.progress, self.file = path, progress, None
-        if path:
-            try:
-                self.file = open(path, "a", encoding="utf-8")
-            except OSError as exc:
-                self._failed(exc)
-
-    def write(self, record):
-        if self.file is None:
-            return
-        try:
-            self.file.write(json.dumps(record) + "\n")
-            self.file.flush()
-        except OSError as exc:
-            self._failed(exc)
-
-    def _failed(self, exc):
-        self.progress.warn(f"--log {self.path}: {_reason(exc)}; no more records are written to "
-                           "it (training goes on)")
-        self.close()
-
-    def close(self):
-        file, self.file = self.file, None
-        if file is not None:
-            try:
-                file.close()
-            except OSError:           # the records that could not be written
-                pass
 
 
 def _fallback_paths(path):
@@ -658,8 +562,8 @@ class _Run:
              self.history) = _restore_agreed(s, vocab, model, self.opt, self.comm, self.rows,
                                              self.text_digest)
             self.say(f"resumed from {s.resume} at step {self.start_step}", flush=True)
-        self.progress = _Progress(s.steps, self.root and sys.stderr.isatty() and not s.quiet)
-        self.log = _Log(s.log if self.root else None, self.progress)
+        self.progress = Progress(s.steps, self.root and sys.stderr.isatty() and not s.quiet)
+        self.log = JsonLog(s.log if self.root else None, self.progress)
         self.start = time.perf_counter()
 
     # -- the loop -------------------------------------------------------------------
@@ -724,7 +628,7 @@ class _Run:
                 self.progress.write(f"step {step}: checkpoint written to {self.checkpoint}")
         elif signum is None:
             self.progress.warn(f"could not write the checkpoint {self.checkpoint} at step "
-                               f"{step} ({_reason(error)}); training goes on")
+                               f"{step} ({reason(error)}); training goes on")
         return None if signum is None else self._stopped(step, signum, where, error)
 
     def _stopped(self, step, signum, where, error):
@@ -737,11 +641,11 @@ class _Run:
                      f"{checkpoint} (continue with --resume {checkpoint})", flush=True)
         elif where is not None:
             self.say(f"stopped by {name} after step {step}; could not write {checkpoint} "
-                     f"({_reason(error)}): checkpoint written to {where} instead (continue "
+                     f"({reason(error)}): checkpoint written to {where} instead (continue "
                      f"with --resume {where})", flush=True)
         else:
             return TrainingResult(signum, f"stopped by {name} after step {step}; could not "
-                                  f"write the checkpoint {checkpoint} ({_reason(error)}) nor "
+                                  f"write the checkpoint {checkpoint} ({reason(error)}) nor "
                                   f"a copy in {tempfile.gettempdir()} or the current folder")
         return TrainingResult(signum)
 
@@ -809,17 +713,17 @@ class _Run:
             try:
                 _plot(s.plot, self.curve, self.history)
             except OSError as exc:
-                raise TrainingError(f"--plot {s.plot}: {_reason(exc)}") from None
+                raise TrainingError(f"--plot {s.plot}: {reason(exc)}") from None
             print(f"plotted {s.plot}")
 
     def _save(self):
         s = self.s
         where, error = _write_somewhere(self.model.save, s.save)
         if error is not None and where is not None:
-            raise TrainingError(f"--save {s.save}: {_reason(error)}; the model was written to "
+            raise TrainingError(f"--save {s.save}: {reason(error)}; the model was written to "
                                 f"{where} instead")
         if error is not None:
-            raise TrainingError(f"--save {s.save}: {_reason(error)}, and no copy could be "
+            raise TrainingError(f"--save {s.save}: {reason(error)}, and no copy could be "
                                 f"written to {tempfile.gettempdir()} or the current folder"
                                 + ("" if self.written is None else f"; the checkpoint "
                                    f"{self.checkpoint} holds step {self.written}"))
