@@ -1,14 +1,18 @@
-"""rnnfast: a vanilla RNN whose forward pass and backpropagation through time run
-in compiled Cython kernels.
+"""rnnfast: recurrent networks (RNN, LSTM, GRU) whose forward pass and backpropagation
+through time run in compiled Cython kernels.
 
-The functions below are drop-in replacements for the plain NumPy ones in
-:mod:`rnnfast.reference` (same arguments, shapes, dict keys and cache format).
+``rnn_forward``, ``rnn_backward`` and the other functions below are drop-in
+replacements for the plain NumPy ones in :mod:`rnnfast.reference` (same
+arguments, shapes, dict keys and cache format); :class:`RNN`, :class:`LSTM`
+and :class:`GRU` are NumPy modules with PyTorch's semantics; :class:`RNNModel`
+and :mod:`rnnfast.optim` train a char-level model (:mod:`rnnfast.training`,
+``python -m rnnfast train``).
 """
 
-from rnnfast import _cli
+from rnnfast.cli import startup as _startup
 
-if _cli.starting_as_command():            # `python -m rnnfast ...`: Ctrl-C during the
-    _cli.exit_quietly_on_interrupt()       # imports below exits 130 in one line
+if _startup.starting_as_command():            # `python -m rnnfast ...`: Ctrl-C during the
+    _startup.exit_quietly_on_interrupt()       # imports below exits 130 in one line
 
 try:
     from rnnfast import _kernels  # noqa: F401

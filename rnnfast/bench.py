@@ -31,8 +31,6 @@ an older one than the CPU supports the benchmark says so, since the roof and
 every BLAS-bound time then drop.
 """
 
-import argparse
-import json
 import os
 import platform
 import statistics
@@ -44,8 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import rnnfast
-from rnnfast import _kernels, reference
-from rnnfast._cli import check_float, check_int, check_output_path, check_plot_path, fail
+from rnnfast import reference
 
 
 @dataclass(frozen=True)
@@ -356,12 +353,12 @@ def machine_info(torch):
         "rnnfast": rnnfast.__version__,
         "torch": None if torch is None else torch.__version__,
         "machine": platform.machine(),
-        "processor": _cpu_name(),
+        "processor": cpu_name(),
         "cpu_count": os.cpu_count(),
     }
 
 
-def _cpu_name():
+def cpu_name():
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -555,6 +552,25 @@ def print_table(results, out=None):
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)), file=out)
 
 
+def print_train_table(results, out=None):
+    """One line per training-step case: rnnfast's and torch's times and their ratio."""
+    for r in results:
+        print(f"{r['shape']:10s} {r['dims']:32s} "
+              f"rnnfast {_fmt_time(r['seconds']['rnnfast']):>10s}"
+              f"  torch {_fmt_time(r['seconds']['torch']):>10s}  "
+              f"{_fmt_ratio(r['vs_torch'], r['target_vs_torch'])}", file=out)
+
+
+def print_memory(memory, out=None):
+    """The peak memory of :func:`measure_memory`'s result, against the essential bytes."""
+    print(f"\npeak memory of forward + backward at n_x,n_h,n_y,m,T = {memory['shape']} "
+          f"(float64), relative to x + h + y + dx ({memory['essential_bytes'] / 2**20:.1f} MiB):",
+          file=out)
+    for name in ("rnnfast", "numpy"):
+        print(f"  {name}: {memory[name]['peak_bytes'] / 2**20:.1f} MiB = "
+              f"{memory[name]['ratio']:.2f}x", file=out)
+
+
 def measure_memory(shape=MEMORY_SHAPE, dtype=np.float64):
     """Peak traced memory of forward + backward, for rnnfast and the reference.
 
@@ -577,7 +593,7 @@ def measure_memory(shape=MEMORY_SHAPE, dtype=np.float64):
 
 
 def plot(results, path):
-    """Bar chart of the ratios to ``path`` (matplotlib, checked by ``check_args``)."""
+    """Bar chart of the ratios to ``path`` (matplotlib; the command line checks ``path`` first)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -601,154 +617,11 @@ def plot(results, path):
     plt.close(fig)
 
 
-def build_parser(parser=None):
-    if parser is None:
-        parser = argparse.ArgumentParser(prog="python -m rnnfast bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="a smoke test of about a minute: few short samples, the small "
-                             f"shapes ({', '.join(QUICK_SHAPES)}) and module cases "
-                             f"({', '.join(QUICK_MODULES)}) unless --shapes/--modules name "
-                             "others; ratios are rough")
-    parser.add_argument("--shapes", nargs="+", metavar="NAME", choices=list(SHAPES),
-                        default=None, help=f"shapes to run (default: all of {', '.join(SHAPES)})")
-    parser.add_argument("--dtype", choices=["float32", "float64", "both"], default="both")
-    parser.add_argument("--forward-only", action="store_true", help="time the forward pass alone")
-    parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
-    parser.add_argument("--samples", type=int, default=None,
-                        help="samples per implementation (default 15, 3 with --quick)")
-    parser.add_argument("--min-sample-ms", type=float, default=None,
-                        help="minimum duration of one sample (default 20 ms, 2 ms with --quick)")
-    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    parser.add_argument("--plot", metavar="FILE.png", help="bar chart of the ratios (needs matplotlib)")
-    parser.add_argument("--modules", nargs="*", metavar="NAME",
-                        choices=[*MODULE_SHAPES, "none"], default=None,
-                        help="torch-module-shaped cases: rnnfast.RNN/LSTM/GRU against torch.nn's "
-                             "(default: all, when "
-                             f"torch is installed; none: skip); {', '.join(MODULE_SHAPES)}")
-    parser.add_argument("--memory", action="store_true",
-                        help=f"also measure peak memory at {MEMORY_SHAPE} (n_x,n_h,n_y,m,T)")
-    parser.add_argument("--train", action="store_true",
-                        help="also time a whole char-model training step (forward, loss, "
-                             "backward, clipping, Adam) against the same model in torch "
-                             "(float32; needs torch)")
-    return parser
-
-
-def check_args(args):
-    """Refuse bad options before any timing: one line ``error: ...`` (SystemExit)."""
-    if args.samples is not None:
-        check_int("--samples", args.samples, 1)
-    if args.min_sample_ms is not None:
-        check_float("--min-sample-ms", args.min_sample_ms)
-    if args.modules and "none" in args.modules and len(args.modules) > 1:
-        fail(f"--modules none skips the module cases; it cannot be combined with "
-             f"{', '.join(m for m in args.modules if m != 'none')}")
-    if args.json:
-        check_output_path("--json", args.json)
-    if args.plot:
-        check_plot_path("--plot", args.plot)
-
-
-def run(args):
-    check_args(args)
-    if args.samples is None:
-        args.samples = 3 if args.quick else 15
-    if args.min_sample_ms is None:
-        args.min_sample_ms = 2.0 if args.quick else 20.0
-    if args.shapes is None:
-        args.shapes = list(QUICK_SHAPES if args.quick else SHAPES)
-    if args.modules == ["none"]:
-        args.modules = []          # the same as a bare --modules
-    elif args.modules is None:
-        args.modules = list(QUICK_MODULES if args.quick else MODULE_SHAPES)
-    torch = None if args.no_torch else import_torch()
-    dtypes = ["float32", "float64"] if args.dtype == "both" else [args.dtype]
-
-    print(f"rnnfast {rnnfast.__version__} benchmark: "
-          f"{'forward' if args.forward_only else 'forward + BPTT'}, "
-          f"median of {args.samples} interleaved samples; ratios = other time / rnnfast time")
-    print(f"machine: {_cpu_name()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-          f"NumPy {np.__version__}")
-    threads = thread_report(torch)
-    for line in threads:
-        print(f"  {line}")
-    if args.no_torch:
-        print("  torch: skipped (--no-torch)")
-    elif torch is None:
-        print("  torch: not installed (pip install torch to compare with nn.RNN)")
-    print("  " + ", ".join(f"{k}={os.environ.get(k, 'unset')}" for k in BLAS_ENV))
-    print(f"  rnnfast's kernels call {_kernels.blas_in_use()}'s BLAS"
-          + (f" ({_kernels.NUMPY_BLAS})" if _kernels.blas_in_use() == "numpy" else ""))
-    warning = coretype_warning()
-    if warning:
-        print(warning)
-    print("roof: time of NumPy matmul on the same matrix products; 100% = as fast as that")
-    print(f"mixed: rnnfast's time alone / its time right after a {MIXED_MATMUL}x{MIXED_MATMUL} "
-          "NumPy matmul; 1.00 = unaffected")
-
-    results = []
-    for dtype_name in dtypes:
-        print(f"\n{dtype_name}")
-        dtype_results = []
-        for name in args.shapes:
-            dtype_results.append(bench_shape(name, SHAPES[name], np.dtype(dtype_name), torch, args))
-        print_table(dtype_results)
-        results += dtype_results
-
-    report = {"machine": machine_info(torch), "threads": threads,
-              "samples": args.samples, "results": results}
-    modules = args.modules
-    if torch is not None and modules and not args.forward_only:
-        print("\ntorch-module-shaped: rnnfast.RNN/LSTM/GRU vs torch.nn's, forward + backward "
-              "(time-major input, zero initial state)")
-        module_results = []
-        for dtype_name in dtypes:
-            for name in modules:
-                module_results.append(bench_module_shape(name, MODULE_SHAPES[name],
-                                                         np.dtype(dtype_name), torch, args))
-        for dtype_name in dtypes:
-            print(dtype_name)
-            print_module_table([r for r in module_results if r["dtype"] == dtype_name])
-        report["modules"] = module_results
-    if args.train and torch is not None:
-        print("\ntraining step: RNNModel + clip_grad_norm + Adam vs nn.RNN + nn.Linear + "
-              "CrossEntropyLoss + clip_grad_norm_ + torch.optim.Adam (float32, one-hot input, "
-              "same weights and batches)")
-        train_results = [bench_train_step(name, case, torch, args)
-                         for name, case in TRAIN_CASES.items()]
-        for r in train_results:
-            print(f"{r['shape']:10s} {r['dims']:32s} rnnfast {_fmt_time(r['seconds']['rnnfast']):>10s}"
-                  f"  torch {_fmt_time(r['seconds']['torch']):>10s}  "
-                  f"{_fmt_ratio(r['vs_torch'], r['target_vs_torch'])}")
-        report["train"] = train_results
-    elif args.train:
-        print("\ntraining step: skipped (torch is not installed)")
-    if args.memory:
-        memory = measure_memory()
-        report["memory"] = memory
-        print(f"\npeak memory of forward + backward at n_x,n_h,n_y,m,T = {memory['shape']} "
-              f"(float64), relative to x + h + y + dx ({memory['essential_bytes'] / 2**20:.1f} MiB):")
-        for name in ("rnnfast", "numpy"):
-            print(f"  {name}: {memory[name]['peak_bytes'] / 2**20:.1f} MiB = "
-                  f"{memory[name]['ratio']:.2f}x")
-    if args.json:
-        try:
-            with open(args.json, "w") as f:
-                json.dump(report, f, indent=2)
-        except OSError as exc:
-            fail(f"--json {args.json}: {exc.strerror or exc}; the results are printed above")
-        print(f"\nwrote {args.json}")
-    if args.plot:
-        try:
-            plot(results, args.plot)
-        except OSError as exc:
-            fail(f"--plot {args.plot}: {exc.strerror or exc}; the results are printed above")
-        print(f"wrote {args.plot}")
-    return report
-
-
 def main(argv=None):
-    run(build_parser().parse_args(argv))
+    """``python -m rnnfast bench`` as a script (``bench/bench_rnn.py``)."""
+    from rnnfast.cli.bench import main as bench_main
+
+    return bench_main(argv)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,13 @@ Nothing in a checkpoint is ever unpickled.
 
 import hashlib
 import json
-import os
 
 import numpy as np
 
-from rnnfast.model import write_npz_atomically
+from rnnfast._io import HEADER, NotAnArchive, read_npz_with_header, write_npz_with_header
+from rnnfast.model import RNNModel
 
-__all__ = ["save_checkpoint", "load_checkpoint", "CheckpointError"]
+__all__ = ["save_checkpoint", "load_checkpoint", "model_from_checkpoint", "CheckpointError"]
 
 FORMAT = "rnnfast.checkpoint/1"
 
@@ -43,8 +43,7 @@ def save_checkpoint(path, meta, arrays):
     """
     meta = dict(meta, format=FORMAT)
     meta["digest"] = _digest(meta, arrays)
-    write_npz_atomically(path, {"__meta__": np.array(json.dumps(meta)), **arrays},
-                         "a checkpoint")
+    write_npz_with_header(path, meta, arrays, "a checkpoint")
 
 
 def load_checkpoint(path):
@@ -59,16 +58,11 @@ def load_checkpoint(path):
         damaged or edited (the digest does not match).
     """
     try:
-        with open(os.fspath(path), "rb") as f:
-            if not f.read(4).startswith((b"PK\x03\x04", b"PK\x05\x06")):
-                raise CheckpointError("not an .npz archive")
-            f.seek(0)
-            with np.load(f, allow_pickle=False) as data:
-                meta = json.loads(str(data["__meta__"]))
-                arrays = {k: data[k] for k in data.files if k != "__meta__"}
+        with read_npz_with_header(path) as (meta, data):
+            arrays = {k: data[k] for k in data.files if k != HEADER}
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
-    except CheckpointError as exc:
+    except NotAnArchive as exc:
         raise CheckpointError(f"{path} is not an rnnfast checkpoint ({exc})") from None
     except Exception as exc:       # zip, zlib, JSON: damage reads as "not a checkpoint"
         detail = " ".join(str(exc).split())          # one line, and not the whole file
@@ -82,3 +76,43 @@ def load_checkpoint(path):
         raise CheckpointError(f"{path} is damaged or was edited: its contents do not match "
                               "the digest written with it")
     return meta, arrays
+
+
+def model_arrays(arrays, model):
+    """The parameters of ``model`` in a checkpoint's ``arrays`` (``KeyError`` if one is
+    missing), keyed as ``model.parameters``."""
+    return {name: arrays[f"model/{name}"] for name in model.parameters}
+
+
+def model_from_checkpoint(path):
+    """The model of a checkpoint written by ``train``, with its vocabulary in ``metadata``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A checkpoint (``--checkpoint``), e.g. what a stopped run left.
+
+    Returns
+    -------
+    RNNModel
+
+    Raises
+    ------
+    FileNotFoundError, IsADirectoryError, PermissionError
+        As ``open`` raises them.
+    CheckpointError
+        If ``path`` is not a checkpoint, or its parameters do not fit the
+        configuration it records.
+    """
+    meta, arrays = load_checkpoint(path)
+    try:
+        config, vocab = meta["config"], meta["vocab"]
+        model = RNNModel(len(vocab), config["hidden"], len(vocab), config["layers"],
+                         dropout=config["dropout"], cell=config["cell"],
+                         dtype=np.dtype(config["dtype"]))
+        model.load_state_dict(model_arrays(arrays, model))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: a checkpoint whose model cannot be rebuilt "
+                              f"({type(exc).__name__}: {exc})") from None
+    model.metadata = {"vocab": vocab, "source": meta.get("source")}
+    return model

@@ -27,7 +27,7 @@ import os
 
 import numpy as np
 
-from rnnfast.optim import NOT_PARAMETERS
+from rnnfast._gradients import parameter_keys
 
 __all__ = ["world", "launched_by_mpi", "broadcast_parameters", "allreduce_gradients", "shard",
            "allreduce_mean"]
@@ -120,7 +120,7 @@ def allreduce_gradients(grads, comm=_WORLD):
         return grads
     from mpi4py import MPI
 
-    keys = sorted(k for k in grads if k not in NOT_PARAMETERS)
+    keys = sorted(parameter_keys(grads))
     by_dtype = {}
     for k in keys:
         a = grads[k]

@@ -5,37 +5,61 @@ It does the job of ``nn.RNN(batch_first=True)`` + ``nn.Linear`` +
 ``loss_and_grads`` the mean cross-entropy and every gradient in one call.
 """
 
-import errno
-import json
 import os
-import secrets
-import stat
-import sys
 
 import numpy as np
 
 from rnnfast import _validation as V
 from rnnfast import functional as F
-from rnnfast.modules import GRU, LSTM, RNN, check_dropout, check_module_sizes, check_size
+from rnnfast._io import NotAnArchive, read_npz_with_header, write_npz_with_header
+from rnnfast.modules import (GRU, LSTM, RNN, check_dropout, check_module_sizes, check_size,
+                             no_grad)
 
 __all__ = ["RNNModel"]
 
 _FORMAT = "rnnfast.RNNModel/1"
 
 
-def _parameter_names(cell, num_layers=1, fused=None):
+def uses_fused_kernel(cell, num_layers, nonlinearity, dropout):
+    """Whether a model of this configuration runs on the fused kernels (forward, softmax
+    cross-entropy and BPTT in one call): a one-layer tanh RNN without dropout."""
+    return cell == "rnn" and num_layers == 1 and nonlinearity == "tanh" and not dropout
+
+
+def softmax_cross_entropy(logits, labels):
+    """Per-row softmax cross-entropy and the softmax, in float64.
+
+    Parameters
+    ----------
+    logits : ndarray, shape (..., n_y)
+        Flattened to rows ``(n, n_y)``.
+    labels : ndarray of int, shape (n,)
+        The class of each row.
+
+    Returns
+    -------
+    losses : ndarray, shape (n,)
+        ``log(sum(exp(z))) - z[label]`` of each row ``z``, computed after
+        subtracting the row's maximum (no overflow).
+    probabilities : ndarray, shape (n, n_y)
+        The softmax of each row (the gradient of the loss is this minus the
+        one-hot label).
+    """
+    rows = logits.reshape(-1, logits.shape[-1]).astype(np.float64)
+    top = rows.max(axis=1, keepdims=True)
+    e = np.exp(rows - top)
+    total = e.sum(axis=1, keepdims=True)
+    picked = rows[np.arange(len(rows)), labels]
+    return np.log(total[:, 0]) + top[:, 0] - picked, e / total
+
+
+def _parameter_names(cell, num_layers, fused):
     """The parameters a model saves: the fused one-layer tanh RNN's, or the module's and the
     read-out's."""
-    if fused is None:
-        fused = cell == "rnn" and num_layers == 1
     if fused:
         return ("Whx", "Whh", "Wyh", "bh", "by")
     return tuple(f"{w}_l{k}" for k in range(num_layers)
                  for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")) + ("Wyh", "by")
-
-
-class _NotAnArchive(Exception):
-    """Raised inside :meth:`RNNModel.load` for a file that is no zip archive."""
 
 
 def _saved_config(meta):
@@ -52,114 +76,25 @@ def _saved_config(meta):
         raise ValueError(f"unknown nonlinearity {config['nonlinearity']!r}")
     if isinstance(config["dropout"], bool) or not isinstance(config["dropout"], (int, float)):
         raise ValueError(f"dropout {config['dropout']!r} is not a number")
-    config["fused"] = bool(meta.get("fused", config["cell"] == "rnn" and
-                                    config["num_layers"] == 1 and
-                                    config["nonlinearity"] == "tanh" and not config["dropout"]))
+    config["fused"] = bool(meta.get("fused", uses_fused_kernel(**config)))
     return config
-
-
-def _create_temporary(folder):
-    """``(fd, path)`` of a new, empty file in ``folder``, created as ``open(..., "wb")`` would.
-
-    Unlike ``tempfile.mkstemp`` (always ``0o600``), the mode is ``0o666``
-    masked by the umask, the mode ``np.savez`` gives a new file.
-    """
-    flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_BINARY", 0)
-    for _ in range(100):
-        tmp = os.path.join(folder, f".rnnfast-{secrets.token_hex(8)}.npz.tmp")
-        try:
-            return os.open(tmp, flags, 0o666), tmp
-        except FileExistsError:
-            continue
-        except OSError as exc:      # name the folder, not the temporary file
-            raise type(exc)(exc.errno, exc.strerror, folder) from None
-    raise FileExistsError(errno.EEXIST, "no free temporary file name", folder)
-
-
-def write_npz_atomically(path, arrays, what="a file"):
-    """``np.savez(path, **arrays)``, appearing complete or not at all.
-
-    Written to a temporary file in the same folder, flushed to disk
-    (``fsync``), then renamed over the target, and the folder is synced so
-    that the rename survives a power loss; the temporary file is removed on
-    any failure.  Permissions are those a plain ``np.savez`` gives: ``0o666``
-    masked by the umask for a new file, the existing bits for an overwritten
-    one.  A symbolic link ``path``
-    stays a link to the file, which is replaced.  ``IsADirectoryError`` (naming
-    ``what`` the file should have been) when ``path`` is a directory.
-    """
-    path = os.fspath(path)
-    target = os.path.realpath(path)           # write through a symlink, keep the link
-    try:
-        existing = os.stat(target)
-    except FileNotFoundError:
-        mode = None
-    else:
-        if stat.S_ISDIR(existing.st_mode):
-            raise IsADirectoryError(errno.EISDIR, f"is a directory, not {what}", path)
-        mode = stat.S_IMODE(existing.st_mode)
-    fd, tmp = _create_temporary(os.path.dirname(target))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if mode is not None:     # before any byte is written
-                if hasattr(os, "fchmod"):
-                    os.fchmod(f.fileno(), mode)
-                else:
-                    os.chmod(tmp, mode)
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())     # the bytes are on disk before the name points at them
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    # make the rename durable (POSIX); Windows cannot open a folder, some file systems
-    # refuse to sync one: the file itself is on disk either way
-    try:
-        folder = os.open(os.path.dirname(target), os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(folder)
-    except OSError:
-        pass
-    finally:
-        os.close(folder)
-
-
-def _type_name(obj):
-    """The public dotted name of ``type(obj)``: ``torch.nn.LSTM``, ``rnnfast.RNN``, ``NoneType``."""
-    cls = type(obj)
-    if cls.__module__ == "builtins":
-        return cls.__qualname__
-    parts = cls.__module__.split(".")
-    for i in range(1, len(parts) + 1):
-        prefix = ".".join(parts[:i])
-        if getattr(sys.modules.get(prefix), cls.__qualname__, None) is cls:
-            return f"{prefix}.{cls.__qualname__}"
-    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 CELLS = ("rnn", "lstm", "gru")
 
-# torch.nn.RNNBase's modes: (cell, nonlinearity)
-_TORCH_MODES = {"RNN_TANH": ("rnn", "tanh"), "RNN_RELU": ("rnn", "relu"),
-                "LSTM": ("lstm", "tanh"), "GRU": ("gru", "tanh")}
-
-
 class RNNModel:
-    """A one-layer recurrent network with a linear output layer.
+    """A recurrent network (one or more layers) with a linear output layer.
 
-    With ``cell="rnn"``: ``h_t = tanh(Whx x_t + Whh h_{t-1} + bh)``,
-    ``logits_t = Wyh h_t + by``, all in one compiled call.  With ``"lstm"``
-    or ``"gru"`` the recurrence is a one-layer :class:`rnnfast.LSTM` /
-    :class:`rnnfast.GRU` (``batch_first``), its parameters named as in
-    torch's ``state_dict`` (``weight_ih_l0``, ``weight_hh_l0``,
-    ``bias_ih_l0``, ``bias_hh_l0``) next to ``Wyh`` and ``by``; the state
-    carried between chunks is ``(h, c)`` for the LSTM.
+    A one-layer tanh RNN without dropout (``cell="rnn"``, the default):
+    ``h_t = tanh(Whx x_t + Whh h_{t-1} + bh)``, ``logits_t = Wyh h_t + by``,
+    all in one compiled call.  Otherwise (``"lstm"``, ``"gru"``, ``relu``,
+    ``num_layers > 1`` or ``dropout``) the recurrence is an
+    :class:`rnnfast.RNN` / :class:`rnnfast.LSTM` / :class:`rnnfast.GRU`
+    (``batch_first``), its parameters named as in torch's ``state_dict``
+    (``weight_ih_l0``, ``weight_hh_l0``, ``bias_ih_l0``, ``bias_hh_l0``, then
+    ``_l1``...) next to ``Wyh`` and ``by``; the state carried between chunks
+    is ``(h, c)`` for the LSTM, and ``(num_layers, m, n_h)`` with more than
+    one layer.
 
     Parameters
     ----------
@@ -170,7 +105,8 @@ class RNNModel:
     dtype : float32 or float64, keyword-only
         Dtype of the parameters and of every computation.
     seed : int or None, keyword-only
-        Seed of the initialisation: every parameter is drawn uniformly from
+        Fixes the random initial values (the same number gives the same
+        model; None: different each time): every parameter is drawn uniformly from
         ``(-1/sqrt(n_h), 1/sqrt(n_h))``, the ranges ``nn.RNN`` and
         ``nn.Linear(n_h, n_y)`` use.  (``nn.RNN`` draws two biases and adds
         them; here ``bh`` is one draw.)
@@ -210,8 +146,7 @@ class RNNModel:
         rng = np.random.default_rng(seed)
         bound = 1 / np.sqrt(n_h)
         self.cell, self.num_layers, self.nonlinearity = cell, int(num_layers), nonlinearity
-        fused = cell == "rnn" and self.num_layers == 1 and nonlinearity == "tanh" and not dropout
-        if fused:
+        if uses_fused_kernel(cell, self.num_layers, nonlinearity, dropout):
             # the fused kernels: forward, softmax cross-entropy and BPTT in one call
             shapes = {"Whx": (n_h, n_x), "Whh": (n_h, n_h), "Wyh": (n_y, n_h),
                       "bh": (n_h, 1), "by": (n_y, 1)}
@@ -269,6 +204,48 @@ class RNNModel:
         ``rnnfast.optim.Adam(model.named_parameters())``, updates the model.
         """
         return list(self.parameters.items())
+
+    def state_dict(self):
+        """A dict of copies of every parameter, keyed as :attr:`parameters`."""
+        return {name: a.copy() for name, a in self.parameters.items()}
+
+    def load_state_dict(self, state_dict):
+        """Copy the parameters of ``state_dict`` (as :meth:`state_dict` returned it) in place.
+
+        Raises
+        ------
+        KeyError
+            If the keys are not exactly those of :attr:`parameters`.
+        ValueError
+            If an array's shape or dtype is not the parameter's.  Nothing
+            changes unless every entry fits.
+        """
+        missing = [k for k in self.parameters if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in self.parameters]
+        if missing or unexpected:
+            raise KeyError(f"state_dict does not match: missing {missing}, "
+                           f"unexpected {unexpected}")
+        arrays = {name: np.asarray(state_dict[name]) for name in self.parameters}
+        for name, p in self.parameters.items():
+            a = arrays[name]
+            if a.shape != p.shape or a.dtype != p.dtype:
+                raise ValueError(f"parameter {name} is {a.dtype} {a.shape}, expected "
+                                 f"{p.dtype} {p.shape}")
+        for name, p in self.parameters.items():
+            p[...] = arrays[name]
+
+    def get_rng_state(self):
+        """The state of the generator of the dropout masks (None: the model has none).
+
+        A JSON-serialisable dict; with :meth:`set_rng_state` a stopped run
+        continues with the masks it would have drawn.
+        """
+        return None if self._rnn is None else self._rnn.get_rng_state()
+
+    def set_rng_state(self, state):
+        """Restore what :meth:`get_rng_state` returned (None: nothing to restore)."""
+        if self._rnn is not None and state is not None:
+            self._rnn.set_rng_state(state)
 
     def __repr__(self):
         extra = "".join(f", {k}={v!r}" for k, v, default in (
@@ -347,16 +324,17 @@ class RNNModel:
     # -- gated cells: the module, then the read-out in NumPy ------------------
 
     def _check_live_parameters(self):
+        module_parameters = dict(self._rnn.named_parameters())
         for name, a in self.parameters.items():
-            expected = (self._rnn._params[name].shape if name in self._rnn._params
+            expected = (module_parameters[name].shape if name in module_parameters
                         else (self.output_size, self.hidden_size) if name == "Wyh"
                         else (self.output_size, 1))
             if (not isinstance(a, np.ndarray) or a.shape != expected or a.dtype != self.dtype
                     or not a.flags.c_contiguous):
                 raise ValueError(f"parameters[{name!r}] must be a C-contiguous "
                                  f"{self.dtype.name} array of shape {expected}")
-            if name in self._rnn._params and a is not self._rnn._params[name]:
-                self._rnn._params[name] = a      # a replaced array: the module reads it
+            if name in module_parameters and a is not module_parameters[name]:
+                self._rnn.bind_parameter(name, a)    # a replaced array: the module reads it
 
     def _gated_inputs(self, X, h0):
         """``(x (m, T, n_x) floats, hx for the module, m, T)``, validated."""
@@ -385,11 +363,15 @@ class RNNModel:
     def _gated_forward(self, X, h0, keep=False):
         """``(logits (m, T, n_y), states (m, T, n_h), final state, m, T, cache)``.
 
-        ``cache`` is the module's cache for :meth:`RNNBase._gradients` when
+        ``cache`` is the module's cache for :meth:`RNNBase.gradients_from_cache` when
         ``keep``, else None; nothing is stored on the model or the module.
         """
         x, hx, m, n_steps = self._gated_inputs(X, h0)
-        H, finals, cache = self._rnn._forward(x, hx, None, keep)
+        if keep:
+            H, finals, cache = self._rnn.forward_with_cache(x, hx)
+        else:
+            with no_grad():
+                (H, finals), cache = self._rnn.forward(x, hx), None
         last = (lambda a: a[0].copy()) if self.num_layers == 1 else (lambda a: a.copy())
         state = (last(finals[0]), last(finals[1])) if self.cell == "lstm" else last(finals)
         p = self.parameters
@@ -399,21 +381,16 @@ class RNNModel:
     def _gated_loss(self, X, Y, h0):
         logits, H, state, m, n_steps, cache = self._gated_forward(X, h0, keep=True)
         labels = self._targets(Y, m, n_steps)
-        rows = logits.reshape(m * n_steps, -1).astype(np.float64)
-        top = rows.max(axis=1, keepdims=True)
-        e = np.exp(rows - top)
-        total = e.sum(axis=1, keepdims=True)
-        picked = rows[np.arange(m * n_steps), labels]
-        loss = float(np.mean(np.log(total[:, 0]) + top[:, 0] - picked))
-        d_logits = e / total
+        losses, d_logits = softmax_cross_entropy(logits, labels)
+        loss = float(np.mean(losses))
         d_logits[np.arange(m * n_steps), labels] -= 1
         d_logits = (d_logits / (m * n_steps)).astype(self.dtype)
         H_rows = H.reshape(m * n_steps, -1)
         p = self.parameters
         grads = {"dWyh": d_logits.T @ H_rows, "dby": d_logits.sum(axis=0)[:, None]}
-        g = self._rnn._gradients(cache, (d_logits @ p["Wyh"]).reshape(m, n_steps, -1),
-                                 [None] * len(self._rnn._cell.states))
-        grads.update({"d" + name: g[name] for name in self._rnn._params})
+        g = self._rnn.gradients_from_cache(cache,
+                                           (d_logits @ p["Wyh"]).reshape(m, n_steps, -1))
+        grads.update({"d" + name: g[name] for name, _ in self._rnn.named_parameters()})
         first = (lambda a: a[0]) if self.num_layers == 1 else (lambda a: a)
         grads["dh0"] = first(g["hx"])
         if self.cell == "lstm":
@@ -497,12 +474,10 @@ class RNNModel:
         path = os.fspath(path)
         if not isinstance(self.metadata, dict):
             raise TypeError(f"metadata must be a dict; got {type(self.metadata).__name__}")
-        meta = json.dumps({"format": _FORMAT, "dtype": self.dtype.name, "cell": self.cell,
-                           "num_layers": self.num_layers, "nonlinearity": self.nonlinearity,
-                           "dropout": self.dropout, "fused": self._rnn is None,
-                           "metadata": self.metadata})
-        write_npz_atomically(path, {"__meta__": np.array(meta), **self.parameters},
-                             "a model file")
+        meta = {"format": _FORMAT, "dtype": self.dtype.name, "cell": self.cell,
+                "num_layers": self.num_layers, "nonlinearity": self.nonlinearity,
+                "dropout": self.dropout, "fused": self._rnn is None, "metadata": self.metadata}
+        write_npz_with_header(path, meta, self.parameters, "a model file")
 
     @classmethod
     def load(cls, path):
@@ -528,17 +503,12 @@ class RNNModel:
             Nothing in the file is ever unpickled.
         """
         try:
-            with open(os.fspath(path), "rb") as f:
-                if not f.read(4).startswith((b"PK\x03\x04", b"PK\x05\x06")):
-                    raise _NotAnArchive
-                f.seek(0)
-                with np.load(f, allow_pickle=False) as data:
-                    meta = json.loads(str(data["__meta__"]))
-                    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
-                        raise ValueError("no rnnfast.RNNModel header")
-                    config = _saved_config(meta)
-                    arrays = {k: data[k] for k in _parameter_names(
-                        config["cell"], config["num_layers"], config["fused"])}
+            with read_npz_with_header(path) as (meta, data):
+                if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+                    raise ValueError("no rnnfast.RNNModel header")
+                config = _saved_config(meta)
+                arrays = {k: data[k] for k in _parameter_names(
+                    config["cell"], config["num_layers"], config["fused"])}
             dtype = meta.get("dtype")
             if dtype not in ("float32", "float64"):
                 raise ValueError(f"unknown dtype {dtype!r}")
@@ -546,10 +516,10 @@ class RNNModel:
             if not isinstance(metadata, dict):
                 raise ValueError("metadata is not a dict")
             config.pop("fused")                  # chose the parameter names; the sizes decide
-            model = cls._from_arrays(arrays, dtype, str(path), **config)
+            model = cls.from_arrays(arrays, dtype, str(path), **config)
         except (FileNotFoundError, IsADirectoryError, PermissionError):
             raise
-        except _NotAnArchive:
+        except NotAnArchive:
             raise ValueError(f"{path} is not an rnnfast model file: it is not a model saved "
                              "by RNNModel.save (not an .npz archive)") from None
         except Exception as exc:      # any damage (zip, zlib, JSON, shapes) reads as "not ours"
@@ -562,8 +532,13 @@ class RNNModel:
         return model
 
     @classmethod
-    def _from_arrays(cls, arrays, dtype, source, cell="rnn", num_layers=1, nonlinearity="tanh",
-                     dropout=0.0):
+    def from_arrays(cls, arrays, dtype, source, cell="rnn", num_layers=1, nonlinearity="tanh",
+                    dropout=0.0):
+        """A model of this configuration with the parameters ``arrays`` (name -> array).
+
+        The sizes follow the arrays' shapes; ``source`` names where they came
+        from in the ``ValueError`` raised when they do not make such a model.
+        """
         w_in = "Whx" if "Whx" in arrays else "weight_ih_l0"
         try:
             n_x = arrays[w_in].shape[1]
@@ -607,47 +582,9 @@ class RNNModel:
             A bidirectional module, no biases, ``proj_size > 0``, or sizes of
             ``rnn`` and ``linear`` that do not fit.
         """
-        import torch
+        from rnnfast._torch_interchange import model_from_torch
 
-        mode = getattr(rnn, "mode", None) if isinstance(rnn, torch.nn.RNNBase) else None
-        if mode not in _TORCH_MODES:
-            raise TypeError("rnn must be a torch.nn.RNN (unidirectional), nn.LSTM or nn.GRU, "
-                            f"or the same from rnnfast.torch; got {_type_name(rnn)}")
-        if not isinstance(linear, torch.nn.Linear):
-            raise TypeError(f"linear must be a torch.nn.Linear; got {_type_name(linear)}")
-        cell, nonlinearity = _TORCH_MODES[mode]
-        kind = cell.upper() if cell != "rnn" else "RNN"
-        proj_size = getattr(rnn, "proj_size", 0)
-        fused = (cell == "rnn" and nonlinearity == "tanh" and rnn.num_layers == 1
-                 and not rnn.dropout)
-        if rnn.bidirectional or not (rnn.bias or fused) or proj_size:
-            raise ValueError(f"from_torch needs a unidirectional nn.{kind} with biases and no "
-                             f"projection (proj_size=0); got num_layers={rnn.num_layers}, "
-                             f"bidirectional={rnn.bidirectional}, bias={rnn.bias}, "
-                             f"proj_size={proj_size}")
-        if linear.in_features != rnn.hidden_size:
-            raise ValueError(f"linear.in_features = {linear.in_features} does not match "
-                             f"rnn.hidden_size = {rnn.hidden_size}")
-        dtype = {torch.float32: "float32", torch.float64: "float64"}.get(rnn.weight_ih_l0.dtype)
-        if dtype is None:
-            raise TypeError(f"unsupported torch dtype: rnn's weights are "
-                            f"{rnn.weight_ih_l0.dtype}; expected torch.float32 or "
-                            "torch.float64")
-        arrays = {name: t.detach().cpu().numpy() for name, t in rnn.state_dict().items()}
-        by = (linear.bias.detach().cpu().numpy() if linear.bias is not None
-              else np.zeros(linear.out_features))
-        arrays["Wyh"], arrays["by"] = linear.weight.detach().cpu().numpy(), by[:, None]
-        if fused:
-            bh = np.zeros(rnn.hidden_size)
-            for name in ("bias_ih_l0", "bias_hh_l0"):
-                if name in arrays:
-                    bh = bh + arrays.pop(name).astype(np.float64)
-            arrays = {"Whx": arrays.pop("weight_ih_l0"), "Whh": arrays.pop("weight_hh_l0"),
-                      "bh": bh[:, None], **arrays}
-            return cls._from_arrays(arrays, dtype, "torch modules")
-        return cls._from_arrays(arrays, dtype, "torch modules", cell=cell,
-                                num_layers=rnn.num_layers, nonlinearity=nonlinearity,
-                                dropout=rnn.dropout)
+        return model_from_torch(cls, rnn, linear)
 
     def to_torch(self):
         """``(torch.nn.RNN(batch_first=True), torch.nn.Linear)`` with these weights.
@@ -656,31 +593,6 @@ class RNNModel:
         GRU model, an ``nn.LSTM`` / ``nn.GRU`` (``batch_first=True``) with its
         ``state_dict``.
         """
-        import torch
+        from rnnfast._torch_interchange import model_to_torch
 
-        tdtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
-        dt = tdtype[self.dtype]
-        if self._rnn is not None:
-            kind = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}[self.cell]
-            kwargs = {"nonlinearity": self.nonlinearity} if kind == "RNN" else {}
-            rnn = getattr(torch.nn, kind)(self.input_size, self.hidden_size, self.num_layers,
-                                          batch_first=True, dropout=self.dropout, dtype=dt,
-                                          **kwargs)
-            rnn.load_state_dict({k: torch.from_numpy(v.copy())
-                                 for k, v in self._rnn.named_parameters()})
-            linear = torch.nn.Linear(self.hidden_size, self.output_size, dtype=dt)
-            with torch.no_grad():
-                linear.weight.copy_(torch.from_numpy(self.parameters["Wyh"]))
-                linear.bias.copy_(torch.from_numpy(self.parameters["by"][:, 0].copy()))
-            return rnn, linear
-        rnn = torch.nn.RNN(self.input_size, self.hidden_size, batch_first=True, dtype=dt)
-        linear = torch.nn.Linear(self.hidden_size, self.output_size, dtype=dt)
-        p = self.parameters
-        with torch.no_grad():
-            rnn.weight_ih_l0.copy_(torch.from_numpy(p["Whx"]))
-            rnn.weight_hh_l0.copy_(torch.from_numpy(p["Whh"]))
-            rnn.bias_ih_l0.copy_(torch.from_numpy(p["bh"][:, 0].copy()))
-            rnn.bias_hh_l0.zero_()
-            linear.weight.copy_(torch.from_numpy(p["Wyh"]))
-            linear.bias.copy_(torch.from_numpy(p["by"][:, 0].copy()))
-        return rnn, linear
+        return model_to_torch(self)

@@ -748,6 +748,49 @@ class RNNBase:
             g_layer = d_input.reshape(n_batch, n_steps, -1)
         return g_layer, d_states0, grads
 
+    # -- for callers that run a module inside a larger computation ----------------
+
+    def get_rng_state(self):
+        """The state of the generator that draws the dropout masks (a JSON-serialisable dict).
+
+        With :meth:`set_rng_state`, a run stopped and continued draws the
+        same masks as one run without a stop.
+        """
+        return self._dropout_rng.bit_generator.state
+
+    def set_rng_state(self, state):
+        """Restore what :meth:`get_rng_state` returned."""
+        self._dropout_rng.bit_generator.state = state
+
+    def bind_parameter(self, name, array):
+        """Make ``array`` itself (no copy) the live parameter ``name``.
+
+        For a caller that holds the parameters in its own dict: an array
+        replaced there is the one the module reads.  ``array`` must be a
+        C-contiguous array of the parameter's shape and the module's dtype.
+        """
+        current = self._params[name]
+        if (not isinstance(array, np.ndarray) or array.shape != current.shape
+                or array.dtype != self.dtype or not array.flags.c_contiguous):
+            raise ValueError(f"{name} must be a C-contiguous {self.dtype.name} array of "
+                             f"shape {current.shape}")
+        self._params[name] = array
+
+    def forward_with_cache(self, input, hx=None):
+        """``(output, h_n, cache)``: :meth:`forward`, with what backward needs returned.
+
+        Nothing is stored on the module: the caller hands ``cache`` to
+        :meth:`gradients_from_cache` (any thread, any number of times).
+        """
+        return self._forward(input, hx, None, keep=True)
+
+    def gradients_from_cache(self, cache, grad_output):
+        """The gradients of the forward that made ``cache``, given ``grad_output``.
+
+        As :meth:`backward` returns them, with zero gradients of the final states.
+        """
+        return self._gradients(cache, grad_output, [None] * len(self._cell.states))
+
 
 class RNN(RNNBase):
     """Multi-layer Elman RNN with ``tanh`` or ``relu``, as ``torch.nn.RNN``.

@@ -22,6 +22,7 @@ import numpy as np
 
 from rnnfast import _updates
 from rnnfast import _validation as V
+from rnnfast._gradients import NOT_PARAMETERS, parameter_keys  # noqa: F401 (public here)
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "clip_grad_norm",
            "clip_grad_value"]
@@ -80,10 +81,20 @@ class Optimizer:
 
     _HYPERPARAMETERS = ("lr",)
 
+    @property
+    def hyperparameters(self):
+        """The settings of the update rule by name (``lr``, ``betas``...), as a new dict.
+
+        What ``state_dict()["hyperparameters"]`` holds (torch keeps the same in
+        ``param_groups``); each one can be changed by assigning the attribute
+        of its name (``opt.lr = 1e-4``) or with :meth:`load_state_dict`.
+        """
+        return {k: getattr(self, k) for k in self._HYPERPARAMETERS}
+
     def state_dict(self):
         """A copy of the optimizer's state: step count, hyperparameters, buffers by parameter."""
         return {"steps": self.steps,
-                "hyperparameters": {k: getattr(self, k) for k in self._HYPERPARAMETERS},
+                "hyperparameters": self.hyperparameters,
                 "state": {name: {k: v.copy() for k, v in st.items()}
                           for name, st in self.state.items()}}
 
@@ -346,15 +357,10 @@ class Adagrad(Optimizer):
         p += -clr * (g / (np.sqrt(s) + self.eps))
 
 
-# Entries of a gradient dict that are not parameter gradients: the inputs'
-# and initial states' (as modules' backward, rnn_loss and RNNModel name them).
-NOT_PARAMETERS = frozenset({"input", "hx", "cx", "dx", "dh0", "dc0", "dxt", "dh_prev"})
-
-
 def _parameter_gradients(grads):
     if not isinstance(grads, dict):
         raise TypeError("grads must be a dict of gradient arrays")
-    arrays = [a for k, a in grads.items() if k not in NOT_PARAMETERS]
+    arrays = [grads[k] for k in parameter_keys(grads)]
     if not arrays:
         raise ValueError("grads holds none of the parameter gradients (only "
                          f"{', '.join(sorted(grads)) or 'nothing'}: inputs' and initial "

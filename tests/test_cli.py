@@ -232,24 +232,24 @@ def test_command_line_errors_are_one_line_without_traceback(args, text_file, tmp
 
 
 def test_train_refuses_a_model_bigger_than_the_machine(text_file, monkeypatch, capsys):
-    from rnnfast import charrnn
-    monkeypatch.setattr(charrnn, "physical_memory", lambda: 2**30)
+    from rnnfast import training
+    monkeypatch.setattr(training, "physical_memory", lambda: 2**30)
     with pytest.raises(SystemExit) as info:
         main(["train", str(text_file), "--hidden", "8000", *TRAIN[2:]])
     message = error_line(info)
     assert "--hidden 8000 needs about" in message and "this machine has 1.0 GiB" in message
     assert capsys.readouterr().out == ""
-    needed = charrnn.training_memory(len(set(TEXT)), 8000, 2, 8)
+    needed = training.training_memory(len(set(TEXT)), 8000, 2, 8)
     assert 6 * 4 * 8000 * 8000 < needed < 2**30 * 2       # six float32 copies of Whh at least
 
 
 def test_train_turns_a_memory_error_into_an_error_line(text_file, monkeypatch):
-    from rnnfast import charrnn
+    from rnnfast import training
 
     def no_memory(*args, **kwargs):
         raise MemoryError
-    monkeypatch.setattr(charrnn, "physical_memory", lambda: None, raising=False)
-    monkeypatch.setattr(charrnn, "RNNModel", no_memory)
+    monkeypatch.setattr(training, "physical_memory", lambda: None, raising=False)
+    monkeypatch.setattr(training, "RNNModel", no_memory)
     with pytest.raises(SystemExit) as info:
         main(["train", str(text_file), *TRAIN])
     assert "out of memory" in error_line(info) and "--hidden 8" in str(info.value)
@@ -301,7 +301,7 @@ def greedy(model, vocab, prime, length):
 
 @pytest.mark.parametrize("temperature", ["0", "1e-320", "5e-324", "1e-300"])
 def test_zero_and_tiny_temperatures_sample_the_argmax_without_warnings(model_file, temperature, capsys):
-    from rnnfast.charrnn import sample_text
+    from rnnfast.text import sample_text
     model = RNNModel.load(model_file)
     expected = greedy(model, "abcde", "ab", 40)
     assert len(set(expected)) == 5           # the argmax path visits every letter

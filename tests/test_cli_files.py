@@ -9,7 +9,8 @@ import pytest
 
 from rnnfast import model as model_module
 from rnnfast.__main__ import main
-from rnnfast.model import RNNModel, write_npz_atomically
+from rnnfast._io import write_npz_atomically
+from rnnfast.model import RNNModel
 
 TEXT = "the quick brown fox jumps over the lazy dog; pack my box with five dozen jugs. " * 30
 BASE = ["--hidden", "16", "--seq-len", "10", "--batch", "4", "--quiet"]
@@ -226,15 +227,15 @@ def test_sample_refuses_a_damaged_checkpoint_saying_why(text_file, checkpoint, t
 
 def no_space_for(monkeypatch, path, times=1):
     """Make the first ``times`` checkpoint writes to ``path`` fail as on a full disk."""
-    from rnnfast import charrnn
-    original, calls = charrnn.save_checkpoint, {"n": 0}
+    from rnnfast import training
+    original, calls = training.save_checkpoint, {"n": 0}
 
     def save_checkpoint(target, meta, arrays):
         if target == path and calls["n"] < times:
             calls["n"] += 1
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), target)
         return original(target, meta, arrays)
-    monkeypatch.setattr(charrnn, "save_checkpoint", save_checkpoint)
+    monkeypatch.setattr(training, "save_checkpoint", save_checkpoint)
 
 
 def test_a_failing_periodic_checkpoint_warns_and_training_goes_on(text_file, tmp_path,
@@ -254,20 +255,20 @@ def test_a_checkpoint_that_cannot_be_written_on_a_signal_goes_to_a_fallback(
         text_file, tmp_path, monkeypatch, capsys):
     import signal
     import tempfile
-    from rnnfast import charrnn
+    from rnnfast import training
     spare = tmp_path / "spare"
     spare.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(spare))
     ckpt = str(tmp_path / "c.npz")
     no_space_for(monkeypatch, ckpt)
-    calls, clip = {"n": 0}, charrnn.clip_grad_norm
+    calls, clip = {"n": 0}, training.clip_grad_norm
 
     def interrupted(grads, max_norm):
         calls["n"] += 1
         if calls["n"] == 3:
             os.kill(os.getpid(), signal.SIGINT)
         return clip(grads, max_norm)
-    monkeypatch.setattr(charrnn, "clip_grad_norm", interrupted)
+    monkeypatch.setattr(training, "clip_grad_norm", interrupted)
     assert main(["train", text_file, *BASE, "--steps", "12", "--checkpoint", ckpt]) == 130
     fallback = str(spare / f"rnnfast-{os.getpid()}-c.npz")
     assert (f"stopped by SIGINT after step 3; could not write {ckpt} (No space left on "

@@ -70,3 +70,14 @@ def test_every_option_has_a_help_stating_its_default_once(command, capsys):
         assert line.count("default:") == 1, line
         assert "(default: None)" not in line and "(default: False)" not in line
     assert ("--checkpoint" not in out) or out.count("MODEL.npz.ckpt.npz") == 1
+
+
+@pytest.mark.parametrize("command", ["demo", "train", "sample"])
+def test_help_explains_seed_without_the_jargon(command, capsys):
+    """The help says what ``--seed`` does in words a reader knows."""
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    text = text.replace("--seed SEED", "").replace("--seed", "")
+    assert "seed" not in text.lower(), text
+    assert "the same number" in text

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from rnnfast import RNNModel
-from rnnfast.charrnn import sample_text, sample_text_iter
+from rnnfast.text import sample_text, sample_text_iter
 
 VOCAB = "abcde\n"
 
@@ -85,7 +85,7 @@ sys.meta_path.insert(0, SlowImport())
 '''
 
 
-@pytest.mark.parametrize("module", ["numpy", "rnnfast._kernels", "rnnfast.charrnn"],
+@pytest.mark.parametrize("module", ["numpy", "rnnfast._kernels", "rnnfast.training"],
                          ids=["numpy-in-package-init", "extension", "command-module"])
 def test_ctrl_c_during_start_up_exits_130_with_one_line(module, model_file, tmp_path):
     (tmp_path / "sitecustomize.py").write_text(SLOW_IMPORT)

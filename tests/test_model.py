@@ -12,7 +12,7 @@ import pytest
 import rnnfast
 from rnnfast import reference as ref
 from rnnfast import RNNModel
-from rnnfast.charrnn import apple_data, train_apple, train_apple_torch
+from rnnfast.cli.demo import apple_data, train_apple, train_apple_torch
 from conftest import assert_close, torch_dtype
 
 
@@ -411,3 +411,34 @@ def test_from_torch_refuses_a_projection_by_name():
     torch = pytest.importorskip("torch")
     with pytest.raises(ValueError, match=r"no projection \(proj_size=0\); .*proj_size=2"):
         RNNModel.from_torch(torch.nn.LSTM(4, 6, proj_size=2), torch.nn.Linear(2, 3))
+
+
+def test_softmax_cross_entropy_is_stable_and_matches_the_formula():
+    from rnnfast.model import softmax_cross_entropy
+    logits = np.array([[1000.0, 0.0, -1000.0], [0.5, 1.5, -0.25]], dtype=np.float32)
+    labels = np.array([1, 2])
+    losses, p = softmax_cross_entropy(logits, labels)
+    assert losses.dtype == np.float64 and np.all(np.isfinite(losses))
+    np.testing.assert_allclose(losses[0], 1000.0)
+    z = logits[1].astype(np.float64)
+    np.testing.assert_allclose(losses[1], np.log(np.exp(z).sum()) - z[2], rtol=1e-12)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(p[1], np.exp(z) / np.exp(z).sum(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("config, fused", [
+    (("rnn", 1, "tanh", 0.0), True),
+    (("rnn", 2, "tanh", 0.0), False),
+    (("rnn", 1, "relu", 0.0), False),
+    (("rnn", 1, "tanh", 0.5), False),
+    (("lstm", 1, "tanh", 0.0), False),
+])
+def test_one_rule_decides_the_fused_kernel(config, fused):
+    from rnnfast.model import uses_fused_kernel
+    cell, layers, nonlinearity, dropout = config
+    assert uses_fused_kernel(*config) is fused
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")          # dropout with one layer has no effect
+        model = RNNModel(3, 4, 3, layers, nonlinearity, dropout, cell=cell)
+    assert ("Whx" in model.parameters) is fused

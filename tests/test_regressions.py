@@ -44,7 +44,7 @@ import pytest
 import rnnfast
 from rnnfast import RNNModel, optim
 from rnnfast.__main__ import main
-from rnnfast.charrnn import sample_text
+from rnnfast.text import sample_text
 from test_rnn_module import numpy_run
 
 # -- inf in the gradient or in relu states: dWhh as the twin's, both directions ----

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from rnnfast import charrnn
+from rnnfast import training
 from rnnfast.__main__ import main
 from rnnfast.checkpoint import load_checkpoint
 from rnnfast.model import RNNModel
@@ -33,14 +33,14 @@ def params_of(path):
 def interrupt_at(monkeypatch, step, signum=signal.SIGINT):
     """Send ``signum`` to this process during the ``step``-th optimizer step."""
     calls = {"n": 0}
-    original = charrnn.clip_grad_norm
+    original = training.clip_grad_norm
 
     def clip(grads, max_norm):
         calls["n"] += 1
         if calls["n"] == step:
             os.kill(os.getpid(), signum)
         return original(grads, max_norm)
-    monkeypatch.setattr(charrnn, "clip_grad_norm", clip)
+    monkeypatch.setattr(training, "clip_grad_norm", clip)
 
 
 @pytest.mark.parametrize("options", [
@@ -112,7 +112,7 @@ def test_validation_log_and_plot(text_file, tmp_path, capsys):
 def test_evaluation_is_the_mean_cross_entropy(text_file):
     model = RNNModel(5, 8, 5, dtype=np.float64, seed=0)
     data = np.random.default_rng(0).integers(0, 5, 200)
-    loss = charrnn.evaluate(model, data, 4, 10)
+    loss = training.evaluate(model, data, 4, 10)
     # the same by hand: 4 streams of 49 characters, chunks of 10, state carried
     streams = (len(data) - 1) // 4
     X = data[:streams * 4].reshape(4, streams)

@@ -10,12 +10,12 @@ import sys
 
 from mpi4py import MPI
 
-from rnnfast import charrnn
+from rnnfast import training
 from rnnfast.__main__ import main
 
 if MPI.COMM_WORLD.Get_rank() == 1:
     fault, at = os.environ["FAULT"], int(os.environ["FAULT_STEP"])
-    original, calls = charrnn.clip_grad_norm, [0]
+    original, calls = training.clip_grad_norm, [0]
 
     def clip(grads, max_norm):
         calls[0] += 1
@@ -24,6 +24,6 @@ if MPI.COMM_WORLD.Get_rank() == 1:
                 raise RuntimeError("injected fault")
             os.kill(os.getpid(), signal.SIGKILL)
         return original(grads, max_norm)
-    charrnn.clip_grad_norm = clip
+    training.clip_grad_norm = clip
 
 sys.exit(main(sys.argv[1:]))

@@ -1,18 +1,23 @@
-"""Checks of command-line options shared by the commands of ``python -m rnnfast``.
+"""Checks of settings named after their command-line options, shared by the commands of
+``python -m rnnfast`` and by :mod:`rnnfast.training`.
 
-Each command checks its options first, so a mistake costs no work and gives
-one line ``error: ...`` (SystemExit with that message, exit status 1).
+Each command checks its options first, so a mistake costs no work.  A check
+raises :class:`OptionError`; the command line turns it into one line
+``error: ...`` and exit status 1.
 """
 
+import argparse
 import math
 import os
-import signal
-import sys
+
+
+class OptionError(ValueError):
+    """A refused option or input, or a command that cannot go on (the message says why)."""
 
 
 def fail(message):
-    """Stop the command with the single line ``error: message``."""
-    raise SystemExit(f"error: {message}")
+    """Stop the command: raise :class:`OptionError` (printed as ``error: message``)."""
+    raise OptionError(message)
 
 
 def check_int(option, value, minimum, note=""):
@@ -31,7 +36,7 @@ def check_int(option, value, minimum, note=""):
 
     Raises
     ------
-    SystemExit
+    OptionError
         ``error: --seed must be an integer of at least 0; got -1``.
     """
     if value < minimum:
@@ -52,7 +57,7 @@ def check_float(option, value, *, zero_means=None):
 
     Raises
     ------
-    SystemExit
+    OptionError
         ``error: --clip must be a non-negative finite number (0 = no
         clipping); got -1.0``.
     """
@@ -80,7 +85,7 @@ def check_output_path(option, path):
 
     Raises
     ------
-    SystemExit
+    OptionError
         ``error: --save /no/such/m.npz: folder /no/such does not exist``.
     """
     target = os.path.realpath(path)
@@ -107,7 +112,7 @@ def check_plot_path(option, path):
 
     Raises
     ------
-    SystemExit
+    OptionError
         ``error: --plot loss.txt: matplotlib cannot write '.txt' files; use one
         of .eps, .jpg, .pdf, .png, ...``.
     """
@@ -151,7 +156,7 @@ def check_distinct_files(outputs, inputs=(), allowed=()):
 
     Raises
     ------
-    SystemExit
+    OptionError
         ``error: --save copy.txt is the same file as FILE copy.txt; writing it
         would destroy it: give another file name``.
     """
@@ -168,27 +173,14 @@ def check_distinct_files(outputs, inputs=(), allowed=()):
                      "each output its own file")
 
 
-def starting_as_command():
-    """Whether this process is ``python -m rnnfast ...`` and is still importing the package.
-
-    While ``-m`` locates the module, ``sys.argv[0]`` is ``"-m"``; ``sys.orig_argv``
-    says which module was named, so a program of the user's started with ``-m``
-    that imports rnnfast is left alone.
-    """
-    if sys.argv[:1] != ["-m"]:
-        return False
-    argv = getattr(sys, "orig_argv", [])
-    named = [b for a, b in zip(argv, argv[1:]) if a == "-m"]
-    named += [a[2:] for a in argv if a.startswith("-m") and len(a) > 2]
-    return bool(named) and named[0] in ("rnnfast", "rnnfast.__main__")
 
 
-def _interrupted_at_start(signum, frame):
-    print("interrupted", file=sys.stderr, flush=True)
-    raise SystemExit(130)
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Ends an option's help with ``(default: X)`` once: not when the help already states
+    its default, nor for a flag or a default of None (whose help says what happens)."""
 
-
-def exit_quietly_on_interrupt():
-    """Until the command runs, Ctrl-C ends ``python -m rnnfast`` with status 130 and the one
-    line ``interrupted`` (the imports of the package take a while; nothing is lost)."""
-    signal.signal(signal.SIGINT, _interrupted_at_start)
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "(default" in text or action.default is None or isinstance(action.default, bool):
+            return text
+        return super()._get_help_string(action)

@@ -1,0 +1,810 @@
+"""Training a char-level language model, as a library: ``train(TrainSettings(...))``.
+
+Truncated BPTT with the hidden state carried across chunks over ``batch``
+parallel streams of a UTF-8 text; layers, dropout, five optimizers, a
+validation split, atomic checkpoints (also on Ctrl-C and SIGTERM) and exact
+resumption.  With several MPI ranks (``mpiexec``) the batch is shared, the
+gradients averaged, and only rank 0 prints and writes files.
+
+:func:`train` raises :class:`TrainingError` for anything that stops it (a
+refused setting, an unreadable text or checkpoint, a file that cannot be
+written); ``python -m rnnfast train`` prints that as one ``error:`` line.
+"""
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from rnnfast import distributed, optim
+from rnnfast._progress import JsonLog, Progress, reason
+from rnnfast._validation import INT_MAX
+from rnnfast.checkpoint import CheckpointError, load_checkpoint, model_arrays, save_checkpoint
+from rnnfast.cli.checks import (OptionError, check_distinct_files, check_float, check_int,
+                                check_output_path, check_plot_path)
+from rnnfast.model import RNNModel, softmax_cross_entropy
+from rnnfast.optim import clip_grad_norm
+from rnnfast.text import TextFileError, encode, read_text, sample_text, streams, vocabulary
+
+__all__ = ["OPTIMIZERS", "TrainSettings", "TrainingError", "TrainingResult", "evaluate",
+           "physical_memory", "train", "training_memory"]
+
+OPTIMIZERS = {"adam": optim.Adam, "adamw": optim.AdamW, "rmsprop": optim.RMSprop,
+              "sgd": optim.SGD, "adagrad": optim.Adagrad}
+
+# What a checkpoint must agree with to be resumed: the settings that shape the
+# model, the data and the updates (the rest may change between runs).
+_RESUME_OPTIONS = ("cell", "hidden", "layers", "dropout", "dtype", "optimizer", "lr", "batch",
+                   "seq_len", "clip", "val_frac", "seed")
+
+
+@dataclass
+class TrainSettings:
+    """What :func:`train` does; each field is the option of ``python -m rnnfast train`` of
+    the same name (``seq_len`` is ``--seq-len``), with the same default and meaning."""
+
+    file: str
+    cell: str = "rnn"
+    hidden: int = 128
+    layers: int = 1
+    dropout: float = 0.0
+    dtype: str = "float32"
+    seq_len: int = 25
+    batch: int = 16
+    steps: int = 1000
+    optimizer: str = "adam"
+    lr: float = 3e-3
+    clip: float = 5.0
+    val_frac: float = 0.0
+    eval_every: int = 0
+    checkpoint_every: int = 0
+    checkpoint: str | None = None
+    resume: str | None = None
+    sample_every: int = 0
+    save: str | None = None
+    plot: str | None = None
+    log: str | None = None
+    seed: int = 0
+    quiet: bool = False
+
+    @property
+    def checkpoint_path(self):
+        """Where checkpoints go: ``checkpoint``, else MODEL.npz.ckpt.npz or checkpoint.npz."""
+        if self.checkpoint:
+            return self.checkpoint
+        return self.save + ".ckpt.npz" if self.save else "checkpoint.npz"
+
+
+class TrainingError(OptionError):
+    """Training cannot start or go on; the message says why, naming the setting as its
+    command-line option.
+
+    Attributes
+    ----------
+    rank : int or None
+        The MPI rank the message is about (None: this process, or every rank).
+    quiet : bool
+        True on the ranks other than 0 when every rank refused alike: rank 0
+        says it.
+    """
+
+    def __init__(self, message, rank=None, quiet=False):
+        super().__init__(message)
+        self.rank, self.quiet = rank, quiet
+
+
+@dataclass
+class TrainingResult:
+    """How :func:`train` ended.
+
+    Attributes
+    ----------
+    signal : int or None
+        ``signal.SIGINT`` or ``signal.SIGTERM`` when one stopped the run
+        after a step (a checkpoint written), None when it ran to the end.
+    error : str or None
+        When stopped by a signal: why no checkpoint could be written
+        anywhere (None: one was written).
+    """
+
+    signal: int | None = None
+    error: str | None = None
+
+
+def check_settings(settings):
+    """Refuse settings that cannot train, naming the option (:class:`TrainingError`)."""
+    s = settings
+    for name in ("hidden", "seq_len", "batch", "steps", "layers"):
+        check_int(f"--{name.replace('_', '-')}", getattr(s, name), 1)
+    check_float("--lr", s.lr)
+    check_float("--clip", s.clip, zero_means="no clipping")
+    if not (math.isfinite(s.dropout) and 0 <= s.dropout < 1):
+        raise TrainingError(f"--dropout must be a number in [0, 1); got {s.dropout}")
+    if not (math.isfinite(s.val_frac) and 0 <= s.val_frac < 1):
+        raise TrainingError(f"--val-frac must be a number in [0, 1) (0 = no validation); got "
+                            f"{s.val_frac}")
+    check_int("--sample-every", s.sample_every, 0, " (0 = never)")
+    check_int("--eval-every", s.eval_every, 0, " (0 = only at the end)")
+    check_int("--checkpoint-every", s.checkpoint_every, 0, " (0 = only when stopped)")
+    check_int("--seed", s.seed, 0)
+    _check_files(s)
+
+
+def _check_files(s):
+    """The files of ``s``: outputs writable, ``resume`` a file, no output over an input."""
+    for option, path in (("--save", s.save), ("--checkpoint", s.checkpoint), ("--log", s.log)):
+        if path:
+            check_output_path(option, path)
+    if s.plot:
+        check_plot_path("--plot", s.plot)
+    if s.resume and not os.path.isfile(s.resume):
+        raise TrainingError(f"--resume {s.resume}: no such file" if not os.path.exists(s.resume)
+                            else f"--resume {s.resume}: not a file")
+    checkpoint = ("--checkpoint" if s.checkpoint else "--checkpoint (default)",
+                  s.checkpoint_path)
+    # continuing from the checkpoint that the run writes again is the usual way to resume
+    check_distinct_files([("--save", s.save), checkpoint, ("--log", s.log), ("--plot", s.plot)],
+                         inputs=[("FILE", s.file), ("--resume", s.resume)],
+                         allowed={(checkpoint[0], "--resume")})
+
+
+def training_memory(n_vocab, n_hidden, batch, seq_len, itemsize=4, cell="rnn"):
+    """Bytes the training loop of ``train`` holds at once (an estimate from above).
+
+    Six copies of the parameters (themselves, their gradients, Adam's two
+    moments, the kernel's transposed ``Whh`` and room for a temporary) and
+    per batch the hidden states, their gradients and the logits (with room
+    for their softmax), ``(batch, seq_len, 3 n_h + 2 n_y)``.  An LSTM (GRU)
+    has 4 (3) gates: its weights are that many times larger, and per batch it
+    also keeps the gates, their gradients, the cells and the one-hot inputs.
+
+    Parameters
+    ----------
+    n_vocab, n_hidden, batch, seq_len : int
+        Vocabulary size (``n_x = n_y``), ``--hidden``, ``--batch`` and the
+        chunk length used.
+    itemsize : int
+        Bytes per number (4: ``train`` uses float32).
+
+    Returns
+    -------
+    int
+    """
+    gates = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
+    biases = n_hidden if cell == "rnn" else 2 * gates * n_hidden
+    n_params = gates * n_hidden * (n_vocab + n_hidden) + biases + n_vocab * (n_hidden + 1)
+    per_step = 3 * n_hidden + 2 * n_vocab
+    if cell != "rnn":
+        per_step += 3 * gates * n_hidden + 2 * n_hidden + n_vocab
+    return itemsize * (6 * n_params + batch * seq_len * per_step)
+
+
+def physical_memory():
+    """Bytes of physical memory of this machine, or None where the system does not say."""
+    try:
+        size = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+    return size if size > 0 else None
+
+
+def _check_training_size(s, n_vocab, seq_len):
+    """Refuse a model that cannot fit the machine, before allocating it."""
+    if s.hidden * seq_len > INT_MAX:
+        raise TrainingError(f"--hidden {s.hidden} x --seq-len {seq_len} = {s.hidden * seq_len} "
+                            f"exceeds the 32-bit BLAS limit {INT_MAX}")
+    itemsize = 8 if s.dtype == "float64" else 4
+    needed = s.layers * training_memory(n_vocab, s.hidden, s.batch, seq_len,
+                                        itemsize=itemsize, cell=s.cell)
+    available = physical_memory()
+    if available is not None and needed > available:
+        raise TrainingError(
+            f"--hidden {s.hidden} needs about {needed / 2**30:,.1f} GiB of memory (parameters, "
+            f"gradients, optimizer state and one batch of {s.batch} x {seq_len}); this "
+            f"machine has {available / 2**30:,.1f} GiB")
+
+
+def evaluate(model, data, batch, seq_len):
+    """Mean cross-entropy (nats per character) of ``model`` on ``data``, in evaluation mode.
+
+    The text is read as ``batch`` parallel streams (fewer when it is short),
+    in chunks of ``seq_len`` with the state carried, as training reads it.
+    """
+    batch = max(1, min(batch, len(data) - 1))
+    inputs, targets, per_stream = streams(data, batch)
+    was_training = model.training
+    model.eval()
+    total, count, h = 0.0, 0, None
+    try:
+        for pos in range(0, per_stream, seq_len):
+            X, Y = inputs[:, pos:pos + seq_len], targets[:, pos:pos + seq_len]
+            logits, h = model.forward(X, h, return_state=True)
+            losses, _ = softmax_cross_entropy(logits, Y.reshape(-1))
+            total += float(losses.sum())
+            count += Y.size
+    finally:
+        model.train(was_training)
+    return total / count
+
+
+def _fallback_paths(path):
+    """Where to write what could not go to ``path``: the temporary folder, then the current
+    one."""
+    name = f"rnnfast-{os.getpid()}-{os.path.basename(path) or 'unnamed.npz'}"
+    return [os.path.join(tempfile.gettempdir(), name), os.path.abspath(name)]
+
+
+def _write_somewhere(write, path, fallback=True):
+    """``write(path)``; if that fails and ``fallback``, ``write`` to a fallback path.
+
+    Returns
+    -------
+    (str or None, OSError or None)
+        The path written (None: nowhere) and the error of ``path`` (None: no error).
+    """
+    try:
+        write(path)
+        return path, None
+    except OSError as exc:
+        error = exc
+    for other in _fallback_paths(path) if fallback else []:
+        try:
+            write(other)
+            return other, error
+        except OSError:
+            continue
+    return None, error
+
+
+class _Stop:
+    """Records SIGINT / SIGTERM so that the training loop stops after the current step."""
+
+    CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+    def __init__(self):
+        self.signal = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in self.CODES:
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:          # not the main thread: no handlers (and no stops)
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signal is None:
+            self.signal = signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _batch_axis(model):
+    """The batch axis of the carried state: (m, H) for one layer, (layers, m, H) for more."""
+    return 0 if model.num_layers == 1 else 1
+
+
+def _checkpoint_arrays(model, opt, states, curve):
+    arrays = {f"model/{k}": v for k, v in model.parameters.items()}
+    for name, buffers in opt.state.items():
+        for buf, v in buffers.items():
+            arrays[f"opt/{name}/{buf}"] = v
+    for i, a in enumerate(states):
+        arrays[f"state/{i}"] = a
+    arrays["curve/train"] = np.asarray(curve, dtype=np.float64)
+    return arrays
+
+
+def _load_resume(s, vocab, comm, text_digest):
+    """``(meta, arrays, step, pos)`` of the checkpoint ``s.resume``, checked against this
+    run: the same settings, text and number of ranks, a step not past ``s.steps``."""
+    try:
+        meta, arrays = load_checkpoint(s.resume)
+    except CheckpointError as exc:
+        raise TrainingError(f"--resume {exc}") from None
+    except OSError as exc:
+        raise TrainingError(f"--resume {s.resume}: "
+                            f"{exc.strerror or type(exc).__name__}") from None
+    try:
+        config, saved_vocab = meta["config"], meta["vocab"]
+        step, pos = int(meta["step"]), int(meta["pos"])
+    except (KeyError, TypeError, ValueError):
+        raise TrainingError(f"--resume {s.resume}: a checkpoint without its step, position or "
+                            "settings") from None
+    for option in _RESUME_OPTIONS:
+        if config.get(option) != getattr(s, option):
+            flag = "--" + option.replace("_", "-")
+            raise TrainingError(f"--resume {s.resume} was trained with {flag} "
+                                f"{config.get(option)}; this run has {flag} "
+                                f"{getattr(s, option)} (use the same settings)")
+    if saved_vocab != "".join(vocab):
+        raise TrainingError(f"--resume {s.resume}: the checkpoint's vocabulary "
+                            f"({len(saved_vocab)} characters) differs from {s.file}'s "
+                            f"({len(vocab)}): not the same text")
+    _check_resumed_text(s, meta.get("text_sha256"), comm, text_digest)
+    if step > s.steps:
+        raise TrainingError(f"--resume {s.resume} is at step {step}, past --steps {s.steps}")
+    size = 1 if comm is None else comm.Get_size()
+    if int(meta.get("world_size", 1)) != size:
+        raise TrainingError(f"--resume {s.resume} was written by {meta.get('world_size', 1)} "
+                            f"MPI rank(s); this run has {size}: resume with the same number "
+                            f"(mpiexec -n {meta.get('world_size', 1)})")
+    return meta, arrays, step, pos
+
+
+def _check_resumed_text(s, saved_digest, comm, text_digest):
+    """The checkpoint comes from the same text (one written before checkpoints recorded it
+    is accepted with a note)."""
+    if saved_digest is None:
+        if comm is None or comm.Get_rank() == 0:
+            print(f"note: --resume {s.resume} does not record which text it was trained "
+                  f"on (an older checkpoint); assuming {s.file}", file=sys.stderr,
+                  flush=True)
+    elif text_digest is not None and saved_digest != text_digest:
+        raise TrainingError(f"--resume {s.resume} was trained on another text than {s.file} "
+                            "(same characters, other contents: the SHA-256 differs); resume "
+                            "with the same text")
+
+
+def _restore(s, vocab, model, opt, comm=None, rows=None, text_digest=None):
+    """Load ``s.resume`` into ``model`` and ``opt``; return the loop's state
+    ``(step, pos, h, smooth, curve, history)``.
+
+    With several ranks, each takes its ``rows`` of the carried state and its own
+    dropout generator; the checkpoint must come from as many ranks.
+    """
+    meta, arrays, step, pos = _load_resume(s, vocab, comm, text_digest)
+    try:
+        model.load_state_dict(model_arrays(arrays, model))
+        state = {}
+        for key, a in arrays.items():
+            if key.startswith("opt/"):
+                _, name, buf = key.split("/", 2)
+                state.setdefault(name, {})[buf] = a
+        hyper = dict(meta["optimizer"]["hyperparameters"])
+        if "betas" in hyper:
+            hyper["betas"] = tuple(hyper["betas"])
+        opt.load_state_dict({"steps": meta["optimizer"]["steps"], "hyperparameters": hyper,
+                             "state": state})
+        states = [arrays[f"state/{i}"] for i in range(2) if f"state/{i}" in arrays]
+        if rows is not None and states:
+            axis = _batch_axis(model)
+            states = [np.ascontiguousarray(np.take(a, np.arange(a.shape[axis])[rows], axis=axis))
+                      for a in states]
+        h = None if not states else (tuple(states) if meta["state_kind"] == "tuple"
+                                     else states[0])
+        rngs = meta.get("rngs", [meta.get("rng")])
+        model.set_rng_state(rngs[0 if comm is None else comm.Get_rank()])
+        curve = list(arrays["curve/train"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise TrainingError(f"--resume {s.resume} does not fit this model: {exc}") from None
+    return step, pos, h, meta.get("smooth"), curve, list(meta.get("history", []))
+
+
+class _AllRanksError(TrainingError):
+    """An error every rank detected alike: each stops on its own, no abort needed."""
+
+
+def _restore_agreed(s, vocab, model, opt, comm, rows, text_digest):
+    """:func:`_restore`; with several ranks, all fail together when any cannot resume (the
+    first refusal said once, by rank 0), so that none waits for the others."""
+    try:
+        restored, refusal = _restore(s, vocab, model, opt, comm, rows, text_digest), None
+    except TrainingError as exc:
+        if comm is None:
+            raise
+        restored, refusal = None, str(exc)
+    if comm is None:
+        return restored
+    refusals = comm.allgather(refusal)
+    for rank, message in enumerate(refusals):
+        if message is not None:
+            raise _AllRanksError(message, rank=None if rank == 0 else rank)
+    return restored
+
+
+def _say_adjustments(s, seq_len, per_stream):
+    """One ``note:`` line (stderr) for each setting the run cannot follow as given."""
+    if seq_len < s.seq_len:
+        print(f"note: --seq-len {s.seq_len} is longer than each of the {s.batch} "
+              f"streams of {s.file} ({per_stream} characters); using --seq-len {seq_len}",
+              file=sys.stderr, flush=True)
+    if s.eval_every and not s.val_frac:
+        print(f"note: --eval-every {s.eval_every} without --val-frac holds no text out: "
+              "each evaluation records only the training loss (in --log)", file=sys.stderr,
+              flush=True)
+
+
+def _consistency(s, text, comm):
+    """Refuse, on every rank alike, ranks started with other settings or another text."""
+    if comm is None:
+        return
+    settings = {k: v for k, v in sorted(dataclasses.asdict(s).items()) if k != "file"}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()
+                            + text.encode("utf-8")).hexdigest()
+    digests = comm.allgather(digest)
+    odd = [r for r, d in enumerate(digests) if d != digests[0]]
+    if odd:
+        raise _AllRanksError(f"MPI rank(s) {', '.join(map(str, odd))} started with other "
+                             "arguments or another text than rank 0; every rank must run the "
+                             "same command on the same file")
+
+
+class _Run:
+    """One training run on this rank: the settings, this rank's streams, the model, the
+    optimizer and the loop's state (step, position, carried state, curve, history)."""
+
+    def __init__(self, settings, comm, phase, stop):
+        self.s, self.comm, self.phase, self.stop = settings, comm, phase, stop
+        self.rank = 0 if comm is None else comm.Get_rank()
+        self.size = 1 if comm is None else comm.Get_size()
+        self.root = self.rank == 0
+        self.progress = self.log = None
+        self.seconds = 0.0
+
+    def say(self, *args, **kwargs):
+        """``print`` on rank 0 only."""
+        if self.root:
+            print(*args, **kwargs)
+
+    def run(self):
+        """Set up, train, save; the :class:`TrainingResult`."""
+        self._prepare(self._read())
+        if self.phase is not None:
+            self.phase["setup"] = False   # from here on a failure may strand the other ranks
+        self._announce()
+        try:
+            self._build()
+            stopped = self._loop()
+            if stopped is not None:
+                return stopped
+        except MemoryError:
+            raise TrainingError(f"out of memory training a model with --hidden {self.s.hidden}, "
+                                f"--batch {self.s.batch}, --seq-len {self.seq_len}; make them "
+                                "smaller") from None
+        finally:
+            if self.progress is not None:
+                self.progress.close()
+            if self.log is not None:
+                self.log.close()
+        self._finish()
+        return TrainingResult()
+
+    # -- setting up ---------------------------------------------------------------
+
+    def _read(self):
+        """The text, after the settings are checked.  With several ranks, every rank reads
+        its settings and text before any check, so that ranks that differ are told so
+        together (a rank failing alone would leave the others waiting)."""
+        s, comm = self.s, self.comm
+        if comm is not None:
+            try:
+                text, unreadable = read_text(s.file), None
+            except TextFileError as exc:
+                text, unreadable = "", exc
+            _consistency(s, text, comm)
+            if unreadable is not None:           # unreadable alike on every rank
+                raise TrainingError(str(unreadable))
+            if s.batch % self.size:
+                raise _AllRanksError(f"--batch {s.batch} is the global batch; {self.size} MPI "
+                                     f"ranks need a multiple of {self.size} to share it equally")
+        check_settings(s)
+        if comm is None:
+            try:
+                text = read_text(s.file)
+            except TextFileError as exc:
+                raise TrainingError(str(exc)) from None
+        return text
+
+    def _prepare(self, text):
+        """The vocabulary, the training and validation data and this rank's streams."""
+        s = self.s
+        self.n_chars, self.vocab = len(text), vocabulary(text)
+        self.text_digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        data = encode(text, self.vocab)
+        self.n_val = n_val = int(len(data) * s.val_frac)
+        if s.val_frac and n_val < 2:
+            raise TrainingError(f"--val-frac {s.val_frac} leaves {n_val} characters of {s.file} "
+                                "for validation; give a larger fraction or a longer text")
+        self.train_data, self.val_data = ((data[:len(data) - n_val], data[len(data) - n_val:])
+                                          if n_val else (data, None))
+        # batch parallel streams over the training text; each chunk is (batch, seq_len)
+        if (len(self.train_data) - 1) // s.batch < 1:
+            raise TrainingError(f"{s.file} holds {len(self.train_data)} training characters, "
+                                f"too few for --batch {s.batch}")
+        inputs, targets, self.per_stream = streams(self.train_data, s.batch)
+        self.rows = distributed.shard(s.batch, self.comm)
+        self.inputs, self.targets = inputs[self.rows], targets[self.rows]   # this rank's
+        self.seq_len = min(s.seq_len, self.per_stream)
+        _check_training_size(s, len(self.vocab), self.seq_len)
+        if self.root:
+            _say_adjustments(s, self.seq_len, self.per_stream)
+        self.checkpoint = s.checkpoint_path
+        check_output_path("--checkpoint", self.checkpoint)
+
+    def _announce(self):
+        s = self.s
+        if self.comm is not None:
+            pids = self.comm.gather(os.getpid(), root=0)
+            self.say(f"MPI: {self.size} ranks (pids {', '.join(map(str, pids or []))}), "
+                     f"{s.batch // self.size} streams each", flush=True)
+        self.say(f"training on {s.file}: {self.n_chars} characters ({len(self.train_data)} "
+                 f"training, {self.n_val} validation), vocabulary {len(self.vocab)}, {s.cell} "
+                 f"cell, {s.layers} layer{'s' if s.layers > 1 else ''} of {s.hidden}, batch "
+                 f"{s.batch} x {self.seq_len} steps, {s.optimizer} lr {s.lr:g}; checkpoints "
+                 f"go to {self.checkpoint}", flush=True)
+
+    def _build(self):
+        """The model and optimizer, restored from ``resume`` when given."""
+        s, vocab = self.s, self.vocab
+        dtype = np.float64 if s.dtype == "float64" else np.float32
+        self.model = model = RNNModel(len(vocab), s.hidden, len(vocab), s.layers,
+                                      dropout=s.dropout, cell=s.cell, dtype=dtype, seed=s.seed)
+        model.metadata = {"vocab": "".join(vocab), "source": str(s.file)}
+        distributed.broadcast_parameters(model.parameters, self.comm)
+        self.opt = OPTIMIZERS[s.optimizer](model.parameters, lr=s.lr)
+        self.start_step, self.pos, self.h, self.smooth, self.curve, self.history = \
+            0, 0, None, None, [], []
+        self.written = None               # the step of the last checkpoint written
+        if s.resume:
+            (self.start_step, self.pos, self.h, self.smooth, self.curve,
+             self.history) = _restore_agreed(s, vocab, model, self.opt, self.comm, self.rows,
+                                             self.text_digest)
+            self.say(f"resumed from {s.resume} at step {self.start_step}", flush=True)
+        self.progress = Progress(s.steps, self.root and sys.stderr.isatty() and not s.quiet)
+        self.log = JsonLog(s.log if self.root else None, self.progress)
+        self.start = time.perf_counter()
+
+    # -- the loop -------------------------------------------------------------------
+
+    def _loop(self):
+        """Every step to ``steps``; a :class:`TrainingResult` when a signal stopped it."""
+        s = self.s
+        for step in range(self.start_step + 1, s.steps + 1):
+            signum = self._step(step)
+            stopped = self._after_step(step, signum)
+            if stopped is not None:
+                return stopped
+        self.seconds = time.perf_counter() - self.start
+        if self.phase is not None:
+            self.phase["alone"] = True    # no more collectives: a failure strands no other rank
+        if not self.history or self.history[-1]["step"] != s.steps:
+            self._evaluation(s.steps)
+        return None
+
+    def _step(self, step):
+        """One optimizer step; the signal it decides on (agreed by every rank), or None."""
+        s, comm, seq_len, pos = self.s, self.comm, self.seq_len, self.pos
+        if pos + seq_len > self.per_stream:
+            pos, self.h = 0, None         # back to the start of every stream
+        X = self.inputs[:, pos:pos + seq_len]
+        Y = self.targets[:, pos:pos + seq_len]
+        loss, grads, self.h = self.model.loss_and_grads(X, Y, self.h, return_state=True)
+        signum = self.stop.signal         # what this step decides on (a later one waits)
+        if comm is not None:
+            # the mean gradient of the global batch, the global loss, and whether any
+            # rank was signalled: every rank decides on the same, agreed value
+            distributed.allreduce_gradients(grads, comm)
+            loss, sigint, sigterm = distributed.allreduce_mean(
+                [loss, signum == signal.SIGINT, signum == signal.SIGTERM], comm)
+            signum = signal.SIGTERM if sigterm else signal.SIGINT if sigint else None
+        if s.clip > 0:                    # 0 = no clipping
+            clip_grad_norm(grads, s.clip)
+        self.opt.step(grads)
+        self.pos = pos + seq_len
+        self.smooth = loss if self.smooth is None else 0.98 * self.smooth + 0.02 * loss
+        self.curve.append(self.smooth)
+        rate = (step - self.start_step) / (time.perf_counter() - self.start)
+        self.progress.update(step, self.smooth, rate * s.batch * seq_len, (s.steps - step) / rate)
+        return signum
+
+    def _after_step(self, step, signum):
+        """Sample, evaluate and write a checkpoint when due; a result when ``signum`` stops."""
+        s = self.s
+        if self.root and s.sample_every and step % s.sample_every == 0:
+            self.progress.write(f"--- step {step}, loss {self.smooth:.4f} ---\n"
+                                f"{sample_text(self.model, self.vocab, 200, 0.8, seed=step)}\n---")
+        if s.eval_every and step % s.eval_every == 0:
+            self._evaluation(step)
+        if self.comm is None:
+            signum = self.stop.signal     # alone, any signal so far stops after this step
+        if signum is None and not (s.checkpoint_every and step % s.checkpoint_every == 0):
+            return None
+        where, error = self._write_checkpoint(step, fallback=signum is not None)
+        if error is None:
+            self.written = step
+            if signum is None and self.root:
+                self.progress.write(f"step {step}: checkpoint written to {self.checkpoint}")
+        elif signum is None:
+            self.progress.warn(f"could not write the checkpoint {self.checkpoint} at step "
+                               f"{step} ({reason(error)}); training goes on")
+        return None if signum is None else self._stopped(step, signum, where, error)
+
+    def _stopped(self, step, signum, where, error):
+        """The result of a run stopped by ``signum`` after ``step``, said on rank 0."""
+        self.progress.close()
+        self.progress = None
+        name, checkpoint = ("SIGINT" if signum == signal.SIGINT else "SIGTERM"), self.checkpoint
+        if error is None:
+            self.say(f"stopped by {name} after step {step}; checkpoint written to "
+                     f"{checkpoint} (continue with --resume {checkpoint})", flush=True)
+        elif where is not None:
+            self.say(f"stopped by {name} after step {step}; could not write {checkpoint} "
+                     f"({reason(error)}): checkpoint written to {where} instead (continue "
+                     f"with --resume {where})", flush=True)
+        else:
+            return TrainingResult(signum, f"stopped by {name} after step {step}; could not "
+                                  f"write the checkpoint {checkpoint} ({reason(error)}) nor "
+                                  f"a copy in {tempfile.gettempdir()} or the current folder")
+        return TrainingResult(signum)
+
+    def _evaluation(self, step):
+        """Record (and with a validation split, print) the losses at ``step``; rank 0 only."""
+        if not self.root:
+            return
+        s = self.s
+        record = {"step": step, "train_loss": self.smooth,
+                  "chars_per_second": (step - self.start_step) * s.batch * self.seq_len
+                  / max(time.perf_counter() - self.start, 1e-9)}
+        if self.val_data is not None:
+            loss = evaluate(self.model, self.val_data, s.batch, self.seq_len)
+            record.update(val_loss=loss, val_bpc=loss / math.log(2))
+            self.progress.write(f"step {step}: training loss {self.smooth:.4f}, validation "
+                                f"loss {loss:.4f} ({loss / math.log(2):.3f} bits per character)")
+        self.history.append(record)
+        self.log.write(record)
+
+    def _write_checkpoint(self, step, fallback):
+        """Write a checkpoint (collective with several ranks: rank 0 writes the whole batch's
+        carried state and every rank's dropout generator).
+
+        Returns :func:`_write_somewhere`'s ``(path written, error)``: a failing write is
+        retried in a fallback path only when the run stops (``fallback``).
+        """
+        s, comm, model, opt, h = self.s, self.comm, self.model, self.opt, self.h
+        rng = model.get_rng_state()
+        states = [] if h is None else (list(h) if isinstance(h, tuple) else [h])
+        if comm is not None:
+            rngs = comm.gather(rng, root=0)
+            gathered = [comm.gather(a, root=0) for a in states]
+            if comm.Get_rank() != 0:
+                return self.checkpoint, None
+            states = [np.concatenate(parts, axis=_batch_axis(model)) for parts in gathered]
+        else:
+            rngs = [rng]
+        meta = {"config": {k: getattr(s, k) for k in _RESUME_OPTIONS},
+                "vocab": "".join(self.vocab), "step": step, "pos": self.pos,
+                "smooth": self.smooth, "rngs": rngs, "world_size": self.size,
+                "state_kind": None if h is None else ("tuple" if isinstance(h, tuple)
+                                                      else "array"),
+                "optimizer": {"steps": opt.steps, "hyperparameters": opt.hyperparameters},
+                "history": self.history, "source": str(s.file), "text_sha256": self.text_digest}
+        arrays = _checkpoint_arrays(model, opt, states, self.curve)
+        return _write_somewhere(lambda p: save_checkpoint(p, meta, arrays), self.checkpoint,
+                                fallback)
+
+    # -- the end ------------------------------------------------------------------
+
+    def _finish(self):
+        """Say what was done; on rank 0 save the model and plot the curves."""
+        s = self.s
+        chars = (s.steps - self.start_step) * s.batch * self.seq_len
+        self.say(f"done: {s.steps - self.start_step} steps in {self.seconds:.2f} s "
+                 f"({chars / max(self.seconds, 1e-9):,.0f} characters/s), final smoothed loss "
+                 f"{self.smooth:.4f}" + ("" if self.written is None else
+                                         f"; last checkpoint (step {self.written}) in "
+                                         f"{self.checkpoint}"), flush=True)
+        if not self.root:
+            return
+        if s.save:
+            self._save()
+        if s.plot:
+            try:
+                _plot(s.plot, self.curve, self.history)
+            except OSError as exc:
+                raise TrainingError(f"--plot {s.plot}: {reason(exc)}") from None
+            print(f"plotted {s.plot}")
+
+    def _save(self):
+        s = self.s
+        where, error = _write_somewhere(self.model.save, s.save)
+        if error is not None and where is not None:
+            raise TrainingError(f"--save {s.save}: {reason(error)}; the model was written to "
+                                f"{where} instead")
+        if error is not None:
+            raise TrainingError(f"--save {s.save}: {reason(error)}, and no copy could be "
+                                f"written to {tempfile.gettempdir()} or the current folder"
+                                + ("" if self.written is None else f"; the checkpoint "
+                                   f"{self.checkpoint} holds step {self.written}"))
+        print(f"saved {s.save}")
+
+
+def train(settings):
+    """Train a char-level model on ``settings.file``; see :class:`TrainSettings`.
+
+    Run under ``mpiexec`` with several ranks, the training is data-parallel:
+    ``batch`` is the global batch, each rank runs its equal share of the
+    streams, the gradients are averaged before clipping and the step, and
+    only rank 0 prints, evaluates, samples and writes files.  A rank that
+    fails after the setup ends every rank (``MPI_Abort``), naming itself.
+
+    SIGINT and SIGTERM are caught from the start (so that one arriving during
+    the setup, on any rank, still stops every rank after the same step, with a
+    checkpoint).
+
+    Returns
+    -------
+    TrainingResult
+
+    Raises
+    ------
+    TrainingError
+        A refused setting, an unreadable text or checkpoint, a file that
+        cannot be written.
+    """
+    try:
+        comm = distributed.world()
+    except RuntimeError as exc:
+        raise TrainingError(str(exc)) from None
+    if comm is None:
+        return _train(settings, None)
+    rank = comm.Get_rank()
+    # "setup": every rank checks the same settings and text alike; "alone": the ranks are
+    # done with collectives (only rank 0 still writes files)
+    phase = {"setup": True, "alone": False}
+    try:
+        return _train(settings, comm, phase)
+    except _AllRanksError as exc:
+        if phase["setup"] or rank == 0:
+            raise
+        raise TrainingError(str(exc), exc.rank, quiet=True) from None   # said by rank 0
+    except OptionError as exc:
+        if phase["setup"] or phase["alone"]:
+            raise
+        # the others may be waiting in a collective: end the whole job, naming this rank
+        print(f"rank {rank}: error: {exc}", file=sys.stderr, flush=True)
+        comm.Abort(1)
+    except BaseException as exc:
+        print(f"rank {rank} failed ({type(exc).__name__}: {' '.join(str(exc).split())}); "
+              "ending all ranks", file=sys.stderr, flush=True)
+        comm.Abort(1)
+    return TrainingResult()           # not reached: MPI_Abort ends every rank
+
+
+def _train(settings, comm, phase=None):
+    with _Stop() as stop:
+        try:
+            return _Run(settings, comm, phase, stop).run()
+        except TrainingError:
+            raise
+        except OptionError as exc:        # a shared check refused a setting
+            raise TrainingError(str(exc)) from None
+
+
+def _plot(path, curve, history):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(np.arange(1, len(curve) + 1), curve, label="training loss (smoothed)")
+    val = [(r["step"], r["val_loss"]) for r in history if r.get("val_loss") is not None]
+    if val:
+        ax.plot(*zip(*val), "o-", label="validation loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats per character)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
