@@ -773,13 +773,22 @@ def train(settings):
         if phase["setup"] or phase["alone"]:
             raise
         # the others may be waiting in a collective: end the whole job, naming this rank
-        print(f"rank {rank}: error: {exc}", file=sys.stderr, flush=True)
-        comm.Abort(1)
+        _abort(comm, f"rank {rank}: error: {exc}")
     except BaseException as exc:
-        print(f"rank {rank} failed ({type(exc).__name__}: {' '.join(str(exc).split())}); "
-              "ending all ranks", file=sys.stderr, flush=True)
-        comm.Abort(1)
+        _abort(comm, f"rank {rank} failed ({type(exc).__name__}: "
+                     f"{' '.join(str(exc).split())}); ending all ranks")
     return TrainingResult()           # not reached: MPI_Abort ends every rank
+
+
+def _abort(comm, message):
+    """Say ``message`` on stderr, then end every rank (``MPI_Abort``).
+
+    The launcher forwards each rank's output on its own schedule, and the abort
+    tears the job down at once: the pause lets the line reach the terminal first.
+    """
+    print(message, file=sys.stderr, flush=True)
+    time.sleep(0.2)
+    comm.Abort(1)
 
 
 def _train(settings, comm, phase=None):
