@@ -8,16 +8,7 @@ import sys
 import pytest
 
 from rnnfast.__main__ import main
-
-TEXT = "the quick brown fox jumps over the lazy dog; pack my box with five dozen jugs. " * 30
-BASE = ["--hidden", "16", "--seq-len", "10", "--batch", "4", "--quiet"]
-
-
-@pytest.fixture
-def text_file(tmp_path):
-    path = tmp_path / "text.txt"
-    path.write_text(TEXT, encoding="utf-8")
-    return str(path)
+from tests.helpers import BASE
 
 
 def test_a_library_warning_is_one_line(text_file):

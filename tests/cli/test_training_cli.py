@@ -14,16 +14,7 @@ from rnnfast import training
 from rnnfast.__main__ import main
 from rnnfast.checkpoint import load_checkpoint
 from rnnfast.model import RNNModel
-
-TEXT = "the quick brown fox jumps over the lazy dog; pack my box with five dozen jugs. " * 30
-BASE = ["--hidden", "16", "--seq-len", "10", "--batch", "4", "--quiet"]
-
-
-@pytest.fixture
-def text_file(tmp_path):
-    path = tmp_path / "text.txt"
-    path.write_text(TEXT, encoding="utf-8")
-    return str(path)
+from tests.helpers import BASE, TEXT
 
 
 def params_of(path):

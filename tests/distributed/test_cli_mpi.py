@@ -12,10 +12,10 @@ import sys
 import pytest
 
 from rnnfast import distributed
+from tests.helpers import BASE as CLI_BASE
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TEXT = "the quick brown fox jumps over the lazy dog; pack my box with five dozen jugs. " * 30
-BASE = ["--hidden", "16", "--seq-len", "10", "--batch", "4", "--quiet", "--dtype", "float64"]
+BASE = [*CLI_BASE, "--dtype", "float64"]
 
 
 def mpiexec():
@@ -34,13 +34,6 @@ def run(args, n=2, env=None, script=None):
     program = [script] if script else ["-m", "rnnfast"]
     return subprocess.run([mpiexec(), "-n", str(n), sys.executable, *program, *args],
                           capture_output=True, text=True, timeout=120, env=env)
-
-
-@pytest.fixture
-def text_file(tmp_path):
-    path = tmp_path / "text.txt"
-    path.write_text(TEXT, encoding="utf-8")
-    return str(path)
 
 
 def test_a_resume_every_rank_refuses_is_one_line_without_an_abort(text_file, tmp_path):

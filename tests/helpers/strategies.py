@@ -1,4 +1,4 @@
-"""Hypothesis strategies for the property tests (tests/test_properties.py), in one place.
+"""Hypothesis strategies for the property tests (tests/properties/), in one place.
 
 sizes
     :func:`size` draws 1 often and small sizes otherwise; :data:`seed_sizes`
@@ -16,7 +16,7 @@ dtypes
 layouts
     :data:`layouts` draws from :data:`LAYOUTS` (C order, Fortran order,
     non-contiguous slices, negative strides, read-only) and :func:`in_layout`
-    presents an array in one (both defined in conftest.py, so that tests
+    presents an array in one (both defined in helpers/__init__.py, so that tests
     without hypothesis share them); :func:`draw_layout_plan` gives every
     argument a layout and :func:`arguments` applies a form and a layout.
 values
@@ -40,7 +40,7 @@ import math
 import numpy as np
 from hypothesis import strategies as st
 
-from conftest import LAYOUTS, in_layout  # noqa: F401  (re-exported: the one copy is there)
+from tests.helpers import LAYOUTS, in_layout  # noqa: F401  (re-exported: the one copy is there)
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 

@@ -5,26 +5,10 @@ import pytest
 
 import rnnfast
 from rnnfast import reference as ref
-from conftest import SHAPES, as_float64, assert_close, make_dh, make_problem, shape_id
+from tests.helpers import (GRAD_KEYS, SHAPES, as_float64, assert_close, check_forward_backward,
+                           make_dh, make_problem, shape_id)
 
-GRAD_KEYS = ("dx", "dh0", "dWhx", "dWhh", "dbh")
 CELL_GRAD_KEYS = ("dxt", "dh_prev", "dWhx", "dWhh", "dbh")
-
-
-def check_forward_backward(x, h0, p, dh, dtype):
-    """rnnfast on (x, h0, p, dh) agrees with the float64 reference; returns rnnfast's results."""
-    x64, h064, p64 = as_float64(np.asarray(x), np.asarray(h0), p)
-    h_ref, y_ref, c_ref = ref.rnn_forward(x64, h064, p64)
-    g_ref = ref.rnn_backward(np.asarray(dh, dtype=np.float64), c_ref)
-
-    h, y, caches = rnnfast.rnn_forward(x, h0, p)
-    assert_close(h, h_ref, dtype, "h")
-    assert_close(y, y_ref, dtype, "y_pred")
-    grads = rnnfast.rnn_backward(dh, caches)
-    assert sorted(grads) == sorted(GRAD_KEYS)
-    for key in GRAD_KEYS:
-        assert_close(grads[key], g_ref[key], dtype, key)
-    return h, y, caches, grads
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=shape_id)

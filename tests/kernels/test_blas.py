@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from rnnfast import _kernels
-from conftest import RTOL
+from tests.helpers import RTOL
 
 
 @pytest.fixture(autouse=True, params=["numpy", "scipy", "torch"])

@@ -15,7 +15,7 @@ import pytest
 import rnnfast
 from rnnfast import _kernels
 from rnnfast import reference as ref
-from conftest import (LAYOUTS, as_float64, assert_close, in_layout, make_dh, make_problem,
+from tests.helpers import (LAYOUTS, as_float64, assert_close, in_layout, make_dh, make_problem,
                       shape_id)
 
 SHAPES = [(5, 5, 5, 1, 5), (3, 4, 2, 1, 1), (2, 7, 3, 5, 1), (4, 9, 6, 3, 7), (1, 1, 1, 1, 1)]

@@ -9,7 +9,7 @@ import pytest
 
 from rnnfast import _kernels
 from rnnfast import reference as ref
-from conftest import assert_close
+from tests.helpers import assert_close
 
 # (n_in, H, P, m, T): P is the LSTM projection (0: none)
 SHAPES = [(3, 4, 0, 2, 5), (3, 4, 2, 2, 5), (5, 7, 0, 1, 1), (2, 3, 2, 1, 6), (1, 9, 0, 4, 3),

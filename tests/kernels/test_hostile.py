@@ -7,7 +7,7 @@ import pytest
 
 import rnnfast
 from rnnfast import reference as ref
-from conftest import make_dh, make_problem
+from tests.helpers import make_dh, make_problem
 
 SHAPE = (3, 4, 5, 2, 6)
 

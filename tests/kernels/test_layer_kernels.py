@@ -10,7 +10,7 @@ import pytest
 
 from rnnfast import _kernels
 from rnnfast import reference as ref
-from conftest import assert_close
+from tests.helpers import assert_close
 
 
 @pytest.mark.parametrize("activation", list(_kernels.Activation), ids=lambda a: a.name.lower())

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import rnnfast
-from conftest import LAYOUTS, assert_close, in_layout, make_dh, make_problem
-from test_against_reference import check_forward_backward
+from tests.helpers import LAYOUTS, assert_close, in_layout, make_dh, make_problem
+from tests.helpers import check_forward_backward
 
 SHAPE = (7, 13, 5, 3, 9)
 

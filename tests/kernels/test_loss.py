@@ -5,8 +5,8 @@ import pytest
 
 import rnnfast
 from rnnfast import reference as ref
-from conftest import RTOL, SHAPES, as_float64, assert_close, make_problem, shape_id
-from test_reference import numeric_grad
+from tests.helpers import RTOL, SHAPES, as_float64, assert_close, make_problem, shape_id
+from tests.helpers import numeric_grad
 
 GRAD_KEYS = ("dWhx", "dWhh", "dWyh", "dbh", "dby", "dx", "dh0")
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import rnnfast
-from conftest import make_dh, make_problem
+from tests.helpers import make_dh, make_problem
 
 SHAPE = (3, 4, 2, 5, 6)   # n_x, n_h, n_y, m, T
 

@@ -8,7 +8,7 @@ import pytest
 
 from rnnfast import reference as ref
 from rnnfast.model import RNNModel
-from conftest import assert_close
+from tests.helpers import assert_close
 
 CONFIGS = [("rnn", 2, "tanh"), ("rnn", 3, "relu"), ("rnn", 1, "relu"), ("lstm", 2, "tanh"),
            ("gru", 3, "tanh")]

@@ -7,7 +7,7 @@ import rnnfast
 from rnnfast import reference as ref
 from rnnfast.model import RNNModel
 from rnnfast.optim import Adam
-from conftest import assert_close
+from tests.helpers import assert_close
 
 
 def twin_loss(model, X, Y, h0):

@@ -13,7 +13,7 @@ import rnnfast
 from rnnfast import reference as ref
 from rnnfast import RNNModel
 from rnnfast.cli.demo import apple_data, train_apple, train_apple_torch
-from conftest import assert_close, torch_dtype
+from tests.helpers import assert_close, torch_dtype
 
 
 def make_batch(model, m=3, n_steps=4, seed=0):

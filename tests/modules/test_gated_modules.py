@@ -13,7 +13,7 @@ import pytest
 
 import rnnfast
 from rnnfast import reference as ref
-from conftest import assert_close, load_numpy_weights
+from tests.helpers import assert_close, load_numpy_weights
 
 try:
     import torch

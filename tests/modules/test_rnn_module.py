@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import rnnfast
-from rnnfast import reference as ref
-from conftest import LAYOUTS, assert_close, in_layout, load_numpy_weights
+from tests.helpers import (LAYOUTS, assert_close, dropout_masks, in_layout, load_numpy_weights,
+                           numpy_run)
 
 try:
     import torch
@@ -41,38 +41,6 @@ def pair(dtype=np.float64, seed=0, **kwargs):
     weights = r64.state_dict()
     r.load_state_dict(weights)
     return weights, r
-
-
-def dropout_masks(r):
-    """The dropout multipliers of ``r``'s last forward, time-major, for the twin."""
-    masks = [layer["mask"] for layer in r._cache["layers"]][:-1]
-    if all(m is None for m in masks):
-        return None
-    return [m.transpose(1, 0, 2).astype(np.float64) for m in masks]
-
-
-def numpy_run(r, weights, x, h0, go, gh, lengths=None, batched=True, masks=None):
-    """output, h_n and the gradients of sum(go*output) + sum(gh*h_n), by the NumPy twin."""
-    batch_first = r.batch_first and batched
-
-    def time_major(a):
-        if not batched:
-            return a[:, None]
-        return a.transpose(1, 0, 2) if batch_first else a
-
-    def user_layout(a):
-        if not batched:
-            return a[:, 0]
-        return a.transpose(1, 0, 2) if batch_first else a
-
-    hx = h0 if batched else h0[:, None]
-    out, hn, cache = ref.rnn_module_forward(time_major(x), hx, weights, r.num_layers,
-                                            r.bidirectional, r.nonlinearity, lengths, masks)
-    grads = ref.rnn_module_backward(time_major(go), gh if batched else gh[:, None], cache)
-    grads["input"] = user_layout(grads["input"])
-    if not batched:
-        hn, grads["hx"] = hn[:, 0], grads["hx"][:, 0]
-    return user_layout(out), hn, grads
 
 
 def torch_run(r, weights, x, h0, go, gh, lengths=None, batched=True, masks=None):

@@ -1,10 +1,10 @@
 """Property tests: every public entry point against its NumPy twin in rnnfast.reference.
 
 One ``@given`` property per entry point; sizes, dtypes, layouts and value
-regimes come from tests/strategies.py.  Each example draws a value regime:
+regimes come from tests/helpers/strategies.py.  Each example draws a value regime:
 
 * ``moderate``: every result equals the twin's on the same input values at
-  the measured tolerances (``assert_close``, conftest.RTOL) and has the
+  the measured tolerances (``assert_close``, helpers.RTOL) and has the
   documented dtype;
 * ``nonfinite`` (NaN and +-Inf among moderate values): NaN, +Inf and -Inf
   appear exactly where the twin's results have them, and the finite results
@@ -22,7 +22,7 @@ raise the documented exception, naming the argument, and change nothing.
 Profiles (tests/conftest.py): ``default`` runs 200 examples per property,
 ``long`` 3,000, ``fuzz`` 50,000 (a long fuzzing run)::
 
-    python -m pytest tests/test_properties.py --hypothesis-profile=fuzz
+    python -m pytest tests/properties --hypothesis-profile=fuzz
 
 (or ``RNNFAST_HYPOTHESIS_PROFILE=fuzz``).
 """
@@ -42,12 +42,12 @@ from hypothesis import strategies as st  # noqa: E402
 import rnnfast  # noqa: E402
 from rnnfast import optim  # noqa: E402
 from rnnfast import reference as ref  # noqa: E402
-from conftest import RTOL, assert_close, in_layout  # noqa: E402
-from strategies import (FLOAT_DTYPES, THRESHOLD_SIZES, arguments,  # noqa: E402
-                        draw_class_indices, draw_dtype_plan, draw_hostile, draw_layout_plan,
-                        draw_values, integers, layouts, regimes, result_dtype, sampled,
-                        seed_sizes, seeds, size, to64)
-from test_rnn_module import dropout_masks, numpy_run  # noqa: E402
+from tests.helpers import RTOL, assert_close, in_layout  # noqa: E402
+from tests.helpers.strategies import (  # noqa: E402
+    FLOAT_DTYPES, THRESHOLD_SIZES, arguments, draw_class_indices, draw_dtype_plan, draw_hostile,
+    draw_layout_plan, draw_values, integers, layouts, regimes, result_dtype, sampled,
+    seed_sizes, seeds, size, to64)
+from tests.helpers import dropout_masks, numpy_run  # noqa: E402
 
 PARAMETERS = ("Whx", "Whh", "Wyh", "bh", "by")
 PARAMETER_GRADIENTS = tuple("d" + k for k in PARAMETERS)

@@ -2,7 +2,7 @@
 
 The fuzzer (commit a343301, "Fix what API fuzzing found") ran hypothesis over
 every entry point against the NumPy twins; its search lives on in
-tests/test_properties.py.  Each finding is a test, here or (where one already
+tests/properties/test_properties.py.  Each finding is a test, here or (where one already
 covered it) in the topical file:
 
 * rnnfast.RNN: hx or grad_h_n not C-contiguous (Fortran order) gave wrong results
@@ -45,7 +45,7 @@ import rnnfast
 from rnnfast import RNNModel, optim
 from rnnfast.__main__ import main
 from rnnfast.text import sample_text
-from test_rnn_module import numpy_run
+from tests.helpers import numpy_run
 
 # -- inf in the gradient or in relu states: dWhh as the twin's, both directions ----
 

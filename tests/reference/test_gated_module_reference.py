@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rnnfast import reference as ref
-from test_reference import numeric_grad
+from tests.helpers import numeric_grad
 
 T, N, N_IN, H = 3, 2, 2, 3
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rnnfast import reference as ref
-from test_reference import numeric_grad
+from tests.helpers import numeric_grad
 
 T, N, N_IN, H = 4, 3, 2, 3
 LENGTHS = np.array([4, 1, 3])

@@ -7,24 +7,7 @@ import numpy as np
 import pytest
 
 from rnnfast import reference as ref
-from conftest import make_problem, make_dh
-
-EPS = 1e-6
-
-
-def numeric_grad(f, array):
-    """Central differences of the scalar f() with respect to every entry of array."""
-    grad = np.zeros_like(array)
-    for idx in np.ndindex(array.shape):
-        saved = array[idx]
-        array[idx] = saved + EPS
-        up = f()
-        array[idx] = saved - EPS
-        down = f()
-        array[idx] = saved
-        grad[idx] = (up - down) / (2 * EPS)
-    return grad
-
+from tests.helpers import make_problem, make_dh, numeric_grad
 
 @pytest.mark.parametrize("shape", [(3, 4, 2, 2, 5), (2, 3, 4, 1, 1), (1, 2, 3, 3, 2)])
 def test_rnn_backward_matches_finite_differences(shape):

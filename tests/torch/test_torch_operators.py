@@ -15,7 +15,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from conftest import assert_close  # noqa: E402
+from tests.helpers import assert_close  # noqa: E402
 from rnnfast import reference  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("error")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import rnnfast
-from conftest import (SHAPES, assert_close, load_numpy_weights, make_dh, make_problem,
+from tests.helpers import (SHAPES, assert_close, load_numpy_weights, make_dh, make_problem,
                       shape_id, torch_dtype)
 
 torch = pytest.importorskip("torch")

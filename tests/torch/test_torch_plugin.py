@@ -15,7 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 rt = pytest.importorskip("rnnfast.torch")
 
-from conftest import assert_close  # noqa: E402
+from tests.helpers import assert_close  # noqa: E402
 
 # torch's own LSTM says so when a projection keeps it off oneDNN
 pytestmark = [pytest.mark.filterwarnings("ignore:LSTM with projections:UserWarning"),
