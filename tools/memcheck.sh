@@ -43,7 +43,7 @@
 #    stops at the first C++ exception torch throws ("CHECK failed ...
 #    real___cxa_throw != 0": its interceptor found no __cxa_throw at start-up).
 #    With --torch, a last step runs the torch operators' fuzz test
-#    (tests/test_torch_operators.py) alone under ASan and fails if it skipped.
+#    (tests/torch/test_torch_operators.py) alone under ASan and fails if it skipped.
 #
 # --torch installs torch==2.13.0 into the bounds-checked and ASan venvs (the
 # parity and rnnfast.RNN tests skip without it).  --valgrind-torch (implies
@@ -359,10 +359,10 @@ if ((run_valgrind)); then
     # Small shapes everywhere; the finite-difference loss test (reference-heavy,
     # slow under valgrind) is left out, and so are the reference's own test file
     # and the property tests (2,600 examples: more than 30 minutes under valgrind).
-    subset=(tests/test_against_reference.py tests/test_layouts_and_dtypes.py
-            tests/test_rnn_module.py tests/test_layer_kernels.py tests/test_blas.py
-            tests/test_loss.py tests/test_model.py tests/test_optim.py tests/test_validation.py
-            tests/test_hostile.py)
+    subset=(tests/kernels/test_against_reference.py tests/kernels/test_layouts_and_dtypes.py
+            tests/modules/test_rnn_module.py tests/kernels/test_layer_kernels.py
+            tests/kernels/test_blas.py tests/kernels/test_loss.py tests/model/test_model.py
+            tests/optim/test_optim.py tests/kernels/test_validation.py tests/kernels/test_hostile.py)
     deselect=(-k "not finite_differences and not apple_training_matches_torch")
     # The detector and the attribution work: a known bug is found.
     write_positive_control "$work/control.py"
@@ -471,7 +471,7 @@ if ((run_asan)); then
         say "the torch operators' fuzz test under AddressSanitizer"
         set +e
         (cd "$src" && "${asan_env[@]}" "$venv/bin/python" "${PYTEST[@]}" \
-            tests/test_torch_operators.py) >"$logs/torch-ops-asan.log" 2>&1
+            tests/torch/test_torch_operators.py) >"$logs/torch-ops-asan.log" 2>&1
         rc=$?
         set -e
         line=$(closing_line "$logs/torch-ops-asan.log")

@@ -1,0 +1,241 @@
+"""Shared test helpers: problem generators, the per-dtype tolerances, memory layouts,
+finite differences, the NumPy twins' runs of the modules, torch glue and CLI inputs.
+
+float64 results must match the float64 reference to 5e-14 relative; float32
+results (to 1e-5) are compared with the float64 reference run on the same
+inputs.  Both figures are a few times the error measured (see RTOL).
+Fixtures live in tests/conftest.py; hypothesis strategies in helpers/strategies.py.
+"""
+
+import os
+
+import numpy as np
+
+# Relative tolerance per result dtype, scaled by the largest magnitude in the
+# expected array, at least 1 (so entries near zero are judged on the array's
+# scale).  Measured with RNNFAST_RECORD_ERRORS over the whole suite against the
+# float64 NumPy twins: worst float32 1.9e-6 (dWhh at T = 3000), worst float64
+# 6.6e-15 (the same); the tolerances are 5x and 8x those.  A tanh 1e-4 too
+# large, or any result perturbed by 1e-5 relative, fails.
+RTOL = {np.dtype(np.float64): 5e-14, np.dtype(np.float32): 1e-5}
+
+# RNNFAST_RECORD_ERRORS=FILE makes assert_close append every measured error
+# (max |actual - expected| / scale) to FILE: how the tolerances were measured.
+_ERROR_LOG = os.environ.get("RNNFAST_RECORD_ERRORS")
+
+DTYPES = [np.float32, np.float64]
+
+# (n_x, n_h, n_y, m, T): odd sizes, T=1, m=1, and n_x != n_h != n_y.
+SHAPES = [
+    (1, 1, 1, 1, 1),
+    (5, 5, 5, 1, 5),
+    (7, 13, 1, 1, 1),
+    (13, 7, 129, 3, 1),
+    (7, 13, 5, 1, 29),
+    (13, 1, 7, 7, 13),
+    (1, 129, 7, 13, 7),
+    (129, 7, 13, 2, 3),
+    (7, 129, 13, 129, 2),
+]
+
+
+def shape_id(shape):
+    return "nx{}-nh{}-ny{}-m{}-T{}".format(*shape)
+
+
+def assert_close(actual, expected, dtype, name=""):
+    """``actual`` (of ``dtype``) agrees with the float64 ``expected``."""
+    dtype = np.dtype(dtype)
+    actual = np.asarray(actual)
+    expected = np.asarray(expected)
+    assert actual.shape == expected.shape, f"{name}: shape {actual.shape} != {expected.shape}"
+    assert actual.dtype == dtype, f"{name}: dtype {actual.dtype} != {dtype}"
+    scale = max(1.0, float(np.max(np.abs(expected)))) if expected.size else 1.0
+    rtol = RTOL[dtype]
+    if _ERROR_LOG and expected.size:
+        error = float(np.max(np.abs(actual.astype(np.float64) - expected))) / scale
+        with open(_ERROR_LOG, "a") as log:
+            log.write(f"{dtype.name}\t{error:.3e}\t{os.environ.get('PYTEST_CURRENT_TEST', '')}"
+                      f"\t{name}\n")
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale, err_msg=name)
+
+
+def make_problem(shape, dtype=np.float64, seed=0):
+    """Random ``(x, h0, parameters)`` of ``shape = (n_x, n_h, n_y, m, T)``.
+
+    Weights are scaled by 1/sqrt(fan-in) so that activations stay in tanh's
+    responsive range and gradients neither vanish nor explode over long T.
+    """
+    n_x, n_h, n_y, m, n_steps = shape
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n_x, m, n_steps))
+    h0 = 0.5 * rng.standard_normal((n_h, m))
+    parameters = {
+        "Whx": rng.standard_normal((n_h, n_x)) / np.sqrt(n_x),
+        "Whh": 0.9 * rng.standard_normal((n_h, n_h)) / np.sqrt(n_h),
+        "Wyh": rng.standard_normal((n_y, n_h)) / np.sqrt(n_h),
+        "bh": 0.1 * rng.standard_normal((n_h, 1)),
+        "by": 0.1 * rng.standard_normal((n_y, 1)),
+    }
+    dtype = np.dtype(dtype)
+    return (x.astype(dtype), h0.astype(dtype),
+            {k: v.astype(dtype) for k, v in parameters.items()})
+
+
+def make_dh(shape, dtype=np.float64, seed=1):
+    n_x, n_h, n_y, m, n_steps = shape
+    return np.random.default_rng(seed).standard_normal((n_h, m, n_steps)).astype(dtype)
+
+
+def as_float64(x, h0, parameters):
+    return (x.astype(np.float64), h0.astype(np.float64),
+            {k: np.asarray(v, dtype=np.float64) for k, v in parameters.items()})
+
+
+# -- memory layouts ------------------------------------------------------------
+#
+# The one copy of the layout helpers (helpers/strategies.py draws from LAYOUTS;
+# the example-based tests use in_layout directly).  They live here, not in
+# strategies.py, so that tests without hypothesis can use them.
+
+LAYOUTS = ("c", "fortran", "strided", "negative", "readonly")
+
+
+def in_layout(a, layout):
+    """The values of ``a`` in a new array (or view) of the given memory layout.
+
+    ``"c"``: C order; ``"fortran"``: Fortran order; ``"strided"``: every other
+    element of an array twice as large on every axis (non-contiguous);
+    ``"negative"``: negative strides on every axis; ``"readonly"``: a C-order
+    copy that cannot be written.  The result never shares memory with ``a``.
+    """
+    a = np.asarray(a)
+    if layout == "c" or a.ndim == 0:
+        out = np.array(a, order="C", copy=True)
+    elif layout == "fortran":
+        out = np.array(a, order="F", copy=True)
+    elif layout == "strided":
+        big = np.zeros(tuple(2 * s for s in a.shape), dtype=a.dtype)
+        out = big[tuple(slice(None, None, 2) for _ in a.shape)]
+        out[...] = a
+    elif layout == "negative":
+        flip = tuple(slice(None, None, -1) for _ in a.shape)
+        out = np.array(a[flip], order="C", copy=True)[flip]
+    elif layout == "readonly":
+        out = np.array(a, order="C", copy=True)
+    else:
+        raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
+    if layout == "readonly":
+        out.flags.writeable = False
+    return out
+
+
+# -- PyTorch glue (torch is imported only when these are called) ---------------
+
+
+def torch_dtype(dtype):
+    """The torch dtype of a NumPy float32 or float64 dtype."""
+    import torch
+    return {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[
+        np.dtype(dtype)]
+
+
+def load_numpy_weights(module, weights):
+    """Copy NumPy ``weights`` (torch's parameter names) into the torch ``module``.
+
+    Strict like ``load_state_dict``: every parameter, and only those; values
+    are cast to the module's dtype.  Returns ``module``.
+    """
+    import torch
+    module.load_state_dict({name: torch.tensor(np.asarray(value)) for name, value in
+                            weights.items()})
+    return module
+
+
+# -- finite differences ----------------------------------------------------------
+
+# Step of the central differences that check the twins (float64).
+FD_STEP = 1e-6
+
+
+def numeric_grad(f, array):
+    """Central differences of the scalar f() with respect to every entry of array."""
+    grad = np.zeros_like(array)
+    for idx in np.ndindex(array.shape):
+        saved = array[idx]
+        array[idx] = saved + FD_STEP
+        up = f()
+        array[idx] = saved - FD_STEP
+        down = f()
+        array[idx] = saved
+        grad[idx] = (up - down) / (2 * FD_STEP)
+    return grad
+
+
+# -- the seed API against the twin ---------------------------------------------------
+
+GRAD_KEYS = ("dx", "dh0", "dWhx", "dWhh", "dbh")
+
+
+def check_forward_backward(x, h0, p, dh, dtype):
+    """rnnfast on (x, h0, p, dh) agrees with the float64 reference; returns rnnfast's results."""
+    import rnnfast
+    from rnnfast import reference as ref
+
+    x64, h064, p64 = as_float64(np.asarray(x), np.asarray(h0), p)
+    h_ref, y_ref, c_ref = ref.rnn_forward(x64, h064, p64)
+    g_ref = ref.rnn_backward(np.asarray(dh, dtype=np.float64), c_ref)
+
+    h, y, caches = rnnfast.rnn_forward(x, h0, p)
+    assert_close(h, h_ref, dtype, "h")
+    assert_close(y, y_ref, dtype, "y_pred")
+    grads = rnnfast.rnn_backward(dh, caches)
+    assert sorted(grads) == sorted(GRAD_KEYS)
+    for key in GRAD_KEYS:
+        assert_close(grads[key], g_ref[key], dtype, key)
+    return h, y, caches, grads
+
+
+# -- rnnfast.RNN's NumPy twin ------------------------------------------------------------
+
+
+def dropout_masks(r):
+    """The dropout multipliers of ``r``'s last forward, time-major, for the twin."""
+    masks = [layer["mask"] for layer in r._cache["layers"]][:-1]
+    if all(m is None for m in masks):
+        return None
+    return [m.transpose(1, 0, 2).astype(np.float64) for m in masks]
+
+
+def numpy_run(r, weights, x, h0, go, gh, lengths=None, batched=True, masks=None):
+    """output, h_n and the gradients of sum(go*output) + sum(gh*h_n), by the NumPy twin."""
+    from rnnfast import reference as ref
+
+    batch_first = r.batch_first and batched
+
+    def time_major(a):
+        if not batched:
+            return a[:, None]
+        return a.transpose(1, 0, 2) if batch_first else a
+
+    def user_layout(a):
+        if not batched:
+            return a[:, 0]
+        return a.transpose(1, 0, 2) if batch_first else a
+
+    hx = h0 if batched else h0[:, None]
+    out, hn, cache = ref.rnn_module_forward(time_major(x), hx, weights, r.num_layers,
+                                            r.bidirectional, r.nonlinearity, lengths, masks)
+    grads = ref.rnn_module_backward(time_major(go), gh if batched else gh[:, None], cache)
+    grads["input"] = user_layout(grads["input"])
+    if not batched:
+        hn, grads["hx"] = hn[:, 0], grads["hx"][:, 0]
+    return user_layout(out), hn, grads
+
+
+# -- the command line's inputs -----------------------------------------------------------
+
+#: The text the CLI tests train on (tests/conftest.py's ``text_file`` holds it).
+TEXT = "the quick brown fox jumps over the lazy dog; pack my box with five dozen jugs. " * 30
+#: A small, quick model for ``train``.
+BASE = ["--hidden", "16", "--seq-len", "10", "--batch", "4", "--quiet"]
