@@ -91,8 +91,6 @@ def _torch_blas_active():
     """Whether this thread's kernel calls use torch's BLAS now."""
     return bool(rf_blas_torch_active())
 
-# Forms of the input x (see the top of this file).
-
 
 # -- the product policy, for Python and for the time loops -----------------------
 
