@@ -17,8 +17,8 @@
 #     ndarray without knowing its dtype, and a kernel's first lines give each
 #     buffer its element type (`floating`), the only place that type is stated;
 #   - a kernel is one fused function `kernel(floating tag, const Dims *, void *buffers)`;
-#     _run picks its float or double version by Dims.float32, the one dtype
-#     dispatch of the module;
+#     _call picks its float or double version by Dims.float32, the one dtype
+#     dispatch of the module (_run: the same, with the GIL released);
 #   - kernels never allocate and never raise: the Python wrapper (functional.py,
 #     modules.py) has validated every shape, checked BLAS sizes against INT_MAX,
 #     and the entry point has allocated every output and scratch array.
@@ -64,13 +64,20 @@ ctypedef void (*kernel_f32)(float, const Dims *, void *) noexcept nogil
 ctypedef void (*kernel_f64)(double, const Dims *, void *) noexcept nogil
 
 
+cdef inline void _call(kernel_f32 f32, kernel_f64 f64, const Dims *d,
+                       void *buffers) noexcept nogil:
+    """Call a kernel's float or double version, by ``d.float32``."""
+    if d.float32:
+        f32(0, d, buffers)
+    else:
+        f64(0, d, buffers)
+
+
 cdef inline void _run(kernel_f32 f32, kernel_f64 f64, const Dims *d, void *buffers) noexcept:
-    """Run a kernel's float or double version (by ``d.float32``) without the GIL."""
+    """:func:`_call` without the GIL (for the time loops; copies too short to be worth
+    releasing it call ``_call`` directly)."""
     with nogil:
-        if d.float32:
-            f32(0, d, buffers)
-        else:
-            f64(0, d, buffers)
+        _call(f32, f64, d, buffers)
 
 
 cdef inline Dims _dims(cnp.ndarray like, int n_batch, int n_steps, int n_input,

@@ -297,6 +297,13 @@ cdef void _layer_forward(floating tag, const Dims *d, void *buffers) noexcept no
 
 # -- entry points: validate nothing (the wrapper has), allocate, fill the structs, run --
 
+cdef inline cnp.ndarray _zeros_like(cnp.ndarray a):
+    """An array of zeros shaped like ``a`` (empty + memset: cheaper than PyArray_ZEROS)."""
+    cdef cnp.ndarray z = _empty_like(a)
+    memset(cnp.PyArray_DATA(z), 0, cnp.PyArray_NBYTES(z))
+    return z
+
+
 cdef ElmanBuffers _seed_buffers(cnp.ndarray x, cnp.ndarray h0, cnp.ndarray w_hx,
                                 cnp.ndarray w_hh, cnp.ndarray b_h) noexcept:
     """The seed model's inputs, every other buffer NULL."""
@@ -350,7 +357,7 @@ cdef tuple _seed_backward(int x_mode, cnp.ndarray x, cnp.ndarray h0, cnp.ndarray
                         <int>dims[2])
     d.x_mode, d.activation, d.own_products = x_mode, TANH, own_products
     cdef cnp.ndarray dx_out = None if x_mode == X_INDEX else _empty_like(x)
-    cdef cnp.ndarray dh0_out = cnp.PyArray_ZEROS(2, cnp.PyArray_DIMS(h0), cnp.PyArray_TYPE(h0), 0)
+    cdef cnp.ndarray dh0_out = _zeros_like(h0)     # no gradient reaches the final state
     cdef cnp.ndarray dw_hx_out = _empty_like(w_hx), dw_hh_out = _empty_like(w_hh)
     cdef cnp.ndarray db_h_out = _empty_like(b_h)
     cdef cnp.ndarray dz = dh if dh_is_scratch else _empty_like(h)
@@ -396,7 +403,7 @@ def loss(int x_mode, cnp.ndarray x not None, cnp.ndarray h0 not None,
     cdef cnp.ndarray logits = _empty3(n_batch, n_steps, d.n_output, type_num)
     cdef cnp.ndarray dh = _empty3(n_batch, n_steps, n_hidden, type_num)
     cdef cnp.ndarray dx_out = None if x_mode == X_INDEX else _empty_like(x)
-    cdef cnp.ndarray dh0_out = cnp.PyArray_ZEROS(2, cnp.PyArray_DIMS(h0), type_num, 0)
+    cdef cnp.ndarray dh0_out = _zeros_like(h0)     # no gradient reaches the final state
     cdef cnp.ndarray dw_hx_out = _empty_like(w_hx), dw_hh_out = _empty_like(w_hh)
     cdef cnp.ndarray dw_yh_out = _empty_like(w_yh)
     cdef cnp.ndarray db_h_out = _empty_like(b_h), db_y_out = _empty_like(b_y)

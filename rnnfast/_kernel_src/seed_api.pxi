@@ -272,7 +272,7 @@ cdef void _gather(cnp.ndarray src, cnp.ndarray dst, cnp.npy_intp m, cnp.npy_intp
     b.src, b.dst = <const char *>cnp.PyArray_DATA(src), cnp.PyArray_DATA(dst)
     b.strides[0], b.strides[1] = cnp.PyArray_STRIDES(src)[0], cnp.PyArray_STRIDES(src)[1]
     b.strides[2] = cnp.PyArray_STRIDES(src)[2] if cnp.PyArray_NDIM(src) == 3 else 0
-    _run(_gather_rows[float], _gather_rows[double], &d, &b)
+    _call(_gather_rows[float], _gather_rows[double], &d, &b)      # a copy: keeps the GIL
 
 
 def fast_backward(dh, caches):
