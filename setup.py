@@ -59,14 +59,22 @@ directives = {
     # computes what the release build does.
     "cdivision": True,
     "embedsignature": True,
+    "autotestdict": False,      # no doctest dict (__test__): nothing here runs doctests
 }
+
+# rnnfast._kernels is one extension built from the include files of
+# rnnfast/_kernel_src/ (see CONTRIBUTING.md); listed here so that editing one
+# rebuilds the extension.
+KERNEL_INCLUDES = sorted(os.path.join("rnnfast", "_kernel_src", name)
+                         for name in os.listdir(os.path.join("rnnfast", "_kernel_src"))
+                         if name.endswith(".pxi"))
 
 extensions = [
     Extension("rnnfast._kernels", ["rnnfast/_kernels.pyx"],
               include_dirs=[np.get_include(), "rnnfast"],
               define_macros=macros, libraries=libraries, extra_compile_args=compile_args,
-              depends=["rnnfast/_vecmath.h", "rnnfast/_vecmath_impl.h", "rnnfast/_blas.pxd",
-                       "rnnfast/_blas_numpy.h"]),
+              depends=KERNEL_INCLUDES + ["rnnfast/_vecmath.h", "rnnfast/_vecmath_impl.h",
+                                         "rnnfast/_blas.pxd", "rnnfast/_blas_numpy.h"]),
     Extension("rnnfast._updates", ["rnnfast/_updates.pyx"], extra_compile_args=compile_args),
 ]
 

@@ -3,9 +3,23 @@
 # needed: see _blas_numpy.h); inside rnnfast.torch's
 # operators, torch's own BLAS (thread-local switch, see _blas_numpy.h).
 #
+# The BLAS function pointers (rf_np_*, rf_s_*, rf_t_* in _blas_numpy.h) are
+# `static` state of the extension that includes this file: they are bound when
+# that extension is imported (rnnfast/_kernel_src/blas.pxi) and nowhere else.
+# A second extension that cimports this file gets its own, unbound copies and
+# would call through NULL pointers: every caller of gemm/gemv must be built into
+# rnnfast._kernels (add an include file there rather than a new extension), or
+# the new extension must bind its own pointers at its import.
+#
 # Every matrix in rnnfast is C-ordered, so these helpers take row-major
 # arguments and hand BLAS (column-major) the transposed problem:
 # C = op(A) op(B) in row-major is C^T = op(B)^T op(A)^T in column-major.
+#
+# THE product policy: plan_product below is the one place that decides how a
+# product runs (a plain loop, the hand-written vector-matrix loop, gemv or
+# gemm), and product_is_sequential the one place that decides when torch's
+# threaded BLAS should stay on one thread.  The thresholds are measured
+# crossovers (python -m rnnfast bench); change them here only.
 
 from cython cimport floating
 from libc.stdint cimport int64_t
@@ -72,8 +86,54 @@ cdef extern from "_vecmath.h" nogil:
                          float alpha, const float *a, Py_ssize_t lda, const float *b,
                          Py_ssize_t ldb, float beta, float *c, Py_ssize_t ldc)
 
-# gemm: products of at most 1024 multiply-adds skip BLAS, whose per-call cost
-# (argument checks, threading decisions) exceeds their arithmetic.
+# How a product C (n_rows, n_cols) = A (n_rows, n_inner) B (n_inner, n_cols) runs.
+# The values are bits, so that a caller can say which ways it can run (``allowed``).
+cdef enum ProductPlan:
+    PRODUCT_LOOP = 1     # a plain loop (rf_small_gemm_*): cheaper than a BLAS call's overhead
+    PRODUCT_VECMAT = 2   # the hand-written row-vector times matrix loop (rf_vecmat_*), which
+                         # needs the matrix row-major as multiplied (a transposed copy)
+    PRODUCT_GEMV = 4     # BLAS gemv: one row
+    PRODUCT_GEMM = 8     # BLAS gemm
+
+cdef enum:
+    # Products of at most this many multiply-adds skip BLAS, whose per-call cost
+    # (argument checks, threading decisions) exceeds their arithmetic.
+    TINY_PRODUCT_WORK = 1024
+    # One row times a matrix of at most this many rows and columns runs in the
+    # hand-written loop (when the caller can: the Elman recurrence keeps Whh^T);
+    # above it BLAS measured faster.
+    OWN_PRODUCTS_MAX_HIDDEN = 64
+    # Per-step products of at most this many multiply-adds keep torch's threaded
+    # BLAS on one thread: at char size (N 1, H 128) forking the OpenMP team for
+    # every step's product cost more than the product.
+    SEQUENTIAL_PRODUCT_WORK = 262144     # 1 << 18
+
+
+cdef inline int64_t product_work(int64_t n_rows, int64_t n_cols, int64_t n_inner) noexcept nogil:
+    """Multiply-adds of the product, in 64 bits (three BLAS ints overflow a 32-bit long)."""
+    return n_rows * n_cols * n_inner
+
+
+cdef inline ProductPlan plan_product(int64_t n_rows, int64_t n_cols, int64_t n_inner,
+                                     int allowed) noexcept nogil:
+    """How (n_rows, n_inner) (n_inner, n_cols) runs, among the ``allowed`` plans (bits).
+
+    A pack-once or JIT product (e.g. LIBXSMM) would be one more plan, chosen here.
+    """
+    if (allowed & PRODUCT_VECMAT and n_rows == 1 and n_cols <= OWN_PRODUCTS_MAX_HIDDEN
+            and n_inner <= OWN_PRODUCTS_MAX_HIDDEN):
+        return PRODUCT_VECMAT
+    if allowed & PRODUCT_GEMV and n_rows == 1:
+        return PRODUCT_GEMV
+    if allowed & PRODUCT_LOOP and product_work(n_rows, n_cols, n_inner) <= TINY_PRODUCT_WORK:
+        return PRODUCT_LOOP
+    return PRODUCT_GEMM
+
+
+cdef inline bint product_is_sequential(int64_t n_rows, int64_t n_cols,
+                                       int64_t n_inner) noexcept nogil:
+    """Whether this per-step product should run on one thread of a threaded BLAS."""
+    return product_work(n_rows, n_cols, n_inner) <= SEQUENTIAL_PRODUCT_WORK
 
 
 cdef inline void gemm(char trans_a, char trans_b, int n_rows, int n_cols, int n_inner,
@@ -81,7 +141,7 @@ cdef inline void gemm(char trans_a, char trans_b, int n_rows, int n_cols, int n_
                       const floating *b, int ldb,
                       floating beta, floating *c, int ldc) noexcept nogil:
     """C = alpha op(A) op(B) + beta C, row-major; C is (n_rows, n_cols)."""
-    if <long>n_rows * n_cols * n_inner <= 1024:
+    if plan_product(n_rows, n_cols, n_inner, PRODUCT_LOOP | PRODUCT_GEMM) == PRODUCT_LOOP:
         # tiny: a plain loop beats the BLAS call's overhead
         if floating is float:
             rf_small_gemm_f(trans_a == c'T', trans_b == c'T', n_rows, n_cols, n_inner, alpha,

@@ -8,6 +8,11 @@
  * NumPy's copy (already loaded: RTLD_NOLOAD) and, when it finds every symbol,
  * _blas.pxd calls it instead of SciPy's copy (below).  Pointers stay NULL
  * elsewhere (another BLAS in NumPy, no dlopen).
+ *
+ * Every pointer here is `static`: each extension that includes this header has
+ * its own copies, bound only by that extension's own import code.  Only
+ * rnnfast._kernels binds them (_kernel_src/blas.pxi), so only code built into
+ * rnnfast._kernels may call the shim (see CONTRIBUTING.md).
  */
 #ifndef RNNFAST_BLAS_NUMPY_H
 #define RNNFAST_BLAS_NUMPY_H
@@ -124,7 +129,7 @@ static int rf_blas_bind_torch(const char *path) { (void)path; return 0; }
  * signatures above), the fallback where NumPy's cannot be bound.  Its
  * pointers come from the module's __pyx_capi__ capsules, looked up only when
  * the fallback is needed: importing scipy.linalg costs 0.2-0.4 s, most of
- * `import rnnfast`.  _kernels.pyx binds them before any kernel can reach the
+ * `import rnnfast`.  _kernel_src/blas.pxi binds them before any kernel can reach the
  * fallback (at import without NumPy's BLAS, or when a test switches to it). */
 static rf_dgemm32_t rf_s_dgemm = 0;
 static rf_sgemm32_t rf_s_sgemm = 0;

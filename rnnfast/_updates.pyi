@@ -3,7 +3,7 @@
 import numpy as np
 import numpy.typing as npt
 
-Floats = npt.NDArray[np.float32] | npt.NDArray[np.float64]
+_Floats = npt.NDArray[np.float32] | npt.NDArray[np.float64]
 
-def adam(param: Floats, grad: Floats, exp_avg: Floats, exp_avg_sq: Floats, lr: float,
+def adam(param: _Floats, grad: _Floats, exp_avg: _Floats, exp_avg_sq: _Floats, lr: float,
          beta1: float, beta2: float, eps: float, weight_decay: float, step: int) -> None: ...

@@ -1,4 +1,4 @@
-/* Elementwise and small-product helpers for the kernels in _kernels.pyx.
+/* Elementwise and small-product helpers for the kernels of _kernels.pyx (_kernel_src/*.pxi).
  *
  * With GCC on x86-64 Linux every helper is compiled three times (AVX-512,
  * AVX2+FMA and the SSE2 baseline) and the best one for the running CPU is picked
@@ -33,7 +33,7 @@ __attribute__((simd("notinbranch"))) float expf(float);
 #define RF_SIMD_MATH 1
 #endif
 
-/* Activation codes, the same numbers as _kernels.pyx's Activation enum. */
+/* Activation codes, the same numbers as the Activation enum (_kernel_src/elman.pxi). */
 #define RF_ACT_TANH 0
 #define RF_ACT_RELU 1
 #define RF_ACT_SIGMOID 2

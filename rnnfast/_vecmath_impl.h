@@ -72,7 +72,7 @@ static RF_CLONES void RF_NAME(rf_bias_softmax)(RF_T *restrict row, const RF_T *r
 
 /* The activations.  Each is one pair (f, f'), with f' written in terms of the
  * output y = f(z) (what the backward pass keeps); adding one is a line here, a
- * case in the two dispatchers below and a name in _kernels.pyx's Activation.
+ * case in the two dispatchers below and a name in _kernel_src/elman.pxi's Activation.
  *   tanh     f = tanh(z)              f' = 1 - y^2
  *   relu     f = max(z, 0)            f' = [y > 0]       (NaN stays NaN, as in torch.relu)
  *   sigmoid  f = 1 / (1 + exp(-z))    f' = y (1 - y)

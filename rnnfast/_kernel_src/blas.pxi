@@ -1,0 +1,234 @@
+# The BLAS of the kernels: binding at import, and the product policy.
+#
+# Static state: the BLAS function pointers that _blas.pxd's gemm/gemv call
+# (rf_np_*, rf_s_*, rf_t_* in _blas_numpy.h) are `static` variables of the one
+# extension that includes _blas_numpy.h, rnnfast._kernels, and are bound here,
+# when it is imported.  Another extension cimporting rnnfast._blas gets its own
+# copies, never bound: its gemm would call a NULL pointer.  So every kernel that
+# calls BLAS lives in an include file of rnnfast._kernels (see CONTRIBUTING.md),
+# or a new extension binds its own pointers at its import as this file does.
+#
+# The product policy: _blas.pxd's plan_product decides how every product runs
+# (plain loop, hand-written vector-matrix loop, gemv or gemm) and
+# product_is_sequential when a threaded BLAS should stay on one thread; this
+# file exposes both decisions to Python (use_own_products, product_is_sequential)
+# and runs the per-step recurrent product by the plan (_rows_times, _times_whh).
+
+def _numpy_blas_candidates():
+    """Paths of the OpenBLAS that NumPy's wheels bundle (``numpy.libs``), if any."""
+    import glob
+    import os
+    folder = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
+    return sorted(glob.glob(os.path.join(folder, "libscipy_openblas64_*.so")))
+
+
+def _bind_numpy_blas():
+    """Call NumPy's own BLAS from the kernels when it can be bound; return its path or None.
+
+    ``RNNFAST_BLAS=scipy`` in the environment keeps ``scipy.linalg.cython_blas``.
+    """
+    import os
+    if os.environ.get("RNNFAST_BLAS", "").lower() == "scipy":
+        return None
+    for path in _numpy_blas_candidates():
+        if rf_blas_bind(os.fsencode(path)):
+            return path
+    return None
+
+
+cdef void *_capsule_pointer(object capsule) except NULL:
+    """The C function exported in a Cython ``__pyx_capi__`` capsule."""
+    return PyCapsule_GetPointer(capsule, PyCapsule_GetName(capsule))
+
+
+def _bind_scipy_blas():
+    """Bind ``scipy.linalg.cython_blas``'s routines, the fallback; imports SciPy on first use."""
+    if rf_blas_scipy_bound():
+        return
+    from scipy.linalg import cython_blas
+    capi = cython_blas.__pyx_capi__
+    rf_blas_set_scipy(_capsule_pointer(capi["dgemm"]), _capsule_pointer(capi["sgemm"]),
+                      _capsule_pointer(capi["dgemv"]), _capsule_pointer(capi["sgemv"]))
+
+
+#: The BLAS library the kernels call: NumPy's OpenBLAS (its path), or None
+#: for SciPy's (``scipy.linalg.cython_blas``, imported only in that case).
+NUMPY_BLAS = _bind_numpy_blas()
+if NUMPY_BLAS is None:
+    _bind_scipy_blas()
+
+
+def blas_in_use():
+    """``"numpy"`` when the kernels call NumPy's own BLAS, else ``"scipy"``."""
+    return "numpy" if rf_blas_numpy_active() else "scipy"
+
+
+def _use_numpy_blas(bint enabled):
+    """Tests only: switch between NumPy's BLAS (when bound) and SciPy's."""
+    if not enabled:
+        _bind_scipy_blas()
+    rf_blas_enable_numpy(enabled)
+
+
+def _bind_torch_blas(path):
+    """Bind torch's BLAS (``dgemm_``, ... of the loaded library ``path``); True on success.
+
+    Called by ``rnnfast.torch`` at import; ``RNNFAST_BLAS=numpy`` or ``scipy``
+    in the environment keeps the kernels off torch's BLAS.
+    """
+    import os
+    if os.environ.get("RNNFAST_BLAS", "").lower() in ("numpy", "scipy"):
+        return False
+    return bool(rf_blas_bind_torch(os.fsencode(path)))
+
+
+def _use_torch_blas(bint on):
+    """Make this thread's kernel calls use torch's BLAS (when bound) or not."""
+    rf_blas_use_torch(on)
+
+
+def _torch_blas_active():
+    """Whether this thread's kernel calls use torch's BLAS now."""
+    return bool(rf_blas_torch_active())
+
+
+# -- the product policy, for Python and for the time loops -----------------------
+
+#: One sequence times a matrix of at most this many rows and columns runs in the
+#: hand-written loop (see plan_product in _blas.pxd).
+OWN_PRODUCTS_MAX_HIDDEN = <int>_blas.OWN_PRODUCTS_MAX_HIDDEN
+#: Per-step products of at most this many multiply-adds keep a threaded BLAS
+#: (torch's MKL, in rnnfast.torch's operators) on one thread.
+SEQUENTIAL_PRODUCT_WORK = <long long>_blas.SEQUENTIAL_PRODUCT_WORK
+cdef int _ANY_PLAN = (_blas.PRODUCT_LOOP | _blas.PRODUCT_VECMAT | _blas.PRODUCT_GEMV
+                      | _blas.PRODUCT_GEMM)
+cdef int _force_products = -1       # -1: by the plan; 0: BLAS; 1: hand-written loops
+
+
+def _set_force_products(force):
+    """Tests only: force one product path on every shape (True/False), or None for by size."""
+    global _force_products
+    _force_products = -1 if force is None else (1 if force else 0)
+
+
+cpdef bint use_own_products(Py_ssize_t n_batch, Py_ssize_t n_hidden):
+    """Whether the Elman recurrent products (n_batch, n_hidden) (n_hidden, n_hidden) run
+    in the hand-written loops rather than BLAS (``plan_product`` chooses VECMAT)."""
+    if _force_products >= 0:
+        return _force_products == 1
+    return plan_product(n_batch, n_hidden, n_hidden, _ANY_PLAN) == _blas.PRODUCT_VECMAT
+
+
+def product_is_sequential(n_rows, n_cols, n_inner):
+    """Whether a per-step product (n_rows, n_inner) (n_inner, n_cols) should run on one
+    thread of a threaded BLAS (torch's MKL): at most ``SEQUENTIAL_PRODUCT_WORK``
+    multiply-adds, computed in 64 bits."""
+    return bool(_blas.product_is_sequential(n_rows, n_cols, n_inner))
+
+
+cdef inline void _vecmat(const floating *v, const floating *a, Py_ssize_t n_k, Py_ssize_t n_j,
+                         Py_ssize_t lda, floating *out, bint accumulate) noexcept nogil:
+    """out (+)= v^T A for row-major A (n_k, n_j); hand-written, for small products."""
+    if floating is float:
+        rf_vecmat_f(v, a, n_k, n_j, lda, out, accumulate)
+    else:
+        rf_vecmat_d(v, a, n_k, n_j, lda, out, accumulate)
+
+
+cdef inline void _rows_times(const floating *v, int ld_v, const floating *w, bint transposed,
+                             floating *out, int ld_out, floating beta, int n_rows, int n_k,
+                             int n_j) noexcept nogil:
+    """out (n_rows, n_j) = V W^T (``transposed``, W is (n_j, n_k)) or V W (W is (n_k, n_j)),
+    plus ``beta`` out; one row (a single sequence) goes through gemv (see plan_product)."""
+    cdef int allowed = _blas.PRODUCT_GEMV | _blas.PRODUCT_GEMM   # gemm then plans LOOP or GEMM
+    if plan_product(n_rows, n_j, n_k, allowed) == _blas.PRODUCT_GEMV:
+        if transposed:
+            gemv(c'N', n_j, n_k, 1, w, n_k, v, 1, beta, out, 1)
+        else:
+            gemv(c'T', n_k, n_j, 1, w, n_j, v, 1, beta, out, 1)
+    elif transposed:
+        gemm(c'N', c'T', n_rows, n_j, n_k, 1, v, ld_v, w, n_k, beta, out, ld_out)
+    else:
+        gemm(c'N', c'N', n_rows, n_j, n_k, 1, v, ld_v, w, n_j, beta, out, ld_out)
+
+
+cdef void _times_whh(const Dims *d, const floating *v, int ld_v, const floating *w_hh,
+                     const floating *w_rows, bint transposed, floating *out, int ld_out,
+                     bint accumulate) noexcept nogil:
+    """out (+)= V M for the d.n_batch rows of V, with M = Whh^T (``transposed``) or Whh.
+
+    ``w_rows`` is M itself, row-major, for the hand-written loops
+    (``d.own_products``, decided by use_own_products); BLAS reads ``w_hh`` with
+    the transpose flag.
+    """
+    cdef Py_ssize_t i
+    cdef int n_hidden = d.n_hidden
+    if d.own_products:
+        # out_i (+)= v_i M                 (n_h,) = (n_h,) (n_h, n_h), each row i
+        for i in range(d.n_batch):
+            _vecmat(v + i * ld_v, w_rows, n_hidden, n_hidden, n_hidden, out + i * ld_out,
+                    accumulate)
+    else:
+        # out (+)= V M                     (m, n_h) = (m, n_h) (n_h, n_h), gemv for one row
+        _rows_times(v, ld_v, w_hh, transposed, out, ld_out, 1 if accumulate else 0, d.n_batch,
+                    n_hidden, n_hidden)
+
+
+# -- test hooks ----------------------------------------------------------------
+# The BLAS shim and the hand-written products on NumPy arrays, so that tests
+# can check each against a NumPy expression (tests/test_blas.py).  Not used by
+# the package; typed memoryviews here, since a microsecond does not matter.
+
+cdef inline char _flag(str trans) except 0:
+    if trans not in ("N", "T"):
+        raise ValueError(f"trans must be 'N' or 'T'; got {trans!r}")
+    return c'T' if trans == "T" else c'N'
+
+
+def _test_gemm(str trans_a, str trans_b, double alpha, const floating[:, ::1] a,
+               const floating[:, ::1] b, double beta, floating[:, ::1] c):
+    """``c = alpha op(a) op(b) + beta c`` through ``_blas.gemm`` (BLAS or the small loop)."""
+    cdef char ta = _flag(trans_a), tb = _flag(trans_b)
+    cdef int n_rows = c.shape[0], n_cols = c.shape[1]
+    cdef int n_inner = a.shape[0] if ta == c'T' else a.shape[1]
+    if ((a.shape[1] if ta == c'T' else a.shape[0]) != n_rows
+            or (b.shape[1] if tb == c'T' else b.shape[0]) != n_inner
+            or (b.shape[0] if tb == c'T' else b.shape[1]) != n_cols or n_inner == 0):
+        raise ValueError("gemm: shapes do not fit")
+    with nogil:
+        gemm(ta, tb, n_rows, n_cols, n_inner, <floating>alpha, &a[0, 0], <int>a.shape[1], &b[0, 0],
+             <int>b.shape[1], <floating>beta, &c[0, 0], <int>c.shape[1])
+
+
+def _test_gemv(str trans_a, double alpha, const floating[:, ::1] a, const floating[::1] x,
+               double beta, floating[::1] y):
+    """``y = alpha op(a) x + beta y`` through ``_blas.gemv``."""
+    cdef char ta = _flag(trans_a)
+    if ((a.shape[0] if ta == c'T' else a.shape[1]) != x.shape[0]
+            or (a.shape[1] if ta == c'T' else a.shape[0]) != y.shape[0]):
+        raise ValueError("gemv: shapes do not fit")
+    with nogil:
+        gemv(ta, <int>a.shape[0], <int>a.shape[1], <floating>alpha, &a[0, 0], <int>a.shape[1],
+             &x[0], 1, <floating>beta, &y[0], 1)
+
+
+def _test_vecmat(const floating[::1] v, const floating[:, ::1] a, floating[::1] out,
+                 bint accumulate):
+    """``out (+)= v^T a`` through the hand-written product of the small recurrent steps."""
+    if v.shape[0] != a.shape[0] or out.shape[0] != a.shape[1]:
+        raise ValueError("vecmat: shapes do not fit")
+    with nogil:
+        _vecmat(&v[0], &a[0, 0], a.shape[0], a.shape[1], a.shape[1], &out[0], accumulate)
+
+
+_PLAN_NAMES = {"loop": _blas.PRODUCT_LOOP, "vecmat": _blas.PRODUCT_VECMAT,
+               "gemv": _blas.PRODUCT_GEMV, "gemm": _blas.PRODUCT_GEMM}
+
+
+def _test_plan_product(n_rows, n_cols, n_inner, allowed=("loop", "vecmat", "gemv", "gemm")):
+    """The name of the plan ``plan_product`` picks for these sizes among ``allowed`` names."""
+    cdef int bits = 0
+    for name in allowed:
+        bits |= _PLAN_NAMES[name]
+    chosen = <int>plan_product(n_rows, n_cols, n_inner, bits)
+    return next(name for name, bit in _PLAN_NAMES.items() if bit == chosen)
