@@ -90,19 +90,16 @@ def _mkl_threads_local():
 
 _MKL_THREADS_LOCAL = _mkl_threads_local()
 
-# Per-step products of at most this many multiply-adds run on one thread: at
-# char size (N 1, H 128) forking torch's OpenMP team for every step's product
-# cost more than the product (libgomp took 29% of a training step's samples).
-_SEQUENTIAL_WORK = 1 << 18
-
-
 def _on_torch_blas(step_work, kernel, *args):
     """``kernel(*args)`` with this thread's products on torch's BLAS.
 
     ``step_work`` is the multiply-adds of one step's recurrent product; small
-    ones keep MKL on this thread for the whole call.
+    ones keep MKL on this thread for the whole call (the kernels' product
+    policy decides which: forking torch's OpenMP team for every step's product
+    at char size cost more than the product).
     """
-    sequential = _MKL_THREADS_LOCAL is not None and step_work <= _SEQUENTIAL_WORK
+    sequential = (_MKL_THREADS_LOCAL is not None
+                  and _kernels.product_is_sequential(step_work, 1, 1))
     previous = _MKL_THREADS_LOCAL(1) if sequential else None
     _kernels._use_torch_blas(True)
     try:

@@ -17,7 +17,7 @@
 #    prints "Exception ignored in ...", so that warning is made an error (and
 #    the log is grepped for it).
 #    Note: Cython's bounds checks only guard memoryview/buffer indexing.  The
-#    kernels in _kernels.pyx work on raw pointers, so the checks reach only
+#    kernels (_kernel_src/*.pxi) work on raw pointers, so the checks reach only
 #    _updates.pyx (the Adam step); --valgrind / --asan are what check the kernels.
 # 2. --valgrind: a release build (the directives that ship; Python's -g) and a
 #    representative subset of the tests (rnn_forward/backward, cells, layouts

@@ -176,7 +176,7 @@ cdef void _times_whh(const Dims *d, const floating *v, int ld_v, const floating 
 
 # -- test hooks ----------------------------------------------------------------
 # The BLAS shim and the hand-written products on NumPy arrays, so that tests
-# can check each against a NumPy expression (tests/test_blas.py).  Not used by
+# can check each against a NumPy expression (tests/kernels/test_blas.py).  Not used by
 # the package; typed memoryviews here, since a microsecond does not matter.
 
 cdef inline char _flag(str trans) except 0:
