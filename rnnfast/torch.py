@@ -646,6 +646,14 @@ _GRULayer = _layer_function("_GRULayer", gru_layer, _gru_setup,
                             functools.partial(_gru_backward, _GRULayerBackward.apply))
 
 
+# The torch operator of each cell, by its torch name: (operator, the autograd.Function
+# running it under torch.func).  Each is called as
+# ``op(x, *states, weight_ih, weight_hh, bias_ih, bias_hh[, weight_hr], lengths, reverse
+# [, activation])`` and returns ``(output, *final states, ...)``.
+_OPERATORS = {"RNN": (rnn_layer, _RNNLayer), "LSTM": (lstm_layer, _LSTMLayer),
+              "GRU": (gru_layer, _GRULayer)}
+
+
 def _layer_call(op, function):
     """How the modules call a layer operator.
 
@@ -698,7 +706,17 @@ class _RNNfastBase(torch.nn.RNNBase):
 
     def _layer(self, x, states, k, sfx, lengths, reverse):
         """One direction of layer ``k``: ``(output (N, T, P), final states)``."""
-        raise NotImplementedError
+        cell = CELLS[self.mode]
+        op, function = _OPERATORS[cell.torch_name]
+        p = f"_l{k}{sfx}"
+        weights = [getattr(self, "weight_ih" + p), getattr(self, "weight_hh" + p),
+                   getattr(self, "bias_ih" + p, None), getattr(self, "bias_hh" + p, None)]
+        if cell.projection:
+            weights.append(getattr(self, "weight_hr" + p, None))
+        activation = _ACTIVATIONS.get(self.mode)
+        extra = () if activation is None else (activation,)
+        results = _layer_call(op, function)(x, *states, *weights, lengths, reverse, *extra)
+        return results[0], tuple(results[1:1 + len(states)])
 
     def _run_direction(self, lengths, layer_input, k, d, sfx, states):
         """:meth:`_layer` as :func:`rnnfast._layers.stack_forward` calls a direction."""
@@ -830,14 +848,6 @@ class RNN(_RNNfastBase):
                          batch_first, dropout, bidirectional, device=device, dtype=dtype)
         self.nonlinearity = nonlinearity
 
-    def _layer(self, x, states, k, sfx, lengths, reverse):
-        p = f"_l{k}{sfx}"
-        out, h_n, _ = _layer_call(rnn_layer, _RNNLayer)(
-            x, states[0], getattr(self, "weight_ih" + p), getattr(self, "weight_hh" + p),
-            getattr(self, "bias_ih" + p, None), getattr(self, "bias_hh" + p, None), lengths,
-            reverse, _ACTIVATIONS[self.mode])
-        return out, (h_n,)
-
 
 class LSTM(_RNNfastBase):
     """``torch.nn.LSTM`` (same constructor, parameters and forward) on rnnfast's kernels."""
@@ -846,15 +856,6 @@ class LSTM(_RNNfastBase):
                  dropout=0.0, bidirectional=False, proj_size=0, device=None, dtype=None):
         super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first,
                          dropout, bidirectional, proj_size, device=device, dtype=dtype)
-
-    def _layer(self, x, states, k, sfx, lengths, reverse):
-        p = f"_l{k}{sfx}"
-        out, h_n, c_n, _, _, _ = _layer_call(lstm_layer, _LSTMLayer)(
-            x, states[0], states[1], getattr(self, "weight_ih" + p),
-            getattr(self, "weight_hh" + p), getattr(self, "bias_ih" + p, None),
-            getattr(self, "bias_hh" + p, None), getattr(self, "weight_hr" + p, None), lengths,
-            reverse)
-        return out, (h_n, c_n)
 
 
 class GRU(_RNNfastBase):
@@ -865,14 +866,6 @@ class GRU(_RNNfastBase):
         _refuse_extra_arguments(kwargs)
         super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first,
                          dropout, bidirectional, device=device, dtype=dtype)
-
-    def _layer(self, x, states, k, sfx, lengths, reverse):
-        p = f"_l{k}{sfx}"
-        out, h_n, _, _, _ = _layer_call(gru_layer, _GRULayer)(
-            x, states[0], getattr(self, "weight_ih" + p), getattr(self, "weight_hh" + p),
-            getattr(self, "bias_ih" + p, None), getattr(self, "bias_hh" + p, None), lengths,
-            reverse)
-        return out, (h_n,)
 
 
 # torch's class of each registered cell -> its rnnfast.torch class of the same name
