@@ -26,8 +26,7 @@ import warnings
 
 import numpy as np
 
-from rnnfast import _kernels
-from rnnfast import _layers
+from rnnfast import _kernels, _layers
 from rnnfast import _validation as V
 from rnnfast import functional as F
 

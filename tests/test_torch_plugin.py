@@ -12,11 +12,12 @@ import socket
 import numpy as np
 import pytest
 
+from rnnfast.modules import CELLS
+
 torch = pytest.importorskip("torch")
 rt = pytest.importorskip("rnnfast.torch")
 
 from conftest import assert_close  # noqa: E402
-from rnnfast.modules import CELLS  # noqa: E402
 
 # torch's own LSTM says so when a projection keeps it off oneDNN
 pytestmark = [pytest.mark.filterwarnings("ignore:LSTM with projections:UserWarning"),
