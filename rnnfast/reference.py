@@ -1,10 +1,14 @@
-"""Plain NumPy vanilla RNN: the test oracle and the benchmark baseline.
+"""Plain NumPy twins of every compiled path: the test oracle and the benchmark baseline.
 
 Every function here loops over time steps in Python, one NumPy call per product,
 exactly like a textbook implementation.  The compiled functions in
-:mod:`rnnfast` must return the same values, shapes and structures.
+:mod:`rnnfast` must return the same values, shapes and structures: the seed
+RNN below, one ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` layer direction
+(``*_layer_forward`` / ``*_layer_backward``), the whole modules
+(``*_module_forward`` / ``*_module_backward``, stacked as
+:mod:`rnnfast._layers` describes), the fused loss and the optimizer steps.
 
-Conventions (column layout, one column per batch element)::
+Conventions of the seed RNN (column layout, one column per batch element)::
 
     x       (n_x, m, T_x)     inputs
     h0      (n_h, m)          initial hidden state
@@ -451,10 +455,11 @@ def gru_layer_backward(d_output, d_h_n, cache):
 
 
 # -- the whole nn.RNN: layers and directions ------------------------------------
-# The module twins below share two drivers: _stack_forward runs the layers
-# bottom-up, each direction from its own slot k * D + d of the initial states,
-# concatenates the directions' outputs and multiplies in the dropout mask;
-# _stack_backward runs them top-down.  A direction is a closure over the
+# The module twins below share two drivers over the stacking scheme of
+# rnnfast._layers: _stack_forward runs the layers bottom-up, each direction
+# from its own slot k * D + d of the initial states, concatenates the
+# directions' outputs and multiplies in the dropout mask; _stack_backward
+# runs them top-down.  A direction is a closure over the
 # layer twin of its kind, so the drivers know nothing of gates.
 
 
