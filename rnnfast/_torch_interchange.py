@@ -6,6 +6,7 @@ import sys
 import numpy as np
 
 from rnnfast.model import uses_fused_kernel
+from rnnfast.modules import CELLS, cell_mode, nonlinearities
 
 READOUT = ("Wyh", "by")
 
@@ -24,8 +25,7 @@ def _type_name(obj):
 
 
 # torch.nn.RNNBase's modes: (cell, nonlinearity)
-_TORCH_MODES = {"RNN_TANH": ("rnn", "tanh"), "RNN_RELU": ("rnn", "relu"),
-                "LSTM": ("lstm", "tanh"), "GRU": ("gru", "tanh")}
+_TORCH_MODES = {mode: (cell.name, cell.nonlinearity) for mode, cell in CELLS.items()}
 
 
 def model_from_torch(cls, rnn, linear):
@@ -39,7 +39,7 @@ def model_from_torch(cls, rnn, linear):
     if not isinstance(linear, torch.nn.Linear):
         raise TypeError(f"linear must be a torch.nn.Linear; got {_type_name(linear)}")
     cell, nonlinearity = _TORCH_MODES[mode]
-    kind = cell.upper() if cell != "rnn" else "RNN"
+    kind = CELLS[mode].torch_name
     proj_size = getattr(rnn, "proj_size", 0)
     fused = uses_fused_kernel(cell, rnn.num_layers, nonlinearity, rnn.dropout)
     if rnn.bidirectional or not (rnn.bias or fused) or proj_size:
@@ -81,8 +81,9 @@ def model_to_torch(model):
     dt = tdtype[model.dtype]
     fused = uses_fused_kernel(model.cell, model.num_layers, model.nonlinearity, model.dropout)
     if not fused:
-        kind = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}[model.cell]
-        kwargs = {"nonlinearity": model.nonlinearity} if kind == "RNN" else {}
+        kind = CELLS[cell_mode(model.cell, model.nonlinearity)].torch_name
+        kwargs = ({"nonlinearity": model.nonlinearity} if len(nonlinearities(model.cell)) > 1
+                  else {})
         rnn = getattr(torch.nn, kind)(model.input_size, model.hidden_size, model.num_layers,
                                       batch_first=True, dropout=model.dropout, dtype=dt,
                                       **kwargs)

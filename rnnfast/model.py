@@ -12,8 +12,9 @@ import numpy as np
 from rnnfast import _validation as V
 from rnnfast import functional as F
 from rnnfast._io import NotAnArchive, read_npz_with_header, write_npz_with_header
-from rnnfast.modules import (GRU, LSTM, RNN, check_dropout, check_module_sizes, check_size,
-                             no_grad)
+from rnnfast import modules
+from rnnfast.modules import (CELLS, cell_mode, cell_names, check_dropout, check_module_sizes,
+                             check_size, no_grad, nonlinearities)
 
 __all__ = ["RNNModel"]
 
@@ -67,12 +68,12 @@ def _saved_config(meta):
     config = {"cell": meta.get("cell", "rnn"), "num_layers": meta.get("num_layers", 1),
               "nonlinearity": meta.get("nonlinearity", "tanh"),
               "dropout": meta.get("dropout", 0.0)}
-    if config["cell"] not in CELLS:
+    if config["cell"] not in CELL_NAMES:
         raise ValueError(f"unknown cell {config['cell']!r}")
     if not isinstance(config["num_layers"], int) or isinstance(config["num_layers"], bool) \
             or config["num_layers"] < 1:
         raise ValueError(f"num_layers {config['num_layers']!r} is not a positive integer")
-    if config["nonlinearity"] not in ("tanh", "relu"):
+    if config["nonlinearity"] not in NONLINEARITIES:
         raise ValueError(f"unknown nonlinearity {config['nonlinearity']!r}")
     if isinstance(config["dropout"], bool) or not isinstance(config["dropout"], (int, float)):
         raise ValueError(f"dropout {config['dropout']!r} is not a number")
@@ -80,7 +81,9 @@ def _saved_config(meta):
     return config
 
 
-CELLS = ("rnn", "lstm", "gru")
+# the model's cells by their lowercase names, and every nonlinearity a cell comes with
+CELL_NAMES = cell_names()
+NONLINEARITIES = tuple(dict.fromkeys(cell.nonlinearity for cell in CELLS.values()))
 
 class RNNModel:
     """A recurrent network (one or more layers) with a linear output layer.
@@ -133,11 +136,12 @@ class RNNModel:
         for name, value in sizes.items():
             check_size(name, value)
         dropout = check_dropout(dropout)
-        if not isinstance(cell, str) or cell not in CELLS:
-            raise ValueError(f"cell must be one of {', '.join(map(repr, CELLS))}; got {cell!r}")
-        if not isinstance(nonlinearity, str) or nonlinearity not in ("tanh", "relu"):
+        if not isinstance(cell, str) or cell not in CELL_NAMES:
+            raise ValueError(f"cell must be one of {', '.join(map(repr, CELL_NAMES))}; "
+                             f"got {cell!r}")
+        if not isinstance(nonlinearity, str) or nonlinearity not in NONLINEARITIES:
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu'; got {nonlinearity!r}")
-        if cell != "rnn" and nonlinearity != "tanh":
+        if nonlinearity not in nonlinearities(cell):
             raise ValueError(f"nonlinearity is for cell='rnn'; the {cell} has its own gates")
         dtype = np.dtype(dtype)
         if dtype not in (np.float32, np.float64):
@@ -154,12 +158,10 @@ class RNNModel:
             self.dropout = 0.0
         else:
             kwargs = dict(batch_first=True, dtype=dtype, seed=int(rng.integers(2**63)))
-            if cell == "rnn":
-                self._rnn = RNN(n_x, n_h, self.num_layers, nonlinearity, dropout=dropout,
-                                **kwargs)
-            else:
-                self._rnn = (LSTM if cell == "lstm" else GRU)(n_x, n_h, self.num_layers,
-                                                              dropout=dropout, **kwargs)
+            if len(nonlinearities(cell)) > 1:
+                kwargs["nonlinearity"] = nonlinearity
+            module = getattr(modules, self._cell.torch_name)
+            self._rnn = module(n_x, n_h, self.num_layers, dropout=dropout, **kwargs)
             self.dropout = self._rnn.dropout
             shapes = {"Wyh": (n_y, n_h), "by": (n_y, 1)}
         self.parameters = {} if self._rnn is None else dict(self._rnn.named_parameters())
@@ -242,6 +244,11 @@ class RNNModel:
         """
         return None if self._rnn is None else self._rnn.get_rng_state()
 
+    @property
+    def _cell(self):
+        """The registered cell of this model (:data:`rnnfast.modules.CELLS`)."""
+        return CELLS[cell_mode(self.cell, self.nonlinearity)]
+
     def set_rng_state(self, state):
         """Restore what :meth:`get_rng_state` returned (None: nothing to restore)."""
         if self._rnn is not None and state is not None:
@@ -281,8 +288,8 @@ class RNNModel:
             if size == 0:
                 raise ValueError(f"X has shape {shape}: {label} 0; RNNModel needs at least "
                                  "one sequence of at least one step")
-        gates = {"rnn": 1, "lstm": 4, "gru": 3}[self.cell]
-        check_module_sizes(shape[0], shape[1], self.input_size, gates * self.hidden_size,
+        check_module_sizes(shape[0], shape[1], self.input_size,
+                           self._cell.gates * self.hidden_size,
                            f"X of shape {shape}")
 
     def _targets(self, Y, m, n_steps):
@@ -347,18 +354,20 @@ class RNNModel:
             x = x.reshape(m, n_steps, n_x)
         if h0 is None:
             return x, None, m, n_steps
-        states = h0 if self.cell == "lstm" else (h0,)
-        if self.cell == "lstm" and (not isinstance(h0, (tuple, list)) or len(h0) != 2):
-            raise TypeError("h0 of an LSTM model is a tuple (h, c), as return_state gives it")
+        names = self._cell.states
+        states = h0 if len(names) > 1 else (h0,)
+        if len(names) > 1 and (not isinstance(h0, (tuple, list)) or len(h0) != len(names)):
+            raise TypeError(f"h0 of an {self._cell.torch_name} model is a tuple "
+                            f"({', '.join(names)}), as return_state gives it")
         L = self.num_layers
         shape, labels = ((m, n_h), "(batch, hidden_size)") if L == 1 else \
             ((L, m, n_h), "(num_layers, batch, hidden_size)")
         hx = []
-        for name, value in zip(("h0", "c0"), states):
+        for name, value in zip((n + "0" for n in names), states):
             a = V.as_array(name, value)
             V.check_shape(name, a, shape, labels)
             hx.append(a[None] if L == 1 else a)
-        return x, (tuple(hx) if self.cell == "lstm" else hx[0]), m, n_steps
+        return x, (tuple(hx) if len(names) > 1 else hx[0]), m, n_steps
 
     def _gated_forward(self, X, h0, keep=False):
         """``(logits (m, T, n_y), states (m, T, n_h), final state, m, T, cache)``.
@@ -373,7 +382,7 @@ class RNNModel:
             with no_grad():
                 (H, finals), cache = self._rnn.forward(x, hx), None
         last = (lambda a: a[0].copy()) if self.num_layers == 1 else (lambda a: a.copy())
-        state = (last(finals[0]), last(finals[1])) if self.cell == "lstm" else last(finals)
+        state = tuple(map(last, finals)) if len(self._cell.states) > 1 else last(finals)
         p = self.parameters
         logits = H @ p["Wyh"].T + p["by"][:, 0]
         return logits, H, state, m, n_steps, cache
@@ -392,9 +401,8 @@ class RNNModel:
                                            (d_logits @ p["Wyh"]).reshape(m, n_steps, -1))
         grads.update({"d" + name: g[name] for name, _ in self._rnn.named_parameters()})
         first = (lambda a: a[0]) if self.num_layers == 1 else (lambda a: a)
-        grads["dh0"] = first(g["hx"])
-        if self.cell == "lstm":
-            grads["dc0"] = first(g["cx"])
+        for name in self._cell.states:
+            grads[f"d{name}0"] = first(g[f"{name}x"])
         if not (np.asarray(X).dtype.kind in "iu" and np.ndim(X) == 2):
             grads["dx"] = g["input"]
         return loss, grads, state

@@ -5,11 +5,18 @@ names and shapes (the gate count comes from the cell: weights are
 ``(gates * H, in)``), initialisation, ``state_dict``, input checks, layers,
 both directions, ``batch_first``, unbatched input, variable sequence lengths
 with ``pack_padded_sequence`` semantics, dropout between layers, and an
-explicit ``backward`` that returns the gradients autograd would.  A cell is a
-:class:`Cell` registered under its mode name: its gate count and the two
-compiled passes of one layer direction (``_kernels.layer_forward`` /
-``layer_backward`` for the Elman cell).  Adding a cell means its kernel step,
-its NumPy twin in ``reference.py``, a ``Cell`` and a subclass naming the mode.
+explicit ``backward`` that returns the gradients autograd would.  Layers and
+directions are stacked as :mod:`rnnfast._layers` describes, the scheme the
+NumPy twins and the torch plug-in share.
+
+:data:`CELLS` is the registry of cells, by torch's mode name
+(``"RNN_TANH"``, ``"RNN_RELU"``, ``"LSTM"``, ``"GRU"``): each :class:`Cell`
+knows its names (the mode, the char model's lowercase ``name``, the module
+class name ``torch_name``), its gate count, its states and the compiled
+passes of one layer direction.  Every other list of cells (the char model's
+``cell`` argument, the CLI's ``--cell``, the torch interchange and plug-in)
+derives from it.  Adding a cell means its kernel step, its NumPy twin in
+``reference.py``, a ``Cell`` registered here and a subclass naming the mode.
 """
 
 import contextlib
@@ -19,11 +26,12 @@ import warnings
 
 import numpy as np
 
-from rnnfast import _kernels
+from rnnfast import _kernels, _layers
 from rnnfast import _validation as V
 from rnnfast import functional as F
 
-__all__ = ["RNN", "LSTM", "GRU", "RNNBase", "Cell", "CELLS", "no_grad", "is_grad_enabled"]
+__all__ = ["RNN", "LSTM", "GRU", "RNNBase", "Cell", "CELLS", "cell_names", "cell_mode",
+           "no_grad", "is_grad_enabled"]
 
 # Whether a forward keeps what backward needs: per thread, as torch's grad mode.
 _grad_mode = threading.local()
@@ -110,19 +118,28 @@ def _as_numpy(value):
 
 
 class Cell:
-    """One recurrent cell: its gates, its states and the compiled passes of one layer direction.
+    """One recurrent cell: its names, gates, states and the compiled passes of one layer
+    direction.
 
-    ``gates`` is the number of H-row blocks in ``weight_ih``/``weight_hh``;
-    ``states`` names the recurrent states (``("h",)``, or ``("h", "c")`` for
-    the LSTM).  Subclasses define :meth:`forward` and :meth:`backward`;
-    ``RNNBase`` does everything else (layers, directions, lengths, dropout,
-    layouts, names).  A layer direction's parameters reach a cell as a dict
-    keyed by the names without the layer suffix (``weight_ih``, ``bias_hh``,
-    ...; a bias is None when the module has none).
+    ``name`` is the char model's lowercase name (``"rnn"``, shared by the
+    modes that differ only in ``nonlinearity``); ``torch_name`` the class
+    name of its module in ``torch.nn``, :mod:`rnnfast` and
+    :mod:`rnnfast.torch` (``"RNN"``); ``gates`` the number of H-row blocks in
+    ``weight_ih``/``weight_hh``; ``states`` names the recurrent states
+    (``("h",)``, or ``("h", "c")`` for the LSTM); ``projection`` whether the
+    cell takes ``proj_size``.  Subclasses define :meth:`forward` and
+    :meth:`backward`; ``RNNBase`` does everything else (layers, directions,
+    lengths, dropout, layouts, names).  A layer direction's parameters reach
+    a cell as a dict keyed by the names without the layer suffix
+    (``weight_ih``, ``bias_hh``, ...; a bias is None when the module has none).
     """
 
+    name = None
+    torch_name = None
+    nonlinearity = "tanh"
     gates = 1
     states = ("h",)
+    projection = False
 
     def forward(self, x_rows, states0, params, lengths, reverse, own_products):
         """Run one direction of one layer.
@@ -152,10 +169,13 @@ class Cell:
 
 
 class ElmanCell(Cell):
-    """``h_t = f(x_t W_ih^T + b_ih + h_prev W_hh^T + b_hh)`` with ``f`` an activation."""
+    """``h_t = f(x_t W_ih^T + b_ih + h_prev W_hh^T + b_hh)`` with ``f`` the ``nonlinearity``."""
 
-    def __init__(self, activation):
-        self.activation = activation
+    name, torch_name = "rnn", "RNN"
+
+    def __init__(self, nonlinearity):
+        self.nonlinearity = nonlinearity
+        self.activation = _kernels.Activation[nonlinearity.upper()]
 
     def forward(self, x_rows, states0, params, lengths, reverse, own_products):
         (h0,) = states0
@@ -181,8 +201,10 @@ class LSTMCell(Cell):
     """torch's LSTM: gates i, f, g, o; ``c' = f c + i g``, ``h' = o tanh(c')`` (then
     ``h' W_hr^T`` with a projection)."""
 
+    name, torch_name = "lstm", "LSTM"
     gates = 4
     states = ("h", "c")
+    projection = True
 
     def forward(self, x_rows, states0, params, lengths, reverse, own_products):
         h0, c0 = states0
@@ -212,6 +234,7 @@ class GRUCell(Cell):
     """torch's GRU: gates r, z, n; ``n = tanh(x W_in^T + b_in + r (h W_hn^T + b_hn))``,
     ``h' = (1 - z) n + z h``."""
 
+    name, torch_name = "gru", "GRU"
     gates = 3
 
     def forward(self, x_rows, states0, params, lengths, reverse, own_products):
@@ -232,13 +255,38 @@ class GRUCell(Cell):
         return dx, (dh0,), grads
 
 
-# The registered cells, by mode name (torch's names).
+# The registered cells, by mode name (torch's names): the one list of cells.
 CELLS = {
-    "RNN_TANH": ElmanCell(_kernels.Activation.TANH),
-    "RNN_RELU": ElmanCell(_kernels.Activation.RELU),
+    "RNN_TANH": ElmanCell("tanh"),
+    "RNN_RELU": ElmanCell("relu"),
     "LSTM": LSTMCell(),
     "GRU": GRUCell(),
 }
+
+
+def cell_names():
+    """The char model's cell names, in registration order: ``("rnn", "lstm", "gru")``."""
+    return tuple(dict.fromkeys(cell.name for cell in CELLS.values()))
+
+
+def cell_mode(name, nonlinearity="tanh"):
+    """The mode of the cell called ``name`` (lowercase) with ``nonlinearity``.
+
+    Raises
+    ------
+    ValueError
+        No registered cell has that name and nonlinearity.
+    """
+    for mode, cell in CELLS.items():
+        if cell.name == name and cell.nonlinearity == nonlinearity:
+            return mode
+    raise ValueError(f"no cell {name!r} with nonlinearity {nonlinearity!r}; cells: "
+                     + ", ".join(f"{c.name!r} ({c.nonlinearity})" for c in CELLS.values()))
+
+
+def nonlinearities(name):
+    """The nonlinearities the cell called ``name`` comes with (``("tanh", "relu")`` for the RNN)."""
+    return tuple(cell.nonlinearity for cell in CELLS.values() if cell.name == name)
 
 
 class RNNBase:
@@ -247,10 +295,13 @@ class RNNBase:
     Parameters
     ----------
     mode : str
-        The cell, a key of :data:`CELLS` (``"RNN_TANH"``, ``"RNN_RELU"``).
+        The cell, a key of :data:`CELLS` (``"RNN_TANH"``, ``"RNN_RELU"``,
+        ``"LSTM"``, ``"GRU"``).
     input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, seed
         As for :class:`RNN` (all its arguments but ``nonlinearity``, which the
         mode names).
+    proj_size : int, default 0
+        As for :class:`LSTM`; only a cell with a projection takes it.
     """
 
     def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True,
@@ -267,7 +318,7 @@ class RNNBase:
         if proj_size < 0:
             raise ValueError("proj_size should be a positive integer or zero to disable "
                              f"projections; got {proj_size!r}")
-        if proj_size and mode != "LSTM":
+        if proj_size and not CELLS[mode].projection:
             raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
         if proj_size >= hidden_size:
             raise ValueError(f"proj_size has to be smaller than hidden_size; got proj_size="
@@ -305,7 +356,7 @@ class RNNBase:
         return 2 if self.bidirectional else 1
 
     def _suffixes(self):
-        return ("", "_reverse") if self.bidirectional else ("",)
+        return _layers.suffixes(self.bidirectional)
 
     @property
     def _output_size(self):
@@ -318,19 +369,9 @@ class RNNBase:
 
     def _parameter_shapes(self):
         """Every parameter's shape, in torch's order (per layer, per direction)."""
-        H, P, shapes = self.hidden_size, self._output_size, {}
-        G = self._cell.gates * H
-        for k in range(self.num_layers):
-            n_in = self.input_size if k == 0 else P * self.num_directions
-            for sfx in self._suffixes():
-                shapes[f"weight_ih_l{k}{sfx}"] = (G, n_in)
-                shapes[f"weight_hh_l{k}{sfx}"] = (G, P)
-                if self.bias:
-                    shapes[f"bias_ih_l{k}{sfx}"] = (G,)
-                    shapes[f"bias_hh_l{k}{sfx}"] = (G,)
-                if self.proj_size:
-                    shapes[f"weight_hr_l{k}{sfx}"] = (P, H)
-        return shapes
+        return _layers.parameter_shapes(self._cell.gates, self.input_size, self.hidden_size,
+                                        self.num_layers, self.bidirectional, self.bias,
+                                        self.proj_size)
 
     def _layer_parameters(self, k, sfx):
         """Layer ``k``'s parameters in direction ``sfx``, keyed without the suffix.
@@ -597,38 +638,40 @@ class RNNBase:
         """``(output (N, L, D*H_out), finals, layers)``; ``layers`` holds what backward
         reads of each layer (empty unless ``keep``)."""
         n_batch, n_steps = x.shape[0], x.shape[1]
-        P, D = self._output_size, self.num_directions
+        D = self.num_directions
         cell = self._cell
         own = F.use_own_products(n_batch, self.hidden_size)
         padded = None if lengths is None else np.arange(n_steps)[None, :] >= lengths[:, None]
         layers = []
-        finals = [np.empty_like(s0) for s0 in states0]
-        layer_input = x.reshape(n_batch * n_steps, -1)
-        for k in range(self.num_layers):
-            states, saved = [], []
-            for d, sfx in enumerate(self._suffixes()):
-                S, last, kept = cell.forward(layer_input, tuple(s0[k * D + d] for s0 in states0),
-                                             self._layer_parameters(k, sfx), lengths, d == 1,
-                                             own)
-                for f, value in zip(finals, last):
-                    f[k * D + d] = value
-                states.append(S)
-                saved.append(kept)
+
+        def run_direction(layer_input, k, d, sfx, states):
+            x_rows = layer_input.reshape(n_batch * n_steps, -1)
+            S, last, kept = cell.forward(x_rows, states, self._layer_parameters(k, sfx),
+                                         lengths, d == 1, own)
+            if keep:
+                if d == 0:
+                    layers.append({"input": x_rows, "states": [], "saved": [], "mask": None})
+                layers[k]["states"].append(S)
+                layers[k]["saved"].append(kept)
+            return S, last
+
+        def join_layer(k, states):
             out = states[0] if D == 1 else np.concatenate(states, axis=2)
             if padded is not None:
                 out = out.copy() if D == 1 else out
                 out[padded] = 0
-            mask = None
             if self.training and self.dropout > 0 and k < self.num_layers - 1:
                 drop = self._dropout_rng.random(out.shape) >= self.dropout
                 scale = 0.0 if self.dropout == 1 else 1 / (1 - self.dropout)
                 mask = (drop * scale).astype(self.dtype)
                 out = out * mask
-            if keep:
-                layers.append({"input": layer_input, "states": states, "saved": saved,
-                               "mask": mask})
-            layer_input = out.reshape(n_batch * n_steps, D * P)
-        return out, finals, layers
+                if keep:
+                    layers[k]["mask"] = mask
+            return out
+
+        out, finals = _layers.stack_forward(x, states0, self.num_layers, D, run_direction,
+                                            join_layer)
+        return out, [np.stack(f) for f in finals], layers
 
     # -- backward ------------------------------------------------------------
 
@@ -723,30 +766,26 @@ class RNNBase:
         """``(d_input (N, L, H_in), d_states0, grads)`` through every layer, last first."""
         n_batch, n_steps = cache["shape"]
         lengths, own, cell = cache["lengths"], cache["own"], self._cell
-        P, D = self._output_size, self.num_directions
-        grads = {}
-        d_states0 = [np.empty_like(s0) for s0 in cache["states0"]]
-        g_layer = g
-        for k in range(self.num_layers - 1, -1, -1):
-            layer = cache["layers"][k]
-            if layer["mask"] is not None:
-                g_layer = g_layer * layer["mask"]
-            x_rows = layer["input"]
-            d_input = None
-            for d, sfx in enumerate(self._suffixes()):
-                i = k * D + d
-                dS = np.array(g_layer[:, :, d * P:(d + 1) * P], dtype=self.dtype, order="C")
-                dx, d0, layer_grads = cell.backward(
-                    x_rows, tuple(s0[i] for s0 in cache["states0"]), layer["states"][d],
-                    layer["saved"][d], dS, tuple(gf[i] for gf in g_finals),
-                    self._layer_parameters(k, sfx), lengths, d == 1, own)
-                for name, value in layer_grads.items():
-                    grads[f"{name}_l{k}{sfx}"] = value
-                for ds, value in zip(d_states0, d0):
-                    ds[i] = value
-                d_input = dx if d_input is None else d_input + dx
-            g_layer = d_input.reshape(n_batch, n_steps, -1)
-        return g_layer, d_states0, grads
+        layers, states0 = cache["layers"], cache["states0"]
+        d_states0 = [np.empty_like(s0) for s0 in states0]
+
+        def unjoin_layer(k, g_layer):
+            mask = layers[k]["mask"]
+            return g_layer if mask is None else g_layer * mask
+
+        def back_direction(g_d, k, d, sfx, i):
+            layer = layers[k]
+            dS = np.array(g_d, dtype=self.dtype, order="C")
+            dx, d0, grads = cell.backward(
+                layer["input"], tuple(s0[i] for s0 in states0), layer["states"][d],
+                layer["saved"][d], dS, tuple(gf[i] for gf in g_finals),
+                self._layer_parameters(k, sfx), lengths, d == 1, own)
+            return dx.reshape(n_batch, n_steps, -1), d0, grads
+
+        d_input, grads = _layers.stack_backward(g, d_states0, self.num_layers,
+                                                self.num_directions, self._output_size,
+                                                unjoin_layer, back_direction)
+        return d_input, d_states0, grads
 
     # -- for callers that run a module inside a larger computation ----------------
 
@@ -819,7 +858,7 @@ class RNN(RNNBase):
     ``bias_hh_l1_reverse``, ...) and readable as attributes.
     """
 
-    _MODES = {"tanh": "RNN_TANH", "relu": "RNN_RELU"}
+    _MODES = {f: cell_mode("rnn", f) for f in nonlinearities("rnn")}
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False, *, dtype=np.float32,
@@ -831,7 +870,7 @@ class RNN(RNNBase):
 
     @property
     def nonlinearity(self):
-        return "relu" if self.mode == "RNN_RELU" else "tanh"
+        return self._cell.nonlinearity
 
     def _extra_repr(self):
         base = super()._extra_repr()

@@ -1,10 +1,14 @@
-"""Plain NumPy vanilla RNN: the test oracle and the benchmark baseline.
+"""Plain NumPy twins of every compiled path: the test oracle and the benchmark baseline.
 
 Every function here loops over time steps in Python, one NumPy call per product,
 exactly like a textbook implementation.  The compiled functions in
-:mod:`rnnfast` must return the same values, shapes and structures.
+:mod:`rnnfast` must return the same values, shapes and structures: the seed
+RNN below, one ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` layer direction
+(``*_layer_forward`` / ``*_layer_backward``), the whole modules
+(``*_module_forward`` / ``*_module_backward``, stacked as
+:mod:`rnnfast._layers` describes), the fused loss and the optimizer steps.
 
-Conventions (column layout, one column per batch element)::
+Conventions of the seed RNN (column layout, one column per batch element)::
 
     x       (n_x, m, T_x)     inputs
     h0      (n_h, m)          initial hidden state
@@ -22,6 +26,8 @@ parameters)``; the backward functions read everything they need from it.
 """
 
 import numpy as np
+
+from rnnfast import _layers
 
 __all__ = [
     "softmax",
@@ -449,19 +455,20 @@ def gru_layer_backward(d_output, d_h_n, cache):
 
 
 # -- the whole nn.RNN: layers and directions ------------------------------------
-# The module twins below share two drivers: _stack_forward runs the layers
-# bottom-up, each direction from its own slot k * D + d of the initial states,
-# concatenates the directions' outputs and multiplies in the dropout mask;
-# _stack_backward runs them top-down.  A direction is a closure over the
+# The module twins below share two drivers over the stacking scheme of
+# rnnfast._layers: _stack_forward runs the layers bottom-up, each direction
+# from its own slot k * D + d of the initial states, concatenates the
+# directions' outputs and multiplies in the dropout mask; _stack_backward
+# runs them top-down.  A direction is a closure over the
 # layer twin of its kind, so the drivers know nothing of gates.
 
 
 def _suffixes(bidirectional):
-    return ("", "_reverse") if bidirectional else ("",)
+    return _layers.suffixes(bidirectional)
 
 
 def _stack_forward(x, initial, num_layers, suffixes, dropout_masks, direction_forward):
-    """Run ``num_layers`` layers of ``len(suffixes)`` directions.
+    """Run ``num_layers`` layers of ``len(suffixes)`` directions (:mod:`rnnfast._layers`).
 
     ``initial`` is a tuple of ``(num_layers * D, N, ·)`` initial states (``hx``,
     or ``hx`` and ``cx``); ``direction_forward(layer_input, k, sfx, reverse,
@@ -470,26 +477,27 @@ def _stack_forward(x, initial, num_layers, suffixes, dropout_masks, direction_fo
 
     Returns ``(output, final states stacked like initial, cache)``.
     """
-    D = len(suffixes)
-    layer_input, finals, layers = x, [], []
-    for k in range(num_layers):
-        outputs, caches = [], []
-        for d, sfx in enumerate(suffixes):
-            states = tuple(s[k * D + d] for s in initial)
-            out, last, cache = direction_forward(layer_input, k, sfx, d == 1, states)
-            outputs.append(out)
-            caches.append(cache)
-            finals.append(last)
+    layers = []
+
+    def run_direction(layer_input, k, d, sfx, states):
+        out, last, cache = direction_forward(layer_input, k, sfx, d == 1, states)
+        if d == 0:
+            layers.append({"caches": [], "mask": None})
+        layers[k]["caches"].append(cache)
+        return out, last
+
+    def join_layer(k, outputs):
         out = np.concatenate(outputs, axis=2)
-        mask = None
         if dropout_masks is not None and k < num_layers - 1:
-            mask = dropout_masks[k]
-            out = out * mask
-        layers.append({"caches": caches, "mask": mask})
-        layer_input = out
+            layers[k]["mask"] = dropout_masks[k]
+            out = out * dropout_masks[k]
+        return out
+
+    output, finals = _layers.stack_forward(x, initial, num_layers, len(suffixes),
+                                           run_direction, join_layer)
     # n_hidden: each direction's output width (hx's last axis: H, or P with a projection)
     cache = {"layers": layers, "suffixes": suffixes, "n_hidden": initial[0].shape[-1]}
-    return layer_input, tuple(np.stack(s) for s in zip(*finals)), cache
+    return output, tuple(np.stack(f) for f in finals), cache
 
 
 def _stack_backward(d_output, d_finals, cache, state_names, direction_backward):
@@ -502,26 +510,23 @@ def _stack_backward(d_output, d_finals, cache, state_names, direction_backward):
     Returns a dict with ``input``, one entry per state name and one per
     parameter, named as torch names them.
     """
-    suffixes, P = cache["suffixes"], cache["n_hidden"]
-    D = len(suffixes)
-    grads = {}
+    layers = cache["layers"]
     d_initial = {name: np.zeros(d.shape) for name, d in zip(state_names, d_finals)}
-    g = d_output
-    for k in range(len(cache["layers"]) - 1, -1, -1):
-        layer = cache["layers"][k]
-        if layer["mask"] is not None:
-            g = g * layer["mask"]
-        d_input = 0.0
-        for d, sfx in enumerate(suffixes):
-            lg = direction_backward(g[:, :, d * P:(d + 1) * P],
-                                    tuple(s[k * D + d] for s in d_finals), layer["caches"][d])
-            d_input = d_input + lg.pop("input")
-            for name in state_names:
-                d_initial[name][k * D + d] = lg.pop(name)
-            for name, value in lg.items():
-                grads[f"{name}_l{k}{sfx}"] = value
-        g = d_input
-    return {"input": g, **d_initial, **grads}
+
+    def unjoin_layer(k, g):
+        mask = layers[k]["mask"]
+        return g if mask is None else g * mask
+
+    def back_direction(g_d, k, d, sfx, i):
+        lg = direction_backward(g_d, tuple(s[i] for s in d_finals), layers[k]["caches"][d])
+        dx = lg.pop("input")
+        d_states = [lg.pop(name) for name in state_names]
+        return dx, d_states, lg
+
+    d_input, grads = _layers.stack_backward(d_output, list(d_initial.values()), len(layers),
+                                            len(cache["suffixes"]), cache["n_hidden"],
+                                            unjoin_layer, back_direction)
+    return {"input": d_input, **d_initial, **grads}
 
 
 def _weights(params, k, sfx, names):

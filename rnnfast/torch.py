@@ -38,13 +38,15 @@ except ImportError as error:
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
-from rnnfast import _kernels
+from rnnfast import _kernels, _layers
 from rnnfast import functional as _functional
+from rnnfast.modules import CELLS, cell_mode, nonlinearities
 
 __all__ = ["RNN", "LSTM", "GRU", "convert"]
 
-_ACTIVATIONS = {"RNN_TANH": int(_kernels.Activation.TANH),
-                "RNN_RELU": int(_kernels.Activation.RELU)}
+# the activation code of each Elman mode, as rnn_layer takes it
+_ACTIVATIONS = {mode: int(cell.activation) for mode, cell in CELLS.items()
+                if hasattr(cell, "activation")}
 
 
 def _bind_torch_blas():
@@ -641,6 +643,14 @@ _GRULayer = _layer_function("_GRULayer", gru_layer, _gru_setup,
                             functools.partial(_gru_backward, _GRULayerBackward.apply))
 
 
+# The torch operator of each cell, by its torch name: (operator, the autograd.Function
+# running it under torch.func).  Each is called as
+# ``op(x, *states, weight_ih, weight_hh, bias_ih, bias_hh[, weight_hr], lengths, reverse
+# [, activation])`` and returns ``(output, *final states, ...)``.
+_OPERATORS = {"RNN": (rnn_layer, _RNNLayer), "LSTM": (lstm_layer, _LSTMLayer),
+              "GRU": (gru_layer, _GRULayer)}
+
+
 def _layer_call(op, function):
     """How the modules call a layer operator.
 
@@ -665,7 +675,7 @@ class _RNNfastBase(torch.nn.RNNBase):
     def _check_tensor(self, name, t):
         if t.device.type != "cpu":
             raise RuntimeError(f"rnnfast.torch runs on the CPU; {name} is on {t.device} "
-                               f"(use torch's own nn.{self._torch_name} there)")
+                               f"(use torch's own nn.{CELLS[self.mode].torch_name} there)")
         if t.dtype not in (torch.float32, torch.float64):
             raise TypeError(f"rnnfast.torch computes in float32 or float64; {name} is "
                             f"{t.dtype}")
@@ -693,7 +703,28 @@ class _RNNfastBase(torch.nn.RNNBase):
 
     def _layer(self, x, states, k, sfx, lengths, reverse):
         """One direction of layer ``k``: ``(output (N, T, P), final states)``."""
-        raise NotImplementedError
+        cell = CELLS[self.mode]
+        op, function = _OPERATORS[cell.torch_name]
+        p = f"_l{k}{sfx}"
+        weights = [getattr(self, "weight_ih" + p), getattr(self, "weight_hh" + p),
+                   getattr(self, "bias_ih" + p, None), getattr(self, "bias_hh" + p, None)]
+        if cell.projection:
+            weights.append(getattr(self, "weight_hr" + p, None))
+        activation = _ACTIVATIONS.get(self.mode)
+        extra = () if activation is None else (activation,)
+        results = _layer_call(op, function)(x, *states, *weights, lengths, reverse, *extra)
+        return results[0], tuple(results[1:1 + len(states)])
+
+    def _run_direction(self, lengths, layer_input, k, d, sfx, states):
+        """:meth:`_layer` as :func:`rnnfast._layers.stack_forward` calls a direction."""
+        return self._layer(layer_input, states, k, sfx, lengths, d == 1)
+
+    def _join_layer(self, k, outputs):
+        """Layer ``k``'s output: its directions concatenated, dropout below the last layer."""
+        out = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
+        if self.dropout and self.training and k < self.num_layers - 1:
+            out = torch.nn.functional.dropout(out, self.dropout, True)
+        return out
 
     def forward(self, input, hx=None):
         """As torch's ``forward``: ``(output, h_n)``, or ``(output, (h_n, c_n))`` for the LSTM."""
@@ -729,20 +760,10 @@ class _RNNfastBase(torch.nn.RNNBase):
             lengths = lengths.to(torch.int64)
             if int(lengths.min()) == n_steps:
                 lengths = None
-        D = 2 if self.bidirectional else 1
-        layer_input = x.transpose(0, 1).contiguous()                 # (N, T, in)
-        finals = [[] for _ in states0]
-        for k in range(self.num_layers):
-            outs = []
-            for d, sfx in enumerate(("", "_reverse")[:D]):
-                out, last = self._layer(layer_input, [s[k * D + d] for s in states0], k, sfx,
-                                        lengths, d == 1)
-                outs.append(out)
-                for f, value in zip(finals, last):
-                    f.append(value)
-            layer_input = outs[0] if D == 1 else torch.cat(outs, dim=2)
-            if self.dropout and self.training and k < self.num_layers - 1:
-                layer_input = torch.nn.functional.dropout(layer_input, self.dropout, True)
+        layer_input, finals = _layers.stack_forward(
+            x.transpose(0, 1).contiguous(), states0, self.num_layers,
+            2 if self.bidirectional else 1, functools.partial(self._run_direction, lengths),
+            self._join_layer)                                          # (N, T, D*P)
         finals = [torch.stack(f) for f in finals]
         if packed:
             output = _pack_like(layer_input, input)
@@ -760,8 +781,9 @@ class _RNNfastBase(torch.nn.RNNBase):
         if hx is None:
             return [x.new_zeros((n, n_batch, w)) for w in widths]
         given = list(hx) if len(widths) > 1 else [hx]
-        if len(widths) > 1 and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
-            raise TypeError("hx of an LSTM is a tuple (h_0, c_0)")
+        if len(widths) > 1 and (not isinstance(hx, (tuple, list)) or len(hx) != len(widths)):
+            names = ", ".join(f"{name}_0" for name in CELLS[self.mode].states)
+            raise TypeError(f"hx of an {CELLS[self.mode].torch_name} is a tuple ({names})")
         states = []
         for name, h, w in zip(("hx", "cx"), given, widths):
             self._check_tensor(name, h)
@@ -774,18 +796,15 @@ class _RNNfastBase(torch.nn.RNNBase):
         return states
 
     def _state_widths(self):
-        return [self.proj_size or self.hidden_size]
+        """The width of each of the cell's states (h: ``proj_size`` when set; c: H)."""
+        widths = {"h": self.proj_size or self.hidden_size, "c": self.hidden_size}
+        return [widths[name] for name in CELLS[self.mode].states]
 
 
 @functools.lru_cache(maxsize=1024)
 def _parameter_shape(name, mode, input_size, hidden_size, proj_size, bidirectional):
-    kind, layer = name.split("_l")
-    H = hidden_size
-    P = proj_size or H
-    G = {"LSTM": 4, "GRU": 3}.get(mode, 1) * H
-    n_in = input_size if layer.split("_")[0] == "0" else P * (1 + bidirectional)
-    return {"weight_ih": (G, n_in), "weight_hh": (G, P), "bias_ih": (G,), "bias_hh": (G,),
-            "weight_hr": (P, H)}[kind]
+    return _layers.parameter_shape(name, CELLS[mode].gates, input_size, hidden_size, proj_size,
+                                   bidirectional)
 
 
 def _pack_like(output, packed):
@@ -812,13 +831,13 @@ class RNN(_RNNfastBase):
     CPU tensors of float32 or float64; gradients through torch autograd.
     """
 
-    _torch_name = "RNN"
+    _MODES = {f: cell_mode("rnn", f) for f in nonlinearities("rnn")}
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False, device=None,
                  dtype=None, **kwargs):
         _refuse_extra_arguments(kwargs)
-        modes = {"tanh": "RNN_TANH", "relu": "RNN_RELU"}
+        modes = self._MODES
         if nonlinearity not in modes:
             raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or "
                              "'relu'.")
@@ -826,42 +845,18 @@ class RNN(_RNNfastBase):
                          batch_first, dropout, bidirectional, device=device, dtype=dtype)
         self.nonlinearity = nonlinearity
 
-    def _layer(self, x, states, k, sfx, lengths, reverse):
-        p = f"_l{k}{sfx}"
-        out, h_n, _ = _layer_call(rnn_layer, _RNNLayer)(
-            x, states[0], getattr(self, "weight_ih" + p), getattr(self, "weight_hh" + p),
-            getattr(self, "bias_ih" + p, None), getattr(self, "bias_hh" + p, None), lengths,
-            reverse, _ACTIVATIONS[self.mode])
-        return out, (h_n,)
-
 
 class LSTM(_RNNfastBase):
     """``torch.nn.LSTM`` (same constructor, parameters and forward) on rnnfast's kernels."""
-
-    _torch_name = "LSTM"
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, proj_size=0, device=None, dtype=None):
         super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first,
                          dropout, bidirectional, proj_size, device=device, dtype=dtype)
 
-    def _state_widths(self):
-        return [self.proj_size or self.hidden_size, self.hidden_size]
-
-    def _layer(self, x, states, k, sfx, lengths, reverse):
-        p = f"_l{k}{sfx}"
-        out, h_n, c_n, _, _, _ = _layer_call(lstm_layer, _LSTMLayer)(
-            x, states[0], states[1], getattr(self, "weight_ih" + p),
-            getattr(self, "weight_hh" + p), getattr(self, "bias_ih" + p, None),
-            getattr(self, "bias_hh" + p, None), getattr(self, "weight_hr" + p, None), lengths,
-            reverse)
-        return out, (h_n, c_n)
-
 
 class GRU(_RNNfastBase):
     """``torch.nn.GRU`` (same constructor, parameters and forward) on rnnfast's kernels."""
-
-    _torch_name = "GRU"
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, device=None, dtype=None, **kwargs):
@@ -869,16 +864,10 @@ class GRU(_RNNfastBase):
         super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first,
                          dropout, bidirectional, device=device, dtype=dtype)
 
-    def _layer(self, x, states, k, sfx, lengths, reverse):
-        p = f"_l{k}{sfx}"
-        out, h_n, _, _, _ = _layer_call(gru_layer, _GRULayer)(
-            x, states[0], getattr(self, "weight_ih" + p), getattr(self, "weight_hh" + p),
-            getattr(self, "bias_ih" + p, None), getattr(self, "bias_hh" + p, None), lengths,
-            reverse)
-        return out, (h_n,)
 
-
-_REPLACEMENTS = {torch.nn.RNN: RNN, torch.nn.LSTM: LSTM, torch.nn.GRU: GRU}
+# torch's class of each registered cell -> its rnnfast.torch class of the same name
+_REPLACEMENTS = {getattr(torch.nn, name): globals()[name]
+                 for name in dict.fromkeys(cell.torch_name for cell in CELLS.values())}
 
 
 def convert(module):

@@ -31,6 +31,7 @@ from rnnfast.checkpoint import CheckpointError, load_checkpoint, model_arrays, s
 from rnnfast.cli.checks import (OptionError, check_distinct_files, check_float, check_int,
                                 check_output_path, check_plot_path)
 from rnnfast.model import RNNModel, softmax_cross_entropy
+from rnnfast.modules import CELLS, cell_mode
 from rnnfast.optim import clip_grad_norm
 from rnnfast.text import TextFileError, encode, read_text, sample_text, streams, vocabulary
 
@@ -178,7 +179,7 @@ def training_memory(n_vocab, n_hidden, batch, seq_len, itemsize=4, cell="rnn"):
     -------
     int
     """
-    gates = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
+    gates = CELLS[cell_mode(cell)].gates
     biases = n_hidden if cell == "rnn" else 2 * gates * n_hidden
     n_params = gates * n_hidden * (n_vocab + n_hidden) + biases + n_vocab * (n_hidden + 1)
     per_step = 3 * n_hidden + 2 * n_vocab

@@ -6,6 +6,7 @@ import signal
 import sys
 
 from rnnfast.cli.checks import HelpFormatter
+from rnnfast.model import CELL_NAMES
 from rnnfast.training import OPTIMIZERS, TrainSettings, train
 
 _EXIT_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -21,7 +22,7 @@ def add_parser(commands):
                     "step, write a checkpoint and exit (130 / 143); --resume continues it "
                     "exactly.")
     p.add_argument("file", help="a UTF-8 text file")
-    p.add_argument("--cell", choices=["rnn", "lstm", "gru"], default="rnn",
+    p.add_argument("--cell", choices=list(CELL_NAMES), default="rnn",
                    help="the recurrent cell; saved with the model")
     p.add_argument("--hidden", type=int, default=128, help="hidden units per layer")
     p.add_argument("--layers", type=int, default=1, help="recurrent layers")

@@ -8,6 +8,7 @@ import pytest
 
 from rnnfast import reference as ref
 from rnnfast.model import RNNModel
+from rnnfast.modules import cell_names
 from tests.helpers import assert_close
 
 CONFIGS = [("rnn", 2, "tanh"), ("rnn", 3, "relu"), ("rnn", 1, "relu"), ("lstm", 2, "tanh"),
@@ -61,7 +62,7 @@ def test_deep_models_match_the_twins(cell, layers, nonlinearity, dtype):
         assert_close(grads[key], value, dtype, key)
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("cell", cell_names())
 def test_dropout_uses_the_same_masks_as_the_twin(cell):
     model = RNNModel(7, 6, 5, 3, dropout=0.3, cell=cell, dtype=np.float64, seed=4)
     rng = np.random.default_rng(2)

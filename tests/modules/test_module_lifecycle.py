@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 import rnnfast
+from rnnfast.modules import CELLS
 
-KINDS = ["RNN", "LSTM", "GRU"]
+# every registered cell's module class name (RNN, LSTM, GRU)
+KINDS = list(dict.fromkeys(cell.torch_name for cell in CELLS.values()))
 
 
 def make(kind, **kwargs):

@@ -11,12 +11,16 @@ import sys
 import numpy as np
 import pytest
 
+from rnnfast.modules import CELLS
+
 torch = pytest.importorskip("torch")
 rt = pytest.importorskip("rnnfast.torch")
 
 pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections:UserWarning")
 
 N_IN, H = 3, 5
+# every registered cell's module class name (RNN, LSTM, GRU)
+KINDS = list(dict.fromkeys(cell.torch_name for cell in CELLS.values()))
 CONFIGS = [("RNN", {}), ("RNN", dict(nonlinearity="relu", num_layers=2)), ("LSTM", {}),
            ("LSTM", dict(proj_size=2)), ("LSTM", dict(num_layers=2, bidirectional=True)),
            ("GRU", {}), ("GRU", dict(num_layers=2, batch_first=True))]
@@ -38,7 +42,7 @@ def finals_of(result):
 
 # -- every parameter is checked -----------------------------------------------------
 
-@pytest.mark.parametrize("cls", ["RNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("cls", KINDS)
 def test_a_layer_loaded_in_another_dtype_is_refused(cls):
     _, ours = pair(cls, dtype=torch.float32, num_layers=2)
     state = ours.state_dict()
@@ -48,7 +52,7 @@ def test_a_layer_loaded_in_another_dtype_is_refused(cls):
         ours(torch.zeros(4, 2, N_IN))
 
 
-@pytest.mark.parametrize("cls", ["RNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("cls", KINDS)
 @pytest.mark.parametrize("name", ["bias_hh_l0", "weight_ih_l0_reverse"])
 def test_a_float64_parameter_in_a_float32_module_is_refused(cls, name):
     _, ours = pair(cls, dtype=torch.float32, bidirectional=True)
@@ -57,7 +61,7 @@ def test_a_float64_parameter_in_a_float32_module_is_refused(cls, name):
         ours(torch.zeros(4, 2, N_IN))
 
 
-@pytest.mark.parametrize("cls", ["RNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("cls", KINDS)
 def test_a_parameter_of_the_wrong_shape_is_refused(cls):
     _, ours = pair(cls)
     ours.weight_hh_l0 = torch.nn.Parameter(torch.zeros(1, 1, dtype=torch.float64))
@@ -100,7 +104,7 @@ def test_an_empty_batch_gives_torchs_empty_outputs_and_backward(cls, kwargs, wit
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("cls", ["RNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("cls", KINDS)
 @pytest.mark.parametrize("shape", [(0, 2, N_IN), (0, N_IN)], ids=["batched", "unbatched"])
 def test_an_empty_sequence_raises_torchs_error(cls, shape):
     theirs, ours = pair(cls)
@@ -159,7 +163,7 @@ def test_proj_size_outside_the_lstm_raises_torchs_value_error(cls, proj_size):
         getattr(rt, cls)(3, 5, proj_size=proj_size)
 
 
-@pytest.mark.parametrize("cls", ["RNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("cls", KINDS)
 @pytest.mark.parametrize("args, kwargs", [
     (("3", 5), {}), ((3, "5"), {}), ((3, 5.0), {}), ((3.0, 5), {}), ((3, 0), {}),
     ((3, -1), {}), ((3, 5), dict(num_layers=1.5)), ((3, 5), dict(num_layers="2")),
@@ -190,7 +194,7 @@ def test_importing_without_torch_says_how_to_install_it():
     np.testing.assert_equal(result.stderr, "")
 
 
-@pytest.mark.parametrize("cls", ["RNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("cls", KINDS)
 def test_initial_states_of_another_dtype_raise_torchs_runtime_error(cls):
     theirs, ours = pair(cls)
     x = torch.zeros(4, 2, N_IN, dtype=torch.float64)

@@ -12,6 +12,8 @@ import socket
 import numpy as np
 import pytest
 
+from rnnfast.modules import CELLS
+
 torch = pytest.importorskip("torch")
 rt = pytest.importorskip("rnnfast.torch")
 
@@ -23,6 +25,8 @@ pytestmark = [pytest.mark.filterwarnings("ignore:LSTM with projections:UserWarni
               pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated")]
 
 N_IN, H = 4, 5
+# every registered cell's module class name (RNN, LSTM, GRU)
+KINDS = list(dict.fromkeys(cell.torch_name for cell in CELLS.values()))
 
 
 def pair(cls, dtype=torch.float64, seed=0, **kwargs):
@@ -352,7 +356,7 @@ def test_torch_blas_is_used_inside_the_operators_only():
     assert seen == [False]                                 # the switch is per thread
 
 
-@pytest.mark.parametrize("cls", ["RNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("cls", KINDS)
 @pytest.mark.parametrize("shape", [(1, 1), (7, 1), (1, 5), (129, 2)],
                          ids=lambda s: f"L{s[0]}-N{s[1]}")
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
