@@ -1,4 +1,4 @@
-/* Elementwise and small-product helpers for the kernels of _kernels.pyx (_kernel_src/*.pxi).
+/* Elementwise and small-product helpers for the kernels of _kernels.pyx (the include files in _kernel_src/).
  *
  * With GCC on x86-64 Linux every helper is compiled three times (AVX-512,
  * AVX2+FMA and the SSE2 baseline) and the best one for the running CPU is picked

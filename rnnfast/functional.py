@@ -68,7 +68,7 @@ def _check_parameters(arrays, n_x):
 
 
 def _model(x, h0, parameters, x_name, h0_name, cell):
-    """Validate and convert the inputs of a forward pass into a :class:`_Model`."""
+    """Validate and convert the inputs of a forward pass into a compiled ``_kernels.Model``."""
     model = _kernels.fast_model(x, h0, parameters, cell)
     if model is not None:
         return model
@@ -314,8 +314,8 @@ def rnn_backward(dh, caches):
         raise ValueError("caches must be the (steps, x) pair returned by rnn_forward")
     steps, x = caches
     if isinstance(steps, ForwardCache):
-        model = _with_current_weights(steps._model, steps._parameters)
-        H = steps._h if steps._h.dtype == model.dtype else steps._h.astype(model.dtype)
+        model = _with_current_weights(steps.model, steps.parameters)
+        H = steps.states if steps.states.dtype == model.dtype else steps.states.astype(model.dtype)
     else:
         model, H = _model_from_seed_cache(steps, x)
     n_h, m, n_steps = model.n_h, model.m, model.n_steps

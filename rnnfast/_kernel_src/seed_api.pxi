@@ -99,20 +99,20 @@ cdef class ForwardCache:
     ``collections.abc.Sequence``.
     """
 
-    cdef readonly Model _model          # validated, converted inputs
-    cdef readonly cnp.ndarray _h        # hidden states, (m, T, n_h)
-    cdef readonly object _parameters
+    cdef readonly Model model           # validated, converted inputs
+    cdef readonly cnp.ndarray states    # hidden states, (m, T, n_h)
+    cdef readonly object parameters     # the caller's dict, read again by rnn_backward
 
     def __init__(self, Model model not None, cnp.ndarray h not None, parameters):
-        self._model, self._h, self._parameters = model, h, parameters
+        self.model, self.states, self.parameters = model, h, parameters
 
     def __len__(self):
-        return self._model.n_steps
+        return self.model.n_steps
 
     def __getitem__(self, t):
         if isinstance(t, slice):
             return [self[i] for i in range(*t.indices(len(self)))]
-        cdef Py_ssize_t n_steps = self._model.n_steps
+        cdef Py_ssize_t n_steps = self.model.n_steps
         try:
             t = operator.index(t)
         except TypeError:
@@ -121,13 +121,13 @@ cdef class ForwardCache:
         if not -n_steps <= t < n_steps:
             raise IndexError(f"step {t} out of range for {n_steps} steps")
         t %= n_steps
-        model = self._model
-        h_prev = model.h0.T if t == 0 else self._h[:, t - 1, :].T
+        model = self.model
+        h_prev = model.h0.T if t == 0 else self.states[:, t - 1, :].T
         xt = model.x.reshape(model.n_x, model.m, n_steps)[:, :, t]
-        return self._h[:, t, :].T, h_prev, xt, self._parameters
+        return self.states[:, t, :].T, h_prev, xt, self.parameters
 
     def __repr__(self):
-        m = self._model
+        m = self.model
         return (f"<ForwardCache of {m.n_steps} steps: n_x={m.n_x}, n_h={m.n_h}, "
                 f"n_y={m.n_y}, m={m.m}, dtype={m.dtype}>")
 
@@ -240,7 +240,8 @@ def fast_forward(x, h0, parameters):
     cdef cnp.ndarray h_out = <cnp.ndarray>hy[0], y_out = <cnp.ndarray>hy[1]
     # h is the caller's to modify; the cache keeps its own copy of the states
     cdef ForwardCache cache = ForwardCache.__new__(ForwardCache)
-    cache._model, cache._h, cache._parameters = model, cnp.PyArray_NewCopy(h_out, cnp.NPY_CORDER), parameters
+    cache.model, cache.states, cache.parameters = (
+        model, cnp.PyArray_NewCopy(h_out, cnp.NPY_CORDER), parameters)
     return (_transposed(h_out, 2, 0, 1), _transposed(y_out, 2, 0, 1), (cache, x))
 
 
@@ -290,10 +291,10 @@ def fast_backward(dh, caches):
     if type(steps) is not ForwardCache or not cnp.PyArray_CheckExact(dh):
         return None
     cdef ForwardCache cache = <ForwardCache>steps
-    cdef Model model = cache._model
+    cdef Model model = cache.model
     # Backward reads the weights in the caller's dict now: when the dict holds other
     # arrays than the model (replaced, or converted by forward), the full path reads it.
-    params = cache._parameters
+    params = cache.parameters
     if (type(params) is not dict or (<dict>params).get("Whx") is not model.w_hx
             or (<dict>params).get("Whh") is not model.w_hh):
         return None
@@ -308,7 +309,7 @@ def fast_backward(dh, caches):
         return None
     cdef cnp.ndarray dz = _empty3(model.m, model.n_steps, model.n_h, type_num)
     _gather(grad, dz, model.m, model.n_steps, model.n_h)
-    cdef tuple grads = model._run_backward(cache._h, dz, True)
+    cdef tuple grads = model._run_backward(cache.states, dz, True)
     return {"dx": grads[0], "dh0": _transposed2(<cnp.ndarray>grads[1]), "dWhx": grads[2],
             "dWhh": grads[3], "dbh": grads[4]}
 
