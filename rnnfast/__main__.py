@@ -1,4 +1,7 @@
-"""Command line: ``python -m rnnfast {bench,demo,train,sample} [options]`` (see :mod:`rnnfast.cli`)."""
+"""Command line: ``python -m rnnfast {bench,demo,train,sample} [options]``.
+
+The commands live in :mod:`rnnfast.cli`.
+"""
 
 import sys
 

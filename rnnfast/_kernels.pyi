@@ -9,10 +9,9 @@ import enum
 from collections.abc import Iterable, Sequence
 from typing import overload
 
-from typing_extensions import disjoint_base
-
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import disjoint_base
 
 X_COLUMNS: int
 X_ROWS: int

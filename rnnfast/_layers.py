@@ -96,7 +96,7 @@ def stack_forward(x, initial, num_layers, num_directions, run_direction, join_la
             out, last = run_direction(layer_input, k, d, SUFFIXES[d],
                                       tuple(s[k * D + d] for s in initial))
             outputs.append(out)
-            for f, value in zip(finals, last):
+            for f, value in zip(finals, last, strict=True):
                 f.append(value)
         layer_input = join_layer(k, outputs)
     return layer_input, finals
@@ -140,7 +140,7 @@ def stack_backward(g, d_initial, num_layers, num_directions, width, unjoin_layer
         for d in range(D):
             dx, d_states, layer_grads = back_direction(g[..., d * P:(d + 1) * P], k, d,
                                                        SUFFIXES[d], k * D + d)
-            for ds, value in zip(d_initial, d_states):
+            for ds, value in zip(d_initial, d_states, strict=True):
                 ds[k * D + d] = value
             for name, value in layer_grads.items():
                 grads[parameter_name(name, k, SUFFIXES[d])] = value

@@ -249,12 +249,12 @@ def roof_calls(shape, dtype, forward_only):
     step = (mat(s.m, s.n_h), mat(s.n_h, s.n_h), np.empty((s.m, s.n_h), dtype))
     products = [
         (mat(rows, s.n_x), mat(s.n_x, s.n_h), np.empty((rows, s.n_h), dtype)),   # input projection
-        *[step] * s.T,                                                           # recurrent, forward
+        *[step] * s.T,                                                   # recurrent, forward
         (mat(rows, s.n_h), mat(s.n_h, s.n_y), np.empty((rows, s.n_y), dtype)),   # output projection
     ]
     if not forward_only:
         products += [
-            *[step] * s.T,                                                       # recurrent, backward
+            *[step] * s.T,                                               # recurrent, backward
             (mat(s.n_h, rows), mat(rows, s.n_x), np.empty((s.n_h, s.n_x), dtype)),  # dWhx
             (mat(s.n_h, rows), mat(rows, s.n_h), np.empty((s.n_h, s.n_h), dtype)),  # dWhh
             (mat(rows, s.n_h), mat(s.n_h, s.n_x), np.empty((rows, s.n_x), dtype)),  # dx
@@ -545,11 +545,11 @@ def print_table(results, out=None):
                      _fmt_ratio(r["vs_torch"], r["target_vs_torch"]),
                      f"{r['gflops']:.1f}", roof, _fmt_share(r["mixed_share"], r["target_mixed"])])
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
     print(line, file=out)
     print("-" * len(line), file=out)
     for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)), file=out)
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)), file=out)
 
 
 def print_train_table(results, out=None):
@@ -578,7 +578,8 @@ def measure_memory(shape=MEMORY_SHAPE, dtype=np.float64):
     ``x + h + y + dx``, the arrays any implementation must hold.
     """
     x, h0, parameters, dh = make_case(shape, dtype)
-    essential = x.nbytes * 2 + np.dtype(dtype).itemsize * shape.m * shape.T * (shape.n_h + shape.n_y)
+    itemsize = np.dtype(dtype).itemsize
+    essential = x.nbytes * 2 + itemsize * shape.m * shape.T * (shape.n_h + shape.n_y)
     report = {"shape": str(shape), "essential_bytes": essential}
     for name, module in (("rnnfast", rnnfast), ("numpy", reference)):
         tracemalloc.start()
@@ -600,7 +601,7 @@ def plot(results, path):
 
     dtypes = sorted({r["dtype"] for r in results})
     fig, axes = plt.subplots(1, len(dtypes), figsize=(6 * len(dtypes), 4), squeeze=False)
-    for ax, dtype_name in zip(axes[0], dtypes):
+    for ax, dtype_name in zip(axes[0], dtypes, strict=True):
         rows = [r for r in results if r["dtype"] == dtype_name]
         pos = np.arange(len(rows))
         ax.bar(pos - 0.2, [r["vs_numpy"] for r in rows], 0.4, label="vs NumPy reference")

@@ -11,10 +11,18 @@ import numpy as np
 
 from rnnfast import _validation as V
 from rnnfast import functional as F
-from rnnfast._io import NotAnArchive, read_npz_with_header, write_npz_with_header
 from rnnfast import modules
-from rnnfast.modules import (CELLS, cell_mode, cell_names, check_dropout, check_module_sizes,
-                             check_size, no_grad, nonlinearities)
+from rnnfast._io import NotAnArchive, read_npz_with_header, write_npz_with_header
+from rnnfast.modules import (
+    CELLS,
+    cell_mode,
+    cell_names,
+    check_dropout,
+    check_module_sizes,
+    check_size,
+    no_grad,
+    nonlinearities,
+)
 
 __all__ = ["RNNModel"]
 
@@ -363,7 +371,7 @@ class RNNModel:
         shape, labels = ((m, n_h), "(batch, hidden_size)") if L == 1 else \
             ((L, m, n_h), "(num_layers, batch, hidden_size)")
         hx = []
-        for name, value in zip((n + "0" for n in names), states):
+        for name, value in zip((n + "0" for n in names), states, strict=True):
             a = V.as_array(name, value)
             V.check_shape(name, a, shape, labels)
             hx.append(a[None] if L == 1 else a)

@@ -542,7 +542,7 @@ class RNNBase:
             given = [hx]
         label = {"h": "hx", "c": "cx"}
         states = []
-        for name, value in zip(names, given):
+        for name, value in zip(names, given, strict=True):
             what = label[name]
             a = V.as_array(what, value)
             expected = ((n_states, n_batch, widths[name]) if batched
@@ -722,7 +722,7 @@ class RNNBase:
         n_states = self.num_layers * self.num_directions
         widths = self._state_sizes()
         g_finals = []
-        for name, given in zip(self._cell.states, grad_finals):
+        for name, given in zip(self._cell.states, grad_finals, strict=True):
             label = "grad_h_n" if name == "h" else "grad_c_n"
             shape = ((n_states, n_batch, widths[name]) if batched
                      else (n_states, widths[name]))
@@ -759,7 +759,8 @@ class RNNBase:
             d_in = d_in.transpose(1, 0, 2)
         ordered = {name: grads[name] for name in self._params}
         labels = {"h": "hx", "c": "cx"}
-        return {"input": d_in, **{labels[n]: ds for n, ds in zip(self._cell.states, d_states0)},
+        d_states = zip(self._cell.states, d_states0, strict=True)
+        return {"input": d_in, **{labels[n]: ds for n, ds in d_states},
                 **ordered}
 
     def _backward_layers(self, cache, g, g_finals):

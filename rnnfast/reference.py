@@ -511,7 +511,7 @@ def _stack_backward(d_output, d_finals, cache, state_names, direction_backward):
     parameter, named as torch names them.
     """
     layers = cache["layers"]
-    d_initial = {name: np.zeros(d.shape) for name, d in zip(state_names, d_finals)}
+    d_initial = {name: np.zeros(d.shape) for name, d in zip(state_names, d_finals, strict=True)}
 
     def unjoin_layer(k, g):
         mask = layers[k]["mask"]

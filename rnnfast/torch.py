@@ -166,7 +166,7 @@ _PARSED = {}        # spec -> its parsed dims, filled on first use
 def _dims(spec, sizes):
     """``"(N, L, 4H) = (2, 3, 20)"``: a shape spec with the sizes known so far."""
     known = [str(f * sizes[s]) if s in sizes else d
-             for d, (f, s) in zip(spec, map(_parse, spec))]
+             for d, (f, s) in zip(spec, map(_parse, spec), strict=True)]
     return f"({', '.join(spec)}) = ({', '.join(known)})"
 
 
@@ -178,7 +178,7 @@ def _bind(op, name, t, spec, sizes):
     shape = t.shape
     ok = len(shape) == len(parsed)
     if ok:
-        for (factor, symbol), n in zip(parsed, shape):
+        for (factor, symbol), n in zip(parsed, shape, strict=True):
             known = sizes.get(symbol)
             if known is None and factor == 1:
                 sizes[symbol] = n
@@ -267,9 +267,10 @@ def _zeros(shape, like):
 def _vmap_by_loop(op):
     """A vmap rule running ``op`` once per vmapped index, the results stacked along 0."""
     def rule(info, in_dims, *args):
-        results = [op(*[a if d is None else a.select(d, b) for a, d in zip(args, in_dims)])
+        pairs = list(zip(args, in_dims, strict=True))
+        results = [op(*[a if d is None else a.select(d, b) for a, d in pairs])
                    for b in range(info.batch_size)]
-        stacked = [torch.stack(column) for column in zip(*results)]
+        stacked = [torch.stack(column) for column in zip(*results, strict=True)]
         return type(results[0])(stacked), type(results[0])([0] * len(stacked))
     return rule
 
@@ -785,7 +786,7 @@ class _RNNfastBase(torch.nn.RNNBase):
             names = ", ".join(f"{name}_0" for name in CELLS[self.mode].states)
             raise TypeError(f"hx of an {CELLS[self.mode].torch_name} is a tuple ({names})")
         states = []
-        for name, h, w in zip(("hx", "cx"), given, widths):
+        for name, h, w in zip(("hx", "cx")[:len(widths)], given, widths, strict=True):
             self._check_tensor(name, h)
             expected = (n, n_batch, w) if batched else (n, w)
             if tuple(h.shape) != expected:

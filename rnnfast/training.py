@@ -28,8 +28,14 @@ from rnnfast import distributed, optim
 from rnnfast._progress import JsonLog, Progress, reason
 from rnnfast._validation import INT_MAX
 from rnnfast.checkpoint import CheckpointError, load_checkpoint, model_arrays, save_checkpoint
-from rnnfast.cli.checks import (OptionError, check_distinct_files, check_float, check_int,
-                                check_output_path, check_plot_path)
+from rnnfast.cli.checks import (
+    OptionError,
+    check_distinct_files,
+    check_float,
+    check_int,
+    check_output_path,
+    check_plot_path,
+)
 from rnnfast.model import RNNModel, softmax_cross_entropy
 from rnnfast.modules import CELLS, cell_mode
 from rnnfast.optim import clip_grad_norm
@@ -811,7 +817,7 @@ def _plot(path, curve, history):
     ax.plot(np.arange(1, len(curve) + 1), curve, label="training loss (smoothed)")
     val = [(r["step"], r["val_loss"]) for r in history if r.get("val_loss") is not None]
     if val:
-        ax.plot(*zip(*val), "o-", label="validation loss")
+        ax.plot(*zip(*val, strict=True), "o-", label="validation loss")
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy (nats per character)")
     ax.legend()

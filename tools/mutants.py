@@ -570,7 +570,7 @@ def main(argv=None):
                         help="test runs at a time (default: the number of CPUs)")
     args = parser.parse_args(argv)
     if args.list:
-        for name, (target, body) in MUTANTS.items():
+        for name, (_target, body) in MUTANTS.items():
             print(f"{name:24} {body.__doc__.splitlines()[0]}")
         return 0
     names = args.only or list(MUTANTS)
@@ -601,7 +601,7 @@ def main(argv=None):
 
         with ThreadPoolExecutor(max(1, args.jobs)) as pool:
             runs = [pool.submit(run_suite, name, workdir, callers(name)) for name in names]
-            for name, run in zip(names, runs):
+            for name, run in zip(names, runs, strict=True):
                 returncode, report, output, seconds = run.result()
                 result = verdict(returncode, report)
                 if result == "caught":

@@ -131,7 +131,7 @@ def run(args, out=None):
         for k, v in initial.items():
             twin.parameters[k][...] = v
         torch_losses, torch_seconds = train_apple_torch(twin, args.iterations, args.lr)
-        gap = max(abs(a - b) for a, b in zip(losses, torch_losses))
+        gap = max(abs(a - b) for a, b in zip(losses, torch_losses, strict=True))
         print(f"torch:   {args.iterations} iterations in {torch_seconds * 1e3:.2f} ms "
               f"({torch_seconds / args.iterations * 1e6:.1f} us each); "
               f"rnnfast is {torch_seconds / seconds:.1f}x faster; "

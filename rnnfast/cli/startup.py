@@ -4,6 +4,7 @@ Imported by the package's ``__init__`` before anything heavy, so it imports
 nothing but the standard library.
 """
 
+import itertools
 import signal
 import sys
 
@@ -18,7 +19,7 @@ def starting_as_command():
     if sys.argv[:1] != ["-m"]:
         return False
     argv = getattr(sys, "orig_argv", [])
-    named = [b for a, b in zip(argv, argv[1:]) if a == "-m"]
+    named = [b for a, b in itertools.pairwise(argv) if a == "-m"]
     named += [a[2:] for a in argv if a.startswith("-m") and len(a) > 2]
     return bool(named) and named[0] in ("rnnfast", "rnnfast.__main__")
 

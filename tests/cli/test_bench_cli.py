@@ -9,7 +9,6 @@ import pytest
 from rnnfast import bench
 from rnnfast.__main__ import main
 
-
 # stands for an installed torch where no case is timed
 FAKE_TORCH = types.SimpleNamespace(__version__="0.0", get_num_threads=lambda: 1)
 

@@ -300,7 +300,8 @@ def greedy(model, vocab, prime, length):
 
 
 @pytest.mark.parametrize("temperature", ["0", "1e-320", "5e-324", "1e-300"])
-def test_zero_and_tiny_temperatures_sample_the_argmax_without_warnings(model_file, temperature, capsys):
+def test_zero_and_tiny_temperatures_sample_the_argmax_without_warnings(model_file, temperature,
+                                                                       capsys):
     from rnnfast.text import sample_text
     model = RNNModel.load(model_file)
     expected = greedy(model, "abcde", "ab", 40)

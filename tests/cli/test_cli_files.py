@@ -246,6 +246,7 @@ def test_a_checkpoint_that_cannot_be_written_on_a_signal_goes_to_a_fallback(
         text_file, tmp_path, monkeypatch, capsys):
     import signal
     import tempfile
+
     from rnnfast import training
     spare = tmp_path / "spare"
     spare.mkdir()

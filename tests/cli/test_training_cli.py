@@ -1,4 +1,5 @@
-"""python -m rnnfast train: layers, optimizers, validation, checkpoints, signals and exact resume."""
+"""python -m rnnfast train: layers, optimizers, validation, checkpoints, signals and exact
+resume."""
 
 import json
 import os

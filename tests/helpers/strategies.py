@@ -69,13 +69,13 @@ SMALLEST_MODERATE = 1e-3
 seeds = st.integers(0, 2**32 - 1)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def integers(low, high):
     """``st.integers(low, high)``, one object per range."""
     return st.integers(low, high)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def sampled(choices):
     """``st.sampled_from(choices)`` (a tuple), one object per tuple."""
     return st.sampled_from(choices)
@@ -88,7 +88,7 @@ def _at_least_one(n):
     return max(n, 1)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def size(max_value):
     """A size in ``[1, max_value]``, 1 twice as often as another (shrinks to 1)."""
     return st.integers(0, max_value).map(_at_least_one)
@@ -122,7 +122,7 @@ def _moderate(v):
 _ELEMENT = st.floats(-1.0, 1.0).map(_moderate)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _elements(n):
     return st.lists(_ELEMENT, min_size=n, max_size=n)
 
@@ -232,7 +232,7 @@ def to64(a):
     return np.asarray(a, dtype=np.float64)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _labels(n, n_classes):
     return st.lists(st.integers(0, n_classes - 1), min_size=n, max_size=n)
 

@@ -5,8 +5,16 @@ import pytest
 
 import rnnfast
 from rnnfast import reference as ref
-from tests.helpers import (GRAD_KEYS, SHAPES, as_float64, assert_close, check_forward_backward,
-                           make_dh, make_problem, shape_id)
+from tests.helpers import (
+    GRAD_KEYS,
+    SHAPES,
+    as_float64,
+    assert_close,
+    check_forward_backward,
+    make_dh,
+    make_problem,
+    shape_id,
+)
 
 CELL_GRAD_KEYS = ("dxt", "dh_prev", "dWhx", "dWhh", "dbh")
 

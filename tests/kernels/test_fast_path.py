@@ -15,8 +15,15 @@ import pytest
 import rnnfast
 from rnnfast import _kernels
 from rnnfast import reference as ref
-from tests.helpers import (LAYOUTS, as_float64, assert_close, in_layout, make_dh, make_problem,
-                      shape_id)
+from tests.helpers import (
+    LAYOUTS,
+    as_float64,
+    assert_close,
+    in_layout,
+    make_dh,
+    make_problem,
+    shape_id,
+)
 
 SHAPES = [(5, 5, 5, 1, 5), (3, 4, 2, 1, 1), (2, 7, 3, 5, 1), (4, 9, 6, 3, 7), (1, 1, 1, 1, 1)]
 
@@ -44,7 +51,7 @@ def assert_same_grads(fast, full):
 @pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
 def test_the_fast_and_full_paths_agree_bit_for_bit(shape, dtype, products):
     x, h0, parameters, fast, full = both_forwards(shape, dtype)
-    for a, b in zip(fast[:2], full[:2]):
+    for a, b in zip(fast[:2], full[:2], strict=True):
         assert a.shape == b.shape and a.dtype == b.dtype == dtype
         np.testing.assert_array_equal(a, b)
     dh = make_dh(shape, dtype)
@@ -99,7 +106,7 @@ def test_no_input_is_written_and_h_is_the_callers(dtype):
     before = [a.copy() for a in (x, h0, dh, *parameters.values())]
     h, y, caches = rnnfast.rnn_forward(x, h0, parameters)
     grads = rnnfast.rnn_backward(dh, caches)
-    for a, b in zip(before, (x, h0, dh, *parameters.values())):
+    for a, b in zip(before, (x, h0, dh, *parameters.values()), strict=True):
         np.testing.assert_array_equal(a, b)
     h[...] = 123          # the caller's h is not the cache's states
     y[...] = 123
@@ -113,8 +120,8 @@ def test_the_forward_cache_is_a_sequence_of_step_caches():
     _, _, (expected, _) = ref.rnn_forward(x, h0, parameters)
     assert isinstance(steps, Sequence) and isinstance(steps, rnnfast.ForwardCache)
     assert len(steps) == len(list(steps)) == 7
-    for got, want in zip(steps, expected):
-        for a, b in zip(got[:3], want[:3]):
+    for got, want in zip(steps, expected, strict=True):
+        for a, b in zip(got[:3], want[:3], strict=True):
             assert_close(a, b, np.float64)
         assert got[3] is parameters
     np.testing.assert_array_equal(steps[-1][0], h[:, :, -1])

@@ -108,7 +108,7 @@ def carried(h, lengths, state):
     if lengths is None:
         return h
     padded = np.arange(h.shape[1])[None, :] >= lengths[:, None]
-    for i, t in zip(*np.nonzero(padded)):
+    for i, t in zip(*np.nonzero(padded), strict=True):
         assert_close(h[i, t], state[i], h.dtype, f"carried state {i}, {t}")
     return np.where(padded[:, :, None], 0, h)
 

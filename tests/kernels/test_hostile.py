@@ -119,7 +119,7 @@ def test_concurrent_calls_match_serial_calls():
         t.join()
     assert not errors
     for result in results:
-        for got, want in zip(result, expected):
+        for got, want in zip(result, expected, strict=True):
             np.testing.assert_array_equal(got, want)
 
 

@@ -30,7 +30,8 @@ def test_layer_kernels_match_the_twin(activation, reverse, lengths, own_products
                                                lengths)
     grads_e = ref.rnn_layer_backward(d_out, d_hn, cache)
 
-    cast = (lambda a: np.ascontiguousarray(a, dtype=dtype))
+    def cast(a):
+        return (np.ascontiguousarray(a, dtype=dtype))
     lengths_c = None if lengths is None else np.array(lengths, dtype=np.intp)
     x_rows = cast(x.transpose(1, 0, 2).reshape(N * T, n_in))
     states = _kernels.layer_forward(x_rows, cast(h0), cast(w_ih), cast(w_hh),

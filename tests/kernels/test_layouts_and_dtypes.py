@@ -4,8 +4,14 @@ import numpy as np
 import pytest
 
 import rnnfast
-from tests.helpers import LAYOUTS, assert_close, in_layout, make_dh, make_problem
-from tests.helpers import check_forward_backward
+from tests.helpers import (
+    LAYOUTS,
+    assert_close,
+    check_forward_backward,
+    in_layout,
+    make_dh,
+    make_problem,
+)
 
 SHAPE = (7, 13, 5, 3, 9)
 
@@ -40,7 +46,8 @@ def test_results_feed_back_in(dtype):
 def test_integer_and_list_inputs_become_float64():
     x, h0, p = make_problem((3, 4, 2, 2, 3))
     xi = np.rint(3 * x).astype(np.int32)
-    h, y, caches = rnnfast.rnn_forward(xi.tolist(), h0.tolist(), {k: v.tolist() for k, v in p.items()})
+    as_lists = {k: v.tolist() for k, v in p.items()}
+    h, y, caches = rnnfast.rnn_forward(xi.tolist(), h0.tolist(), as_lists)
     assert h.dtype == y.dtype == np.float64
     check_forward_backward(xi, h0, p, make_dh((3, 4, 2, 2, 3)), np.float64)
     check_forward_backward(xi.tolist(), h0.tolist(), {k: v.tolist() for k, v in p.items()},
@@ -101,7 +108,7 @@ def test_inputs_are_never_written(dtype):
     _, _, cell_cache = rnnfast.rnn_cell_forward(xt, h0, p)
     rnnfast.rnn_cell_backward(dh[:, :, 0], cell_cache)
     after = snapshot(x, h0, dh, *(p[k] for k in names))
-    for a, b in zip(before, after):
+    for a, b in zip(before, after, strict=True):
         np.testing.assert_array_equal(a, b)
     assert list(p) == names
 

@@ -5,8 +5,15 @@ import pytest
 
 import rnnfast
 from rnnfast import reference as ref
-from tests.helpers import RTOL, SHAPES, as_float64, assert_close, make_problem, shape_id
-from tests.helpers import numeric_grad
+from tests.helpers import (
+    RTOL,
+    SHAPES,
+    as_float64,
+    assert_close,
+    make_problem,
+    numeric_grad,
+    shape_id,
+)
 
 GRAD_KEYS = ("dWhx", "dWhh", "dWyh", "dbh", "dby", "dx", "dh0")
 

@@ -131,7 +131,8 @@ def test_dh_of_wrong_kind(problem):
         rnnfast.rnn_backward(make_dh(SHAPE).astype(complex), caches)
 
 
-@pytest.mark.parametrize("caches", [None, (), ([],), ([], None), "cache", ([], np.zeros((3, 5, 6)))])
+@pytest.mark.parametrize("caches", [None, (), ([],), ([], None), "cache",
+                                    ([], np.zeros((3, 5, 6)))])
 def test_malformed_caches(caches):
     with pytest.raises((ValueError, TypeError)):
         rnnfast.rnn_backward(make_dh(SHAPE), caches)

@@ -63,7 +63,9 @@ def test_loss_and_grads_match_the_twins(cell, indices, dtype):
     for key, value in expected.items():
         assert_close(grads[key], value, dtype, key)
     logits, state2 = model.forward(X, h0, return_state=True)
-    for a, b in zip(state if cell == "lstm" else [state], state2 if cell == "lstm" else [state2]):
+    pairs = zip(state if cell == "lstm" else [state], state2 if cell == "lstm" else [state2],
+                strict=True)
+    for a, b in pairs:
         np.testing.assert_array_equal(a, b)
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import rnnfast
-from rnnfast import reference as ref
 from rnnfast import RNNModel
+from rnnfast import reference as ref
 from rnnfast.cli.demo import apple_data, train_apple, train_apple_torch
 from tests.helpers import assert_close, torch_dtype
 

@@ -118,11 +118,11 @@ def torch_run(m, weights, x, s0, go, gf, lengths, batched, masks):
             out, batch_first=m.batch_first, total_length=x.shape[1 if m.batch_first else 0])
     finals = list(finals) if m.mode == "LSTM" else [finals]
     loss = (out * torch.tensor(go)).sum()
-    for f, g in zip(finals, gf):
+    for f, g in zip(finals, gf, strict=True):
         loss = loss + (f * torch.tensor(g)).sum()
     loss.backward()
     grads = {"input": x.grad.numpy()}
-    for name, s in zip(["hx", "cx"], s0):
+    for name, s in zip(["hx", "cx"][:len(s0)], s0, strict=True):
         grads[name] = s.grad.numpy()
     grads.update({k: v.grad.numpy() for k, v in t.named_parameters()})
     return out.detach().numpy(), [f.detach().numpy() for f in finals], grads
@@ -133,7 +133,8 @@ RUNS = {"numpy": numpy_run, "torch": torch_run}
 
 def compare(oracle, weights, m, batched, dtype, lengths=None, seed=1):
     x, s0, go, gf = problem(m, batched, seed)
-    cast = (lambda a: a.astype(dtype))
+    def cast(a):
+        return (a.astype(dtype))
     hx = tuple(cast(s) for s in s0) if m.mode == "LSTM" else cast(s0[0])
     out, finals = m.forward(cast(x), hx, lengths=lengths)
     finals = list(finals) if m.mode == "LSTM" else [finals]
@@ -142,7 +143,7 @@ def compare(oracle, weights, m, batched, dtype, lengths=None, seed=1):
     out_e, finals_e, g_e = RUNS[oracle](m, weights, x, s0, go, gf, lengths, batched,
                                         masks if oracle == "numpy" else None)
     assert_close(out, out_e, dtype, "output")
-    for got, want, name in zip(finals, finals_e, ["h_n", "c_n"]):
+    for got, want, name in zip(finals, finals_e, ["h_n", "c_n"][:len(finals)], strict=True):
         assert_close(got, want, dtype, name)
     states = ["hx", "cx"] if m.mode == "LSTM" else ["hx"]
     assert list(grads) == ["input"] + states + list(weights)
@@ -219,7 +220,7 @@ def test_odd_sizes(oracle, kind, shape):
     grads = m.backward(go, *gf)
     out_e, finals_e, g_e = RUNS[oracle](m, weights, x, s0, go, gf, None, True, None)
     assert_close(out, out_e, np.float64, "output")
-    for got, want in zip(finals if kind == "lstm" else [finals], finals_e):
+    for got, want in zip(finals if kind == "lstm" else [finals], finals_e, strict=True):
         assert_close(got, want, np.float64, "final")
     for key, expected in g_e.items():
         assert_close(grads[key], expected, np.float64, key)
@@ -245,7 +246,7 @@ def test_inputs_are_not_written_and_outputs_are_the_callers(kind):
     out, _ = m(x, hx)
     out[...] = 7                                 # the caller's to change
     grads = m.backward(go, *gf, retain_graph=True)
-    for a, b in zip(before, [x, *s0, go, *gf]):
+    for a, b in zip(before, [x, *s0, go, *gf], strict=True):
         np.testing.assert_array_equal(a, b)
     expected = m.backward(go, *gf)
     for key in grads:

@@ -11,8 +11,14 @@ import numpy as np
 import pytest
 
 import rnnfast
-from tests.helpers import (LAYOUTS, assert_close, dropout_masks, in_layout, load_numpy_weights,
-                           numpy_run)
+from tests.helpers import (
+    LAYOUTS,
+    assert_close,
+    dropout_masks,
+    in_layout,
+    load_numpy_weights,
+    numpy_run,
+)
 
 try:
     import torch
@@ -85,7 +91,8 @@ def problem(r, batched, seed=1, N=3, L=6):
 
 def compare(oracle, weights, r, batched, dtype, lengths=None, seed=1):
     x, h0, go, gh = problem(r, batched, seed)
-    cast = (lambda a: a.astype(dtype))
+    def cast(a):
+        return (a.astype(dtype))
     out, hn = r.forward(cast(x), cast(h0), lengths=lengths)
     masks = dropout_masks(r)                    # backward releases the forward's cache
     grads = r.backward(cast(go), cast(gh))
@@ -113,7 +120,8 @@ def test_matches_oracle_float64(oracle, layers, bidirectional, nonlinearity, bia
 
 
 @pytest.mark.parametrize("layers, bidirectional, nonlinearity, bias, batch_first, batched",
-                         [(2, True, "tanh", True, False, True), (1, False, "relu", True, True, True),
+                         [(2, True, "tanh", True, False, True),
+                          (1, False, "relu", True, True, True),
                           (3, True, "relu", False, False, False)], ids=lambda v: str(v))
 def test_float32_matches_oracle(oracle, layers, bidirectional, nonlinearity, bias, batch_first,
                                 batched):
@@ -137,7 +145,8 @@ def test_variable_lengths_match_pack_padded_sequence(oracle, bidirectional, batc
     assert np.all(padded == 0)                          # outputs past a length are zeros
 
 
-@pytest.mark.parametrize("shape", [(1, 1), (7, 1), (1, 5), (129, 2)], ids=lambda s: f"L{s[0]}-N{s[1]}")
+@pytest.mark.parametrize("shape", [(1, 1), (7, 1), (1, 5), (129, 2)],
+                         ids=lambda s: f"L{s[0]}-N{s[1]}")
 def test_odd_sizes(oracle, shape, products):
     L, N = shape
     weights, r = pair(num_layers=2, bidirectional=True)
@@ -194,7 +203,7 @@ def test_default_initialisation():
                      for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
     if torch is not None:
         assert names == list(torch.nn.RNN(3, 16, num_layers=2, bidirectional=True).state_dict())
-    for name, a in r.named_parameters():
+    for _name, a in r.named_parameters():
         assert a.dtype == np.float32 and np.all(np.abs(a) <= 0.25) and a.std() > 0.05
     again = rnnfast.RNN(3, 16, num_layers=2, bidirectional=True, seed=0)
     np.testing.assert_array_equal(r.weight_ih_l1, again.weight_ih_l1)

@@ -68,7 +68,7 @@ def assert_same(got, expected, what):
         for key in expected:
             assert_same(got[key], expected[key], f"{what}[{key!r}]")
     elif isinstance(expected, tuple):
-        for k, (a, b) in enumerate(zip(got, expected)):
+        for k, (a, b) in enumerate(zip(got, expected, strict=True)):
             assert_same(a, b, f"{what}[{k}]")
     else:
         np.testing.assert_allclose(got, expected, rtol=RTOL, atol=0, err_msg=what)

@@ -145,7 +145,7 @@ def test_clip_grad_norm_matches_torch():
     total_t = torch.nn.utils.clip_grad_norm_(params, 1.5)
     total = rnnfast.clip_grad_norm(grads, 1.5)
     assert abs(total - total_t.item()) < 1e-12
-    for k, p in zip(SHAPES, params):
+    for k, p in zip(SHAPES, params, strict=True):
         np.testing.assert_allclose(grads["d" + k], p.grad.numpy(), rtol=1e-12)
     np.testing.assert_array_equal(grads["dx"], 1.0)       # not a parameter gradient
 

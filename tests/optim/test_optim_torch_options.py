@@ -182,11 +182,11 @@ def test_clip_grad_norm_norm_types(norm_type):
     np.testing.assert_array_equal(grads["input"], 100.0)
     torch = pytest.importorskip("torch")
     ts = [torch.tensor(v, requires_grad=True) for v in originals.values()]
-    for t, v in zip(ts, originals.values()):
+    for t, v in zip(ts, originals.values(), strict=True):
         t.grad = torch.tensor(v)
     theirs = torch.nn.utils.clip_grad_norm_(ts, 0.5, norm_type)
     assert total == pytest.approx(float(theirs), rel=1e-12)
-    for t, k in zip(ts, SHAPES):
+    for t, k in zip(ts, SHAPES, strict=True):
         np.testing.assert_allclose(grads[k], t.grad.numpy(), rtol=1e-12)
 
 

@@ -42,12 +42,26 @@ from hypothesis import strategies as st  # noqa: E402
 import rnnfast  # noqa: E402
 from rnnfast import optim  # noqa: E402
 from rnnfast import reference as ref  # noqa: E402
-from tests.helpers import RTOL, assert_close, in_layout  # noqa: E402
+from tests.helpers import RTOL, assert_close, dropout_masks, in_layout, numpy_run  # noqa: E402  # noqa: E402
 from tests.helpers.strategies import (  # noqa: E402
-    FLOAT_DTYPES, THRESHOLD_SIZES, arguments, draw_class_indices, draw_dtype_plan, draw_hostile,
-    draw_layout_plan, draw_values, integers, layouts, regimes, result_dtype, sampled,
-    seed_sizes, seeds, size, to64)
-from tests.helpers import dropout_masks, numpy_run  # noqa: E402
+    FLOAT_DTYPES,
+    THRESHOLD_SIZES,
+    arguments,
+    draw_class_indices,
+    draw_dtype_plan,
+    draw_hostile,
+    draw_layout_plan,
+    draw_values,
+    integers,
+    layouts,
+    regimes,
+    result_dtype,
+    sampled,
+    seed_sizes,
+    seeds,
+    size,
+    to64,
+)
 
 PARAMETERS = ("Whx", "Whh", "Wyh", "bh", "by")
 PARAMETER_GRADIENTS = tuple("d" + k for k in PARAMETERS)
@@ -71,7 +85,7 @@ def assert_unchanged(before, objects):
     """Every value of the dict ``objects`` still holds what ``before = frozen(objects)`` saw."""
     after = frozen(objects)
     if after != before:
-        changed = [k for (k, a), (_, b) in zip(before[1], after[1]) if a != b]
+        changed = [k for (k, a), (_, b) in zip(before[1], after[1], strict=True) if a != b]
         raise AssertionError(f"the call changed its arguments {changed}")
 
 
@@ -480,13 +494,13 @@ def rnn_module_problems(draw):
         seed=draw(seeds))
     batched = draw(sampled((True, True, True, False)))
     n_batch, n_steps = (draw(size(4)) if batched else 1), draw(size(6))
-    I, H = config["input_size"], config["hidden_size"]
+    n_in, H = config["input_size"], config["hidden_size"]
     D = 2 if config["bidirectional"] else 1
     if batched:
-        x_shape = (n_batch, n_steps, I) if config["batch_first"] else (n_steps, n_batch, I)
+        x_shape = (n_batch, n_steps, n_in) if config["batch_first"] else (n_steps, n_batch, n_in)
         h_shape = (D * num_layers, n_batch, H)
     else:
-        x_shape, h_shape = (n_steps, I), (D * num_layers, H)
+        x_shape, h_shape = (n_steps, n_in), (D * num_layers, H)
     shapes = {"input": x_shape, "hx": h_shape, "grad_output": x_shape[:-1] + (D * H,),
               "grad_h_n": h_shape}
     plan = draw_dtype_plan(draw, tuple(shapes), converted=regime == "moderate")
@@ -776,7 +790,7 @@ def number(draw, value):
     return presented, float(presented)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def fraction(low, high):
     """0, or a number in [low, high]."""
     return st.one_of(st.just(0.0), st.floats(low, high))

@@ -100,7 +100,7 @@ def check_finite_differences(kind, num_layers, bidirectional, bias, proj, length
 
     def loss():
         outs, _ = run(kind, x, states, params, num_layers, bidirectional, proj, lengths, masks)
-        return float(sum(np.sum(s * o) for s, o in zip(seeds, outs)))
+        return float(sum(np.sum(s * o) for s, o in zip(seeds, outs, strict=True)))
 
     targets = {"input": x, **states, **params}
     assert set(grads) == set(targets)
@@ -220,9 +220,9 @@ def torch_module(kind, x, states, params, num_layers, bidirectional, bias, proj,
             out, final = call(module, layer_input, hx)
             per_layer.append(list(final) if kind == "lstm" else [final])
             layer_input = out * torch.tensor(masks[k]) if k < num_layers - 1 else out
-        finals = [torch.cat(parts) for parts in zip(*per_layer)]
+        finals = [torch.cat(parts) for parts in zip(*per_layer, strict=True)]
     outputs = (out, *finals)
-    loss = sum((o * torch.tensor(s)).sum() for o, s in zip(outputs, seeds))
+    loss = sum((o * torch.tensor(s)).sum() for o, s in zip(outputs, seeds, strict=True))
     loss.backward()
     grads = {"input": x_t.grad, **{k: t.grad for k, t in states_t.items()}}
     for layer, module in modules:
@@ -243,7 +243,7 @@ def check_against_torch(kind, num_layers, bidirectional, bias, proj, lengths, dr
     theirs, their_grads = torch_module(kind, x, states, params, num_layers, bidirectional,
                                        bias, proj, lengths, seeds, masks)
     names = ("output", "h_n", "c_n")
-    for name, mine, expected in zip(names, outputs, theirs):
+    for name, mine, expected in zip(names[:len(outputs)], outputs, theirs, strict=True):
         assert mine.shape == expected.shape, name
         np.testing.assert_allclose(mine, expected, rtol=1e-12, atol=1e-14, err_msg=name)
     grads = backward(kind, seeds, cache)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from rnnfast import reference as ref
-from tests.helpers import make_problem, make_dh, numeric_grad
+from tests.helpers import make_dh, make_problem, numeric_grad
+
 
 @pytest.mark.parametrize("shape", [(3, 4, 2, 2, 5), (2, 3, 4, 1, 1), (1, 2, 3, 3, 2)])
 def test_rnn_backward_matches_finite_differences(shape):
@@ -105,7 +106,8 @@ def module_problem(num_layers, bidirectional, bias, seed=4, T=3, N=2, n_in=2, H=
     params = {}
     for k in range(num_layers):
         for sfx in ("", "_reverse")[:D]:
-            params[f"weight_ih_l{k}{sfx}"] = 0.7 * rng.standard_normal((H, n_in if k == 0 else D * H))
+            width = n_in if k == 0 else D * H
+            params[f"weight_ih_l{k}{sfx}"] = 0.7 * rng.standard_normal((H, width))
             params[f"weight_hh_l{k}{sfx}"] = 0.6 * rng.standard_normal((H, H))
             if bias:
                 params[f"bias_ih_l{k}{sfx}"] = 0.1 * rng.standard_normal(H)

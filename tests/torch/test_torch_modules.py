@@ -100,7 +100,7 @@ def test_an_empty_batch_gives_torchs_empty_outputs_and_backward(cls, kwargs, wit
     (out_t, fin_t, dx_t, dp_t), (out_o, fin_o, dx_o, dp_o) = results
     assert out_o.shape == out_t.shape and dx_o.shape == dx_t.shape
     assert [f.shape for f in fin_o] == [f.shape for f in fin_t]
-    for a, b in zip(dp_o, dp_t):
+    for a, b in zip(dp_o, dp_t, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
@@ -149,7 +149,7 @@ def test_outputs_and_final_states_can_be_edited_in_place(cls, kwargs, packed):
     x = torch.randn((3, 4, N_IN) if ours.batch_first else (4, 3, N_IN), dtype=torch.float64)
     expected = run_with_edits(ours, x, packed, in_place=False)
     got = run_with_edits(ours, x, packed, in_place=True)
-    for a, b in zip(got, expected):
+    for a, b in zip(got, expected, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 

@@ -15,8 +15,8 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from tests.helpers import assert_close  # noqa: E402
 from rnnfast import reference  # noqa: E402
+from tests.helpers import assert_close  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -31,7 +31,7 @@ def np_dtype(dtype):
     return np.float64 if dtype == torch.float64 else np.float32
 
 
-def forward_args(kind, N, L, I, H, P, dtype, bias, lengths, reverse, activation, seed):
+def forward_args(kind, N, L, n_in, H, P, dtype, bias, lengths, reverse, activation, seed):
     """The forward operator's arguments, by name, in order."""
     g = torch.Generator().manual_seed(seed)
 
@@ -39,10 +39,10 @@ def forward_args(kind, N, L, I, H, P, dtype, bias, lengths, reverse, activation,
         return torch.randn(shape, generator=g, dtype=dtype) * 0.5
 
     G, W = GATES[kind] * H, P or H
-    args = {"x": rand(N, L, I), "h0": rand(N, W)}
+    args = {"x": rand(N, L, n_in), "h0": rand(N, W)}
     if kind == "lstm":
         args["c0"] = rand(N, H)
-    args.update(w_ih=rand(G, I), w_hh=rand(G, W), b_ih=rand(G) if bias else None,
+    args.update(w_ih=rand(G, n_in), w_hh=rand(G, W), b_ih=rand(G) if bias else None,
                 b_hh=rand(G) if bias else None)
     if kind == "lstm":
         args["w_hr"] = rand(P, H) if P else None
@@ -180,11 +180,11 @@ FAULTS = [None, None, "shape", "rank", "dtype", "noncontiguous", "lengths", "act
 def problems(draw):
     kind = draw(st.sampled_from(sorted(GATES)))
     N, L = draw(st.integers(0, 3)), draw(st.integers(0, 4))
-    I, H = draw(st.integers(1, 3)), draw(st.integers(1, 4))
+    n_in, H = draw(st.integers(1, 3)), draw(st.integers(1, 4))
     P = draw(st.integers(1, H - 1)) if kind == "lstm" and H > 1 and draw(st.booleans()) else 0
     lengths = (draw(st.lists(st.integers(1, L), min_size=N, max_size=N))
                if L > 0 and draw(st.booleans()) else None)
-    return dict(kind=kind, N=N, L=L, I=I, H=H, P=P,
+    return dict(kind=kind, N=N, L=L, n_in=n_in, H=H, P=P,
                 dtype=draw(st.sampled_from([torch.float32, torch.float64])),
                 bias=draw(st.booleans()), lengths=lengths, reverse=draw(st.booleans()),
                 activation=draw(st.sampled_from([TANH, RELU])), seed=draw(st.integers(0, 99)))
@@ -195,7 +195,7 @@ def call(op, args):
 
 
 def check_outputs(actual, expected, dtype, what):
-    for i, (a, e) in enumerate(zip(actual, expected)):
+    for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
         assert_close(a.numpy(), e, np_dtype(dtype), f"{what} output {i}")
 
 

@@ -4,8 +4,15 @@ import numpy as np
 import pytest
 
 import rnnfast
-from tests.helpers import (SHAPES, assert_close, load_numpy_weights, make_dh, make_problem,
-                      shape_id, torch_dtype)
+from tests.helpers import (
+    SHAPES,
+    assert_close,
+    load_numpy_weights,
+    make_dh,
+    make_problem,
+    shape_id,
+    torch_dtype,
+)
 
 torch = pytest.importorskip("torch")
 

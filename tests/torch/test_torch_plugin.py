@@ -1,4 +1,5 @@
-"""rnnfast.torch: rnnfast's kernels as drop-ins for nn.RNN / nn.LSTM / nn.GRU (torch autograd is the oracle).
+"""rnnfast.torch: rnnfast's kernels as drop-ins for nn.RNN / nn.LSTM / nn.GRU (torch autograd
+is the oracle).
 
 The compiled kernels behind these modules are checked against the NumPy twins
 without torch elsewhere (test_layer_kernels.py, test_gated_kernels.py); here
@@ -75,7 +76,7 @@ def compare(theirs, ours, batched, dtype):
     outs_t, grads_t = run(theirs, x, states)
     outs_o, grads_o = run(ours, x, states)
     np_dtype = np.float64 if dtype == torch.float64 else np.float32
-    for a, b in zip(outs_o, outs_t):
+    for a, b in zip(outs_o, outs_t, strict=True):
         assert_close(a.numpy(), b.numpy().astype(np.float64), np_dtype, "outputs")
     assert grads_o.keys() == grads_t.keys()
     for key in grads_t:
@@ -148,8 +149,8 @@ def test_packed_sequences_with_unsorted_lengths(cls, kwargs, bidirectional, batc
     (o_t, f_t, dx_t, ds_t, dp_t), (o_o, f_o, dx_o, ds_o, dp_o) = results
     assert torch.equal(o_t.batch_sizes, o_o.batch_sizes)
     assert torch.equal(o_t.sorted_indices, o_o.sorted_indices)
-    pairs = [(o_o.data, o_t.data), (dx_o, dx_t), *zip(f_o, f_t), *zip(ds_o, ds_t),
-             *zip(dp_o, dp_t)]
+    pairs = [(o_o.data, o_t.data), (dx_o, dx_t), *zip(f_o, f_t, strict=True),
+             *zip(ds_o, ds_t, strict=True), *zip(dp_o, dp_t, strict=True)]
     for a, b in pairs:
         assert_close(a.detach().numpy(), b.detach().numpy(), np.float64)
 
@@ -162,7 +163,8 @@ def test_gradcheck(cls, kwargs):
     names = [n for n, _ in module.named_parameters()]
 
     def f(x, *params):
-        out, finals = torch.func.functional_call(module, dict(zip(names, params)), (x,))
+        weights = dict(zip(names, params, strict=True))
+        out, finals = torch.func.functional_call(module, weights, (x,))
         return (out, *(finals if isinstance(finals, tuple) else (finals,)))
 
     x = torch.randn(4, 2, 3, dtype=torch.float64, requires_grad=True)
@@ -192,7 +194,7 @@ def test_adam_training_follows_torchs_trajectory():
             trace.append(loss.item())
         losses.append(trace)
     np.testing.assert_allclose(losses[1], losses[0], rtol=1e-10)
-    for a, b in zip(ours.parameters(), theirs.parameters()):
+    for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
         assert_close(a.detach().numpy(), b.detach().numpy(), np.float64)
 
 
@@ -215,7 +217,7 @@ def test_torch_compile_fullgraph_equals_eager(cls, kwargs, tmp_path, monkeypatch
     out_c, _ = compiled(x)
     out_c.sum().backward()
     np.testing.assert_array_equal(out_c.detach().numpy(), out_e.detach().numpy())
-    for p, g in zip(module.parameters(), grads_e):
+    for p, g in zip(module.parameters(), grads_e, strict=True):
         np.testing.assert_allclose(p.grad.numpy(), g.numpy(), rtol=1e-6, atol=1e-7)
 
 
@@ -243,7 +245,7 @@ def test_convert_replaces_nested_modules_in_place():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     assert rt.convert(model) is model
     assert type(model.inner.gru) is rt.GRU and type(model.lstm_block["lstm"]) is rt.LSTM
-    assert all(a is b for a, b in zip(model.parameters(), params_before))
+    assert all(a is b for a, b in zip(model.parameters(), params_before, strict=True))
     np.testing.assert_allclose(run(model).detach().numpy(), before.numpy(), rtol=1e-5,
                                atol=1e-6)
     run(model).sum().backward()
@@ -367,7 +369,7 @@ def test_odd_sizes(cls, shape, dtype):
     outs_t, grads_t = run(theirs, x, states)
     outs_o, grads_o = run(ours, x, states)
     np_dtype = np.float64 if dtype == torch.float64 else np.float32
-    for a, b in zip(outs_o, outs_t):
+    for a, b in zip(outs_o, outs_t, strict=True):
         assert_close(a.numpy(), b.numpy().astype(np.float64), np_dtype, "outputs")
     for key in grads_t:
         assert_close(grads_o[key].numpy(), grads_t[key].numpy().astype(np.float64), np_dtype,

@@ -26,7 +26,7 @@ def spread():
 after_broadcast = spread()
 mean = dist.allreduce_gradients({"dW": np.full(3, rank + 1.0)})["dW"]
 rng = np.random.default_rng(rank)                 # different data on every rank
-for step in range(5):
+for _step in range(5):
     X, Y = rng.integers(0, 5, (2, 6)), rng.integers(0, 5, (2, 6))
     loss, grads = model.loss_and_grads(X, Y)
     dist.allreduce_gradients(grads)

@@ -19,7 +19,7 @@ model = rnnfast.RNNModel(7, 16, 7, dtype=np.float64, seed=MPI.COMM_WORLD.Get_ran
 optimizer = rnnfast.optim.Adam(model.parameters, lr=0.01)
 dist.broadcast_parameters(model.parameters, comm)     # rank 0's initialisation everywhere
 rng = np.random.default_rng(0)                        # the same global batches on every rank
-for step in range(int(sys.argv[1])):
+for _step in range(int(sys.argv[1])):
     X, Y = rng.integers(0, 7, (8, 10)), rng.integers(0, 7, (8, 10))
     if len(sys.argv) > 3:                             # SHARDS ranks, emulated in one process
         k = int(sys.argv[3])
