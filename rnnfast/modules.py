@@ -134,11 +134,11 @@ class Cell:
     (``weight_ih``, ``bias_hh``, ...; a bias is None when the module has none).
     """
 
-    name = None
-    torch_name = None
+    name: str | None = None
+    torch_name: str | None = None
     nonlinearity = "tanh"
     gates = 1
-    states = ("h",)
+    states: tuple[str, ...] = ("h",)
     projection = False
 
     def forward(self, x_rows, states0, params, lengths, reverse, own_products):

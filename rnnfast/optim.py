@@ -79,7 +79,7 @@ class Optimizer:
 
     # -- saving and restoring ------------------------------------------------
 
-    _HYPERPARAMETERS = ("lr",)
+    _HYPERPARAMETERS: tuple[str, ...] = ("lr",)
 
     @property
     def hyperparameters(self):

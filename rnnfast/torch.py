@@ -114,6 +114,11 @@ def _on_torch_blas(step_work, kernel, *args):
 
 # -- tensors <-> arrays ----------------------------------------------------------
 
+def _tensors(*arrays):
+    """The arrays as CPU tensors sharing their memory (the operators' results)."""
+    return tuple(torch.from_numpy(a) for a in arrays)
+
+
 def _np(t):
     """The values of CPU tensor ``t`` as a C-contiguous ndarray (shared when already so)."""
     return t.detach().contiguous().numpy()
@@ -160,7 +165,7 @@ def _parse(dim):
     return (int(dim[:-1]), dim[-1]) if dim[:-1].isdigit() else (1, dim)
 
 
-_PARSED = {}        # spec -> its parsed dims, filled on first use
+_PARSED: dict[str, tuple] = {}        # spec -> its parsed dims, filled on first use
 
 
 def _dims(spec, sizes):
@@ -381,8 +386,7 @@ def rnn_layer_backward(x: Tensor, h0: Tensor, states: Tensor, d_out: Tensor, d_h
         _np(x).reshape(n_batch * n_steps, n_in), h0_, _np(states), np.array(_np(d_out), copy=True),
         np.ascontiguousarray(_np(d_h_n)), _np(w_ih), _np(w_hh), _lengths(lengths), reverse,
         activation, _functional.use_own_products(n_batch, h0_.shape[1]))
-    return tuple(torch.from_numpy(a) for a in (dx.reshape(n_batch, n_steps, n_in), dh0,
-                                               dw_ih, dw_hh, db))
+    return _tensors(dx.reshape(n_batch, n_steps, n_in), dh0, dw_ih, dw_hh, db)
 
 
 @rnn_layer_backward.register_fake
@@ -458,7 +462,7 @@ def lstm_layer(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,
         None if w_hr is None else _np(w_hr), lens, reverse)
     c_n = (cells[:, 0] if reverse else cells[:, -1]).copy()
     out, h_n = _finish(states, lens, reverse)
-    return tuple(torch.from_numpy(a) for a in (out, h_n, c_n, states, cells, gates))
+    return _tensors(out, h_n, c_n, states, cells, gates)
 
 
 @lstm_layer.register_fake
@@ -563,7 +567,7 @@ def gru_layer(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | 
         _np(x).reshape(n_batch * n_steps, n_in), _np(h0), _np(w_ih), _np(w_hh),
         None if b_ih is None else _np(b_ih), None if b_hh is None else _np(b_hh), lens, reverse)
     out, h_n = _finish(states, lens, reverse)
-    return tuple(torch.from_numpy(a) for a in (out, h_n, states, gates, hn))
+    return _tensors(out, h_n, states, gates, hn)
 
 
 @gru_layer.register_fake
@@ -868,7 +872,7 @@ class GRU(_RNNfastBase):
 
 # torch's class of each registered cell -> its rnnfast.torch class of the same name
 _REPLACEMENTS = {getattr(torch.nn, name): globals()[name]
-                 for name in dict.fromkeys(cell.torch_name for cell in CELLS.values())}
+                 for name in dict.fromkeys(str(cell.torch_name) for cell in CELLS.values())}
 
 
 def convert(module):
