@@ -5,7 +5,6 @@ Real ``mpiexec -n 2`` jobs, skipped when mpi4py or mpiexec is missing.
 """
 
 import os
-import shutil
 import subprocess
 import sys
 
@@ -13,18 +12,10 @@ import pytest
 
 from rnnfast import distributed
 from tests.helpers import BASE as CLI_BASE
+from tests.helpers import mpiexec
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BASE = [*CLI_BASE, "--dtype", "float64"]
-
-
-def mpiexec():
-    pytest.importorskip("mpi4py")
-    path = shutil.which("mpiexec", path=os.path.dirname(sys.executable) + os.pathsep
-                        + os.environ.get("PATH", ""))
-    if path is None:
-        pytest.skip("no mpiexec")
-    return path
 
 
 def run(args, n=2, env=None, script=None):

@@ -6,7 +6,6 @@ tested without MPI.
 """
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,22 +17,11 @@ import pytest
 from rnnfast import distributed
 from rnnfast.checkpoint import load_checkpoint
 from rnnfast.model import RNNModel
+from tests.helpers import mpiexec
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TEXT = "the quick brown fox jumps over the lazy dog; pack my box with five dozen jugs. " * 30
 BASE = ["--hidden", "16", "--seq-len", "10", "--batch", "4", "--quiet", "--dtype", "float64"]
-
-
-def mpiexec():
-    try:
-        import mpi4py  # noqa: F401
-    except ImportError:
-        pytest.skip("mpi4py is not installed (pip install \".[mpi]\")")
-    path = shutil.which("mpiexec", path=os.path.dirname(sys.executable) + os.pathsep
-                        + os.environ.get("PATH", ""))
-    if path is None:
-        pytest.skip("no mpiexec")
-    return path
 
 
 def environment():

@@ -239,3 +239,21 @@ def numpy_run(r, weights, x, h0, go, gh, lengths=None, batched=True, masks=None)
 TEXT = "the quick brown fox jumps over the lazy dog; pack my box with five dozen jugs. " * 30
 #: A small, quick model for ``train``.
 BASE = ["--hidden", "16", "--seq-len", "10", "--batch", "4", "--quiet"]
+
+
+def mpiexec():
+    """The ``mpiexec`` beside this Python (the mpich wheel's) or on PATH; skips the test
+    when mpi4py or mpiexec is missing."""
+    import shutil
+    import sys
+
+    import pytest
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        pytest.skip("mpi4py is not installed (pip install \".[mpi]\")")
+    path = shutil.which("mpiexec", path=os.path.dirname(sys.executable) + os.pathsep
+                        + os.environ.get("PATH", ""))
+    if path is None:
+        pytest.skip("no mpiexec")
+    return path
