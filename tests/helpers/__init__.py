@@ -257,3 +257,39 @@ def mpiexec():
     if path is None:
         pytest.skip("no mpiexec")
     return path
+
+
+def gated_twin_run(m, weights, x, s0, go, gf, lengths, batched, masks):
+    """``(output, finals, grads)`` of LSTM/GRU module ``m`` by its float64 NumPy twin, with the
+    inputs, states and their gradients in the module's layout (``masks``: its dropout masks)."""
+    from rnnfast import reference as ref
+
+    bf = m.batch_first and batched
+
+    def time_major(a):
+        return a[:, None] if not batched else (a.transpose(1, 0, 2) if bf else a)
+
+    def user(a):
+        return a[:, 0] if not batched else (a.transpose(1, 0, 2) if bf else a)
+
+    def batch(a):
+        return a if batched else a[:, None]
+
+    s0, gf = [batch(s) for s in s0], [batch(g) for g in gf]
+    if m.mode == "LSTM":
+        out, hn, cn, cache = ref.lstm_module_forward(time_major(x), s0[0], s0[1], weights,
+                                                     m.num_layers, m.bidirectional, m.proj_size,
+                                                     lengths, masks)
+        grads = ref.lstm_module_backward(time_major(go), gf[0], gf[1], cache)
+        finals, names = [hn, cn], ["hx", "cx"]
+    else:
+        out, hn, cache = ref.gru_module_forward(time_major(x), s0[0], weights, m.num_layers,
+                                                m.bidirectional, lengths, masks)
+        grads = ref.gru_module_backward(time_major(go), gf[0], cache)
+        finals, names = [hn], ["hx"]
+    grads["input"] = user(grads["input"])
+    if not batched:
+        finals = [f[:, 0] for f in finals]
+        for n in names:
+            grads[n] = grads[n][:, 0]
+    return user(out), finals, grads

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 import rnnfast
-from rnnfast import reference as ref
-from tests.helpers import assert_close, load_numpy_weights
+from tests.helpers import assert_close, gated_twin_run, load_numpy_weights
 
 try:
     import torch
@@ -66,38 +65,6 @@ def dropout_masks(m):
     return [k.transpose(1, 0, 2).astype(np.float64) for k in masks]
 
 
-def numpy_run(m, weights, x, s0, go, gf, lengths, batched, masks):
-    bf = m.batch_first and batched
-
-    def time_major(a):
-        return a[:, None] if not batched else (a.transpose(1, 0, 2) if bf else a)
-
-    def user(a):
-        return a[:, 0] if not batched else (a.transpose(1, 0, 2) if bf else a)
-
-    def batch(a):
-        return a if batched else a[:, None]
-
-    s0, gf = [batch(s) for s in s0], [batch(g) for g in gf]
-    if m.mode == "LSTM":
-        out, hn, cn, cache = ref.lstm_module_forward(time_major(x), s0[0], s0[1], weights,
-                                                     m.num_layers, m.bidirectional, m.proj_size,
-                                                     lengths, masks)
-        grads = ref.lstm_module_backward(time_major(go), gf[0], gf[1], cache)
-        finals, names = [hn, cn], ["hx", "cx"]
-    else:
-        out, hn, cache = ref.gru_module_forward(time_major(x), s0[0], weights, m.num_layers,
-                                                m.bidirectional, lengths, masks)
-        grads = ref.gru_module_backward(time_major(go), gf[0], cache)
-        finals, names = [hn], ["hx"]
-    grads["input"] = user(grads["input"])
-    if not batched:
-        finals = [f[:, 0] for f in finals]
-        for n in names:
-            grads[n] = grads[n][:, 0]
-    return user(out), finals, grads
-
-
 def torch_run(m, weights, x, s0, go, gf, lengths, batched, masks):
     assert masks is None, "torch draws its own dropout masks"
     kwargs = {"proj_size": m.proj_size} if m.mode == "LSTM" else {}
@@ -128,7 +95,7 @@ def torch_run(m, weights, x, s0, go, gf, lengths, batched, masks):
     return out.detach().numpy(), [f.detach().numpy() for f in finals], grads
 
 
-RUNS = {"numpy": numpy_run, "torch": torch_run}
+RUNS = {"numpy": gated_twin_run, "torch": torch_run}
 
 
 def compare(oracle, weights, m, batched, dtype, lengths=None, seed=1):

@@ -22,8 +22,7 @@ from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import rnnfast  # noqa: E402
-from rnnfast import reference as ref  # noqa: E402
-from tests.helpers import assert_close, dropout_masks  # noqa: E402
+from tests.helpers import assert_close, dropout_masks, gated_twin_run  # noqa: E402
 from tests.helpers.strategies import (  # noqa: E402
     FLOAT_DTYPES,
     THRESHOLD_SIZES,
@@ -124,36 +123,10 @@ def gated_module_problems(draw, mode):
 
 def twin_run(m, weights, seen, batched, lengths, masks):
     """output, the final states and the gradients, by the NumPy twin (float64)."""
-    bf = m.batch_first and batched
-
-    def time_major(a):
-        return a[:, None] if not batched else (a.transpose(1, 0, 2) if bf else a)
-
-    def user(a):
-        return a[:, 0] if not batched else (a.transpose(1, 0, 2) if bf else a)
-
-    def batch(a):
-        return a if batched else a[:, None]
-
-    x, go = time_major(seen["input"]), time_major(seen["grad_output"])
-    if m.mode == "LSTM":
-        out, hn, cn, cache = ref.lstm_module_forward(
-            x, batch(seen["hx"]), batch(seen["cx"]), weights, m.num_layers, m.bidirectional,
-            m.proj_size, lengths, masks)
-        grads = ref.lstm_module_backward(go, batch(seen["grad_h_n"]), batch(seen["grad_c_n"]),
-                                         cache)
-        finals, states = [hn, cn], ["hx", "cx"]
-    else:
-        out, hn, cache = ref.gru_module_forward(x, batch(seen["hx"]), weights, m.num_layers,
-                                                m.bidirectional, lengths, masks)
-        grads = ref.gru_module_backward(go, batch(seen["grad_h_n"]), cache)
-        finals, states = [hn], ["hx"]
-    grads["input"] = user(grads["input"])
-    if not batched:
-        finals = [f[:, 0] for f in finals]
-        for name in states:
-            grads[name] = grads[name][:, 0]
-    return user(out), finals, grads
+    names = ["hx", "cx"] if m.mode == "LSTM" else ["hx"]
+    return gated_twin_run(m, weights, seen["input"], [seen[n] for n in names],
+                          seen["grad_output"], [seen[f"grad_{n[0]}_n"] for n in names],
+                          lengths, batched, masks)
 
 
 def check_gated_module(problem):
