@@ -5,10 +5,16 @@ Everything here raises exceptions (:class:`TextFileError`, ``ValueError``);
 nothing prints or exits.
 """
 
+from pathlib import Path
+
 import numpy as np
 
-__all__ = ["TextFileError", "encode", "read_text", "sample_text", "sample_text_iter", "streams",
-           "vocabulary"]
+__all__ = ["EXAMPLE_TEXT", "TextFileError", "encode", "read_text", "sample_text",
+           "sample_text_iter", "streams", "vocabulary"]
+
+#: A small text to try the char model on: the opening scenes of Shakespeare's *Coriolanus*
+#: (public domain; about 40,000 characters, 58 distinct ones), shipped with the package.
+EXAMPLE_TEXT = Path(__file__).parent / "data" / "coriolanus.txt"
 
 
 class TextFileError(ValueError):

@@ -1,0 +1,8 @@
+"""
+Placeholder
+===========
+
+Replaced by the real examples.
+"""
+
+print("hello")
