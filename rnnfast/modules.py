@@ -418,7 +418,8 @@ class RNNBase:
         Run a second direction backwards over each layer's input; ``D = 2``
         and the outputs of the two directions are concatenated.
     proj_size : int, default 0
-        Only for a cell with a projection (the LSTM).  With ``0 < proj_size < hidden_size``, h is projected to ``proj_size``
+        Only for a cell with a projection (the LSTM).  With
+        ``0 < proj_size < hidden_size``, h is projected to ``proj_size``
         by ``weight_hr_l{k}`` (``(proj_size, hidden_size)``); the output and
         ``h_n`` then have width ``proj_size`` (``c_n`` keeps ``hidden_size``).
     dtype : {numpy.float32, numpy.float64}, default numpy.float32, keyword-only
@@ -440,8 +441,9 @@ class RNNBase:
     Raises
     ------
     ValueError
-        If a size is not a positive integer or ``dropout`` is out of ``[0, 1]``, ``mode`` is unknown, or ``proj_size`` is negative, not below
-        ``hidden_size`` or given to a cell without projection.
+        If a size is not a positive integer, ``dropout`` is out of
+        ``[0, 1]``, ``mode`` is unknown, or ``proj_size`` is negative, not
+        below ``hidden_size`` or given to a cell without projection.
     TypeError
         If ``bias``, ``batch_first`` or ``bidirectional`` is not a bool, or
         ``dtype`` is not float32 or float64.
@@ -1127,7 +1129,8 @@ class RNN(RNNBase):
     Raises
     ------
     ValueError
-        If a size is not a positive integer or ``dropout`` is out of ``[0, 1]``, or ``nonlinearity`` is unknown.
+        If a size is not a positive integer, ``dropout`` is out of ``[0, 1]``,
+        or ``nonlinearity`` is unknown.
     TypeError
         If ``bias``, ``batch_first`` or ``bidirectional`` is not a bool, or
         ``dtype`` is not float32 or float64.
@@ -1229,8 +1232,8 @@ class LSTM(RNNBase):
     Raises
     ------
     ValueError
-        If a size is not a positive integer or ``dropout`` is out of ``[0, 1]``, or ``proj_size`` is negative or not below
-        ``hidden_size``.
+        If a size is not a positive integer, ``dropout`` is out of ``[0, 1]``,
+        or ``proj_size`` is negative or not below ``hidden_size``.
     TypeError
         If ``bias``, ``batch_first`` or ``bidirectional`` is not a bool, or
         ``dtype`` is not float32 or float64.
