@@ -153,10 +153,10 @@ class RNNModel:
     Raises
     ------
     ValueError
-        If a size is not a positive integer, ``dropout`` is out of ``[0, 1]``,
+        If a size is below 1, ``dropout`` is out of ``[0, 1]``,
         or ``cell`` or ``nonlinearity`` is unknown or do not go together.
     TypeError
-        If ``dtype`` is not float32 or float64.
+        If a size is not an integer, or ``dtype`` is not float32 or float64.
 
     See Also
     --------

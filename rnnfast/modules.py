@@ -441,12 +441,12 @@ class RNNBase:
     Raises
     ------
     ValueError
-        If a size is not a positive integer, ``dropout`` is out of
+        If a size is below 1, ``dropout`` is out of
         ``[0, 1]``, ``mode`` is unknown, or ``proj_size`` is negative, not
         below ``hidden_size`` or given to a cell without projection.
     TypeError
-        If ``bias``, ``batch_first`` or ``bidirectional`` is not a bool, or
-        ``dtype`` is not float32 or float64.
+        If a size is not an integer, ``bias``, ``batch_first`` or
+        ``bidirectional`` is not a bool, or ``dtype`` is not float32 or float64.
     """
 
     def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True,
@@ -1129,11 +1129,11 @@ class RNN(RNNBase):
     Raises
     ------
     ValueError
-        If a size is not a positive integer, ``dropout`` is out of ``[0, 1]``,
+        If a size is below 1, ``dropout`` is out of ``[0, 1]``,
         or ``nonlinearity`` is unknown.
     TypeError
-        If ``bias``, ``batch_first`` or ``bidirectional`` is not a bool, or
-        ``dtype`` is not float32 or float64.
+        If a size is not an integer, ``bias``, ``batch_first`` or
+        ``bidirectional`` is not a bool, or ``dtype`` is not float32 or float64.
 
     See Also
     --------
@@ -1232,11 +1232,11 @@ class LSTM(RNNBase):
     Raises
     ------
     ValueError
-        If a size is not a positive integer, ``dropout`` is out of ``[0, 1]``,
+        If a size is below 1, ``dropout`` is out of ``[0, 1]``,
         or ``proj_size`` is negative or not below ``hidden_size``.
     TypeError
-        If ``bias``, ``batch_first`` or ``bidirectional`` is not a bool, or
-        ``dtype`` is not float32 or float64.
+        If a size is not an integer, ``bias``, ``batch_first`` or
+        ``bidirectional`` is not a bool, or ``dtype`` is not float32 or float64.
 
     See Also
     --------
@@ -1348,10 +1348,10 @@ class GRU(RNNBase):
     Raises
     ------
     ValueError
-        If a size is not a positive integer or ``dropout`` is out of ``[0, 1]``.
+        If a size is below 1 or ``dropout`` is out of ``[0, 1]``.
     TypeError
-        If ``bias``, ``batch_first`` or ``bidirectional`` is not a bool, or
-        ``dtype`` is not float32 or float64.
+        If a size is not an integer, ``bias``, ``batch_first`` or
+        ``bidirectional`` is not a bool, or ``dtype`` is not float32 or float64.
 
     See Also
     --------
