@@ -57,9 +57,12 @@ The header is a JSON object with the fields
 ``source``, ``text_sha256``
     The training file's path and the SHA-256 of its text.
 ``digest``
-    The SHA-256 (hex) of the header without ``digest`` (JSON with sorted keys, UTF-8)
-    followed by, for each array in the order of its name, the bytes of
-    ``"<name>|<dtype.str>|<shape>"`` and the array's bytes in C order.
+    The SHA-256, in hex, of ``json.dumps(header, sort_keys=True)`` (the header
+    without ``digest``, encoded as UTF-8) followed by, for each array in the
+    sorted order of the names, ``f"{name}|{a.dtype.str}|{a.shape}"`` encoded
+    as UTF-8 (the shape as a Python tuple, such as ``(64, 58)``) and the
+    array's bytes in C order.  Recomputing it from the file, as
+    :func:`load_checkpoint` does, checks every byte that matters.
 
 :func:`save_checkpoint` adds ``format`` and ``digest`` to any header it is given;
 the other fields are the ones ``python -m rnnfast train`` writes.
