@@ -114,7 +114,7 @@ def save_checkpoint(path, meta, arrays):
     meta : dict
         The header: any JSON-serialisable dict.  It is not modified; the file's
         header is a copy with ``format`` (``FORMAT``) and ``digest`` added.
-    arrays : dict of str to ndarray
+    arrays : dict[str, ndarray]
         The arrays to store, by name (names must not be ``__meta__``).
 
     Raises
@@ -158,7 +158,7 @@ def load_checkpoint(path):
     -------
     meta : dict
         The header, with its ``format`` field and without ``digest``.
-    arrays : dict of str to ndarray
+    arrays : dict[str, ndarray]
         Every array of the file but ``__meta__``, by name, loaded into memory.
 
     Raises

@@ -149,7 +149,7 @@ def allreduce_gradients(grads, comm=_WORLD):
 
     Parameters
     ----------
-    grads : dict of str to ndarray
+    grads : dict[str, ndarray]
         Gradients by name, as returned by a module's ``backward``,
         :meth:`RNNModel.loss_and_grads` or :func:`rnnfast.rnn_backward`.  Every
         rank must hold the same names, shapes and dtypes.
@@ -158,7 +158,7 @@ def allreduce_gradients(grads, comm=_WORLD):
 
     Returns
     -------
-    grads : dict of str to ndarray
+    grads : dict[str, ndarray]
         The same dict, its parameter gradients averaged.
 
     Raises

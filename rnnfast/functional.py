@@ -146,7 +146,7 @@ def rnn_forward(x, h0, parameters):
         Inputs of every step: ``n_x`` features, ``m`` sequences, ``T_x`` steps.
     h0 : array_like, shape (n_h, m)
         Initial hidden state.
-    parameters : dict of str to array_like
+    parameters : dict[str, array_like]
         ``Whx (n_h, n_x)``, ``Whh (n_h, n_h)``, ``Wyh (n_y, n_h)``,
         ``bh (n_h, 1)``, ``by (n_y, 1)``.  Not modified; the cache refers to
         the dict.
@@ -236,7 +236,7 @@ def rnn_cell_backward(dh_next, cache):
 
     Returns
     -------
-    gradients : dict of str to ndarray
+    gradients : dict[str, ndarray]
         ``dxt (n_x, m)``, ``dh_prev (n_h, m)``, ``dWhx (n_h, n_x)``,
         ``dWhh (n_h, n_h)``, ``dbh (n_h, 1)``.
 
@@ -336,7 +336,7 @@ def rnn_backward(dh, caches):
 
     Returns
     -------
-    gradients : dict of str to ndarray
+    gradients : dict[str, ndarray]
         ``dx (n_x, m, T_x)``, ``dh0 (n_h, m)``, ``dWhx (n_h, n_x)``,
         ``dWhh (n_h, n_h)``, ``dbh (n_h, 1)``: the gradients of the loss with
         respect to the inputs, the initial state and the recurrent parameters.
@@ -422,7 +422,7 @@ def rnn_loss(x, h0, y, parameters):
     -------
     loss : float
         The mean cross-entropy over the ``m * T_x`` positions.
-    grads : dict of str to ndarray
+    grads : dict[str, ndarray]
         ``dWhx, dWhh, dWyh, dbh (n_h, 1), dby (n_y, 1), dx (n_x, m, T_x),
         dh0 (n_h, m)``: the gradients of ``loss``, each of the shape of what
         it differentiates, float32 when every input is float32 else float64.

@@ -302,7 +302,7 @@ class RNNModel:
 
         Returns
         -------
-        state_dict : dict of str to ndarray
+        state_dict : dict[str, ndarray]
             A copy of each parameter, keyed as :attr:`parameters`.
         """
         return {name: a.copy() for name, a in self.parameters.items()}
@@ -312,7 +312,7 @@ class RNNModel:
 
         Parameters
         ----------
-        state_dict : dict of str to array_like
+        state_dict : dict[str, array_like]
             As :meth:`state_dict` returns it: every parameter by name, of its
             shape and dtype.
 
@@ -603,7 +603,7 @@ class RNNModel:
         -------
         loss : float
             The mean over the ``m * T`` positions.
-        grads : dict of str to ndarray
+        grads : dict[str, ndarray]
             Keyed ``"d" + name`` for every parameter (``dWhx, dWhh, dWyh, dbh,
             dby`` for the fused ``"rnn"`` model), ``dh0`` (and ``dc0`` for the
             LSTM) shaped as the state, and, for float inputs only,
@@ -730,7 +730,7 @@ class RNNModel:
 
         Parameters
         ----------
-        arrays : dict of str to array_like
+        arrays : dict[str, array_like]
             Every parameter by name, as :attr:`parameters` names them
             (``Whx, Whh, Wyh, bh, by`` for the fused one-layer tanh RNN; torch's
             names, ``Wyh`` and ``by`` otherwise).

@@ -167,7 +167,7 @@ class Cell:
         states0 : tuple of ndarray
             The initial value of each state named in ``states``, each
             ``(m, width)``.
-        params : dict of str to ndarray or None
+        params : dict[str, ndarray or None]
             This direction's parameters, keyed without the layer suffix
             (``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``, ...); a bias
             is None when the module has none.
@@ -208,7 +208,7 @@ class Cell:
             kernel may overwrite.
         grad_finals : tuple of ndarray or None
             The gradients of the final states (None: zero), one per state.
-        params : dict of str to ndarray or None
+        params : dict[str, ndarray or None]
             The parameters, as for :meth:`forward`.
         lengths : ndarray of intp, shape (m,), or None
             As for :meth:`forward`.
@@ -223,7 +223,7 @@ class Cell:
             The gradient with respect to ``x_rows``.
         d_states0 : tuple of ndarray
             The gradients with respect to ``states0``.
-        grads : dict of str to ndarray
+        grads : dict[str, ndarray]
             The parameters' gradients, keyed like ``params`` (biases only when
             the module has them).
         """
@@ -604,7 +604,7 @@ class RNNBase:
 
         Returns
         -------
-        state_dict : dict of str to ndarray
+        state_dict : dict[str, ndarray]
             A copy of each parameter, keyed like ``torch.nn.RNN.state_dict()``.
         """
         return {name: a.copy() for name, a in self._params.items()}
@@ -617,7 +617,7 @@ class RNNBase:
 
         Parameters
         ----------
-        state_dict : mapping of str to array_like
+        state_dict : mapping[str, array_like]
             Every parameter by name, as :meth:`state_dict` or torch's
             ``state_dict()`` give them (NumPy arrays or CPU torch tensors).
 
@@ -1073,7 +1073,7 @@ class RNNBase:
 
         Returns
         -------
-        grads : dict of str to ndarray
+        grads : dict[str, ndarray]
             As :meth:`backward` returns them, with zero gradients of the final
             states.
         """
@@ -1277,7 +1277,7 @@ class LSTM(RNNBase):
 
         Returns
         -------
-        grads : dict of str to ndarray
+        grads : dict[str, ndarray]
             ``"input"``, ``"hx"``, ``"cx"`` (shaped like those arguments) and
             one entry per parameter name, as PyTorch's autograd gives them.
 

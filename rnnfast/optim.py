@@ -37,7 +37,7 @@ class Optimizer:
 
     Parameters
     ----------
-    params : dict of str to ndarray or iterable of (str, ndarray)
+    params : dict[str, ndarray] or iterable of (str, ndarray)
         The parameters to update in place: ``RNNModel.parameters`` or a module's
         ``named_parameters()``.  Each must be a writeable, C-contiguous float32
         or float64 array in native byte order.
@@ -46,13 +46,13 @@ class Optimizer:
 
     Attributes
     ----------
-    params : dict of str to ndarray
+    params : dict[str, ndarray]
         The parameters, by name (the caller's arrays, not copies).
     lr : float
         Learning rate; may be assigned between steps.
     steps : int
         The number of steps taken.
-    state : dict of str to dict of str to ndarray
+    state : dict[str, dict[str, ndarray]]
         The buffers of each parameter (such as ``exp_avg``), by parameter name.
 
     Raises
@@ -107,7 +107,7 @@ class Optimizer:
 
         Parameters
         ----------
-        grads : dict of str to array_like
+        grads : dict[str, array_like]
             The gradient of parameter ``K`` as ``grads[K]`` (a module's
             ``backward``) or ``grads["d" + K]`` (:func:`rnnfast.rnn_loss`,
             :meth:`RNNModel.loss_and_grads`), of the parameter's shape; real
@@ -258,7 +258,7 @@ class SGD(Optimizer):
 
     Parameters
     ----------
-    params : dict of str to ndarray or iterable of (str, ndarray)
+    params : dict[str, ndarray] or iterable of (str, ndarray)
         The parameters to update in place: ``RNNModel.parameters`` or a module's
         ``named_parameters()``.  Each must be a writeable, C-contiguous float32
         or float64 array in native byte order.
@@ -345,7 +345,7 @@ class Adam(Optimizer):
 
     Parameters
     ----------
-    params : dict of str to ndarray or iterable of (str, ndarray)
+    params : dict[str, ndarray] or iterable of (str, ndarray)
         The parameters to update in place: ``RNNModel.parameters`` or a module's
         ``named_parameters()``.  Each must be a writeable, C-contiguous float32
         or float64 array in native byte order.
@@ -445,7 +445,7 @@ class AdamW(Adam):
 
     Parameters
     ----------
-    params : dict of str to ndarray or iterable of (str, ndarray)
+    params : dict[str, ndarray] or iterable of (str, ndarray)
         The parameters to update in place: ``RNNModel.parameters`` or a module's
         ``named_parameters()``.  Each must be a writeable, C-contiguous float32
         or float64 array in native byte order.
@@ -504,7 +504,7 @@ class RMSprop(Optimizer):
 
     Parameters
     ----------
-    params : dict of str to ndarray or iterable of (str, ndarray)
+    params : dict[str, ndarray] or iterable of (str, ndarray)
         The parameters to update in place: ``RNNModel.parameters`` or a module's
         ``named_parameters()``.  Each must be a writeable, C-contiguous float32
         or float64 array in native byte order.
@@ -589,7 +589,7 @@ class Adagrad(Optimizer):
 
     Parameters
     ----------
-    params : dict of str to ndarray or iterable of (str, ndarray)
+    params : dict[str, ndarray] or iterable of (str, ndarray)
         The parameters to update in place: ``RNNModel.parameters`` or a module's
         ``named_parameters()``.  Each must be a writeable, C-contiguous float32
         or float64 array in native byte order.
@@ -667,7 +667,7 @@ def clip_grad_norm(grads, max_norm, norm_type=2.0):
 
     Parameters
     ----------
-    grads : dict of str to ndarray
+    grads : dict[str, ndarray]
         The gradients, as a module's ``backward``, :func:`rnnfast.rnn_loss` or
         :meth:`RNNModel.loss_and_grads` return them; the parameter gradients
         must be writeable floating-point ndarrays.
@@ -730,7 +730,7 @@ def clip_grad_value(grads, clip_value):
 
     Parameters
     ----------
-    grads : dict of str to ndarray
+    grads : dict[str, ndarray]
         The gradients; the parameter gradients must be writeable floating-point
         ndarrays.
     clip_value : float

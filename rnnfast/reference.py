@@ -96,7 +96,7 @@ def rnn_cell_forward(xt, h_prev, parameters):
         Input at this step.
     h_prev : ndarray, shape (n_h, m)
         Hidden state of the previous step.
-    parameters : dict of str to ndarray
+    parameters : dict[str, ndarray]
         ``Whx (n_h, n_x)``, ``Whh (n_h, n_h)``, ``Wyh (n_y, n_h)``,
         ``bh (n_h, 1)``, ``by (n_y, 1)``.
 
@@ -128,7 +128,7 @@ def rnn_forward(x, h0, parameters):
         Inputs of every step.
     h0 : ndarray, shape (n_h, m)
         Initial hidden state.
-    parameters : dict of str to ndarray
+    parameters : dict[str, ndarray]
         ``Whx (n_h, n_x)``, ``Whh (n_h, n_h)``, ``Wyh (n_y, n_h)``,
         ``bh (n_h, 1)``, ``by (n_y, 1)``.
 
@@ -191,7 +191,7 @@ def rnn_cell_backward(dh_next, cache):
 
     Returns
     -------
-    gradients : dict of str to ndarray
+    gradients : dict[str, ndarray]
         ``dxt (n_x, m)``, ``dh_prev (n_h, m)``, ``dWhx (n_h, n_x)``,
         ``dWhh (n_h, n_h)``, ``dbh (n_h, 1)``.
     """
@@ -223,7 +223,7 @@ def rnn_backward(dh, caches):
 
     Returns
     -------
-    gradients : dict of str to ndarray
+    gradients : dict[str, ndarray]
         ``dx (n_x, m, T_x)``, ``dh0 (n_h, m)``, ``dWhx (n_h, n_x)``,
         ``dWhh (n_h, n_h)``, ``dbh (n_h, 1)``.
     """
@@ -357,7 +357,7 @@ def rnn_layer_backward(d_output, d_h_n, cache):
 
     Returns
     -------
-    gradients : dict of str to ndarray
+    gradients : dict[str, ndarray]
         ``input (T, N, n_in)``, ``hx (N, H)``, ``weight_ih``, ``weight_hh``
         and, when the layer has biases, ``bias_ih`` and ``bias_hh`` (equal:
         both enter the same sum).
@@ -491,7 +491,7 @@ def lstm_layer_backward(d_output, d_h_n, d_c_n, cache):
 
     Returns
     -------
-    gradients : dict of str to ndarray
+    gradients : dict[str, ndarray]
         ``input (T, N, n_in)``, ``hx (N, P)``, ``cx (N, H)``, ``weight_ih``,
         ``weight_hh``, ``weight_hr`` (with a projection) and, with biases,
         ``bias_ih`` and ``bias_hh`` (equal: both enter the same sum).
@@ -614,7 +614,7 @@ def gru_layer_backward(d_output, d_h_n, cache):
 
     Returns
     -------
-    gradients : dict of str to ndarray
+    gradients : dict[str, ndarray]
         ``input (T, N, n_in)``, ``hx (N, H)``, ``weight_ih``, ``weight_hh``
         and, with biases, ``bias_ih`` and ``bias_hh`` (they differ in the n
         gate, where ``b_hn`` is multiplied by r).
@@ -742,7 +742,7 @@ def rnn_module_forward(x, hx, params, num_layers, bidirectional=False, nonlinear
         Inputs.
     hx : ndarray, shape (num_layers * D, N, H)
         Initial states, layer by layer, each layer's directions together.
-    params : dict of str to ndarray
+    params : dict[str, ndarray]
         Torch's names: ``weight_ih_l{k}{sfx}``, ``weight_hh_l{k}{sfx}`` and,
         when present, ``bias_ih_l{k}{sfx}``, ``bias_hh_l{k}{sfx}`` (``sfx`` is
         ``""`` or ``"_reverse"``).
@@ -798,7 +798,7 @@ def rnn_module_backward(d_output, d_h_n, cache):
 
     Returns
     -------
-    gradients : dict of str to ndarray
+    gradients : dict[str, ndarray]
         ``input``, ``hx`` and one entry per parameter name, as
         :meth:`rnnfast.RNN.backward` gives them.
     """
@@ -825,7 +825,7 @@ def lstm_module_forward(x, hx, cx, params, num_layers, bidirectional=False, proj
         Initial hidden states.
     cx : ndarray, shape (num_layers * D, N, H)
         Initial cell states.
-    params : dict of str to ndarray
+    params : dict[str, ndarray]
         Torch's names: ``weight_ih_l{k}{sfx}`` (4H, n_in), ``weight_hh_l{k}{sfx}``
         (4H, P), ``weight_hr_l{k}{sfx}`` (P, H) when ``proj_size > 0`` and,
         when present, ``bias_ih_l{k}{sfx}``, ``bias_hh_l{k}{sfx}`` (4H,); layer
@@ -905,7 +905,7 @@ def lstm_module_backward(d_output, d_h_n, d_c_n, cache):
 
     Returns
     -------
-    gradients : dict of str to ndarray
+    gradients : dict[str, ndarray]
         ``input``, ``hx``, ``cx`` and one entry per parameter name
         (``weight_hr_l{k}{sfx}`` with a projection, biases only when present).
     """
@@ -926,7 +926,7 @@ def gru_module_forward(x, hx, params, num_layers, bidirectional=False, lengths=N
         Inputs.
     hx : ndarray, shape (num_layers * D, N, H)
         Initial states.
-    params : dict of str to ndarray
+    params : dict[str, ndarray]
         Torch's names: ``weight_ih_l{k}{sfx}`` (3H, n_in), ``weight_hh_l{k}{sfx}``
         (3H, H) and, when present, biases (3H,), in torch's ``r, z, n`` gate
         order.
@@ -980,7 +980,7 @@ def gru_module_backward(d_output, d_h_n, cache):
 
     Returns
     -------
-    gradients : dict of str to ndarray
+    gradients : dict[str, ndarray]
         ``input``, ``hx`` and one entry per parameter name.
     """
     return _stack_backward(d_output, (d_h_n,), cache, ("hx",),
@@ -1006,7 +1006,7 @@ def rnn_loss(x, h0, y, parameters):
         Initial hidden state.
     y : ndarray of int, shape (m, T_x)
         Target class of every position.
-    parameters : dict of str to ndarray
+    parameters : dict[str, ndarray]
         ``Whx (n_h, n_x)``, ``Whh (n_h, n_h)``, ``Wyh (n_y, n_h)``,
         ``bh (n_h, 1)``, ``by (n_y, 1)``.
 
@@ -1014,7 +1014,7 @@ def rnn_loss(x, h0, y, parameters):
     -------
     loss : float
         The mean cross-entropy over the ``m * T_x`` positions.
-    grads : dict of str to ndarray
+    grads : dict[str, ndarray]
         ``dWhx, dWhh, dWyh, dbh, dby, dx, dh0``, each of the shape of what it
         differentiates.
     """
@@ -1166,14 +1166,14 @@ def clip_grad_norm(grads, max_norm):
 
     Parameters
     ----------
-    grads : dict of str to ndarray
+    grads : dict[str, ndarray]
         The gradients.
     max_norm : float
         The largest joint norm allowed.
 
     Returns
     -------
-    clipped : dict of str to ndarray
+    clipped : dict[str, ndarray]
         New arrays, the gradients scaled.
     norm : float
         The joint 2-norm before scaling.
