@@ -37,7 +37,22 @@ _LAUNCHER_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MP
 
 
 def launched_by_mpi():
-    """The number of processes an MPI launcher started (from its environment), or 1."""
+    """Count the processes an MPI launcher started, from this process's environment.
+
+    Reads the size variables MPI launchers set (``PMI_SIZE``,
+    ``OMPI_COMM_WORLD_SIZE``, ``PMIX_SIZE``, ``MPI_LOCALNRANKS``); imports
+    nothing.
+
+    Returns
+    -------
+    size : int
+        The number of processes of the launch, or 1 when no launcher started this
+        process.
+
+    See Also
+    --------
+    world : The communicator itself, when there are several processes.
+    """
     for name in _LAUNCHER_SIZE_VARIABLES:
         value = os.environ.get(name)
         if value and value.isdigit():
@@ -46,7 +61,15 @@ def launched_by_mpi():
 
 
 def world():
-    """``MPI.COMM_WORLD`` when this process is one of several MPI ranks, else None.
+    """Return the world communicator when this process is one of several MPI ranks.
+
+    mpi4py is imported only when :func:`launched_by_mpi` counts more than one
+    process, so a single process never needs it.
+
+    Returns
+    -------
+    comm : mpi4py.MPI.Intracomm or None
+        ``MPI.COMM_WORLD`` when it holds more than one process, else None.
 
     Raises
     ------
@@ -94,6 +117,16 @@ def broadcast_parameters(params, comm=_WORLD, root=0):
         None); None does nothing (a single process).
     root : int, default 0
         The rank whose values every rank receives.
+
+    Raises
+    ------
+    TypeError
+        If a parameter is not a writeable C-contiguous ndarray (only checked when
+        there is a communicator).
+
+    See Also
+    --------
+    allreduce_gradients : Keeps the parameters equal at every step after this.
     """
     comm = _communicator(comm)
     if comm is None:
@@ -110,10 +143,39 @@ def allreduce_gradients(grads, comm=_WORLD):
     """Replace every parameter gradient in ``grads`` by its mean over the ranks, in place.
 
     The gradients of inputs and initial states (``input``, ``hx``, ``cx``,
-    ``dx``, ``dh0``, ``dc0``) are left alone.  The arrays of one dtype travel
-    in one flat buffer: one all-reduce per dtype, whatever the model's number
-    of parameters.  ``comm`` defaults to :func:`world` (None: a single
-    process, nothing to do).  Returns ``grads``.
+    ``dx``, ``dh0``, ``dc0``, ``dxt``, ``dh_prev``) are left alone.  The arrays
+    of one dtype travel in one flat buffer: one all-reduce per dtype, whatever
+    the model's number of parameters.
+
+    Parameters
+    ----------
+    grads : dict[str, ndarray]
+        Gradients by name, as returned by a module's ``backward``,
+        :meth:`RNNModel.loss_and_grads` or :func:`rnnfast.rnn_backward`.  Every
+        rank must hold the same names, shapes and dtypes.
+    comm : mpi4py communicator or None, optional
+        Default :func:`world`; None (a single process) leaves ``grads`` as it is.
+
+    Returns
+    -------
+    grads : dict[str, ndarray]
+        The same dict, its parameter gradients averaged.
+
+    Raises
+    ------
+    TypeError
+        If a parameter gradient is not a writeable floating-point ndarray (only
+        checked when there is a communicator).
+
+    Examples
+    --------
+    On one process there is nothing to average:
+
+    >>> import numpy as np
+    >>> from rnnfast import distributed
+    >>> grads = {"dWax": np.ones((2, 3)), "dx": np.zeros((3, 1, 4))}
+    >>> distributed.allreduce_gradients(grads, comm=None) is grads
+    True
     """
     comm = _communicator(comm)
     if comm is None:
@@ -142,7 +204,26 @@ def allreduce_gradients(grads, comm=_WORLD):
 
 
 def allreduce_mean(values, comm):
-    """The mean over the ranks of a 1-D float64 array of a few numbers (a new array)."""
+    """Average a few numbers over the ranks (such as the losses of a step).
+
+    Parameters
+    ----------
+    values : array_like of float
+        This rank's numbers, the same count on every rank.
+    comm : mpi4py communicator or None
+        The ranks to average over; None returns the values as they are.
+
+    Returns
+    -------
+    mean : ndarray of float64
+        A new array of the shape of ``values``: the element-wise mean over the ranks.
+
+    Examples
+    --------
+    >>> from rnnfast import distributed
+    >>> distributed.allreduce_mean([1.5, 2.0], None)
+    array([1.5, 2. ])
+    """
     values = np.array(values, dtype=np.float64)
     if comm is None:
         return values
@@ -153,13 +234,45 @@ def allreduce_mean(values, comm):
 
 
 def shard(n, comm):
-    """This rank's ``slice`` of ``n`` rows: equal contiguous blocks, rank order.
+    """Return this rank's rows of a global batch of ``n`` rows.
+
+    The rows are cut into equal contiguous blocks, in rank order: rank ``r`` of
+    ``size`` ranks gets rows ``r * n // size`` to ``(r + 1) * n // size``.
+
+    Parameters
+    ----------
+    n : int
+        The number of rows (sequences) of the global batch.
+    comm : mpi4py communicator or None
+        The ranks that share the batch; None (a single process) gets every row.
+
+    Returns
+    -------
+    rows : slice
+        This rank's block, for indexing the batch: ``X[rows]``.
 
     Raises
     ------
     ValueError
         When the number of ranks does not divide ``n`` (the shards must be
         equal for the averaged gradients to be the whole batch's).
+
+    Examples
+    --------
+    >>> from rnnfast import distributed
+    >>> distributed.shard(8, None)
+    slice(0, 8, None)
+
+    Anything with ``Get_size`` and ``Get_rank`` stands for a communicator; rank 2
+    of 4:
+
+    >>> class Rank2of4:
+    ...     def Get_size(self):
+    ...         return 4
+    ...     def Get_rank(self):
+    ...         return 2
+    >>> distributed.shard(8, Rank2of4())
+    slice(4, 6, None)
     """
     size, rank = _size(comm), _rank(comm)
     if n % size:

@@ -93,7 +93,11 @@ def _model(x, h0, parameters, x_name, h0_name, cell):
 
 
 def rnn_cell_forward(xt, h_prev, parameters):
-    """One RNN time step (compiled); same contract as the reference.
+    """Run one RNN time step (compiled).
+
+    The same contract as its NumPy twin :func:`rnnfast.reference.rnn_cell_forward`:
+    arguments, shapes and the returned cache.  The result is float32 when every
+    input is float32, else float64.
 
     Parameters
     ----------
@@ -130,17 +134,22 @@ def rnn_cell_forward(xt, h_prev, parameters):
 
 
 def rnn_forward(x, h0, parameters):
-    """Forward pass over all time steps in one compiled call.
+    """Run the RNN forward over all time steps in one compiled call.
+
+    ``h_t = tanh(Whx x_t + Whh h_{t-1} + bh)`` and ``y_t = softmax(Wyh h_t + by)``
+    for ``t = 1 .. T_x``: the same arguments, results and cache format as the
+    NumPy twin :func:`rnnfast.reference.rnn_forward`.
 
     Parameters
     ----------
     x : array_like, shape (n_x, m, T_x)
-        Inputs of every step.
+        Inputs of every step: ``n_x`` features, ``m`` sequences, ``T_x`` steps.
     h0 : array_like, shape (n_h, m)
         Initial hidden state.
-    parameters : dict
+    parameters : dict[str, array_like]
         ``Whx (n_h, n_x)``, ``Whh (n_h, n_h)``, ``Wyh (n_y, n_h)``,
-        ``bh (n_h, 1)``, ``by (n_y, 1)``.
+        ``bh (n_h, 1)``, ``by (n_y, 1)``.  Not modified; the cache refers to
+        the dict.
 
     Returns
     -------
@@ -153,9 +162,6 @@ def rnn_forward(x, h0, parameters):
         :class:`ForwardCache` that indexes like the reference's list of step
         caches.
 
-    The result dtype is float32 when ``x``, ``h0`` and every parameter are
-    float32, and float64 otherwise.
-
     Raises
     ------
     ValueError
@@ -165,6 +171,38 @@ def rnn_forward(x, h0, parameters):
         Complex, string or object inputs, or ``parameters`` not a dict.
     KeyError
         A parameter missing from ``parameters``.
+
+    See Also
+    --------
+    rnn_backward : The gradients, from the returned ``caches``.
+    rnn_loss : Forward, loss and gradients in one call.
+
+    Notes
+    -----
+    The result dtype is float32 when ``x``, ``h0`` and every parameter are
+    float32, and float64 otherwise.  The returned ``h`` and ``y_pred`` are the
+    caller's: changing them does not change the cache.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import rnnfast
+    >>> from rnnfast import reference
+    >>> rng = np.random.default_rng(0)
+    >>> n_x, n_h, n_y, m, T_x = 3, 5, 2, 4, 6
+    >>> parameters = {"Whx": rng.standard_normal((n_h, n_x)),
+    ...               "Whh": 0.5 * rng.standard_normal((n_h, n_h)),
+    ...               "Wyh": rng.standard_normal((n_y, n_h)),
+    ...               "bh": np.zeros((n_h, 1)), "by": np.zeros((n_y, 1))}
+    >>> x = rng.standard_normal((n_x, m, T_x))
+    >>> h0 = np.zeros((n_h, m))
+    >>> h, y_pred, caches = rnnfast.rnn_forward(x, h0, parameters)
+    >>> h.shape, y_pred.shape, h.dtype
+    ((5, 4, 6), (2, 4, 6), dtype('float64'))
+    >>> bool(np.allclose(y_pred.sum(axis=0), 1.0))
+    True
+    >>> bool(np.allclose(h, reference.rnn_forward(x, h0, parameters)[0]))
+    True
     """
     fast = _kernels.fast_forward(x, h0, parameters)
     if fast is not None:
@@ -185,7 +223,9 @@ def _check_grad(name, grad, expected, labels):
 
 
 def rnn_cell_backward(dh_next, cache):
-    """Gradients of one RNN step (compiled); same contract as the reference.
+    """Compute the gradients of one RNN time step (compiled).
+
+    The same contract as its NumPy twin :func:`rnnfast.reference.rnn_cell_backward`.
 
     Parameters
     ----------
@@ -196,7 +236,7 @@ def rnn_cell_backward(dh_next, cache):
 
     Returns
     -------
-    dict
+    gradients : dict[str, ndarray]
         ``dxt (n_x, m)``, ``dh_prev (n_h, m)``, ``dWhx (n_h, n_x)``,
         ``dWhh (n_h, n_h)``, ``dbh (n_h, 1)``.
 
@@ -275,7 +315,10 @@ def _with_current_weights(model, parameters):
 
 
 def rnn_backward(dh, caches):
-    """Backpropagation through time over all steps in one compiled call.
+    """Backpropagate through time over all steps in one compiled call.
+
+    The same contract as the NumPy twin :func:`rnnfast.reference.rnn_backward`,
+    whose cache it also accepts.
 
     Parameters
     ----------
@@ -293,12 +336,10 @@ def rnn_backward(dh, caches):
 
     Returns
     -------
-    dict
+    gradients : dict[str, ndarray]
         ``dx (n_x, m, T_x)``, ``dh0 (n_h, m)``, ``dWhx (n_h, n_x)``,
-        ``dWhh (n_h, n_h)``, ``dbh (n_h, 1)``.
-
-    The result dtype is float32 when ``dh`` and the cached arrays are float32,
-    and float64 otherwise.
+        ``dWhh (n_h, n_h)``, ``dbh (n_h, 1)``: the gradients of the loss with
+        respect to the inputs, the initial state and the recurrent parameters.
 
     Raises
     ------
@@ -306,6 +347,35 @@ def rnn_backward(dh, caches):
         A malformed cache, or ``dh`` whose shape does not fit the cache.
     TypeError, KeyError
         Invalid arrays or parameters inside a reference-format cache.
+
+    See Also
+    --------
+    rnn_forward : Makes the cache.
+
+    Notes
+    -----
+    The result dtype is float32 when ``dh`` and the cached arrays are float32,
+    and float64 otherwise.  ``dh`` is not modified.  The output layer
+    (``Wyh``, ``by``) gets no gradient here: ``dh`` is the gradient that reaches
+    the hidden states; :func:`rnn_loss` covers the whole model.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import rnnfast
+    >>> rng = np.random.default_rng(0)
+    >>> n_x, n_h, n_y, m, T_x = 3, 5, 2, 4, 6
+    >>> parameters = {"Whx": rng.standard_normal((n_h, n_x)),
+    ...               "Whh": 0.5 * rng.standard_normal((n_h, n_h)),
+    ...               "Wyh": rng.standard_normal((n_y, n_h)),
+    ...               "bh": np.zeros((n_h, 1)), "by": np.zeros((n_y, 1))}
+    >>> x = rng.standard_normal((n_x, m, T_x))
+    >>> h, y_pred, caches = rnnfast.rnn_forward(x, np.zeros((n_h, m)), parameters)
+    >>> grads = rnnfast.rnn_backward(np.ones_like(h), caches)
+    >>> sorted(grads)
+    ['dWhh', 'dWhx', 'dbh', 'dh0', 'dx']
+    >>> grads["dx"].shape, grads["dWhh"].shape
+    ((3, 4, 6), (5, 5))
     """
     fast = _kernels.fast_backward(dh, caches)
     if fast is not None:
@@ -330,7 +400,7 @@ def rnn_backward(dh, caches):
 
 
 def rnn_loss(x, h0, y, parameters):
-    """Forward pass, softmax cross-entropy and every gradient, in one compiled call.
+    """Compute the softmax cross-entropy loss of the RNN and every gradient in one call.
 
     The loss is the mean over all ``m * T_x`` positions of
     ``-log softmax(Wyh h_t + by)[y_t]`` (as ``torch.nn.CrossEntropyLoss``
@@ -340,7 +410,9 @@ def rnn_loss(x, h0, y, parameters):
     Parameters
     ----------
     x : array_like, shape (n_x, m, T_x)
+        Inputs of every step.
     h0 : array_like, shape (n_h, m)
+        Initial hidden state.
     y : array_like of int, shape (m, T_x)
         Target class of every position, ``0 <= y < n_y``.
     parameters : dict
@@ -349,9 +421,11 @@ def rnn_loss(x, h0, y, parameters):
     Returns
     -------
     loss : float
-    grads : dict
+        The mean cross-entropy over the ``m * T_x`` positions.
+    grads : dict[str, ndarray]
         ``dWhx, dWhh, dWyh, dbh (n_h, 1), dby (n_y, 1), dx (n_x, m, T_x),
-        dh0 (n_h, m)``.
+        dh0 (n_h, m)``: the gradients of ``loss``, each of the shape of what
+        it differentiates, float32 when every input is float32 else float64.
 
     Raises
     ------
@@ -361,6 +435,32 @@ def rnn_loss(x, h0, y, parameters):
         Non-real inputs, or ``y`` not of an integer dtype.
     KeyError
         A parameter missing from ``parameters``.
+
+    See Also
+    --------
+    rnnfast.reference.rnn_loss : The NumPy twin.
+    rnnfast.RNNModel.loss_and_grads : The same for the char model.
+
+    Examples
+    --------
+    With an output layer of zeros every class is equally likely, so the loss is
+    ``log(n_y)``:
+
+    >>> import numpy as np
+    >>> import rnnfast
+    >>> rng = np.random.default_rng(0)
+    >>> n_x, n_h, n_y, m, T_x = 3, 5, 2, 4, 6
+    >>> parameters = {"Whx": rng.standard_normal((n_h, n_x)),
+    ...               "Whh": 0.5 * rng.standard_normal((n_h, n_h)),
+    ...               "Wyh": np.zeros((n_y, n_h)),
+    ...               "bh": np.zeros((n_h, 1)), "by": np.zeros((n_y, 1))}
+    >>> x = rng.standard_normal((n_x, m, T_x))
+    >>> y = rng.integers(n_y, size=(m, T_x))
+    >>> loss, grads = rnnfast.rnn_loss(x, np.zeros((n_h, m)), y, parameters)
+    >>> round(loss, 6), round(float(np.log(n_y)), 6)
+    (0.693147, 0.693147)
+    >>> grads["dWyh"].shape, grads["dx"].shape
+    ((2, 5), (3, 4, 6))
     """
     model = _model(x, h0, parameters, "x", "h0", cell=False)
     labels = V.check_labels(y, (model.m, model.n_steps), model.n_y)

@@ -107,15 +107,27 @@ class RNNModel:
     is ``(h, c)`` for the LSTM, and ``(num_layers, m, n_h)`` with more than
     one layer.
 
+    Inputs are batch-first: ``X (m, T, n_x)`` floats, or ``X (m, T)`` integer
+    class indices (then ``Whx x_t`` is a lookup of column ``x_t`` of ``Whx``,
+    the usual char-RNN case).  ``h0`` is ``(m, n_h)``, zeros when omitted.
+
     Parameters
     ----------
     input_size, hidden_size, output_size : int
-        ``n_x``, ``n_h`` and ``n_y``.
-    cell : {"rnn", "lstm", "gru"}, keyword-only
-        The recurrent cell (default ``"rnn"``).
-    dtype : float32 or float64, keyword-only
+        ``n_x``, ``n_h`` and ``n_y``, each at least 1.
+    num_layers : int, default 1
+        Number of stacked recurrent layers.
+    nonlinearity : {"tanh", "relu"}, default "tanh"
+        The activation of the ``"rnn"`` cell (the LSTM and GRU have their own
+        gates and take only ``"tanh"``).
+    dropout : float, default 0.0
+        Probability of zeroing each output of a layer but the last, in training
+        mode (as ``torch.nn.RNN``); in ``[0, 1]``.
+    cell : {"rnn", "lstm", "gru"}, default "rnn", keyword-only
+        The recurrent cell.
+    dtype : {numpy.float32, numpy.float64}, default numpy.float32, keyword-only
         Dtype of the parameters and of every computation.
-    seed : int or None, keyword-only
+    seed : int or None, default None, keyword-only
         Fixes the random initial values (the same number gives the same
         model; None: different each time): every parameter is drawn uniformly from
         ``(-1/sqrt(n_h), 1/sqrt(n_h))``, the ranges ``nn.RNN`` and
@@ -131,10 +143,58 @@ class RNNModel:
         update in place.
     metadata : dict
         Free-form JSON-serialisable data saved and loaded with the model.
+    dtype : numpy.dtype
+        ``float32`` or ``float64``.
+    cell, num_layers, nonlinearity, dropout
+        The configuration, as given.
+    input_size, hidden_size, output_size : int
+        The sizes, read-only.
 
-    Inputs are batch-first: ``X (m, T, n_x)`` floats, or ``X (m, T)`` integer
-    class indices (then ``Whx x_t`` is a lookup of column ``x_t`` of ``Whx``,
-    the usual char-RNN case).  ``h0`` is ``(m, n_h)``, zeros when omitted.
+    Raises
+    ------
+    ValueError
+        If a size is below 1, ``dropout`` is out of ``[0, 1]``,
+        or ``cell`` or ``nonlinearity`` is unknown or do not go together.
+    TypeError
+        If a size is not an integer, or ``dtype`` is not float32 or float64.
+
+    See Also
+    --------
+    rnnfast.training.train : Trains one on a text file.
+    rnnfast.text.sample_text : Generates text with one.
+
+    Examples
+    --------
+    A char model over 10 classes, trained a few steps to predict the next
+    character of two sequences:
+
+    >>> import numpy as np
+    >>> import rnnfast
+    >>> model = rnnfast.RNNModel(10, 16, 10, seed=0)
+    >>> model
+    RNNModel(input_size=10, hidden_size=16, output_size=10, dtype=float32)
+    >>> sorted(model.parameters)
+    ['Whh', 'Whx', 'Wyh', 'bh', 'by']
+    >>> X = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])     # (m, T) class indices
+    >>> Y = np.array([[2, 3, 4, 5], [6, 7, 8, 9]])     # the next ones
+    >>> model(X).shape                                  # logits (m, T, n_y)
+    (2, 4, 10)
+    >>> opt = rnnfast.optim.Adam(model.named_parameters(), lr=0.01)
+    >>> for step in range(50):
+    ...     loss, grads = model.loss_and_grads(X, Y)
+    ...     opt.step(grads)
+    >>> bool(loss < 0.5)
+    True
+    >>> model.predict(X).tolist()
+    [[2, 3, 4, 5], [6, 7, 8, 9]]
+
+    Two LSTM layers with dropout; the state is ``(h, c)``, each
+    ``(num_layers, m, n_h)``:
+
+    >>> lstm = rnnfast.RNNModel(10, 16, 10, 2, dropout=0.1, cell="lstm", seed=0)
+    >>> logits, (h, c) = lstm.forward(X, return_state=True)
+    >>> h.shape, c.shape
+    ((2, 2, 16), (2, 2, 16))
     """
 
     def __init__(self, input_size, hidden_size, output_size, num_layers=1, nonlinearity="tanh",
@@ -197,30 +257,64 @@ class RNNModel:
         return True if self._rnn is None else self._rnn.training
 
     def train(self, mode=True):
-        """Training mode (dropout between layers on) or, with ``mode=False``, evaluation."""
+        """Set training mode (dropout between layers on) or, with ``mode=False``, evaluation mode.
+
+        Parameters
+        ----------
+        mode : bool, default True
+            True for training mode, False for evaluation mode.
+
+        Returns
+        -------
+        model : RNNModel
+            This model.
+        """
         if self._rnn is not None:
             self._rnn.train(mode)
         return self
 
     def eval(self):
-        """Evaluation mode: no dropout."""
+        """Set evaluation mode: no dropout.
+
+        Returns
+        -------
+        model : RNNModel
+            This model.
+        """
         return self.train(False)
 
     def named_parameters(self):
-        """``(name, array)`` pairs in the order of :attr:`parameters`.
+        """List the parameters as ``(name, array)`` pairs.
 
         The arrays are the live parameters (the very objects in
         ``parameters``): an optimizer built on them, as in
         ``rnnfast.optim.Adam(model.named_parameters())``, updates the model.
+
+        Returns
+        -------
+        pairs : list of (str, ndarray)
+            The entries of :attr:`parameters`, in its order.
         """
         return list(self.parameters.items())
 
     def state_dict(self):
-        """A dict of copies of every parameter, keyed as :attr:`parameters`."""
+        """Return copies of every parameter.
+
+        Returns
+        -------
+        state_dict : dict[str, ndarray]
+            A copy of each parameter, keyed as :attr:`parameters`.
+        """
         return {name: a.copy() for name, a in self.parameters.items()}
 
     def load_state_dict(self, state_dict):
-        """Copy the parameters of ``state_dict`` (as :meth:`state_dict` returned it) in place.
+        """Copy the parameters of ``state_dict`` into the model's arrays, in place.
+
+        Parameters
+        ----------
+        state_dict : dict[str, array_like]
+            As :meth:`state_dict` returns it: every parameter by name, of its
+            shape and dtype.
 
         Raises
         ------
@@ -245,10 +339,16 @@ class RNNModel:
             p[...] = arrays[name]
 
     def get_rng_state(self):
-        """The state of the generator of the dropout masks (None: the model has none).
+        """Return the state of the generator of the dropout masks.
 
-        A JSON-serialisable dict; with :meth:`set_rng_state` a stopped run
-        continues with the masks it would have drawn.
+        With :meth:`set_rng_state` a stopped run continues with the masks it
+        would have drawn.
+
+        Returns
+        -------
+        state : dict or None
+            A JSON-serialisable dict (a NumPy ``bit_generator`` state), or None
+            when the model has no such generator (the fused one-layer RNN).
         """
         return None if self._rnn is None else self._rnn.get_rng_state()
 
@@ -258,7 +358,13 @@ class RNNModel:
         return CELLS[cell_mode(self.cell, self.nonlinearity)]
 
     def set_rng_state(self, state):
-        """Restore what :meth:`get_rng_state` returned (None: nothing to restore)."""
+        """Restore the generator of the dropout masks.
+
+        Parameters
+        ----------
+        state : dict or None
+            What :meth:`get_rng_state` returned; None restores nothing.
+        """
         if self._rnn is not None and state is not None:
             self._rnn.set_rng_state(state)
 
@@ -418,11 +524,37 @@ class RNNModel:
     # -- the public passes -------------------------------------------------------
 
     def forward(self, X, h0=None, *, return_state=False):
-        """Logits ``(m, T, output_size)`` for batch-first ``X``.
+        """Compute the logits of every position of a batch-first input.
 
-        With ``return_state=True`` also returns the last hidden state
-        ``(m, hidden_size)`` (a tuple ``(h, c)`` for the LSTM), to carry into
-        the next chunk of a sequence.
+        Also callable as ``model(X, h0)``.  No gradient is kept.
+
+        Parameters
+        ----------
+        X : array_like of shape (m, T, input_size), or of int of shape (m, T)
+            Float inputs, or class indices in ``[0, input_size)``.
+        h0 : ndarray or tuple of ndarray, optional
+            Initial state, as ``return_state`` gives it: ``(m, hidden_size)``
+            with one layer, ``(num_layers, m, hidden_size)`` with more, a pair
+            ``(h0, c0)`` for the LSTM.  Zeros when omitted.
+        return_state : bool, default False, keyword-only
+            Also return the last state, to carry into the next chunk of a
+            sequence.
+
+        Returns
+        -------
+        logits : ndarray of shape (m, T, output_size)
+            The output layer before the softmax, in the model's dtype.
+        state : ndarray or tuple of ndarray
+            Only with ``return_state=True``: the last state, shaped as ``h0``.
+
+        Raises
+        ------
+        ValueError
+            If ``X`` or ``h0`` have the wrong shape, a class index is out of
+            range, or a parameter was replaced by an array of another shape or
+            dtype.
+        TypeError
+            If ``X`` is not real numbers, or ``h0`` is not a pair for the LSTM.
         """
         if self._rnn is not None:
             logits, _, state, _, _, _ = self._gated_forward(X, h0)
@@ -434,17 +566,59 @@ class RNNModel:
     __call__ = forward
 
     def predict(self, X, h0=None):
-        """The most likely class at every position, ``(m, T)``."""
+        """Return the most likely class at every position.
+
+        Parameters
+        ----------
+        X : array_like of shape (m, T, input_size), or of int of shape (m, T)
+            The inputs, as for :meth:`forward`.
+        h0 : ndarray or tuple of ndarray, optional
+            Initial state, as for :meth:`forward`.
+
+        Returns
+        -------
+        classes : ndarray of intp, shape (m, T)
+            The argmax of the logits.
+        """
         return np.argmax(self.forward(X, h0), axis=-1)
 
     def loss_and_grads(self, X, Y, h0=None, *, return_state=False):
-        """Mean softmax cross-entropy against ``Y (m, T)`` and its gradients.
+        """Compute the mean softmax cross-entropy against targets, and its gradients.
 
-        Returns ``(loss, grads)`` with ``grads`` keyed ``"d" + name`` for
-        every parameter (``dWhx, dWhh, dWyh, dbh, dby`` for ``"rnn"``),
-        ``dh0 (m, hidden_size)`` (and ``dc0`` for the LSTM) and, for float
-        inputs, ``dx (m, T, input_size)``; with ``return_state=True`` also the
-        last hidden state.
+        One forward and one backward pass (in training mode, with dropout when
+        the model has any).
+
+        Parameters
+        ----------
+        X : array_like of shape (m, T, input_size), or of int of shape (m, T)
+            The inputs, as for :meth:`forward`.
+        Y : array_like of int, shape (m, T)
+            The target class of every position, in ``[0, output_size)``.
+        h0 : ndarray or tuple of ndarray, optional
+            Initial state, as for :meth:`forward`.
+        return_state : bool, default False, keyword-only
+            Also return the last state.
+
+        Returns
+        -------
+        loss : float
+            The mean over the ``m * T`` positions.
+        grads : dict[str, ndarray]
+            Keyed ``"d" + name`` for every parameter (``dWhx, dWhh, dWyh, dbh,
+            dby`` for the fused ``"rnn"`` model), ``dh0`` (and ``dc0`` for the
+            LSTM) shaped as the state, and, for float inputs only,
+            ``dx (m, T, input_size)``.  An optimizer's ``step`` takes it as it is.
+        state : ndarray or tuple of ndarray
+            Only with ``return_state=True``: the last state, as :meth:`forward`
+            gives it.
+
+        Raises
+        ------
+        ValueError
+            If ``X``, ``Y`` or ``h0`` have the wrong shape, or a class index is
+            out of range.
+        TypeError
+            If ``X`` is not real numbers or ``Y`` not integers.
         """
         if self._rnn is not None:
             loss, grads, state = self._gated_loss(X, Y, h0)
@@ -497,7 +671,7 @@ class RNNModel:
 
     @classmethod
     def load(cls, path):
-        """A model saved by :meth:`save`.
+        """Load a model saved by :meth:`save`.
 
         Parameters
         ----------
@@ -506,8 +680,8 @@ class RNNModel:
 
         Returns
         -------
-        RNNModel
-            With the saved parameters, dtype and ``metadata``.
+        model : RNNModel
+            With the saved configuration, parameters, dtype and ``metadata``.
 
         Raises
         ------
@@ -550,10 +724,47 @@ class RNNModel:
     @classmethod
     def from_arrays(cls, arrays, dtype, source, cell="rnn", num_layers=1, nonlinearity="tanh",
                     dropout=0.0):
-        """A model of this configuration with the parameters ``arrays`` (name -> array).
+        """Build a model of a configuration from its parameter arrays.
 
-        The sizes follow the arrays' shapes; ``source`` names where they came
-        from in the ``ValueError`` raised when they do not make such a model.
+        The sizes follow the arrays' shapes; the values are copied.
+
+        Parameters
+        ----------
+        arrays : dict[str, array_like]
+            Every parameter by name, as :attr:`parameters` names them
+            (``Whx, Whh, Wyh, bh, by`` for the fused one-layer tanh RNN; torch's
+            names, ``Wyh`` and ``by`` otherwise).
+        dtype : {"float32", "float64"} or numpy.dtype
+            The model's dtype; the arrays are cast to it.
+        source : str
+            Where the arrays came from, named in the error message.
+        cell : {"rnn", "lstm", "gru"}, default "rnn"
+            The recurrent cell.
+        num_layers : int, default 1
+            Number of layers.
+        nonlinearity : {"tanh", "relu"}, default "tanh"
+            The ``"rnn"`` cell's activation.
+        dropout : float, default 0.0
+            Dropout between layers.
+
+        Returns
+        -------
+        model : RNNModel
+            A new model holding copies of the arrays.
+
+        Raises
+        ------
+        ValueError
+            If the arrays do not make a model of this configuration: names
+            missing or extra, shapes that do not fit, non-float arrays.
+
+        Examples
+        --------
+        >>> import rnnfast
+        >>> model = rnnfast.RNNModel(5, 8, 5, seed=0)
+        >>> copy = rnnfast.RNNModel.from_arrays(model.state_dict(), "float32", "a copy")
+        >>> copy
+        RNNModel(input_size=5, hidden_size=8, output_size=5, dtype=float32)
         """
         w_in = "Whx" if "Whx" in arrays else "weight_ih_l0"
         try:
@@ -579,8 +790,7 @@ class RNNModel:
 
     @classmethod
     def from_torch(cls, rnn, linear):
-        """A model with the weights of a torch recurrent module ``rnn`` and ``torch.nn.Linear``
-        ``linear``.
+        """Build a model with the weights of a torch recurrent module and output layer.
 
         ``rnn`` is a unidirectional ``nn.RNN``, ``nn.LSTM`` or ``nn.GRU`` with
         biases (any number of layers, any dropout; no projection: ``proj_size
@@ -590,6 +800,18 @@ class RNNModel:
         model, with ``bh = bias_ih_l0 + bias_hh_l0``; anything else keeps
         torch's parameters by name.  The dtype follows ``rnn``'s weights.
 
+        Parameters
+        ----------
+        rnn : torch.nn.RNN, torch.nn.LSTM or torch.nn.GRU
+            The recurrence (batch-first or not: only the weights are read).
+        linear : torch.nn.Linear
+            The output layer, ``in_features == rnn.hidden_size``.
+
+        Returns
+        -------
+        model : RNNModel
+            A new model holding copies of the weights.
+
         Raises
         ------
         TypeError
@@ -597,17 +819,33 @@ class RNNModel:
         ValueError
             A bidirectional module, no biases, ``proj_size > 0``, or sizes of
             ``rnn`` and ``linear`` that do not fit.
+
+        See Also
+        --------
+        to_torch : The way back.
         """
         from rnnfast._torch_interchange import model_from_torch
 
         return model_from_torch(cls, rnn, linear)
 
     def to_torch(self):
-        """``(torch.nn.RNN(batch_first=True), torch.nn.Linear)`` with these weights.
+        """Build the torch modules that compute the same as this model.
 
-        ``bias_ih_l0`` gets ``bh`` and ``bias_hh_l0`` zeros.  For an LSTM or
-        GRU model, an ``nn.LSTM`` / ``nn.GRU`` (``batch_first=True``) with its
-        ``state_dict``.
+        For the fused model, ``bias_ih_l0`` gets ``bh`` and ``bias_hh_l0``
+        zeros.  For an LSTM or GRU model, the module is an ``nn.LSTM`` /
+        ``nn.GRU`` with the model's ``state_dict``.  Needs torch.
+
+        Returns
+        -------
+        rnn : torch.nn.RNN, torch.nn.LSTM or torch.nn.GRU
+            The recurrence, ``batch_first=True``, with copies of the weights, in
+            the model's dtype.
+        linear : torch.nn.Linear
+            The output layer (``Wyh``, ``by``).
+
+        See Also
+        --------
+        from_torch : The way back.
         """
         from rnnfast._torch_interchange import model_to_torch
 

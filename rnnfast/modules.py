@@ -38,7 +38,22 @@ _grad_mode = threading.local()
 
 
 def is_grad_enabled():
-    """Whether a forward in this thread keeps what ``backward`` needs (not in :class:`no_grad`)."""
+    """Tell whether a forward in this thread keeps what ``backward`` needs.
+
+    Returns
+    -------
+    enabled : bool
+        False inside a :class:`no_grad` block of this thread, True otherwise.
+
+    Examples
+    --------
+    >>> import rnnfast
+    >>> rnnfast.is_grad_enabled()
+    True
+    >>> with rnnfast.no_grad():
+    ...     rnnfast.is_grad_enabled()
+    False
+    """
     return getattr(_grad_mode, "enabled", True)
 
 
@@ -144,21 +159,73 @@ class Cell:
     def forward(self, x_rows, states0, params, lengths, reverse, own_products):
         """Run one direction of one layer.
 
-        ``x_rows (m*T, n_in)`` batch-major, ``states0`` a tuple of ``(m, width)``
-        arrays (one per name in ``states``), ``lengths`` intp ``(m,)`` or None.
-        Returns ``(S (m, T, width of h), finals, saved)``: the h states after
-        every step (carried at padded steps), the final value of every state,
-        and what :meth:`backward` needs besides.
+        Parameters
+        ----------
+        x_rows : ndarray of shape (m * T, n_in)
+            The layer's input, batch-major (row ``i * T + t`` is step ``t`` of
+            sequence ``i``), C-contiguous, in the module's dtype.
+        states0 : tuple of ndarray
+            The initial value of each state named in ``states``, each
+            ``(m, width)``.
+        params : dict[str, ndarray or None]
+            This direction's parameters, keyed without the layer suffix
+            (``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``, ...); a bias
+            is None when the module has none.
+        lengths : ndarray of intp, shape (m,), or None
+            The valid length of each sequence (None: all ``T``).
+        reverse : bool
+            Run from the last step to the first.
+        own_products : bool
+            Use the package's own small matrix products instead of BLAS.
+
+        Returns
+        -------
+        S : ndarray of shape (m, T, width of h)
+            The h state after every step (carried through padded steps).
+        finals : tuple of ndarray
+            The final value of every state, each ``(m, width)``.
+        saved : object
+            What :meth:`backward` needs besides (gate values, for instance).
         """
         raise NotImplementedError
 
     def backward(self, x_rows, states0, S, saved, dS, grad_finals, params, lengths, reverse,
                  own_products):
-        """``(d_input_rows, d_states0, grads)`` of one direction of one layer.
+        """Backpropagate through one direction of one layer.
 
-        ``dS (m, T, width)`` is a private copy the kernel may overwrite;
-        ``grad_finals`` the gradients of the final states; ``grads`` is keyed
-        like ``params`` (biases only when the module has them).
+        Parameters
+        ----------
+        x_rows : ndarray of shape (m * T, n_in)
+            The input of the forward pass.
+        states0 : tuple of ndarray
+            The initial states of the forward pass.
+        S : ndarray of shape (m, T, width of h)
+            The h states :meth:`forward` returned.
+        saved : object
+            What :meth:`forward` returned for this pass.
+        dS : ndarray of shape (m, T, width of h)
+            The gradient of the loss with respect to ``S``: a private copy the
+            kernel may overwrite.
+        grad_finals : tuple of ndarray or None
+            The gradients of the final states (None: zero), one per state.
+        params : dict[str, ndarray or None]
+            The parameters, as for :meth:`forward`.
+        lengths : ndarray of intp, shape (m,), or None
+            As for :meth:`forward`.
+        reverse : bool
+            As for :meth:`forward`.
+        own_products : bool
+            As for :meth:`forward`.
+
+        Returns
+        -------
+        d_input_rows : ndarray of shape (m * T, n_in)
+            The gradient with respect to ``x_rows``.
+        d_states0 : tuple of ndarray
+            The gradients with respect to ``states0``.
+        grads : dict[str, ndarray]
+            The parameters' gradients, keyed like ``params`` (biases only when
+            the module has them).
         """
         raise NotImplementedError
 
@@ -256,6 +323,8 @@ class GRUCell(Cell):
 
 
 # The registered cells, by mode name (torch's names): the one list of cells.
+#: The registered cells, by torch's mode name (``"RNN_TANH"``, ``"RNN_RELU"``, ``"LSTM"``,
+#: ``"GRU"``), each a :class:`Cell`: the one list of cells every other list derives from.
 CELLS = {
     "RNN_TANH": ElmanCell("tanh"),
     "RNN_RELU": ElmanCell("relu"),
@@ -265,17 +334,47 @@ CELLS = {
 
 
 def cell_names():
-    """The char model's cell names, in registration order: ``("rnn", "lstm", "gru")``."""
+    """List the char model's cell names, in registration order.
+
+    Returns
+    -------
+    names : tuple of str
+        The distinct lowercase names of :data:`CELLS`: ``("rnn", "lstm", "gru")``.
+
+    Examples
+    --------
+    >>> from rnnfast.modules import cell_names
+    >>> cell_names()
+    ('rnn', 'lstm', 'gru')
+    """
     return tuple(dict.fromkeys(cell.name for cell in CELLS.values()))
 
 
 def cell_mode(name, nonlinearity="tanh"):
-    """The mode of the cell called ``name`` (lowercase) with ``nonlinearity``.
+    """Find the mode (the key of :data:`CELLS`) of a cell by its lowercase name.
+
+    Parameters
+    ----------
+    name : str
+        The char model's name of the cell (``"rnn"``, ``"lstm"``, ``"gru"``).
+    nonlinearity : str, default "tanh"
+        The cell's activation (``"relu"`` only for ``"rnn"``).
+
+    Returns
+    -------
+    mode : str
+        Torch's mode name, such as ``"RNN_RELU"``.
 
     Raises
     ------
     ValueError
         No registered cell has that name and nonlinearity.
+
+    Examples
+    --------
+    >>> from rnnfast.modules import cell_mode
+    >>> cell_mode("rnn", "relu"), cell_mode("gru")
+    ('RNN_RELU', 'GRU')
     """
     for mode, cell in CELLS.items():
         if cell.name == name and cell.nonlinearity == nonlinearity:
@@ -292,16 +391,62 @@ def nonlinearities(name):
 class RNNBase:
     """The layer driver of every recurrent module, as ``torch.nn.RNNBase(mode, ...)``.
 
+    :class:`RNN`, :class:`LSTM` and :class:`GRU` are this class with the mode
+    fixed; their methods are documented here.
+
     Parameters
     ----------
     mode : str
         The cell, a key of :data:`CELLS` (``"RNN_TANH"``, ``"RNN_RELU"``,
         ``"LSTM"``, ``"GRU"``).
-    input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, seed
-        As for :class:`RNN` (all its arguments but ``nonlinearity``, which the
-        mode names).
+    input_size : int
+        Number of features of each step of the input, at least 1.
+    hidden_size : int
+        Number of features of the hidden state ``H``, at least 1.
+    num_layers : int, default 1
+        Number of stacked layers; layer ``k > 0`` reads layer ``k - 1``'s output.
+    bias : bool, default True
+        Whether the layers have ``bias_ih_l{k}`` and ``bias_hh_l{k}``.
+    batch_first : bool, default False
+        Input and output are ``(N, L, features)`` instead of ``(L, N, features)``;
+        the hidden state keeps ``(D * num_layers, N, H)`` either way.
+    dropout : float, default 0.0
+        Probability, in ``[0, 1]``, of zeroing each output of every layer but
+        the last, in training mode (a ``UserWarning`` with one layer, where it
+        does nothing).
+    bidirectional : bool, default False
+        Run a second direction backwards over each layer's input; ``D = 2``
+        and the outputs of the two directions are concatenated.
     proj_size : int, default 0
-        As for :class:`LSTM`; only a cell with a projection takes it.
+        Only for a cell with a projection (the LSTM).  With
+        ``0 < proj_size < hidden_size``, h is projected to ``proj_size``
+        by ``weight_hr_l{k}`` (``(proj_size, hidden_size)``); the output and
+        ``h_n`` then have width ``proj_size`` (``c_n`` keeps ``hidden_size``).
+    dtype : {numpy.float32, numpy.float64}, default numpy.float32, keyword-only
+        Dtype of the parameters and of every computation.
+    seed : int or None, default None, keyword-only
+        Seeds the initialisation, every parameter uniform in
+        ``(-1/sqrt(H), 1/sqrt(H))`` like PyTorch, and the dropout masks.
+
+    Attributes
+    ----------
+    weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0, ... : ndarray
+        Every parameter, named as in PyTorch's ``state_dict`` (``_l{k}`` for
+        layer ``k``, ``_reverse`` for the backward direction), readable as an
+        attribute and assignable (an array of the same shape).  Weights are
+        ``(gates * H, in)``; see :meth:`RNNBase.named_parameters`.
+    training : bool
+        Training mode (dropout on); see :meth:`RNNBase.train`.
+
+    Raises
+    ------
+    ValueError
+        If a size is below 1, ``dropout`` is out of
+        ``[0, 1]``, ``mode`` is unknown, or ``proj_size`` is negative, not
+        below ``hidden_size`` or given to a cell without projection.
+    TypeError
+        If a size is not an integer, ``bias``, ``batch_first`` or
+        ``bidirectional`` is not a bool, or ``dtype`` is not float32 or float64.
     """
 
     def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True,
@@ -439,18 +584,51 @@ class RNNBase:
         return a
 
     def named_parameters(self):
-        """``(name, array)`` pairs, in PyTorch's order; the arrays are the live parameters."""
+        """List the parameters as ``(name, array)`` pairs, in PyTorch's order.
+
+        Returns
+        -------
+        pairs : list of (str, ndarray)
+            For each layer ``k`` and direction: ``weight_ih_l{k}``
+            ``(gates * H, in)``, ``weight_hh_l{k}`` ``(gates * H, H_out)``,
+            ``bias_ih_l{k}`` and ``bias_hh_l{k}`` ``(gates * H,)`` (with
+            ``bias``), ``weight_hr_l{k}`` ``(proj_size, H)`` (with a
+            projection), then the same with ``_reverse``.  The arrays are the
+            live parameters, not copies: an optimizer built on them updates
+            the module.
+        """
         return list(self._params.items())
 
     def state_dict(self):
-        """A dict of copies of every parameter, keyed like ``torch.nn.RNN.state_dict()``."""
+        """Return copies of every parameter.
+
+        Returns
+        -------
+        state_dict : dict[str, ndarray]
+            A copy of each parameter, keyed like ``torch.nn.RNN.state_dict()``.
+        """
         return {name: a.copy() for name, a in self._params.items()}
 
     def load_state_dict(self, state_dict):
-        """Copy parameters from ``state_dict`` (NumPy arrays or torch tensors).
+        """Copy parameters from ``state_dict`` into the module's arrays, in place.
 
         Keys must match exactly and shapes must agree; nothing changes unless
         every entry is valid.
+
+        Parameters
+        ----------
+        state_dict : mapping[str, array_like]
+            Every parameter by name, as :meth:`state_dict` or torch's
+            ``state_dict()`` give them (NumPy arrays or CPU torch tensors).
+
+        Raises
+        ------
+        TypeError
+            If ``state_dict`` is not a mapping or an entry is not real numbers.
+        KeyError
+            If the keys are not exactly the module's parameter names.
+        ValueError
+            If an entry's shape differs from its parameter's.
         """
         if not hasattr(state_dict, "keys"):
             raise TypeError("state_dict must be a mapping of parameter names to arrays")
@@ -465,12 +643,29 @@ class RNNBase:
             self._params[name][...] = a
 
     def train(self, mode=True):
-        """Training mode (dropout on) or, with ``mode=False``, evaluation mode."""
+        """Set training mode (dropout on) or, with ``mode=False``, evaluation mode.
+
+        Parameters
+        ----------
+        mode : bool, default True
+            True for training mode, False for evaluation mode.
+
+        Returns
+        -------
+        module : RNNBase
+            This module.
+        """
         self.training = bool(mode)
         return self
 
     def eval(self):
-        """Evaluation mode: no dropout."""
+        """Set evaluation mode: no dropout.
+
+        Returns
+        -------
+        module : RNNBase
+            This module.
+        """
         return self.train(False)
 
     def _extra_repr(self):
@@ -791,15 +986,26 @@ class RNNBase:
     # -- for callers that run a module inside a larger computation ----------------
 
     def get_rng_state(self):
-        """The state of the generator that draws the dropout masks (a JSON-serialisable dict).
+        """Return the state of the generator that draws the dropout masks.
 
         With :meth:`set_rng_state`, a run stopped and continued draws the
         same masks as one run without a stop.
+
+        Returns
+        -------
+        state : dict
+            The NumPy ``bit_generator`` state, JSON-serialisable.
         """
         return self._dropout_rng.bit_generator.state
 
     def set_rng_state(self, state):
-        """Restore what :meth:`get_rng_state` returned."""
+        """Restore the generator of the dropout masks.
+
+        Parameters
+        ----------
+        state : dict
+            What :meth:`get_rng_state` returned.
+        """
         self._dropout_rng.bit_generator.state = state
 
     def bind_parameter(self, name, array):
@@ -808,6 +1014,20 @@ class RNNBase:
         For a caller that holds the parameters in its own dict: an array
         replaced there is the one the module reads.  ``array`` must be a
         C-contiguous array of the parameter's shape and the module's dtype.
+
+        Parameters
+        ----------
+        name : str
+            A parameter name, as :meth:`named_parameters` gives it.
+        array : ndarray
+            The new parameter, C-contiguous, of its shape and the module's dtype.
+
+        Raises
+        ------
+        KeyError
+            If the module has no parameter ``name``.
+        ValueError
+            If ``array`` is not such an array.
         """
         current = self._params[name]
         if (not isinstance(array, np.ndarray) or array.shape != current.shape
@@ -817,17 +1037,45 @@ class RNNBase:
         self._params[name] = array
 
     def forward_with_cache(self, input, hx=None):
-        """``(output, h_n, cache)``: :meth:`forward`, with what backward needs returned.
+        """Run :meth:`forward` and return what the backward pass needs.
 
         Nothing is stored on the module: the caller hands ``cache`` to
-        :meth:`gradients_from_cache` (any thread, any number of times).
+        :meth:`gradients_from_cache` (any thread, any number of times).  Runs
+        even under :class:`no_grad`.
+
+        Parameters
+        ----------
+        input : array_like
+            As for :meth:`forward`.
+        hx : array_like or tuple of array_like, optional
+            As for :meth:`forward`.
+
+        Returns
+        -------
+        output : ndarray
+            As :meth:`forward` returns it.
+        h_n : ndarray or tuple of ndarray
+            As :meth:`forward` returns it.
+        cache : dict
+            Opaque: what :meth:`gradients_from_cache` reads.
         """
         return self._forward(input, hx, None, keep=True)
 
     def gradients_from_cache(self, cache, grad_output):
-        """The gradients of the forward that made ``cache``, given ``grad_output``.
+        """Compute the gradients of the forward pass that made ``cache``.
 
-        As :meth:`backward` returns them, with zero gradients of the final states.
+        Parameters
+        ----------
+        cache : dict
+            What :meth:`forward_with_cache` returned.
+        grad_output : array_like
+            The gradient with respect to ``output``, of its shape.
+
+        Returns
+        -------
+        grads : dict[str, ndarray]
+            As :meth:`backward` returns them, with zero gradients of the final
+            states.
         """
         return self._gradients(cache, grad_output, [None] * len(self._cell.states))
 
@@ -837,26 +1085,75 @@ class RNN(RNNBase):
 
     For each layer and direction, ``h_t = f(x_t W_ih^T + b_ih + h_prev W_hh^T + b_hh)``.
 
+    The methods (``forward``, ``backward``, ``state_dict``...) are those of
+    :class:`RNNBase`.
+
     Parameters
     ----------
-    input_size, hidden_size : int
+    input_size : int
+        Number of features of each step of the input, at least 1.
+    hidden_size : int
+        Number of features of the hidden state ``H``, at least 1.
     num_layers : int, default 1
-    nonlinearity : {"tanh", "relu"}
+        Number of stacked layers; layer ``k > 0`` reads layer ``k - 1``'s output.
+    nonlinearity : {"tanh", "relu"}, default "tanh"
+        The activation ``f``.
     bias : bool, default True
         Whether the layers have ``bias_ih_l{k}`` and ``bias_hh_l{k}``.
     batch_first : bool, default False
         Input and output are ``(N, L, features)`` instead of ``(L, N, features)``;
         the hidden state keeps ``(D * num_layers, N, H)`` either way.
-    dropout : float in [0, 1], default 0
-        Dropout on the outputs of every layer but the last, in training mode.
+    dropout : float, default 0.0
+        Probability, in ``[0, 1]``, of zeroing each output of every layer but
+        the last, in training mode (a ``UserWarning`` with one layer, where it
+        does nothing).
     bidirectional : bool, default False
-    dtype : float32 or float64, keyword-only
-    seed : int or None, keyword-only
-        Seeds the initialisation, uniform(-1/sqrt(H), 1/sqrt(H)) like PyTorch,
-        and the dropout masks.
+        Run a second direction backwards over each layer's input; ``D = 2``
+        and the outputs of the two directions are concatenated.
+    dtype : {numpy.float32, numpy.float64}, default numpy.float32, keyword-only
+        Dtype of the parameters and of every computation.
+    seed : int or None, default None, keyword-only
+        Seeds the initialisation, every parameter uniform in
+        ``(-1/sqrt(H), 1/sqrt(H))`` like PyTorch, and the dropout masks.
 
-    Parameters are named as in PyTorch's ``state_dict`` (``weight_ih_l0``,
-    ``bias_hh_l1_reverse``, ...) and readable as attributes.
+    Attributes
+    ----------
+    weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0, ... : ndarray
+        Every parameter, named as in PyTorch's ``state_dict`` (``_l{k}`` for
+        layer ``k``, ``_reverse`` for the backward direction), readable as an
+        attribute and assignable (an array of the same shape).  Weights are
+        ``(gates * H, in)``; see :meth:`RNNBase.named_parameters`.
+    training : bool
+        Training mode (dropout on); see :meth:`RNNBase.train`.
+
+    Raises
+    ------
+    ValueError
+        If a size is below 1, ``dropout`` is out of ``[0, 1]``,
+        or ``nonlinearity`` is unknown.
+    TypeError
+        If a size is not an integer, ``bias``, ``batch_first`` or
+        ``bidirectional`` is not a bool, or ``dtype`` is not float32 or float64.
+
+    See Also
+    --------
+    LSTM, GRU : The gated cells.
+    rnnfast.torch.RNN : The same as a ``torch.nn.Module``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import rnnfast
+    >>> rnn = rnnfast.RNN(3, 5, num_layers=2, seed=0)
+    >>> rnn
+    RNN(3, 5, num_layers=2, dtype=float32)
+    >>> x = np.ones((7, 4, 3), dtype=np.float32)        # (L, N, input_size)
+    >>> output, h_n = rnn(x)
+    >>> output.shape, h_n.shape
+    ((7, 4, 5), (2, 4, 5))
+    >>> grads = rnn.backward(np.ones_like(output))
+    >>> grads["input"].shape, grads["weight_hh_l1"].shape
+    ((7, 4, 3), (5, 5))
     """
 
     _MODES = {f: cell_mode("rnn", f) for f in nonlinearities("rnn")}
@@ -888,29 +1185,75 @@ class LSTM(RNNBase):
         c_t = f * c_prev + i * g
         h_t = o * tanh(c_t)              (then h_t W_hr^T with proj_size > 0)
 
+    ``forward(input, hx=None, lengths=None)`` takes ``hx = (h0, c0)`` and
+    returns ``(output, (h_n, c_n))``; :meth:`backward` takes the gradients of
+    all three outputs.  The other methods are those of :class:`RNNBase`.
+
     Parameters
     ----------
-    input_size, hidden_size : int
+    input_size : int
+        Number of features of each step of the input, at least 1.
+    hidden_size : int
+        Number of features of the hidden state ``H``, at least 1.
     num_layers : int, default 1
+        Number of stacked layers; layer ``k > 0`` reads layer ``k - 1``'s output.
     bias : bool, default True
+        Whether the layers have ``bias_ih_l{k}`` and ``bias_hh_l{k}``.
     batch_first : bool, default False
-    dropout : float in [0, 1], default 0
-        Dropout on the outputs of every layer but the last, in training mode.
+        Input and output are ``(N, L, features)`` instead of ``(L, N, features)``;
+        the hidden state keeps ``(D * num_layers, N, H)`` either way.
+    dropout : float, default 0.0
+        Probability, in ``[0, 1]``, of zeroing each output of every layer but
+        the last, in training mode (a ``UserWarning`` with one layer, where it
+        does nothing).
     bidirectional : bool, default False
+        Run a second direction backwards over each layer's input; ``D = 2``
+        and the outputs of the two directions are concatenated.
     proj_size : int, default 0
         With ``0 < proj_size < hidden_size``, h is projected to ``proj_size``
         by ``weight_hr_l{k}`` (``(proj_size, hidden_size)``); the output and
         ``h_n`` then have width ``proj_size`` (``c_n`` keeps ``hidden_size``).
-    dtype : float32 or float64, keyword-only
-    seed : int or None, keyword-only
-        Seeds the initialisation, uniform(-1/sqrt(H), 1/sqrt(H)) for every
-        parameter like PyTorch, and the dropout masks.
+    dtype : {numpy.float32, numpy.float64}, default numpy.float32, keyword-only
+        Dtype of the parameters and of every computation.
+    seed : int or None, default None, keyword-only
+        Seeds the initialisation, every parameter uniform in
+        ``(-1/sqrt(H), 1/sqrt(H))`` like PyTorch, and the dropout masks.
 
-    ``forward(input, hx=None, lengths=None)`` takes ``hx = (h0, c0)`` and
-    returns ``(output, (h_n, c_n))``; ``backward(grad_output, grad_h_n=None,
-    grad_c_n=None)`` returns ``"input"``, ``"hx"``, ``"cx"`` and every
-    parameter's gradient.  Parameters are named as in PyTorch's
-    ``state_dict`` and readable as attributes.
+    Attributes
+    ----------
+    weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0, ... : ndarray
+        Every parameter, named as in PyTorch's ``state_dict`` (``_l{k}`` for
+        layer ``k``, ``_reverse`` for the backward direction), readable as an
+        attribute and assignable (an array of the same shape).  Weights are
+        ``(gates * H, in)``; see :meth:`RNNBase.named_parameters`.
+    training : bool
+        Training mode (dropout on); see :meth:`RNNBase.train`.
+
+    Raises
+    ------
+    ValueError
+        If a size is below 1, ``dropout`` is out of ``[0, 1]``,
+        or ``proj_size`` is negative or not below ``hidden_size``.
+    TypeError
+        If a size is not an integer, ``bias``, ``batch_first`` or
+        ``bidirectional`` is not a bool, or ``dtype`` is not float32 or float64.
+
+    See Also
+    --------
+    rnnfast.torch.LSTM : The same as a ``torch.nn.Module``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import rnnfast
+    >>> lstm = rnnfast.LSTM(3, 5, batch_first=True, bidirectional=True, proj_size=2, seed=0)
+    >>> x = np.ones((4, 7, 3), dtype=np.float32)        # (N, L, input_size)
+    >>> output, (h_n, c_n) = lstm(x)
+    >>> output.shape, h_n.shape, c_n.shape
+    ((4, 7, 4), (2, 4, 2), (2, 4, 5))
+    >>> grads = lstm.backward(np.ones_like(output))
+    >>> grads["cx"].shape, grads["weight_hr_l0_reverse"].shape
+    ((2, 4, 5), (2, 5))
     """
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
@@ -919,13 +1262,31 @@ class LSTM(RNNBase):
                          dropout, bidirectional, proj_size, dtype=dtype, seed=seed)
 
     def backward(self, grad_output, grad_h_n=None, grad_c_n=None, *, retain_graph=False):
-        """Gradients of this thread's last ``forward`` given those of ``output``, ``h_n``
-        and ``c_n``.
+        """Compute the gradients of this thread's last ``forward``.
 
-        Returns a dict with ``"input"``, ``"hx"``, ``"cx"`` (shaped like those
-        arguments) and one entry per parameter name, as PyTorch's autograd
-        gives them.  ``retain_graph`` and the errors are as for
-        :meth:`RNNBase.backward`.
+        Parameters
+        ----------
+        grad_output : array_like
+            Gradient with respect to ``output`` (same shape).
+        grad_h_n : array_like, optional
+            Gradient with respect to ``h_n`` (same shape); zeros when omitted.
+        grad_c_n : array_like, optional
+            Gradient with respect to ``c_n`` (same shape); zeros when omitted.
+        retain_graph : bool, default False, keyword-only
+            Keep the forward's cache for another ``backward``.
+
+        Returns
+        -------
+        grads : dict[str, ndarray]
+            ``"input"``, ``"hx"``, ``"cx"`` (shaped like those arguments) and
+            one entry per parameter name, as PyTorch's autograd gives them.
+
+        Raises
+        ------
+        RuntimeError
+            No forward cache in this thread (as for :meth:`RNNBase.backward`).
+        ValueError
+            A gradient whose shape is not its output's.
         """
         return self._backward(grad_output, [grad_h_n, grad_c_n], retain_graph)
 
@@ -944,8 +1305,68 @@ class GRU(RNNBase):
         n = tanh(x_t W_in^T + b_in + r * (h_prev W_hn^T + b_hn))
         h_t = (1 - z) * n + z * h_prev
 
-    Parameters are as for :class:`RNN` without ``nonlinearity``; ``forward``
-    and ``backward`` likewise (``"input"``, ``"hx"`` and every parameter).
+    The methods (``forward``, ``backward``, ``state_dict``...) are those of
+    :class:`RNNBase`; ``backward`` returns ``"input"``, ``"hx"`` and every
+    parameter's gradient.
+
+    Parameters
+    ----------
+    input_size : int
+        Number of features of each step of the input, at least 1.
+    hidden_size : int
+        Number of features of the hidden state ``H``, at least 1.
+    num_layers : int, default 1
+        Number of stacked layers; layer ``k > 0`` reads layer ``k - 1``'s output.
+    bias : bool, default True
+        Whether the layers have ``bias_ih_l{k}`` and ``bias_hh_l{k}``.
+    batch_first : bool, default False
+        Input and output are ``(N, L, features)`` instead of ``(L, N, features)``;
+        the hidden state keeps ``(D * num_layers, N, H)`` either way.
+    dropout : float, default 0.0
+        Probability, in ``[0, 1]``, of zeroing each output of every layer but
+        the last, in training mode (a ``UserWarning`` with one layer, where it
+        does nothing).
+    bidirectional : bool, default False
+        Run a second direction backwards over each layer's input; ``D = 2``
+        and the outputs of the two directions are concatenated.
+    dtype : {numpy.float32, numpy.float64}, default numpy.float32, keyword-only
+        Dtype of the parameters and of every computation.
+    seed : int or None, default None, keyword-only
+        Seeds the initialisation, every parameter uniform in
+        ``(-1/sqrt(H), 1/sqrt(H))`` like PyTorch, and the dropout masks.
+
+    Attributes
+    ----------
+    weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0, ... : ndarray
+        Every parameter, named as in PyTorch's ``state_dict`` (``_l{k}`` for
+        layer ``k``, ``_reverse`` for the backward direction), readable as an
+        attribute and assignable (an array of the same shape).  Weights are
+        ``(gates * H, in)``; see :meth:`RNNBase.named_parameters`.
+    training : bool
+        Training mode (dropout on); see :meth:`RNNBase.train`.
+
+    Raises
+    ------
+    ValueError
+        If a size is below 1 or ``dropout`` is out of ``[0, 1]``.
+    TypeError
+        If a size is not an integer, ``bias``, ``batch_first`` or
+        ``bidirectional`` is not a bool, or ``dtype`` is not float32 or float64.
+
+    See Also
+    --------
+    rnnfast.torch.GRU : The same as a ``torch.nn.Module``.
+
+    Examples
+    --------
+    Unbatched input, ``(L, input_size)``:
+
+    >>> import numpy as np
+    >>> import rnnfast
+    >>> gru = rnnfast.GRU(3, 5, seed=0)
+    >>> output, h_n = gru(np.ones((7, 3)))
+    >>> output.shape, h_n.shape
+    ((7, 5), (1, 5))
     """
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,

@@ -29,7 +29,42 @@ __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "clip_grad
 
 
 class Optimizer:
-    """Base class: holds ``params`` and validates gradients; subclasses define ``_update``."""
+    """Base class of the optimizers: holds the parameters, checks the gradients, counts steps.
+
+    Subclasses define the update rule of one parameter (``_update``); the
+    base class checks every gradient, parameter and buffer before any of them
+    changes, then updates each parameter in place.
+
+    Parameters
+    ----------
+    params : dict[str, ndarray] or iterable of (str, ndarray)
+        The parameters to update in place: ``RNNModel.parameters`` or a module's
+        ``named_parameters()``.  Each must be a writeable, C-contiguous float32
+        or float64 array in native byte order.
+    lr : float
+        Learning rate, non-negative and finite.
+
+    Attributes
+    ----------
+    params : dict[str, ndarray]
+        The parameters, by name (the caller's arrays, not copies).
+    lr : float
+        Learning rate; may be assigned between steps.
+    steps : int
+        The number of steps taken.
+    state : dict[str, dict[str, ndarray]]
+        The buffers of each parameter (such as ``exp_avg``), by parameter name.
+
+    Raises
+    ------
+    TypeError
+        If ``params`` is empty or not a dict or pairs, a parameter is not a
+        float32/float64 ndarray, or a hyperparameter is not a real number
+        (a flag not a bool).
+    ValueError
+        If a parameter is read-only or not C-contiguous, a name repeats, or a
+        hyperparameter is negative, not finite or out of range.
+    """
 
     def __init__(self, params, lr):
         params = _as_parameter_dict(params)
@@ -68,7 +103,27 @@ class Optimizer:
         return checked
 
     def step(self, grads):
-        """Update every parameter in place from ``grads``."""
+        """Update every parameter in place from its gradient.
+
+        Parameters
+        ----------
+        grads : dict[str, array_like]
+            The gradient of parameter ``K`` as ``grads[K]`` (a module's
+            ``backward``) or ``grads["d" + K]`` (:func:`rnnfast.rnn_loss`,
+            :meth:`RNNModel.loss_and_grads`), of the parameter's shape; real
+            numbers, cast to the parameter's dtype.  Other entries are ignored.
+
+        Raises
+        ------
+        TypeError
+            If ``grads`` is not a dict, a gradient is not real, or a parameter
+            was replaced by an array the optimizer cannot update.
+        KeyError
+            If a parameter has no gradient.
+        ValueError
+            If a gradient's shape differs from its parameter's, or a parameter
+            was replaced by one of another shape or dtype than its buffers.
+        """
         checked = self._gradients(grads)
         self.steps += 1
         for name, p in self.params.items():
@@ -92,17 +147,43 @@ class Optimizer:
         return {k: getattr(self, k) for k in self._HYPERPARAMETERS}
 
     def state_dict(self):
-        """A copy of the optimizer's state: step count, hyperparameters, buffers by parameter."""
+        """Return a copy of the optimizer's state.
+
+        Returns
+        -------
+        state_dict : dict
+            ``{"steps": int, "hyperparameters": dict, "state": {name: {buffer:
+            ndarray}}}``: the step count, :attr:`hyperparameters` and a copy of
+            every buffer, by parameter name.
+
+        See Also
+        --------
+        load_state_dict : Restores it.
+        """
         return {"steps": self.steps,
                 "hyperparameters": self.hyperparameters,
                 "state": {name: {k: v.copy() for k, v in st.items()}
                           for name, st in self.state.items()}}
 
     def load_state_dict(self, state_dict):
-        """Restore what :meth:`state_dict` returned (of an optimizer of this kind and parameters).
+        """Restore a state returned by :meth:`state_dict`.
 
-        Everything is checked first (parameter names, buffer names, shapes and
-        dtypes, hyperparameter names); nothing changes unless all of it fits.
+        Everything is checked first (parameter names, buffer shapes and dtypes,
+        hyperparameter names); nothing changes unless all of it fits.  The
+        buffers are copied.
+
+        Parameters
+        ----------
+        state_dict : dict
+            What :meth:`state_dict` of an optimizer of the same kind, over
+            parameters of the same names, shapes and dtypes, returned.
+
+        Raises
+        ------
+        ValueError
+            If ``state_dict`` is not such a dict, is of another kind of
+            optimizer, or names parameters or buffer shapes and dtypes this
+            optimizer does not have.
         """
         try:
             steps, hyper, state = (state_dict["steps"], state_dict["hyperparameters"],
@@ -166,12 +247,58 @@ def _check_parameter(name, p):
 
 
 class SGD(Optimizer):
-    """Stochastic gradient descent (``torch.optim.SGD``)::
+    """Stochastic gradient descent, as ``torch.optim.SGD``.
+
+    Each step, for each parameter ``p`` and its gradient ``g``::
 
         g = g + weight_decay p
         buf = g at the first step, then momentum buf + (1 - dampening) g
         g = g + momentum buf (nesterov) or buf
         p -= lr g
+
+    Parameters
+    ----------
+    params : dict[str, ndarray] or iterable of (str, ndarray)
+        The parameters to update in place: ``RNNModel.parameters`` or a module's
+        ``named_parameters()``.  Each must be a writeable, C-contiguous float32
+        or float64 array in native byte order.
+    lr : float, default 1e-3
+        Learning rate.
+    momentum : float, default 0.0
+        Momentum factor (0: none, no buffer kept).
+    dampening : float, default 0.0
+        Dampening of the momentum.
+    weight_decay : float, default 0.0
+        L2 penalty added to the gradient.
+    nesterov : bool, default False
+        Nesterov momentum; needs ``momentum > 0`` and ``dampening == 0``.
+
+    Raises
+    ------
+    TypeError
+        If ``params`` is empty or not a dict or pairs, a parameter is not a
+        float32/float64 ndarray, or a hyperparameter is not a real number
+        (a flag not a bool).
+    ValueError
+        If a parameter is read-only or not C-contiguous, a name repeats, or a
+        hyperparameter is negative, not finite or out of range.
+
+    See Also
+    --------
+    Optimizer : The methods and attributes every optimizer has.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rnnfast import optim
+    >>> params = {"w": np.array([1.0, -2.0])}
+    >>> opt = optim.SGD(params, lr=0.1, momentum=0.9)
+    >>> opt.step({"w": np.array([0.5, 0.5])})
+    >>> params["w"]
+    array([ 0.95, -2.05])
+    >>> opt.step({"dw": np.array([0.5, 0.5])})    # "d" + name works too
+    >>> params["w"], opt.steps
+    (array([ 0.855, -2.145]), 2)
     """
 
     _HYPERPARAMETERS = ("lr", "momentum", "dampening", "weight_decay", "nesterov")
@@ -203,13 +330,66 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam (``torch.optim.Adam``, L2 ``weight_decay`` added to the gradient)::
+    """Adam, as ``torch.optim.Adam`` (L2 ``weight_decay`` added to the gradient).
 
+    Each step ``t``, for each parameter ``p`` and its gradient ``g``::
+
+        g = g + weight_decay p
         m = beta1 m + (1 - beta1) g          v = beta2 v + (1 - beta2) g^2
         v_max = max(v_max, v) with amsgrad (used instead of v below)
         p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 
-    Without amsgrad the step is one compiled pass per parameter.
+    Without amsgrad the step is one compiled pass per parameter.  The buffers
+    are ``exp_avg`` (m), ``exp_avg_sq`` (v) and, with amsgrad,
+    ``max_exp_avg_sq``.
+
+    Parameters
+    ----------
+    params : dict[str, ndarray] or iterable of (str, ndarray)
+        The parameters to update in place: ``RNNModel.parameters`` or a module's
+        ``named_parameters()``.  Each must be a writeable, C-contiguous float32
+        or float64 array in native byte order.
+    lr : float, default 1e-3
+        Learning rate.
+    betas : tuple of (float, float), default (0.9, 0.999)
+        Decay rates of the averages of the gradient and of its square, each in
+        ``[0, 1)``.
+    eps : float, default 1e-8
+        Added to the denominator.
+    weight_decay : float, default 0.0
+        L2 penalty added to the gradient.
+    amsgrad : bool, default False
+        Use the largest ``v`` seen so far (AMSGrad).
+
+    Raises
+    ------
+    TypeError
+        If ``params`` is empty or not a dict or pairs, a parameter is not a
+        float32/float64 ndarray, or a hyperparameter is not a real number
+        (a flag not a bool).
+    ValueError
+        If a parameter is read-only or not C-contiguous, a name repeats, or a
+        hyperparameter is negative, not finite or out of range.
+
+    See Also
+    --------
+    AdamW : Adam with decoupled weight decay.
+    Optimizer : The methods and attributes every optimizer has.
+
+    Examples
+    --------
+    The first Adam step moves every parameter by about ``lr`` against the sign
+    of its gradient:
+
+    >>> import numpy as np
+    >>> from rnnfast import optim
+    >>> params = {"w": np.array([1.0, -2.0])}
+    >>> opt = optim.Adam(params, lr=0.01)
+    >>> opt.step({"w": np.array([3.0, -0.5])})
+    >>> params["w"].round(6)
+    array([ 0.99, -1.99])
+    >>> sorted(opt.state["w"])
+    ['exp_avg', 'exp_avg_sq']
     """
 
     _HYPERPARAMETERS = ("lr", "betas", "eps", "weight_decay", "amsgrad")
@@ -258,8 +438,43 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    """AdamW (``torch.optim.AdamW``): Adam with decoupled weight decay, applied first as
-    ``p *= 1 - lr * weight_decay`` (default ``weight_decay=1e-2``)."""
+    """AdamW, as ``torch.optim.AdamW``: Adam with decoupled weight decay.
+
+    The decay is applied to the parameter first, ``p *= 1 - lr * weight_decay``,
+    and not added to the gradient; the rest of the step is :class:`Adam`'s.
+
+    Parameters
+    ----------
+    params : dict[str, ndarray] or iterable of (str, ndarray)
+        The parameters to update in place: ``RNNModel.parameters`` or a module's
+        ``named_parameters()``.  Each must be a writeable, C-contiguous float32
+        or float64 array in native byte order.
+    lr : float, default 1e-3
+        Learning rate.
+    betas : tuple of (float, float), default (0.9, 0.999)
+        Decay rates of the averages of the gradient and of its square, each in
+        ``[0, 1)``.
+    eps : float, default 1e-8
+        Added to the denominator.
+    weight_decay : float, default 1e-2
+        Decoupled weight decay.
+    amsgrad : bool, default False
+        Use the largest ``v`` seen so far (AMSGrad).
+
+    Raises
+    ------
+    TypeError
+        If ``params`` is empty or not a dict or pairs, a parameter is not a
+        float32/float64 ndarray, or a hyperparameter is not a real number
+        (a flag not a bool).
+    ValueError
+        If a parameter is read-only or not C-contiguous, a name repeats, or a
+        hyperparameter is negative, not finite or out of range.
+
+    See Also
+    --------
+    Adam : The same update with L2 weight decay.
+    """
 
     _decoupled = True
 
@@ -277,13 +492,49 @@ def _lerp(start, end, weight):
 
 
 class RMSprop(Optimizer):
-    """RMSprop (``torch.optim.RMSprop``)::
+    """RMSprop, as ``torch.optim.RMSprop``.
+
+    Each step, for each parameter ``p`` and its gradient ``g``::
 
         g = g + weight_decay p
         s = alpha s + (1 - alpha) g^2
         avg = sqrt(s - a^2) with centered (a = lerp(a, g, 1 - alpha)), else sqrt(s); avg += eps
         buf = momentum buf + g / avg; p -= lr buf     (with momentum)
         p -= lr g / avg                              (without)
+
+    Parameters
+    ----------
+    params : dict[str, ndarray] or iterable of (str, ndarray)
+        The parameters to update in place: ``RNNModel.parameters`` or a module's
+        ``named_parameters()``.  Each must be a writeable, C-contiguous float32
+        or float64 array in native byte order.
+    lr : float, default 1e-2
+        Learning rate.
+    alpha : float, default 0.99
+        Decay rate of the average of the squared gradient.
+    eps : float, default 1e-8
+        Added to the denominator.
+    weight_decay : float, default 0.0
+        L2 penalty added to the gradient.
+    momentum : float, default 0.0
+        Momentum factor (0: none).
+    centered : bool, default False
+        Divide by an estimate of the gradient's variance rather than of its
+        second moment.
+
+    Raises
+    ------
+    TypeError
+        If ``params`` is empty or not a dict or pairs, a parameter is not a
+        float32/float64 ndarray, or a hyperparameter is not a real number
+        (a flag not a bool).
+    ValueError
+        If a parameter is read-only or not C-contiguous, a name repeats, or a
+        hyperparameter is negative, not finite or out of range.
+
+    See Also
+    --------
+    Optimizer : The methods and attributes every optimizer has.
     """
 
     _HYPERPARAMETERS = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered")
@@ -328,11 +579,44 @@ class RMSprop(Optimizer):
 
 
 class Adagrad(Optimizer):
-    """Adagrad (``torch.optim.Adagrad``)::
+    """Adagrad, as ``torch.optim.Adagrad``.
+
+    Each step ``t``, for each parameter ``p`` and its gradient ``g``::
 
         g = g + weight_decay p;   clr = lr / (1 + (t - 1) lr_decay)
         s = s + g^2  (s starts at initial_accumulator_value)
         p -= clr g / (sqrt(s) + eps)
+
+    Parameters
+    ----------
+    params : dict[str, ndarray] or iterable of (str, ndarray)
+        The parameters to update in place: ``RNNModel.parameters`` or a module's
+        ``named_parameters()``.  Each must be a writeable, C-contiguous float32
+        or float64 array in native byte order.
+    lr : float, default 1e-2
+        Learning rate.
+    lr_decay : float, default 0.0
+        Decay of the learning rate with the step count.
+    weight_decay : float, default 0.0
+        L2 penalty added to the gradient.
+    initial_accumulator_value : float, default 0.0
+        Starting value of the sum of squared gradients.
+    eps : float, default 1e-10
+        Added to the denominator.
+
+    Raises
+    ------
+    TypeError
+        If ``params`` is empty or not a dict or pairs, a parameter is not a
+        float32/float64 ndarray, or a hyperparameter is not a real number
+        (a flag not a bool).
+    ValueError
+        If a parameter is read-only or not C-contiguous, a name repeats, or a
+        hyperparameter is negative, not finite or out of range.
+
+    See Also
+    --------
+    Optimizer : The methods and attributes every optimizer has.
     """
 
     _HYPERPARAMETERS = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps")
@@ -379,8 +663,46 @@ def clip_grad_norm(grads, max_norm, norm_type=2.0):
     ``norm_type``-norms (``inf``: the largest magnitude), and the scale
     ``min(1, max_norm / (total_norm + 1e-6))``.  Every entry counts and
     changes except the inputs' and initial states' gradients (``input``,
-    ``hx``, ``cx``, ``dx``, ``dh0``, ``dc0``).  Returns the total norm before
-    clipping.
+    ``hx``, ``cx``, ``dx``, ``dh0``, ``dc0``, ``dxt``, ``dh_prev``).
+
+    Parameters
+    ----------
+    grads : dict[str, ndarray]
+        The gradients, as a module's ``backward``, :func:`rnnfast.rnn_loss` or
+        :meth:`RNNModel.loss_and_grads` return them; the parameter gradients
+        must be writeable floating-point ndarrays.
+    max_norm : float
+        The largest total norm allowed, non-negative and finite.
+    norm_type : float, default 2.0
+        The order of the norm, non-negative; ``math.inf`` for the max norm.
+
+    Returns
+    -------
+    total_norm : float
+        The total norm of the parameter gradients before clipping.
+
+    Raises
+    ------
+    TypeError
+        If ``grads`` is not a dict, a parameter gradient is not a writeable
+        floating-point ndarray, or ``max_norm``/``norm_type`` is not a real number.
+    ValueError
+        If ``grads`` holds no parameter gradient, or ``max_norm`` or
+        ``norm_type`` is negative or NaN (``max_norm`` also: infinite).
+
+    See Also
+    --------
+    clip_grad_value : Clamps each entry instead.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rnnfast.optim import clip_grad_norm
+    >>> grads = {"dW": np.array([3.0, 4.0]), "dx": np.ones(2)}
+    >>> clip_grad_norm(grads, 1.0)
+    5.0
+    >>> grads["dW"].round(6), grads["dx"]
+    (array([0.6, 0.8]), array([1., 1.]))
     """
     max_norm = V.check_number("max_norm", max_norm)
     norm_type = V.check_number("norm_type", norm_type, finite=False)
@@ -401,7 +723,41 @@ def clip_grad_norm(grads, max_norm, norm_type=2.0):
 
 
 def clip_grad_value(grads, clip_value):
-    """Clamp the parameter gradients in place to ``[-clip_value, clip_value]``."""
+    """Clamp the parameter gradients in place to ``[-clip_value, clip_value]``.
+
+    The inputs' and initial states' gradients are left alone, as in
+    :func:`clip_grad_norm`.
+
+    Parameters
+    ----------
+    grads : dict[str, ndarray]
+        The gradients; the parameter gradients must be writeable floating-point
+        ndarrays.
+    clip_value : float
+        The largest magnitude allowed, non-negative and finite.
+
+    Raises
+    ------
+    TypeError
+        If ``grads`` is not a dict, a parameter gradient is not a writeable
+        floating-point ndarray, or ``clip_value`` is not a real number.
+    ValueError
+        If ``grads`` holds no parameter gradient, or ``clip_value`` is negative
+        or not finite.
+
+    See Also
+    --------
+    clip_grad_norm : Scales all the gradients together instead.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rnnfast.optim import clip_grad_value
+    >>> grads = {"dW": np.array([3.0, -4.0, 0.2])}
+    >>> clip_grad_value(grads, 1.0)
+    >>> grads["dW"]
+    array([ 1. , -1. ,  0.2])
+    """
     clip_value = V.check_number("clip_value", clip_value)
     for a in _parameter_gradients(grads):
         np.clip(a, -clip_value, clip_value, out=a)

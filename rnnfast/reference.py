@@ -56,28 +56,58 @@ __all__ = [
 
 
 def softmax(z):
-    """Column-wise softmax: ``exp(z - max) / sum(exp(z - max))`` over axis 0.
+    """Compute the softmax of each column: ``exp(z - max) / sum(exp(z - max))`` over axis 0.
 
-    Subtracting each column's maximum keeps ``exp`` from overflowing.
+    Subtracting each column's maximum keeps ``exp`` from overflowing.  The seed
+    RNN's output layer (:func:`rnn_cell_forward`); the compiled kernels compute
+    the same inside :func:`rnnfast.rnn_forward`.
+
+    Parameters
+    ----------
+    z : ndarray of shape (n_y, ...)
+        Logits, one column per sample.
+
+    Returns
+    -------
+    p : ndarray
+        Probabilities of the shape of ``z``; each column sums to 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rnnfast.reference import softmax
+    >>> softmax(np.array([[0.0, 1000.0], [0.0, 1000.0]]))
+    array([[0.5, 0.5],
+           [0.5, 0.5]])
     """
     e = np.exp(z - np.max(z, axis=0, keepdims=True))
     return e / np.sum(e, axis=0, keepdims=True)
 
 
 def rnn_cell_forward(xt, h_prev, parameters):
-    """One time step.
+    """Run one time step of the seed RNN.
+
+    The NumPy twin of :func:`rnnfast.rnn_cell_forward`:
+    ``h_next = tanh(Whx xt + Whh h_prev + bh)``, ``y_pred = softmax(Wyh h_next + by)``.
 
     Parameters
     ----------
     xt : ndarray, shape (n_x, m)
+        Input at this step.
     h_prev : ndarray, shape (n_h, m)
-    parameters : dict with ``Whx, Whh, Wyh, bh, by``
+        Hidden state of the previous step.
+    parameters : dict[str, ndarray]
+        ``Whx (n_h, n_x)``, ``Whh (n_h, n_h)``, ``Wyh (n_y, n_h)``,
+        ``bh (n_h, 1)``, ``by (n_y, 1)``.
 
     Returns
     -------
     h_next : ndarray, shape (n_h, m)
+        The new hidden state.
     y_pred : ndarray, shape (n_y, m)
-    cache : tuple ``(h_next, h_prev, xt, parameters)``
+        The softmax output.
+    cache : tuple
+        ``(h_next, h_prev, xt, parameters)`` for :func:`rnn_cell_backward`.
     """
     Whx, Whh = parameters["Whx"], parameters["Whh"]
     Wyh, bh, by = parameters["Wyh"], parameters["bh"], parameters["by"]
@@ -87,13 +117,20 @@ def rnn_cell_forward(xt, h_prev, parameters):
 
 
 def rnn_forward(x, h0, parameters):
-    """Run the cell over every time step of ``x``.
+    """Run the seed RNN over every time step of ``x``.
+
+    The NumPy twin of :func:`rnnfast.rnn_forward`: one :func:`rnn_cell_forward`
+    per step, in float64.
 
     Parameters
     ----------
     x : ndarray, shape (n_x, m, T_x)
+        Inputs of every step.
     h0 : ndarray, shape (n_h, m)
-    parameters : dict with ``Whx, Whh, Wyh, bh, by``
+        Initial hidden state.
+    parameters : dict[str, ndarray]
+        ``Whx (n_h, n_x)``, ``Whh (n_h, n_h)``, ``Wyh (n_y, n_h)``,
+        ``bh (n_h, 1)``, ``by (n_y, 1)``.
 
     Returns
     -------
@@ -101,8 +138,25 @@ def rnn_forward(x, h0, parameters):
         Hidden state after every step.
     y_pred : ndarray, shape (n_y, m, T_x)
         Softmax output of every step.
-    caches : tuple ``(steps, x)``
-        ``steps`` is a list of the per-step cell caches.
+    caches : tuple
+        ``(steps, x)``: ``steps`` is the list of the per-step caches of
+        :func:`rnn_cell_forward`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import rnnfast
+    >>> from rnnfast import reference
+    >>> rng = np.random.default_rng(0)
+    >>> parameters = {"Whx": rng.standard_normal((5, 3)), "Whh": rng.standard_normal((5, 5)),
+    ...               "Wyh": rng.standard_normal((2, 5)), "bh": np.zeros((5, 1)),
+    ...               "by": np.zeros((2, 1))}
+    >>> x, h0 = rng.standard_normal((3, 4, 6)), np.zeros((5, 4))
+    >>> h, y_pred, (steps, _) = reference.rnn_forward(x, h0, parameters)
+    >>> h.shape, len(steps)
+    ((5, 4, 6), 6)
+    >>> bool(np.allclose(h, rnnfast.rnn_forward(x, h0, parameters)[0]))
+    True
     """
     n_x, m, n_steps = x.shape
     n_y, n_h = parameters["Wyh"].shape
@@ -119,17 +173,27 @@ def rnn_forward(x, h0, parameters):
 
 
 def rnn_cell_backward(dh_next, cache):
-    """Gradients of one step given the gradient flowing into ``h_next``.
+    """Compute the gradients of one step given the gradient flowing into ``h_next``.
 
-    With ``dz = dh_next * (1 - h_next**2)`` (the derivative of tanh)::
+    The NumPy twin of :func:`rnnfast.rnn_cell_backward`.  With
+    ``dz = dh_next * (1 - h_next**2)`` (the derivative of tanh)::
 
         dxt     = Whx^T dz          dWhx = dz xt^T
         dh_prev = Whh^T dz          dWhh = dz h_prev^T
         dbh     = sum of dz over the batch (shape (n_h, 1))
 
+    Parameters
+    ----------
+    dh_next : ndarray, shape (n_h, m)
+        Gradient of the loss with respect to ``h_next``.
+    cache : tuple
+        ``(h_next, h_prev, xt, parameters)`` from :func:`rnn_cell_forward`.
+
     Returns
     -------
-    dict with ``dxt, dh_prev, dWhx, dWhh, dbh``
+    gradients : dict[str, ndarray]
+        ``dxt (n_x, m)``, ``dh_prev (n_h, m)``, ``dWhx (n_h, n_x)``,
+        ``dWhh (n_h, n_h)``, ``dbh (n_h, 1)``.
     """
     h_next, h_prev, xt, parameters = cache
     Whx, Whh = parameters["Whx"], parameters["Whh"]
@@ -144,19 +208,24 @@ def rnn_cell_backward(dh_next, cache):
 
 
 def rnn_backward(dh, caches):
-    """Backpropagation through time.
+    """Backpropagate through time over the steps of :func:`rnn_forward`.
+
+    The NumPy twin of :func:`rnnfast.rnn_backward`: one
+    :func:`rnn_cell_backward` per step, last step first.
 
     Parameters
     ----------
     dh : ndarray, shape (n_h, m, T_x)
         Upstream gradient of the loss with respect to every hidden state
         (not counting the path through later time steps, which this adds).
-    caches : tuple ``(steps, x)`` from :func:`rnn_forward`
+    caches : tuple
+        ``(steps, x)`` from :func:`rnn_forward`.
 
     Returns
     -------
-    dict with ``dx (n_x, m, T_x)``, ``dh0 (n_h, m)``, ``dWhx``, ``dWhh``,
-    ``dbh (n_h, 1)``
+    gradients : dict[str, ndarray]
+        ``dx (n_x, m, T_x)``, ``dh0 (n_h, m)``, ``dWhx (n_h, n_x)``,
+        ``dWhh (n_h, n_h)``, ``dbh (n_h, 1)``.
     """
     steps, x = caches
     n_h, m, n_steps = dh.shape
@@ -213,7 +282,33 @@ def _valid_steps(n_steps, n_batch, lengths):
 
 def rnn_layer_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
                       reverse=False, lengths=None):
-    """One direction of one ``nn.RNN`` layer.
+    """Run one direction of one ``nn.RNN`` layer.
+
+    The NumPy twin of the compiled Elman layer kernel
+    (``rnnfast._kernels.layer_forward``), which runs :class:`rnnfast.RNN` and
+    the operator :func:`rnnfast.torch.rnn_layer`:
+    ``h_t = f(x_t w_ih^T + b_ih + h_prev w_hh^T + b_hh)``, time-major.
+
+    Parameters
+    ----------
+    x : ndarray, shape (T, N, n_in)
+        Inputs.
+    h0 : ndarray, shape (N, H)
+        Initial state.
+    w_ih : ndarray, shape (H, n_in)
+        Input weights.
+    w_hh : ndarray, shape (H, H)
+        Recurrent weights.
+    b_ih, b_hh : ndarray, shape (H,), optional
+        Biases, both or neither.
+    nonlinearity : {"tanh", "relu"}, default "tanh"
+        The activation ``f``.
+    reverse : bool, default False
+        Run the steps from ``T - 1`` down to 0.
+    lengths : sequence of int of length N, optional
+        Each sequence's valid length (``pack_padded_sequence`` semantics): a
+        step ``t >= lengths[i]`` leaves sequence ``i``'s state unchanged and
+        outputs zeros.  None: every sequence has ``T`` steps.
 
     Returns
     -------
@@ -246,13 +341,26 @@ def rnn_layer_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tan
 
 
 def rnn_layer_backward(d_output, d_h_n, cache):
-    """Gradients of one layer direction given those of ``output`` and ``h_n``.
+    """Compute the gradients of one Elman layer direction.
+
+    The NumPy twin of the compiled ``rnnfast._kernels.layer_backward``
+    (behind :meth:`rnnfast.RNN.backward` and :func:`rnnfast.torch.rnn_layer_backward`).
+
+    Parameters
+    ----------
+    d_output : ndarray, shape (T, N, H)
+        Gradient with respect to ``output`` (ignored at padded steps).
+    d_h_n : ndarray, shape (N, H)
+        Gradient with respect to ``h_n``.
+    cache : dict
+        What :func:`rnn_layer_forward` returned.
 
     Returns
     -------
-    dict with ``input (T, N, n_in)``, ``hx (N, H)``, ``weight_ih``,
-    ``weight_hh`` and, when the layer has biases, ``bias_ih`` and ``bias_hh``
-    (equal: both enter the same sum).
+    gradients : dict[str, ndarray]
+        ``input (T, N, n_in)``, ``hx (N, H)``, ``weight_ih``, ``weight_hh``
+        and, when the layer has biases, ``bias_ih`` and ``bias_hh`` (equal:
+        both enter the same sum).
     """
     _, f_prime = _activation(cache["nonlinearity"])
     x, prev, states, valid = cache["x"], cache["prev"], cache["states"], cache["valid"]
@@ -293,17 +401,43 @@ def _sigmoid(z):
 
 def lstm_layer_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None,
                        reverse=False, lengths=None):
-    """One direction of one ``nn.LSTM`` layer.
+    """Run one direction of one ``nn.LSTM`` layer.
 
-    ``x (T, N, n_in)``, ``h0 (N, P)``, ``c0 (N, H)`` with ``P = H`` or, with
-    ``w_hr (P, H)``, the projection size; ``w_ih (4H, n_in)``, ``w_hh (4H, P)``.
+    The NumPy twin of the compiled ``rnnfast._kernels.lstm_layer_forward``
+    (behind :class:`rnnfast.LSTM` and :func:`rnnfast.torch.lstm_layer`).
+    ``P`` is ``H`` or, with ``w_hr``, the projection size.
+
+    Parameters
+    ----------
+    x : ndarray, shape (T, N, n_in)
+        Inputs.
+    h0 : ndarray, shape (N, P)
+        Initial hidden state.
+    c0 : ndarray, shape (N, H)
+        Initial cell state.
+    w_ih : ndarray, shape (4H, n_in)
+        Input weights, gates in torch's order ``i, f, g, o``.
+    w_hh : ndarray, shape (4H, P)
+        Recurrent weights.
+    b_ih, b_hh : ndarray, shape (4H,), optional
+        Biases, both or neither.
+    w_hr : ndarray, shape (P, H), optional
+        Projection of ``h``.
+    reverse : bool, default False
+        Run the steps from ``T - 1`` down to 0.
+    lengths : sequence of int of length N, optional
+        Each sequence's valid length (``pack_padded_sequence`` semantics): a
+        step ``t >= lengths[i]`` leaves sequence ``i``'s states unchanged and
+        outputs zeros.  None: every sequence has ``T`` steps.
 
     Returns
     -------
     output : ndarray, shape (T, N, P)
         ``h`` after every step; zeros at padded steps.
-    h_n, c_n : ndarray, shapes (N, P) and (N, H)
-        Each sequence's final states.
+    h_n : ndarray, shape (N, P)
+        Each sequence's final hidden state.
+    c_n : ndarray, shape (N, H)
+        Each sequence's final cell state.
     cache : dict
         What :func:`lstm_layer_backward` needs.
     """
@@ -339,13 +473,28 @@ def lstm_layer_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None,
 
 
 def lstm_layer_backward(d_output, d_h_n, d_c_n, cache):
-    """Gradients of one LSTM layer direction given those of ``output``, ``h_n``, ``c_n``.
+    """Compute the gradients of one LSTM layer direction.
+
+    The NumPy twin of the compiled ``rnnfast._kernels.lstm_layer_backward``
+    (behind :meth:`rnnfast.LSTM.backward` and :func:`rnnfast.torch.lstm_layer_backward`).
+
+    Parameters
+    ----------
+    d_output : ndarray, shape (T, N, P)
+        Gradient with respect to ``output`` (ignored at padded steps).
+    d_h_n : ndarray, shape (N, P)
+        Gradient with respect to ``h_n``.
+    d_c_n : ndarray, shape (N, H)
+        Gradient with respect to ``c_n``.
+    cache : dict
+        What :func:`lstm_layer_forward` returned.
 
     Returns
     -------
-    dict with ``input``, ``hx (N, P)``, ``cx (N, H)``, ``weight_ih``,
-    ``weight_hh``, ``weight_hr`` (with a projection) and, with biases,
-    ``bias_ih`` and ``bias_hh`` (equal: both enter the same sum).
+    gradients : dict[str, ndarray]
+        ``input (T, N, n_in)``, ``hx (N, P)``, ``cx (N, H)``, ``weight_ih``,
+        ``weight_hh``, ``weight_hr`` (with a projection) and, with biases,
+        ``bias_ih`` and ``bias_hh`` (equal: both enter the same sum).
     """
     x, valid = cache["x"], cache["valid"]
     w_ih, w_hh, w_hr = cache["w_ih"], cache["w_hh"], cache["w_hr"]
@@ -386,9 +535,39 @@ def lstm_layer_backward(d_output, d_h_n, d_c_n, cache):
 
 
 def gru_layer_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, reverse=False, lengths=None):
-    """One direction of one ``nn.GRU`` layer; ``w_ih (3H, n_in)``, ``w_hh (3H, H)``.
+    """Run one direction of one ``nn.GRU`` layer.
 
-    Returns ``(output (T, N, H), h_n (N, H), cache)`` as :func:`rnn_layer_forward`.
+    The NumPy twin of the compiled ``rnnfast._kernels.gru_layer_forward``
+    (behind :class:`rnnfast.GRU` and :func:`rnnfast.torch.gru_layer`), with
+    torch's equations and gate order ``r, z, n``.
+
+    Parameters
+    ----------
+    x : ndarray, shape (T, N, n_in)
+        Inputs.
+    h0 : ndarray, shape (N, H)
+        Initial state.
+    w_ih : ndarray, shape (3H, n_in)
+        Input weights.
+    w_hh : ndarray, shape (3H, H)
+        Recurrent weights.
+    b_ih, b_hh : ndarray, shape (3H,), optional
+        Biases, both or neither.
+    reverse : bool, default False
+        Run the steps from ``T - 1`` down to 0.
+    lengths : sequence of int of length N, optional
+        Each sequence's valid length (``pack_padded_sequence`` semantics): a
+        step ``t >= lengths[i]`` leaves sequence ``i``'s state unchanged and
+        outputs zeros.  None: every sequence has ``T`` steps.
+
+    Returns
+    -------
+    output : ndarray, shape (T, N, H)
+        The state after every step; zeros at padded steps.
+    h_n : ndarray, shape (N, H)
+        Each sequence's final state.
+    cache : dict
+        What :func:`gru_layer_backward` needs.
     """
     n_steps, n_batch, _ = x.shape
     H = w_hh.shape[1]
@@ -419,11 +598,26 @@ def gru_layer_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, reverse=False, le
 
 
 def gru_layer_backward(d_output, d_h_n, cache):
-    """Gradients of one GRU layer direction given those of ``output`` and ``h_n``.
+    """Compute the gradients of one GRU layer direction.
 
-    Returns a dict with ``input``, ``hx``, ``weight_ih``, ``weight_hh`` and,
-    with biases, ``bias_ih`` and ``bias_hh`` (they differ in the n gate,
-    where ``b_hn`` is multiplied by r).
+    The NumPy twin of the compiled ``rnnfast._kernels.gru_layer_backward``
+    (behind :meth:`rnnfast.GRU.backward` and :func:`rnnfast.torch.gru_layer_backward`).
+
+    Parameters
+    ----------
+    d_output : ndarray, shape (T, N, H)
+        Gradient with respect to ``output`` (ignored at padded steps).
+    d_h_n : ndarray, shape (N, H)
+        Gradient with respect to ``h_n``.
+    cache : dict
+        What :func:`gru_layer_forward` returned.
+
+    Returns
+    -------
+    gradients : dict[str, ndarray]
+        ``input (T, N, n_in)``, ``hx (N, H)``, ``weight_ih``, ``weight_hh``
+        and, with biases, ``bias_ih`` and ``bias_hh`` (they differ in the n
+        gate, where ``b_hn`` is multiplied by r).
     """
     x, valid, w_ih, w_hh = cache["x"], cache["valid"], cache["w_ih"], cache["w_hh"]
     H = w_hh.shape[1]
@@ -536,27 +730,44 @@ def _weights(params, k, sfx, names):
 
 def rnn_module_forward(x, hx, params, num_layers, bidirectional=False, nonlinearity="tanh",
                        lengths=None, dropout_masks=None):
-    """``torch.nn.RNN.forward`` (time-major, batched) on plain NumPy.
+    """Compute ``torch.nn.RNN.forward`` (time-major, batched) in plain NumPy.
+
+    The NumPy twin of :meth:`rnnfast.RNN.forward` (and of
+    :class:`rnnfast.torch.RNN`): :func:`rnn_layer_forward` for every layer and
+    direction, stacked as torch stacks them.
 
     Parameters
     ----------
     x : ndarray, shape (T, N, input_size)
+        Inputs.
     hx : ndarray, shape (num_layers * D, N, H)
-    params : dict
-        torch's names: ``weight_ih_l{k}{sfx}``, ``weight_hh_l{k}{sfx}`` and,
+        Initial states, layer by layer, each layer's directions together.
+    params : dict[str, ndarray]
+        Torch's names: ``weight_ih_l{k}{sfx}``, ``weight_hh_l{k}{sfx}`` and,
         when present, ``bias_ih_l{k}{sfx}``, ``bias_hh_l{k}{sfx}`` (``sfx`` is
         ``""`` or ``"_reverse"``).
+    num_layers : int
+        Number of stacked layers.
+    bidirectional : bool, default False
+        Two directions per layer (``D = 2``), the second with the ``_reverse``
+        parameters.
+    nonlinearity : {"tanh", "relu"}, default "tanh"
+        The activation.
     lengths : sequence of int, optional
-        pack_padded_sequence semantics (see :func:`rnn_layer_forward`).
+        ``pack_padded_sequence`` semantics (see :func:`rnn_layer_forward`).
     dropout_masks : list of ndarray, optional
-        One ``(T, N, D * H)`` multiplier per layer but the last (keep / (1 - p)
-        or 0), applied to that layer's output: dropout as an input.
+        One ``(T, N, D * H)`` multiplier per layer but the last (``1 / (1 - p)``
+        where kept, 0 where dropped), applied to that layer's output: dropout as
+        an input, so that the result is deterministic.
 
     Returns
     -------
     output : ndarray, shape (T, N, D * H)
+        The last layer's outputs, directions concatenated.
     h_n : ndarray, shape (num_layers * D, N, H)
-    cache : dict for :func:`rnn_module_backward`
+        The final states.
+    cache : dict
+        What :func:`rnn_module_backward` needs.
     """
     def direction(layer_input, k, sfx, reverse, states):
         out, h_last, cache = rnn_layer_forward(
@@ -571,12 +782,25 @@ def rnn_module_forward(x, hx, params, num_layers, bidirectional=False, nonlinear
 
 
 def rnn_module_backward(d_output, d_h_n, cache):
-    """Gradients of :func:`rnn_module_forward`'s ``output`` and ``h_n`` sums.
+    """Compute the gradients of :func:`rnn_module_forward`'s outputs.
+
+    The NumPy twin of :meth:`rnnfast.RNN.backward`.  The gradients are those of
+    ``sum(d_output * output) + sum(d_h_n * h_n)``.
+
+    Parameters
+    ----------
+    d_output : ndarray, shape (T, N, D * H)
+        Gradient with respect to ``output``.
+    d_h_n : ndarray, shape (num_layers * D, N, H)
+        Gradient with respect to ``h_n``.
+    cache : dict
+        What :func:`rnn_module_forward` returned.
 
     Returns
     -------
-    dict with ``input``, ``hx`` and one entry per parameter name, as
-    ``rnnfast.RNN.backward`` gives them.
+    gradients : dict[str, ndarray]
+        ``input``, ``hx`` and one entry per parameter name, as
+        :meth:`rnnfast.RNN.backward` gives them.
     """
     return _stack_backward(d_output, (d_h_n,), cache, ("hx",),
                            lambda g, d_states, c: rnn_layer_backward(g, d_states[0], c))
@@ -587,35 +811,65 @@ def rnn_module_backward(d_output, d_h_n, cache):
 
 def lstm_module_forward(x, hx, cx, params, num_layers, bidirectional=False, proj_size=0,
                         lengths=None, dropout_masks=None):
-    """``torch.nn.LSTM.forward`` (time-major, batched) on plain NumPy.
+    """Compute ``torch.nn.LSTM.forward`` (time-major, batched) in plain NumPy.
 
-    ``P`` below is ``proj_size`` when it is positive, else ``H``.
+    The NumPy twin of :meth:`rnnfast.LSTM.forward` (and of
+    :class:`rnnfast.torch.LSTM`).  ``P`` below is ``proj_size`` when it is
+    positive, else ``H``.
 
     Parameters
     ----------
     x : ndarray, shape (T, N, input_size)
+        Inputs.
     hx : ndarray, shape (num_layers * D, N, P)
+        Initial hidden states.
     cx : ndarray, shape (num_layers * D, N, H)
-    params : dict
-        torch's names: ``weight_ih_l{k}{sfx}`` (4H, n_in), ``weight_hh_l{k}{sfx}``
+        Initial cell states.
+    params : dict[str, ndarray]
+        Torch's names: ``weight_ih_l{k}{sfx}`` (4H, n_in), ``weight_hh_l{k}{sfx}``
         (4H, P), ``weight_hr_l{k}{sfx}`` (P, H) when ``proj_size > 0`` and,
         when present, ``bias_ih_l{k}{sfx}``, ``bias_hh_l{k}{sfx}`` (4H,); layer
         ``k > 0`` reads ``n_in = D * P``.
-    proj_size : int
+    num_layers : int
+        Number of stacked layers.
+    bidirectional : bool, default False
+        Two directions per layer (``D = 2``), the second with the ``_reverse``
+        parameters.
+    proj_size : int, default 0
         0, or the width of ``h`` after the projection ``weight_hr``.
     lengths : sequence of int, optional
-        pack_padded_sequence semantics (see :func:`rnn_layer_forward`); a
+        ``pack_padded_sequence`` semantics (see :func:`rnn_layer_forward`); a
         padded step carries both ``h`` and ``c``.
     dropout_masks : list of ndarray, optional
-        One ``(T, N, D * P)`` multiplier per layer but the last, applied to
-        that layer's output (see :func:`rnn_module_forward`).
+        One ``(T, N, D * P)`` multiplier per layer but the last (``1 / (1 - p)``
+        where kept, 0 where dropped), applied to that layer's output: dropout as
+        an input, so that the result is deterministic.
 
     Returns
     -------
     output : ndarray, shape (T, N, D * P)
+        The last layer's outputs, directions concatenated.
     h_n : ndarray, shape (num_layers * D, N, P)
+        The final hidden states.
     c_n : ndarray, shape (num_layers * D, N, H)
-    cache : dict for :func:`lstm_module_backward`
+        The final cell states.
+    cache : dict
+        What :func:`lstm_module_backward` needs.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import rnnfast
+    >>> from rnnfast import reference
+    >>> lstm = rnnfast.LSTM(3, 4, num_layers=2, dtype=np.float64, seed=0)
+    >>> x = np.random.default_rng(1).standard_normal((5, 2, 3))
+    >>> h0 = c0 = np.zeros((2, 2, 4))
+    >>> output, h_n, c_n, cache = reference.lstm_module_forward(
+    ...     x, h0, c0, dict(lstm.named_parameters()), num_layers=2)
+    >>> output.shape, c_n.shape
+    ((5, 2, 4), (2, 2, 4))
+    >>> bool(np.allclose(output, lstm(x, (h0, c0))[0]))
+    True
     """
     names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
 
@@ -633,12 +887,27 @@ def lstm_module_forward(x, hx, cx, params, num_layers, bidirectional=False, proj
 
 
 def lstm_module_backward(d_output, d_h_n, d_c_n, cache):
-    """Gradients of :func:`lstm_module_forward`'s ``output``, ``h_n`` and ``c_n`` sums.
+    """Compute the gradients of :func:`lstm_module_forward`'s outputs.
+
+    The NumPy twin of :meth:`rnnfast.LSTM.backward`.  The gradients are those of
+    ``sum(d_output * output) + sum(d_h_n * h_n) + sum(d_c_n * c_n)``.
+
+    Parameters
+    ----------
+    d_output : ndarray, shape (T, N, D * P)
+        Gradient with respect to ``output``.
+    d_h_n : ndarray, shape (num_layers * D, N, P)
+        Gradient with respect to ``h_n``.
+    d_c_n : ndarray, shape (num_layers * D, N, H)
+        Gradient with respect to ``c_n``.
+    cache : dict
+        What :func:`lstm_module_forward` returned.
 
     Returns
     -------
-    dict with ``input``, ``hx``, ``cx`` and one entry per parameter name
-    (``weight_hr_l{k}{sfx}`` with a projection, biases only when present).
+    gradients : dict[str, ndarray]
+        ``input``, ``hx``, ``cx`` and one entry per parameter name
+        (``weight_hr_l{k}{sfx}`` with a projection, biases only when present).
     """
     return _stack_backward(d_output, (d_h_n, d_c_n), cache, ("hx", "cx"),
                            lambda g, d_states, c: lstm_layer_backward(g, *d_states, c))
@@ -646,17 +915,41 @@ def lstm_module_backward(d_output, d_h_n, d_c_n, cache):
 
 def gru_module_forward(x, hx, params, num_layers, bidirectional=False, lengths=None,
                        dropout_masks=None):
-    """``torch.nn.GRU.forward`` (time-major, batched) on plain NumPy.
+    """Compute ``torch.nn.GRU.forward`` (time-major, batched) in plain NumPy.
 
-    Parameters are those of :func:`rnn_module_forward` (no nonlinearity), with
-    ``weight_ih_l{k}{sfx}`` (3H, n_in), ``weight_hh_l{k}{sfx}`` (3H, H) and
-    biases (3H,) in torch's r, z, n gate order.
+    The NumPy twin of :meth:`rnnfast.GRU.forward` (and of
+    :class:`rnnfast.torch.GRU`).
+
+    Parameters
+    ----------
+    x : ndarray, shape (T, N, input_size)
+        Inputs.
+    hx : ndarray, shape (num_layers * D, N, H)
+        Initial states.
+    params : dict[str, ndarray]
+        Torch's names: ``weight_ih_l{k}{sfx}`` (3H, n_in), ``weight_hh_l{k}{sfx}``
+        (3H, H) and, when present, biases (3H,), in torch's ``r, z, n`` gate
+        order.
+    num_layers : int
+        Number of stacked layers.
+    bidirectional : bool, default False
+        Two directions per layer (``D = 2``), the second with the ``_reverse``
+        parameters.
+    lengths : sequence of int, optional
+        ``pack_padded_sequence`` semantics (see :func:`rnn_layer_forward`).
+    dropout_masks : list of ndarray, optional
+        One ``(T, N, D * H)`` multiplier per layer but the last (``1 / (1 - p)``
+        where kept, 0 where dropped), applied to that layer's output: dropout as
+        an input, so that the result is deterministic.
 
     Returns
     -------
     output : ndarray, shape (T, N, D * H)
+        The last layer's outputs, directions concatenated.
     h_n : ndarray, shape (num_layers * D, N, H)
-    cache : dict for :func:`gru_module_backward`
+        The final states.
+    cache : dict
+        What :func:`gru_module_backward` needs.
     """
     def direction(layer_input, k, sfx, reverse, states):
         out, h_last, cache = gru_layer_forward(
@@ -671,11 +964,24 @@ def gru_module_forward(x, hx, params, num_layers, bidirectional=False, lengths=N
 
 
 def gru_module_backward(d_output, d_h_n, cache):
-    """Gradients of :func:`gru_module_forward`'s ``output`` and ``h_n`` sums.
+    """Compute the gradients of :func:`gru_module_forward`'s outputs.
+
+    The NumPy twin of :meth:`rnnfast.GRU.backward`.  The gradients are those of
+    ``sum(d_output * output) + sum(d_h_n * h_n)``.
+
+    Parameters
+    ----------
+    d_output : ndarray, shape (T, N, D * H)
+        Gradient with respect to ``output``.
+    d_h_n : ndarray, shape (num_layers * D, N, H)
+        Gradient with respect to ``h_n``.
+    cache : dict
+        What :func:`gru_module_forward` returned.
 
     Returns
     -------
-    dict with ``input``, ``hx`` and one entry per parameter name.
+    gradients : dict[str, ndarray]
+        ``input``, ``hx`` and one entry per parameter name.
     """
     return _stack_backward(d_output, (d_h_n,), cache, ("hx",),
                            lambda g, d_states, c: gru_layer_backward(g, d_states[0], c))
@@ -685,15 +991,32 @@ def gru_module_backward(d_output, d_h_n, cache):
 
 
 def rnn_loss(x, h0, y, parameters):
-    """Mean softmax cross-entropy of the seed model, and every gradient.
+    """Compute the mean softmax cross-entropy of the seed model, and every gradient.
 
+    The NumPy twin of :func:`rnnfast.rnn_loss` (and of
+    :meth:`rnnfast.RNNModel.loss_and_grads` for the one-layer tanh model):
     ``loss = mean over (i, t) of logsumexp(z[:, i, t]) - z[y[i, t], i, t]``
-    with the logits ``z = Wyh h + by``; ``y (m, T_x)`` holds class indices.
+    with the logits ``z = Wyh h + by``.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n_x, m, T_x)
+        Inputs of every step.
+    h0 : ndarray, shape (n_h, m)
+        Initial hidden state.
+    y : ndarray of int, shape (m, T_x)
+        Target class of every position.
+    parameters : dict[str, ndarray]
+        ``Whx (n_h, n_x)``, ``Whh (n_h, n_h)``, ``Wyh (n_y, n_h)``,
+        ``bh (n_h, 1)``, ``by (n_y, 1)``.
 
     Returns
     -------
     loss : float
-    grads : dict with ``dWhx, dWhh, dWyh, dbh, dby, dx, dh0``
+        The mean cross-entropy over the ``m * T_x`` positions.
+    grads : dict[str, ndarray]
+        ``dWhx, dWhh, dWyh, dbh, dby, dx, dh0``, each of the shape of what it
+        differentiates.
     """
     h, _, caches = rnn_forward(x, h0, parameters)
     Wyh, by = parameters["Wyh"], parameters["by"]
@@ -722,7 +1045,40 @@ def rnn_loss(x, h0, y, parameters):
 
 
 def sgd_step(param, grad, state, lr, momentum=0.0):
-    """``b = momentum b + g`` (``b = g`` at first), ``p = p - lr b``; plain SGD without momentum."""
+    """Take one SGD step: ``b = momentum b + g`` (``b = g`` at first), ``p = p - lr b``.
+
+    The NumPy twin of :class:`rnnfast.optim.SGD` without dampening, weight
+    decay or Nesterov momentum; plain ``p - lr g`` without momentum.
+
+    Parameters
+    ----------
+    param : ndarray
+        The parameter (not modified).
+    grad : ndarray
+        Its gradient, of the same shape.
+    state : dict
+        The step's buffers, read and updated in place; empty before the first
+        step.
+    lr : float
+        Learning rate.
+    momentum : float, default 0.0
+        Momentum factor (0: none, ``state`` untouched).
+
+    Returns
+    -------
+    new_param : ndarray
+        The updated parameter, a new array.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rnnfast.reference import sgd_step
+    >>> state = {}
+    >>> p = sgd_step(np.array([1.0]), np.array([0.5]), state, lr=0.1, momentum=0.9)
+    >>> p = sgd_step(p, np.array([0.5]), state, lr=0.1, momentum=0.9)
+    >>> p.round(6), state["momentum_buffer"].round(6)
+    (array([0.855]), array([0.95]))
+    """
     if momentum:
         b = grad if "momentum_buffer" not in state else momentum * state["momentum_buffer"] + grad
         state["momentum_buffer"] = b
@@ -731,7 +1087,36 @@ def sgd_step(param, grad, state, lr, momentum=0.0):
 
 
 def adam_step(param, grad, state, t, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-    """Kingma & Ba (2015), Algorithm 1, with L2 weight decay added to the gradient."""
+    """Take one Adam step: Kingma & Ba (2015), Algorithm 1, with L2 weight decay.
+
+    The NumPy twin of :class:`rnnfast.optim.Adam` (without amsgrad); the weight
+    decay is added to the gradient.
+
+    Parameters
+    ----------
+    param : ndarray
+        The parameter (not modified).
+    grad : ndarray
+        Its gradient, of the same shape.
+    state : dict
+        The step's buffers, read and updated in place; empty before the first
+        step.
+    t : int
+        The step number, from 1.
+    lr : float
+        Learning rate.
+    betas : tuple of (float, float), default (0.9, 0.999)
+        Decay rates of the first and second moment estimates.
+    eps : float, default 1e-8
+        Added to the denominator, outside the square root.
+    weight_decay : float, default 0.0
+        L2 penalty added to the gradient.
+
+    Returns
+    -------
+    new_param : ndarray
+        The updated parameter, a new array.
+    """
     beta1, beta2 = betas
     g = grad + weight_decay * param if weight_decay else grad   # no term at all without decay
     m = beta1 * state.get("exp_avg", 0.0) + (1 - beta1) * g
@@ -743,14 +1128,56 @@ def adam_step(param, grad, state, t, lr, betas=(0.9, 0.999), eps=1e-8, weight_de
 
 
 def adagrad_step(param, grad, state, lr, eps=1e-10):
-    """Duchi, Hazan & Singer (2011): ``s = s + g^2``, ``p = p - lr g / (sqrt(s) + eps)``."""
+    """Take one Adagrad step: Duchi, Hazan & Singer (2011).
+
+    ``s = s + g^2``, ``p = p - lr g / (sqrt(s) + eps)``: the NumPy twin of
+    :class:`rnnfast.optim.Adagrad` without learning-rate decay, weight decay
+    or initial accumulator value.
+
+    Parameters
+    ----------
+    param : ndarray
+        The parameter (not modified).
+    grad : ndarray
+        Its gradient, of the same shape.
+    state : dict
+        The step's buffers, read and updated in place; empty before the first
+        step.
+    lr : float
+        Learning rate.
+    eps : float, default 1e-10
+        Added to the denominator.
+
+    Returns
+    -------
+    new_param : ndarray
+        The updated parameter, a new array.
+    """
     s = state.get("sum", 0.0) + grad * grad
     state["sum"] = s
     return param - lr * grad / (np.sqrt(s) + eps)
 
 
 def clip_grad_norm(grads, max_norm):
-    """The gradients scaled by ``min(1, max_norm / (norm + 1e-6))`` and their joint 2-norm."""
+    """Scale gradients by ``min(1, max_norm / (norm + 1e-6))``, with ``norm`` their joint 2-norm.
+
+    The NumPy twin of :func:`rnnfast.optim.clip_grad_norm` with ``norm_type=2``,
+    except that every entry counts and the arrays are not modified.
+
+    Parameters
+    ----------
+    grads : dict[str, ndarray]
+        The gradients.
+    max_norm : float
+        The largest joint norm allowed.
+
+    Returns
+    -------
+    clipped : dict[str, ndarray]
+        New arrays, the gradients scaled.
+    norm : float
+        The joint 2-norm before scaling.
+    """
     norm = float(np.sqrt(sum(np.sum(np.square(g)) for g in grads.values())))
     scale = float(np.minimum(1.0, max_norm / (norm + 1e-6)))     # NaN stays NaN
     return {k: g * scale for k, g in grads.items()}, norm

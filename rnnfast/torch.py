@@ -335,10 +335,73 @@ def _rnn_shapes(x, h0, w_ih, w_hh, b_ih, b_hh):
 def rnn_layer(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
               b_hh: Tensor | None, lengths: Tensor | None, reverse: bool,
               activation: int) -> tuple[Tensor, Tensor, Tensor]:
-    """One direction of one Elman layer: ``(output (N, T, H), h_n (N, H), states)``.
+    """Run one direction of one Elman layer: the operator ``torch.ops.rnnfast.rnn_layer``.
 
-    x is (N, T, in).  ``states (N, T, H)`` is what backward reads (padded
-    steps carry the state); it carries no gradient.
+    ``h_t = f(x_t w_ih^T + b_ih + h_{t-1} w_hh^T + b_hh)``, batch-first.  Its
+    autograd formula runs :func:`rnn_layer_backward`; the NumPy twin is
+    :func:`rnnfast.reference.rnn_layer_forward` (time-major).
+
+    Parameters
+    ----------
+    *args, **kwargs
+        The operator's arguments, positionally or by name, in this order:
+
+        x : Tensor of shape (N, L, I)
+            The inputs.
+        h0 : Tensor of shape (N, H)
+            The initial state.
+        w_ih : Tensor of shape (H, I)
+            Input weights.
+        w_hh : Tensor of shape (H, H)
+            Recurrent weights.
+        b_ih, b_hh : Tensor of shape (H,) or None
+            The biases, both or neither.
+        lengths : Tensor of int of shape (N,) or None
+            Each sequence's valid length, in ``1..L`` (``pack_padded_sequence``
+            semantics: a later step leaves the state unchanged and outputs
+            zeros); None: all ``L``.
+        reverse : bool
+            Run from the last step to the first.
+        activation : int
+            ``f``: 0 for tanh, 1 for relu.
+
+        Every tensor is a CPU tensor; the floating-point ones share one dtype,
+        float32 or float64 (that of the first one given), which is the dtype
+        of the results.  Tensors need not be contiguous (contiguous ones are
+        read without a copy).  A batch of ``N = 0`` gives empty results.
+
+    Returns
+    -------
+    output : Tensor of shape (N, L, H)
+        The state after every step; zeros at padded steps.
+    h_n : Tensor of shape (N, H)
+        Each sequence's final state.
+    states : Tensor of shape (N, L, H)
+        The state after every step, carried through padded steps: what the
+        backward pass reads.  It carries no gradient.
+
+    Raises
+    ------
+    RuntimeError
+        Naming the first argument that does not fit, expected against got: a tensor not
+        on the CPU, of another dtype or of a shape that does not agree with the others',
+        an activation code other than 0 or 1, one bias without the other, or lengths
+        that are not integers of shape ``(N,)`` in ``1..L``.
+
+    See Also
+    --------
+    rnn_layer_backward : The gradients.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import rnnfast.torch
+    >>> x, h0 = torch.randn(2, 5, 3), torch.zeros(2, 4)
+    >>> w_ih, w_hh = torch.randn(4, 3), torch.randn(4, 4)
+    >>> output, h_n, states = torch.ops.rnnfast.rnn_layer(
+    ...     x, h0, w_ih, w_hh, None, None, None, False, 0)
+    >>> output.shape, h_n.shape
+    (torch.Size([2, 5, 4]), torch.Size([2, 4]))
     """
     op = "rnnfast::rnn_layer"
     _check_biases(op, b_ih, b_hh)
@@ -371,7 +434,68 @@ def _(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, activation):
 def rnn_layer_backward(x: Tensor, h0: Tensor, states: Tensor, d_out: Tensor, d_h_n: Tensor,
                        w_ih: Tensor, w_hh: Tensor, lengths: Tensor | None, reverse: bool,
                        activation: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """``(dx, dh0, dW_ih, dW_hh, db)`` of :func:`rnn_layer` (``states`` as it returned them)."""
+    """Compute the gradients of :func:`rnn_layer` (the backward operator).
+
+    The operator ``torch.ops.rnnfast.rnn_layer_backward``: the compiled BPTT of
+    one Elman layer direction; the NumPy twin is
+    :func:`rnnfast.reference.rnn_layer_backward`.  It has no gradient itself
+    (no double backward).
+
+    Parameters
+    ----------
+    *args, **kwargs
+        The operator's arguments, positionally or by name, in this order:
+
+        x : Tensor of shape (N, L, I)
+            The inputs of the forward pass.
+        h0 : Tensor of shape (N, H)
+            Its initial state.
+        states : Tensor of shape (N, L, H)
+            The ``states`` :func:`rnn_layer` returned.
+        d_out : Tensor of shape (N, L, H)
+            Gradient with respect to ``output`` (ignored at padded steps).
+        d_h_n : Tensor of shape (N, H)
+            Gradient with respect to ``h_n``.
+        w_ih : Tensor of shape (H, I)
+            Input weights.
+        w_hh : Tensor of shape (H, H)
+            Recurrent weights.
+        lengths : Tensor of int of shape (N,) or None
+            Each sequence's valid length, in ``1..L`` (``pack_padded_sequence``
+            semantics: a later step leaves the state unchanged and outputs
+            zeros); None: all ``L``.
+        reverse : bool
+            Run from the last step to the first.
+        activation : int
+            0 for tanh, 1 for relu, as in the forward pass.
+
+        Every tensor is a CPU tensor; the floating-point ones share one dtype,
+        float32 or float64 (that of the first one given), which is the dtype
+        of the results.  Tensors need not be contiguous (contiguous ones are
+        read without a copy).  A batch of ``N = 0`` gives empty results.
+
+    Returns
+    -------
+    dx : Tensor of shape (N, L, I)
+        Gradient with respect to ``x``.
+    dh0 : Tensor of shape (N, H)
+        Gradient with respect to ``h0``.
+    dW_ih : Tensor of shape (H, I)
+        Gradient with respect to ``w_ih``.
+    dW_hh : Tensor of shape (H, H)
+        Gradient with respect to ``w_hh``.
+    db : Tensor of shape (H,)
+        Gradient with respect to ``b_ih`` and to ``b_hh`` (the same: both enter
+        one sum).
+
+    Raises
+    ------
+    RuntimeError
+        Naming the first argument that does not fit, expected against got: a tensor not
+        on the CPU, of another dtype or of a shape that does not agree with the others',
+        or an activation code other than 0 or 1, or lengths that are not integers of
+        shape ``(N,)`` in ``1..L``.
+    """
     op = "rnnfast::rnn_layer_backward"
     _check_arguments(op, [*_rnn_shapes(x, h0, w_ih, w_hh, None, None),
                           ("states", states, ("N", "L", "H")), ("d_out", d_out, ("N", "L", "H")),
@@ -439,11 +563,82 @@ def lstm_layer(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,
                b_ih: Tensor | None, b_hh: Tensor | None, w_hr: Tensor | None,
                lengths: Tensor | None, reverse: bool
                ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """One LSTM layer direction: ``(output, h_n, c_n, states, cells, gates)``.
+    """Run one direction of one LSTM layer: the operator ``torch.ops.rnnfast.lstm_layer``.
 
-    ``states (N, T, P)``, ``cells (N, T, H)`` and the activated
-    ``gates (N, T, 4H)`` are what the backward pass reads; they carry no
-    gradient.
+    torch's equations and gate order ``i, f, g, o``, batch-first.  ``P`` is
+    ``H`` without a projection, else ``w_hr``'s first size.  Its autograd
+    formula runs :func:`lstm_layer_backward`; the NumPy twin is
+    :func:`rnnfast.reference.lstm_layer_forward` (time-major).
+
+    Parameters
+    ----------
+    *args, **kwargs
+        The operator's arguments, positionally or by name, in this order:
+
+        x : Tensor of shape (N, L, I)
+            The inputs.
+        h0 : Tensor of shape (N, P)
+            The initial hidden state.
+        c0 : Tensor of shape (N, H)
+            The initial cell state.
+        w_ih : Tensor of shape (4H, I)
+            Input weights.
+        w_hh : Tensor of shape (4H, P)
+            Recurrent weights.
+        b_ih, b_hh : Tensor of shape (4H,) or None
+            The biases, both or neither.
+        w_hr : Tensor of shape (P, H) or None
+            The projection of ``h`` (None: none, ``P = H``).
+        lengths : Tensor of int of shape (N,) or None
+            Each sequence's valid length, in ``1..L`` (``pack_padded_sequence``
+            semantics: a later step leaves the state unchanged and outputs
+            zeros); None: all ``L``.
+        reverse : bool
+            Run from the last step to the first.
+
+        Every tensor is a CPU tensor; the floating-point ones share one dtype,
+        float32 or float64 (that of the first one given), which is the dtype
+        of the results.  Tensors need not be contiguous (contiguous ones are
+        read without a copy).  A batch of ``N = 0`` gives empty results.
+
+    Returns
+    -------
+    output : Tensor of shape (N, L, P)
+        ``h`` after every step; zeros at padded steps.
+    h_n : Tensor of shape (N, P)
+        Each sequence's final hidden state.
+    c_n : Tensor of shape (N, H)
+        Each sequence's final cell state.
+    states : Tensor of shape (N, L, P)
+        ``h`` after every step, carried through padded steps.
+    cells : Tensor of shape (N, L, H)
+        ``c`` after every step.
+    gates : Tensor of shape (N, L, 4H)
+        The activated gates ``i, f, g, o`` of every step.  The last three are
+        what the backward pass reads; they carry no gradient.
+
+    Raises
+    ------
+    RuntimeError
+        Naming the first argument that does not fit, expected against got: a tensor not
+        on the CPU, of another dtype or of a shape that does not agree with the others',
+        or one bias without the other, or lengths that are not integers of shape
+        ``(N,)`` in ``1..L``.
+
+    See Also
+    --------
+    lstm_layer_backward : The gradients.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import rnnfast.torch
+    >>> N, L, I, H = 2, 5, 3, 4
+    >>> out = torch.ops.rnnfast.lstm_layer(
+    ...     torch.randn(N, L, I), torch.zeros(N, H), torch.zeros(N, H),
+    ...     torch.randn(4 * H, I), torch.randn(4 * H, H), None, None, None, None, False)
+    >>> [tuple(t.shape) for t in out]
+    [(2, 5, 4), (2, 4), (2, 4), (2, 5, 4), (2, 5, 4), (2, 5, 16)]
     """
     op = "rnnfast::lstm_layer"
     _check_biases(op, b_ih, b_hh)
@@ -479,7 +674,68 @@ def lstm_layer_backward(x: Tensor, h0: Tensor, c0: Tensor, states: Tensor, cells
                         gates: Tensor, d_out: Tensor, d_h_n: Tensor, d_c_n: Tensor,
                         w_ih: Tensor, w_hh: Tensor, w_hr: Tensor | None,
                         lengths: Tensor | None, reverse: bool) -> list[Tensor]:
-    """``[dx, dh0, dc0, dW_ih, dW_hh, db, dW_hr (empty without a projection)]``."""
+    """Compute the gradients of :func:`lstm_layer` (the backward operator).
+
+    The operator ``torch.ops.rnnfast.lstm_layer_backward``: the compiled BPTT of
+    one LSTM layer direction; the NumPy twin is
+    :func:`rnnfast.reference.lstm_layer_backward`.  It has no gradient itself.
+
+    Parameters
+    ----------
+    *args, **kwargs
+        The operator's arguments, positionally or by name, in this order:
+
+        x : Tensor of shape (N, L, I)
+            The inputs of the forward pass.
+        h0 : Tensor of shape (N, P)
+            Its initial hidden state.
+        c0 : Tensor of shape (N, H)
+            Its initial cell state.
+        states : Tensor of shape (N, L, P)
+            The ``states`` :func:`lstm_layer` returned.
+        cells : Tensor of shape (N, L, H)
+            The ``cells`` it returned.
+        gates : Tensor of shape (N, L, 4H)
+            The ``gates`` it returned.
+        d_out : Tensor of shape (N, L, P)
+            Gradient with respect to ``output`` (ignored at padded steps).
+        d_h_n : Tensor of shape (N, P)
+            Gradient with respect to ``h_n``.
+        d_c_n : Tensor of shape (N, H)
+            Gradient with respect to ``c_n``.
+        w_ih : Tensor of shape (4H, I)
+            Input weights.
+        w_hh : Tensor of shape (4H, P)
+            Recurrent weights.
+        w_hr : Tensor of shape (P, H) or None
+            The projection, as in the forward pass.
+        lengths : Tensor of int of shape (N,) or None
+            Each sequence's valid length, in ``1..L`` (``pack_padded_sequence``
+            semantics: a later step leaves the state unchanged and outputs
+            zeros); None: all ``L``.
+        reverse : bool
+            Run from the last step to the first.
+
+        Every tensor is a CPU tensor; the floating-point ones share one dtype,
+        float32 or float64 (that of the first one given), which is the dtype
+        of the results.  Tensors need not be contiguous (contiguous ones are
+        read without a copy).  A batch of ``N = 0`` gives empty results.
+
+    Returns
+    -------
+    grads : list of Tensor
+        ``[dx (N, L, I), dh0 (N, P), dc0 (N, H), dW_ih (4H, I), dW_hh (4H, P),
+        db (4H,), dW_hr (P, H)]``: the gradients with respect to those
+        arguments, ``db`` that of each bias, ``dW_hr`` empty (shape ``(0,)``)
+        without a projection.
+
+    Raises
+    ------
+    RuntimeError
+        Naming the first argument that does not fit, expected against got: a tensor not
+        on the CPU, of another dtype or of a shape that does not agree with the others',
+        or lengths that are not integers of shape ``(N,)`` in ``1..L``.
+    """
     op = "rnnfast::lstm_layer_backward"
     P = "H" if w_hr is None else "P"
     _check_arguments(op, [*_lstm_shapes(x, h0, c0, w_ih, w_hh, None, None, w_hr),
@@ -549,9 +805,64 @@ def _gru_shapes(x, h0, w_ih, w_hh, b_ih, b_hh):
 def gru_layer(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
               b_hh: Tensor | None, lengths: Tensor | None, reverse: bool
               ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """One GRU layer direction: ``(output, h_n, states, gates, hn)``.
+    """Run one direction of one GRU layer: the operator ``torch.ops.rnnfast.gru_layer``.
 
-    The last three are what backward reads; they carry no gradient.
+    torch's equations and gate order ``r, z, n``, batch-first.  Its autograd
+    formula runs :func:`gru_layer_backward`; the NumPy twin is
+    :func:`rnnfast.reference.gru_layer_forward` (time-major).
+
+    Parameters
+    ----------
+    *args, **kwargs
+        The operator's arguments, positionally or by name, in this order:
+
+        x : Tensor of shape (N, L, I)
+            The inputs.
+        h0 : Tensor of shape (N, H)
+            The initial state.
+        w_ih : Tensor of shape (3H, I)
+            Input weights.
+        w_hh : Tensor of shape (3H, H)
+            Recurrent weights.
+        b_ih, b_hh : Tensor of shape (3H,) or None
+            The biases, both or neither.
+        lengths : Tensor of int of shape (N,) or None
+            Each sequence's valid length, in ``1..L`` (``pack_padded_sequence``
+            semantics: a later step leaves the state unchanged and outputs
+            zeros); None: all ``L``.
+        reverse : bool
+            Run from the last step to the first.
+
+        Every tensor is a CPU tensor; the floating-point ones share one dtype,
+        float32 or float64 (that of the first one given), which is the dtype
+        of the results.  Tensors need not be contiguous (contiguous ones are
+        read without a copy).  A batch of ``N = 0`` gives empty results.
+
+    Returns
+    -------
+    output : Tensor of shape (N, L, H)
+        The state after every step; zeros at padded steps.
+    h_n : Tensor of shape (N, H)
+        Each sequence's final state.
+    states : Tensor of shape (N, L, H)
+        The state after every step, carried through padded steps.
+    gates : Tensor of shape (N, L, 3H)
+        The activated gates ``r, z, n`` of every step.
+    hn : Tensor of shape (N, L, H)
+        ``h_{t-1} W_hn^T + b_hn`` of every step.  The last three are what the
+        backward pass reads; they carry no gradient.
+
+    Raises
+    ------
+    RuntimeError
+        Naming the first argument that does not fit, expected against got: a tensor not
+        on the CPU, of another dtype or of a shape that does not agree with the others',
+        or one bias without the other, or lengths that are not integers of shape
+        ``(N,)`` in ``1..L``.
+
+    See Also
+    --------
+    gru_layer_backward : The gradients.
     """
     op = "rnnfast::gru_layer"
     _check_biases(op, b_ih, b_hh)
@@ -583,7 +894,62 @@ def _(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse):
 def gru_layer_backward(x: Tensor, h0: Tensor, states: Tensor, gates: Tensor, hn: Tensor,
                        d_out: Tensor, d_h_n: Tensor, w_ih: Tensor, w_hh: Tensor,
                        lengths: Tensor | None, reverse: bool) -> list[Tensor]:
-    """``[dx, dh0, dW_ih, dW_hh, db_ih, db_hh]`` of :func:`gru_layer`."""
+    """Compute the gradients of :func:`gru_layer` (the backward operator).
+
+    The operator ``torch.ops.rnnfast.gru_layer_backward``: the compiled BPTT of
+    one GRU layer direction; the NumPy twin is
+    :func:`rnnfast.reference.gru_layer_backward`.  It has no gradient itself.
+
+    Parameters
+    ----------
+    *args, **kwargs
+        The operator's arguments, positionally or by name, in this order:
+
+        x : Tensor of shape (N, L, I)
+            The inputs of the forward pass.
+        h0 : Tensor of shape (N, H)
+            Its initial state.
+        states : Tensor of shape (N, L, H)
+            The ``states`` :func:`gru_layer` returned.
+        gates : Tensor of shape (N, L, 3H)
+            The ``gates`` it returned.
+        hn : Tensor of shape (N, L, H)
+            The ``hn`` it returned.
+        d_out : Tensor of shape (N, L, H)
+            Gradient with respect to ``output`` (ignored at padded steps).
+        d_h_n : Tensor of shape (N, H)
+            Gradient with respect to ``h_n``.
+        w_ih : Tensor of shape (3H, I)
+            Input weights.
+        w_hh : Tensor of shape (3H, H)
+            Recurrent weights.
+        lengths : Tensor of int of shape (N,) or None
+            Each sequence's valid length, in ``1..L`` (``pack_padded_sequence``
+            semantics: a later step leaves the state unchanged and outputs
+            zeros); None: all ``L``.
+        reverse : bool
+            Run from the last step to the first.
+
+        Every tensor is a CPU tensor; the floating-point ones share one dtype,
+        float32 or float64 (that of the first one given), which is the dtype
+        of the results.  Tensors need not be contiguous (contiguous ones are
+        read without a copy).  A batch of ``N = 0`` gives empty results.
+
+    Returns
+    -------
+    grads : list of Tensor
+        ``[dx (N, L, I), dh0 (N, H), dW_ih (3H, I), dW_hh (3H, H), db_ih (3H,),
+        db_hh (3H,)]``: the gradients with respect to those arguments and the
+        two biases (they differ in the ``n`` gate, where ``b_hn`` is multiplied
+        by ``r``).
+
+    Raises
+    ------
+    RuntimeError
+        Naming the first argument that does not fit, expected against got: a tensor not
+        on the CPU, of another dtype or of a shape that does not agree with the others',
+        or lengths that are not integers of shape ``(N,)`` in ``1..L``.
+    """
     op = "rnnfast::gru_layer_backward"
     _check_arguments(op, [*_gru_shapes(x, h0, w_ih, w_hh, None, None),
                           ("states", states, ("N", "L", "H")), ("gates", gates, ("N", "L", "3H")),
@@ -833,7 +1199,53 @@ def _refuse_extra_arguments(kwargs):
 class RNN(_RNNfastBase):
     """``torch.nn.RNN`` (same constructor, parameters and forward) on rnnfast's kernels.
 
-    CPU tensors of float32 or float64; gradients through torch autograd.
+    The module computes on CPU tensors of float32 or float64; ``forward``
+    raises ``RuntimeError`` for a tensor on another device and ``TypeError``
+    for another dtype.  Gradients come through torch's autograd (the custom
+    operators' formulas).
+
+    Parameters
+    ----------
+    input_size : int
+        Number of features of each input step.
+    hidden_size : int
+        Number of features of the hidden state.
+    num_layers : int, default 1
+        Number of stacked layers.
+    nonlinearity : {"tanh", "relu"}, default "tanh"
+        The activation.
+    bias : bool, default True
+        Whether the layers have ``bias_ih_l{k}`` and ``bias_hh_l{k}``.
+    batch_first : bool, default False
+        Input and output are ``(N, L, features)`` instead of ``(L, N, features)``.
+    dropout : float, default 0.0
+        Dropout on the outputs of every layer but the last, in training mode.
+    bidirectional : bool, default False
+        Two directions per layer.
+    device : torch.device or str or None, default None
+        Where the parameters are created; rnnfast computes on the CPU only.
+    dtype : torch.dtype or None, default None
+        ``torch.float32`` or ``torch.float64`` (None: torch's default dtype).
+    **kwargs
+        Refused as torch refuses them (``proj_size``: ``ValueError``; any other:
+        ``TypeError``).
+
+    See Also
+    --------
+    convert : Turns the ``nn.RNN`` modules of a model into these.
+    rnnfast.RNN : The same on NumPy arrays, without torch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import rnnfast.torch
+    >>> rnn = rnnfast.torch.RNN(3, 4, num_layers=2, batch_first=True)
+    >>> output, h_n = rnn(torch.randn(2, 5, 3))
+    >>> output.shape, h_n.shape
+    (torch.Size([2, 5, 4]), torch.Size([2, 2, 4]))
+    >>> output.sum().backward()
+    >>> rnn.weight_hh_l0.grad.shape
+    torch.Size([4, 4])
     """
 
     _MODES = {f: cell_mode("rnn", f) for f in nonlinearities("rnn")}
@@ -852,7 +1264,41 @@ class RNN(_RNNfastBase):
 
 
 class LSTM(_RNNfastBase):
-    """``torch.nn.LSTM`` (same constructor, parameters and forward) on rnnfast's kernels."""
+    """``torch.nn.LSTM`` (same constructor, parameters and forward) on rnnfast's kernels.
+
+    The module computes on CPU tensors of float32 or float64; ``forward``
+    raises ``RuntimeError`` for a tensor on another device and ``TypeError``
+    for another dtype.  Gradients come through torch's autograd (the custom
+    operators' formulas).
+
+    Parameters
+    ----------
+    input_size : int
+        Number of features of each input step.
+    hidden_size : int
+        Number of features of the hidden state.
+    num_layers : int, default 1
+        Number of stacked layers.
+    bias : bool, default True
+        Whether the layers have ``bias_ih_l{k}`` and ``bias_hh_l{k}``.
+    batch_first : bool, default False
+        Input and output are ``(N, L, features)`` instead of ``(L, N, features)``.
+    dropout : float, default 0.0
+        Dropout on the outputs of every layer but the last, in training mode.
+    bidirectional : bool, default False
+        Two directions per layer.
+    proj_size : int, default 0
+        With ``0 < proj_size < hidden_size``, ``h`` is projected to this width.
+    device : torch.device or str or None, default None
+        Where the parameters are created; rnnfast computes on the CPU only.
+    dtype : torch.dtype or None, default None
+        ``torch.float32`` or ``torch.float64`` (None: torch's default dtype).
+
+    See Also
+    --------
+    convert : Turns the ``nn.LSTM`` modules of a model into these.
+    rnnfast.LSTM : The same on NumPy arrays, without torch.
+    """
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, proj_size=0, device=None, dtype=None):
@@ -861,7 +1307,42 @@ class LSTM(_RNNfastBase):
 
 
 class GRU(_RNNfastBase):
-    """``torch.nn.GRU`` (same constructor, parameters and forward) on rnnfast's kernels."""
+    """``torch.nn.GRU`` (same constructor, parameters and forward) on rnnfast's kernels.
+
+    The module computes on CPU tensors of float32 or float64; ``forward``
+    raises ``RuntimeError`` for a tensor on another device and ``TypeError``
+    for another dtype.  Gradients come through torch's autograd (the custom
+    operators' formulas).
+
+    Parameters
+    ----------
+    input_size : int
+        Number of features of each input step.
+    hidden_size : int
+        Number of features of the hidden state.
+    num_layers : int, default 1
+        Number of stacked layers.
+    bias : bool, default True
+        Whether the layers have ``bias_ih_l{k}`` and ``bias_hh_l{k}``.
+    batch_first : bool, default False
+        Input and output are ``(N, L, features)`` instead of ``(L, N, features)``.
+    dropout : float, default 0.0
+        Dropout on the outputs of every layer but the last, in training mode.
+    bidirectional : bool, default False
+        Two directions per layer.
+    device : torch.device or str or None, default None
+        Where the parameters are created; rnnfast computes on the CPU only.
+    dtype : torch.dtype or None, default None
+        ``torch.float32`` or ``torch.float64`` (None: torch's default dtype).
+    **kwargs
+        Refused as torch refuses them (``proj_size``: ``ValueError``; any other:
+        ``TypeError``).
+
+    See Also
+    --------
+    convert : Turns the ``nn.GRU`` modules of a model into these.
+    rnnfast.GRU : The same on NumPy arrays, without torch.
+    """
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, device=None, dtype=None, **kwargs):
@@ -882,7 +1363,31 @@ def convert(module):
     class of the same kind in place: same parameters (the same
     ``nn.Parameter`` objects, so an optimizer made before keeps working),
     buffers, hooks and configuration.  Subclasses of torch's modules are
-    left alone (their forward may differ).  Returns ``module``.
+    left alone (their forward may differ).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Any module; its submodules are searched recursively.
+
+    Returns
+    -------
+    module : torch.nn.Module
+        The same object, converted in place.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import rnnfast.torch
+    >>> model = torch.nn.Sequential(torch.nn.LSTM(3, 4, batch_first=True),
+    ...                             torch.nn.Linear(4, 2))
+    >>> rnnfast.torch.convert(model) is model
+    True
+    >>> type(model[0])
+    <class 'rnnfast.torch.LSTM'>
+    >>> output, (h_n, c_n) = model[0](torch.randn(2, 5, 3))
+    >>> output.shape
+    torch.Size([2, 5, 4])
     """
     for sub in module.modules():
         replacement = _REPLACEMENTS.get(type(sub))

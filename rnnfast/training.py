@@ -44,6 +44,9 @@ from rnnfast.text import TextFileError, encode, read_text, sample_text, streams,
 __all__ = ["OPTIMIZERS", "TrainSettings", "TrainingError", "TrainingResult", "evaluate",
            "physical_memory", "train", "training_memory"]
 
+#: The optimizers ``train`` offers, by the name ``TrainSettings.optimizer`` (``--optimizer``)
+#: takes: ``"adam"``, ``"adamw"``, ``"rmsprop"``, ``"sgd"``, ``"adagrad"`` to their
+#: :mod:`rnnfast.optim` classes.
 OPTIMIZERS = {"adam": optim.Adam, "adamw": optim.AdamW, "rmsprop": optim.RMSprop,
               "sgd": optim.SGD, "adagrad": optim.Adagrad}
 
@@ -55,8 +58,68 @@ _RESUME_OPTIONS = ("cell", "hidden", "layers", "dropout", "dtype", "optimizer", 
 
 @dataclass
 class TrainSettings:
-    """What :func:`train` does; each field is the option of ``python -m rnnfast train`` of
-    the same name (``seq_len`` is ``--seq-len``), with the same default and meaning."""
+    """What :func:`train` does.
+
+    Each field is the option of ``python -m rnnfast train`` of the same name
+    (``seq_len`` is ``--seq-len``), with the same default and meaning.  The
+    values are checked by :func:`train`, which raises :class:`TrainingError`
+    naming the option.
+
+    Parameters
+    ----------
+    file : str or path-like
+        The UTF-8 text file to train on.
+    cell : {"rnn", "lstm", "gru"}, default "rnn"
+        The recurrent cell; saved with the model.
+    hidden : int, default 128
+        Hidden units per layer.
+    layers : int, default 1
+        Recurrent layers.
+    dropout : float, default 0.0
+        Dropout between layers while training, in ``[0, 1)``.
+    dtype : {"float32", "float64"}, default "float32"
+        The model's floating-point type.
+    seq_len : int, default 25
+        Characters per chunk (steps of truncated BPTT).
+    batch : int, default 16
+        Parallel streams over the text (the global batch under MPI).
+    steps : int, default 1000
+        Total optimizer steps (a resumed run continues to this total).
+    optimizer : {"adam", "adamw", "rmsprop", "sgd", "adagrad"}, default "adam"
+        The update rule (:data:`OPTIMIZERS`), with torch.optim's defaults
+        besides ``lr``.
+    lr : float, default 3e-3
+        Learning rate.
+    clip : float, default 5.0
+        Largest gradient norm; 0 for no clipping.
+    val_frac : float, default 0.0
+        Hold out this last fraction of the text for validation; 0 for none.
+    eval_every : int, default 0
+        Report the validation loss and bits per character every this many
+        steps and at the end; 0 for at the end only.
+    checkpoint_every : int, default 0
+        Write a checkpoint every this many steps; 0 for only when stopped by a
+        signal.
+    checkpoint : str or None, default None
+        Where checkpoints go (None: ``save + ".ckpt.npz"`` with ``save``, else
+        ``checkpoint.npz``).
+    resume : str or None, default None
+        Continue from this checkpoint, with the same settings and text, to
+        ``steps`` (None: start afresh).
+    sample_every : int, default 0
+        Print 200 sampled characters every this many steps; 0 for never.
+    save : str or None, default None
+        Save the trained model here (:meth:`RNNModel.save`; None: not saved).
+    plot : str or None, default None
+        Plot the training and validation loss curves to this file, in the
+        format its extension names (needs matplotlib; None: no plot).
+    log : str or None, default None
+        Append one JSON record per evaluation to this file (None: no log).
+    seed : int, default 0
+        Fixes the random initial weights and dropout masks.
+    quiet : bool, default False
+        No progress bar (by default there is one on a terminal).
+    """
 
     file: str
     cell: str = "rnn"
@@ -91,8 +154,18 @@ class TrainSettings:
 
 
 class TrainingError(OptionError):
-    """Training cannot start or go on; the message says why, naming the setting as its
-    command-line option.
+    """Training cannot start or go on.
+
+    The message says why, naming the setting as its command-line option.
+
+    Parameters
+    ----------
+    message : str
+        What went wrong.
+    rank : int or None, default None
+        The MPI rank the message is about.
+    quiet : bool, default False
+        Whether this rank stays silent (rank 0 says it).
 
     Attributes
     ----------
@@ -111,6 +184,13 @@ class TrainingError(OptionError):
 @dataclass
 class TrainingResult:
     """How :func:`train` ended.
+
+    Parameters
+    ----------
+    signal : int or None, default None
+        The signal that stopped the run, or None.
+    error : str or None, default None
+        Why no checkpoint could be written, or None.
 
     Attributes
     ----------
@@ -179,11 +259,23 @@ def training_memory(n_vocab, n_hidden, batch, seq_len, itemsize=4, cell="rnn"):
         Vocabulary size (``n_x = n_y``), ``--hidden``, ``--batch`` and the
         chunk length used.
     itemsize : int
-        Bytes per number (4: ``train`` uses float32).
+        Bytes per number (4: float32, 8: float64).
+    cell : {"rnn", "lstm", "gru"}, default "rnn"
+        The recurrent cell.
 
     Returns
     -------
-    int
+    nbytes : int
+        The estimate for one layer, in bytes (``train`` multiplies it by the
+        number of layers).
+
+    Examples
+    --------
+    >>> from rnnfast.training import training_memory
+    >>> training_memory(58, 128, 16, 25)
+    1554032
+    >>> training_memory(58, 128, 16, 25, cell="lstm") > training_memory(58, 128, 16, 25)
+    True
     """
     gates = CELLS[cell_mode(cell)].gates
     biases = n_hidden if cell == "rnn" else 2 * gates * n_hidden
@@ -195,7 +287,13 @@ def training_memory(n_vocab, n_hidden, batch, seq_len, itemsize=4, cell="rnn"):
 
 
 def physical_memory():
-    """Bytes of physical memory of this machine, or None where the system does not say."""
+    """Return the size of the physical memory of this machine.
+
+    Returns
+    -------
+    nbytes : int or None
+        Bytes of physical memory, or None where the system does not say.
+    """
     try:
         size = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, ValueError, OSError):
@@ -220,10 +318,43 @@ def _check_training_size(s, n_vocab, seq_len):
 
 
 def evaluate(model, data, batch, seq_len):
-    """Mean cross-entropy (nats per character) of ``model`` on ``data``, in evaluation mode.
+    """Compute the mean cross-entropy of a model on encoded text, in evaluation mode.
 
     The text is read as ``batch`` parallel streams (fewer when it is short),
     in chunks of ``seq_len`` with the state carried, as training reads it.
+    The model is back in its former mode afterwards.
+
+    Parameters
+    ----------
+    model : RNNModel
+        The model, ``input_size == output_size`` the vocabulary size.
+    data : ndarray of int, shape (n,)
+        The encoded text (:func:`rnnfast.text.encode`), at least 2 characters.
+    batch : int
+        Number of parallel streams.
+    seq_len : int
+        Characters per chunk.
+
+    Returns
+    -------
+    loss : float
+        The mean cross-entropy in nats per character, over every character
+        the streams predict (divide by ``log(2)`` for bits per character).
+
+    Examples
+    --------
+    An untrained model is close to uniform, ``log(n_vocab)``:
+
+    >>> import math
+    >>> import rnnfast
+    >>> from rnnfast.text import encode, vocabulary
+    >>> from rnnfast.training import evaluate
+    >>> text = "to be or not to be, that is the question"
+    >>> vocab = vocabulary(text)
+    >>> model = rnnfast.RNNModel(len(vocab), 16, len(vocab), seed=0)
+    >>> loss = evaluate(model, encode(text, vocab), batch=2, seq_len=8)
+    >>> abs(loss - math.log(len(vocab))) < 0.5
+    True
     """
     batch = max(1, min(batch, len(data) - 1))
     inputs, targets, per_stream = streams(data, batch)
@@ -750,15 +881,47 @@ def train(settings):
     the setup, on any rank, still stops every rank after the same step, with a
     checkpoint).
 
+    Parameters
+    ----------
+    settings : TrainSettings
+        What to train, on which text, and where to write.
+
     Returns
     -------
-    TrainingResult
+    result : TrainingResult
+        How the run ended: to the last step, or stopped by a signal.
 
     Raises
     ------
     TrainingError
         A refused setting, an unreadable text or checkpoint, a file that
         cannot be written.
+
+    See Also
+    --------
+    rnnfast.checkpoint.model_from_checkpoint : The model of a checkpoint.
+    rnnfast.RNNModel.load : The model saved with ``save``.
+
+    Examples
+    --------
+    A few steps on the shipped text; the model is saved, with its vocabulary in
+    its ``metadata``:
+
+    >>> import os, tempfile
+    >>> import rnnfast
+    >>> from rnnfast.text import EXAMPLE_TEXT
+    >>> from rnnfast.training import TrainSettings, train
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.npz")
+    >>> result = train(TrainSettings(file=EXAMPLE_TEXT, hidden=32, batch=4, seq_len=10,
+    ...                              steps=5, save=path, quiet=True))
+    training on ...
+    done: 5 steps in ...
+    saved ...
+    >>> result
+    TrainingResult(signal=None, error=None)
+    >>> model = rnnfast.RNNModel.load(path)
+    >>> model.hidden_size, len(model.metadata["vocab"])
+    (32, 58)
     """
     try:
         comm = distributed.world()
