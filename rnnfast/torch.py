@@ -27,6 +27,7 @@ TorchScript does not compile their Python ``forward``.  Use ``torch.compile``.
 """
 
 import functools
+import inspect
 
 import numpy as np
 
@@ -341,34 +342,31 @@ def rnn_layer(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | 
     autograd formula runs :func:`rnn_layer_backward`; the NumPy twin is
     :func:`rnnfast.reference.rnn_layer_forward` (time-major).
 
+    Every tensor is a CPU tensor; the floating-point ones share one dtype,
+    float32 or float64 (that of the first one given), which is the dtype
+    of the results.  Tensors need not be contiguous (contiguous ones are
+    read without a copy).  A batch of ``N = 0`` gives empty results.
+
     Parameters
     ----------
-    *args, **kwargs
-        The operator's arguments, positionally or by name, in this order:
-
-        x : Tensor of shape (N, L, I)
-            The inputs.
-        h0 : Tensor of shape (N, H)
-            The initial state.
-        w_ih : Tensor of shape (H, I)
-            Input weights.
-        w_hh : Tensor of shape (H, H)
-            Recurrent weights.
-        b_ih, b_hh : Tensor of shape (H,) or None
-            The biases, both or neither.
-        lengths : Tensor of int of shape (N,) or None
-            Each sequence's valid length, in ``1..L`` (``pack_padded_sequence``
-            semantics: a later step leaves the state unchanged and outputs
-            zeros); None: all ``L``.
-        reverse : bool
-            Run from the last step to the first.
-        activation : int
-            ``f``: 0 for tanh, 1 for relu.
-
-        Every tensor is a CPU tensor; the floating-point ones share one dtype,
-        float32 or float64 (that of the first one given), which is the dtype
-        of the results.  Tensors need not be contiguous (contiguous ones are
-        read without a copy).  A batch of ``N = 0`` gives empty results.
+    x : Tensor of shape (N, L, I)
+        The inputs.
+    h0 : Tensor of shape (N, H)
+        The initial state.
+    w_ih : Tensor of shape (H, I)
+        Input weights.
+    w_hh : Tensor of shape (H, H)
+        Recurrent weights.
+    b_ih, b_hh : Tensor of shape (H,) or None
+        The biases, both or neither.
+    lengths : Tensor of int of shape (N,) or None
+        Each sequence's valid length, in ``1..L`` (``pack_padded_sequence``
+        semantics: a later step leaves the state unchanged and outputs
+        zeros); None: all ``L``.
+    reverse : bool
+        Run from the last step to the first.
+    activation : int
+        ``f``: 0 for tanh, 1 for relu.
 
     Returns
     -------
@@ -441,38 +439,35 @@ def rnn_layer_backward(x: Tensor, h0: Tensor, states: Tensor, d_out: Tensor, d_h
     :func:`rnnfast.reference.rnn_layer_backward`.  It has no gradient itself
     (no double backward).
 
+    Every tensor is a CPU tensor; the floating-point ones share one dtype,
+    float32 or float64 (that of the first one given), which is the dtype
+    of the results.  Tensors need not be contiguous (contiguous ones are
+    read without a copy).  A batch of ``N = 0`` gives empty results.
+
     Parameters
     ----------
-    *args, **kwargs
-        The operator's arguments, positionally or by name, in this order:
-
-        x : Tensor of shape (N, L, I)
-            The inputs of the forward pass.
-        h0 : Tensor of shape (N, H)
-            Its initial state.
-        states : Tensor of shape (N, L, H)
-            The ``states`` :func:`rnn_layer` returned.
-        d_out : Tensor of shape (N, L, H)
-            Gradient with respect to ``output`` (ignored at padded steps).
-        d_h_n : Tensor of shape (N, H)
-            Gradient with respect to ``h_n``.
-        w_ih : Tensor of shape (H, I)
-            Input weights.
-        w_hh : Tensor of shape (H, H)
-            Recurrent weights.
-        lengths : Tensor of int of shape (N,) or None
-            Each sequence's valid length, in ``1..L`` (``pack_padded_sequence``
-            semantics: a later step leaves the state unchanged and outputs
-            zeros); None: all ``L``.
-        reverse : bool
-            Run from the last step to the first.
-        activation : int
-            0 for tanh, 1 for relu, as in the forward pass.
-
-        Every tensor is a CPU tensor; the floating-point ones share one dtype,
-        float32 or float64 (that of the first one given), which is the dtype
-        of the results.  Tensors need not be contiguous (contiguous ones are
-        read without a copy).  A batch of ``N = 0`` gives empty results.
+    x : Tensor of shape (N, L, I)
+        The inputs of the forward pass.
+    h0 : Tensor of shape (N, H)
+        Its initial state.
+    states : Tensor of shape (N, L, H)
+        The ``states`` :func:`rnn_layer` returned.
+    d_out : Tensor of shape (N, L, H)
+        Gradient with respect to ``output`` (ignored at padded steps).
+    d_h_n : Tensor of shape (N, H)
+        Gradient with respect to ``h_n``.
+    w_ih : Tensor of shape (H, I)
+        Input weights.
+    w_hh : Tensor of shape (H, H)
+        Recurrent weights.
+    lengths : Tensor of int of shape (N,) or None
+        Each sequence's valid length, in ``1..L`` (``pack_padded_sequence``
+        semantics: a later step leaves the state unchanged and outputs
+        zeros); None: all ``L``.
+    reverse : bool
+        Run from the last step to the first.
+    activation : int
+        0 for tanh, 1 for relu, as in the forward pass.
 
     Returns
     -------
@@ -570,36 +565,33 @@ def lstm_layer(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,
     formula runs :func:`lstm_layer_backward`; the NumPy twin is
     :func:`rnnfast.reference.lstm_layer_forward` (time-major).
 
+    Every tensor is a CPU tensor; the floating-point ones share one dtype,
+    float32 or float64 (that of the first one given), which is the dtype
+    of the results.  Tensors need not be contiguous (contiguous ones are
+    read without a copy).  A batch of ``N = 0`` gives empty results.
+
     Parameters
     ----------
-    *args, **kwargs
-        The operator's arguments, positionally or by name, in this order:
-
-        x : Tensor of shape (N, L, I)
-            The inputs.
-        h0 : Tensor of shape (N, P)
-            The initial hidden state.
-        c0 : Tensor of shape (N, H)
-            The initial cell state.
-        w_ih : Tensor of shape (4H, I)
-            Input weights.
-        w_hh : Tensor of shape (4H, P)
-            Recurrent weights.
-        b_ih, b_hh : Tensor of shape (4H,) or None
-            The biases, both or neither.
-        w_hr : Tensor of shape (P, H) or None
-            The projection of ``h`` (None: none, ``P = H``).
-        lengths : Tensor of int of shape (N,) or None
-            Each sequence's valid length, in ``1..L`` (``pack_padded_sequence``
-            semantics: a later step leaves the state unchanged and outputs
-            zeros); None: all ``L``.
-        reverse : bool
-            Run from the last step to the first.
-
-        Every tensor is a CPU tensor; the floating-point ones share one dtype,
-        float32 or float64 (that of the first one given), which is the dtype
-        of the results.  Tensors need not be contiguous (contiguous ones are
-        read without a copy).  A batch of ``N = 0`` gives empty results.
+    x : Tensor of shape (N, L, I)
+        The inputs.
+    h0 : Tensor of shape (N, P)
+        The initial hidden state.
+    c0 : Tensor of shape (N, H)
+        The initial cell state.
+    w_ih : Tensor of shape (4H, I)
+        Input weights.
+    w_hh : Tensor of shape (4H, P)
+        Recurrent weights.
+    b_ih, b_hh : Tensor of shape (4H,) or None
+        The biases, both or neither.
+    w_hr : Tensor of shape (P, H) or None
+        The projection of ``h`` (None: none, ``P = H``).
+    lengths : Tensor of int of shape (N,) or None
+        Each sequence's valid length, in ``1..L`` (``pack_padded_sequence``
+        semantics: a later step leaves the state unchanged and outputs
+        zeros); None: all ``L``.
+    reverse : bool
+        Run from the last step to the first.
 
     Returns
     -------
@@ -680,46 +672,43 @@ def lstm_layer_backward(x: Tensor, h0: Tensor, c0: Tensor, states: Tensor, cells
     one LSTM layer direction; the NumPy twin is
     :func:`rnnfast.reference.lstm_layer_backward`.  It has no gradient itself.
 
+    Every tensor is a CPU tensor; the floating-point ones share one dtype,
+    float32 or float64 (that of the first one given), which is the dtype
+    of the results.  Tensors need not be contiguous (contiguous ones are
+    read without a copy).  A batch of ``N = 0`` gives empty results.
+
     Parameters
     ----------
-    *args, **kwargs
-        The operator's arguments, positionally or by name, in this order:
-
-        x : Tensor of shape (N, L, I)
-            The inputs of the forward pass.
-        h0 : Tensor of shape (N, P)
-            Its initial hidden state.
-        c0 : Tensor of shape (N, H)
-            Its initial cell state.
-        states : Tensor of shape (N, L, P)
-            The ``states`` :func:`lstm_layer` returned.
-        cells : Tensor of shape (N, L, H)
-            The ``cells`` it returned.
-        gates : Tensor of shape (N, L, 4H)
-            The ``gates`` it returned.
-        d_out : Tensor of shape (N, L, P)
-            Gradient with respect to ``output`` (ignored at padded steps).
-        d_h_n : Tensor of shape (N, P)
-            Gradient with respect to ``h_n``.
-        d_c_n : Tensor of shape (N, H)
-            Gradient with respect to ``c_n``.
-        w_ih : Tensor of shape (4H, I)
-            Input weights.
-        w_hh : Tensor of shape (4H, P)
-            Recurrent weights.
-        w_hr : Tensor of shape (P, H) or None
-            The projection, as in the forward pass.
-        lengths : Tensor of int of shape (N,) or None
-            Each sequence's valid length, in ``1..L`` (``pack_padded_sequence``
-            semantics: a later step leaves the state unchanged and outputs
-            zeros); None: all ``L``.
-        reverse : bool
-            Run from the last step to the first.
-
-        Every tensor is a CPU tensor; the floating-point ones share one dtype,
-        float32 or float64 (that of the first one given), which is the dtype
-        of the results.  Tensors need not be contiguous (contiguous ones are
-        read without a copy).  A batch of ``N = 0`` gives empty results.
+    x : Tensor of shape (N, L, I)
+        The inputs of the forward pass.
+    h0 : Tensor of shape (N, P)
+        Its initial hidden state.
+    c0 : Tensor of shape (N, H)
+        Its initial cell state.
+    states : Tensor of shape (N, L, P)
+        The ``states`` :func:`lstm_layer` returned.
+    cells : Tensor of shape (N, L, H)
+        The ``cells`` it returned.
+    gates : Tensor of shape (N, L, 4H)
+        The ``gates`` it returned.
+    d_out : Tensor of shape (N, L, P)
+        Gradient with respect to ``output`` (ignored at padded steps).
+    d_h_n : Tensor of shape (N, P)
+        Gradient with respect to ``h_n``.
+    d_c_n : Tensor of shape (N, H)
+        Gradient with respect to ``c_n``.
+    w_ih : Tensor of shape (4H, I)
+        Input weights.
+    w_hh : Tensor of shape (4H, P)
+        Recurrent weights.
+    w_hr : Tensor of shape (P, H) or None
+        The projection, as in the forward pass.
+    lengths : Tensor of int of shape (N,) or None
+        Each sequence's valid length, in ``1..L`` (``pack_padded_sequence``
+        semantics: a later step leaves the state unchanged and outputs
+        zeros); None: all ``L``.
+    reverse : bool
+        Run from the last step to the first.
 
     Returns
     -------
@@ -811,32 +800,29 @@ def gru_layer(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | 
     formula runs :func:`gru_layer_backward`; the NumPy twin is
     :func:`rnnfast.reference.gru_layer_forward` (time-major).
 
+    Every tensor is a CPU tensor; the floating-point ones share one dtype,
+    float32 or float64 (that of the first one given), which is the dtype
+    of the results.  Tensors need not be contiguous (contiguous ones are
+    read without a copy).  A batch of ``N = 0`` gives empty results.
+
     Parameters
     ----------
-    *args, **kwargs
-        The operator's arguments, positionally or by name, in this order:
-
-        x : Tensor of shape (N, L, I)
-            The inputs.
-        h0 : Tensor of shape (N, H)
-            The initial state.
-        w_ih : Tensor of shape (3H, I)
-            Input weights.
-        w_hh : Tensor of shape (3H, H)
-            Recurrent weights.
-        b_ih, b_hh : Tensor of shape (3H,) or None
-            The biases, both or neither.
-        lengths : Tensor of int of shape (N,) or None
-            Each sequence's valid length, in ``1..L`` (``pack_padded_sequence``
-            semantics: a later step leaves the state unchanged and outputs
-            zeros); None: all ``L``.
-        reverse : bool
-            Run from the last step to the first.
-
-        Every tensor is a CPU tensor; the floating-point ones share one dtype,
-        float32 or float64 (that of the first one given), which is the dtype
-        of the results.  Tensors need not be contiguous (contiguous ones are
-        read without a copy).  A batch of ``N = 0`` gives empty results.
+    x : Tensor of shape (N, L, I)
+        The inputs.
+    h0 : Tensor of shape (N, H)
+        The initial state.
+    w_ih : Tensor of shape (3H, I)
+        Input weights.
+    w_hh : Tensor of shape (3H, H)
+        Recurrent weights.
+    b_ih, b_hh : Tensor of shape (3H,) or None
+        The biases, both or neither.
+    lengths : Tensor of int of shape (N,) or None
+        Each sequence's valid length, in ``1..L`` (``pack_padded_sequence``
+        semantics: a later step leaves the state unchanged and outputs
+        zeros); None: all ``L``.
+    reverse : bool
+        Run from the last step to the first.
 
     Returns
     -------
@@ -900,40 +886,37 @@ def gru_layer_backward(x: Tensor, h0: Tensor, states: Tensor, gates: Tensor, hn:
     one GRU layer direction; the NumPy twin is
     :func:`rnnfast.reference.gru_layer_backward`.  It has no gradient itself.
 
+    Every tensor is a CPU tensor; the floating-point ones share one dtype,
+    float32 or float64 (that of the first one given), which is the dtype
+    of the results.  Tensors need not be contiguous (contiguous ones are
+    read without a copy).  A batch of ``N = 0`` gives empty results.
+
     Parameters
     ----------
-    *args, **kwargs
-        The operator's arguments, positionally or by name, in this order:
-
-        x : Tensor of shape (N, L, I)
-            The inputs of the forward pass.
-        h0 : Tensor of shape (N, H)
-            Its initial state.
-        states : Tensor of shape (N, L, H)
-            The ``states`` :func:`gru_layer` returned.
-        gates : Tensor of shape (N, L, 3H)
-            The ``gates`` it returned.
-        hn : Tensor of shape (N, L, H)
-            The ``hn`` it returned.
-        d_out : Tensor of shape (N, L, H)
-            Gradient with respect to ``output`` (ignored at padded steps).
-        d_h_n : Tensor of shape (N, H)
-            Gradient with respect to ``h_n``.
-        w_ih : Tensor of shape (3H, I)
-            Input weights.
-        w_hh : Tensor of shape (3H, H)
-            Recurrent weights.
-        lengths : Tensor of int of shape (N,) or None
-            Each sequence's valid length, in ``1..L`` (``pack_padded_sequence``
-            semantics: a later step leaves the state unchanged and outputs
-            zeros); None: all ``L``.
-        reverse : bool
-            Run from the last step to the first.
-
-        Every tensor is a CPU tensor; the floating-point ones share one dtype,
-        float32 or float64 (that of the first one given), which is the dtype
-        of the results.  Tensors need not be contiguous (contiguous ones are
-        read without a copy).  A batch of ``N = 0`` gives empty results.
+    x : Tensor of shape (N, L, I)
+        The inputs of the forward pass.
+    h0 : Tensor of shape (N, H)
+        Its initial state.
+    states : Tensor of shape (N, L, H)
+        The ``states`` :func:`gru_layer` returned.
+    gates : Tensor of shape (N, L, 3H)
+        The ``gates`` it returned.
+    hn : Tensor of shape (N, L, H)
+        The ``hn`` it returned.
+    d_out : Tensor of shape (N, L, H)
+        Gradient with respect to ``output`` (ignored at padded steps).
+    d_h_n : Tensor of shape (N, H)
+        Gradient with respect to ``h_n``.
+    w_ih : Tensor of shape (3H, I)
+        Input weights.
+    w_hh : Tensor of shape (3H, H)
+        Recurrent weights.
+    lengths : Tensor of int of shape (N,) or None
+        Each sequence's valid length, in ``1..L`` (``pack_padded_sequence``
+        semantics: a later step leaves the state unchanged and outputs
+        zeros); None: all ``L``.
+    reverse : bool
+        Run from the last step to the first.
 
     Returns
     -------
@@ -1012,6 +995,18 @@ _LSTMLayer = _layer_function("_LSTMLayer", lstm_layer, _lstm_setup,
                              functools.partial(_lstm_backward, _LSTMLayerBackward.apply))
 _GRULayer = _layer_function("_GRULayer", gru_layer, _gru_setup,
                             functools.partial(_gru_backward, _GRULayerBackward.apply))
+
+
+def _show_the_function(op):
+    """Make ``help(op)``, :func:`inspect.signature` and the documentation show the
+    operator's own docstring and signature, not those of torch's ``CustomOpDef`` class."""
+    op.__doc__ = op._init_fn.__doc__
+    op.__signature__ = inspect.signature(op._init_fn)
+
+
+for _op in (rnn_layer, rnn_layer_backward, lstm_layer, lstm_layer_backward, gru_layer,
+            gru_layer_backward):
+    _show_the_function(_op)
 
 
 # The torch operator of each cell, by its torch name: (operator, the autograd.Function
