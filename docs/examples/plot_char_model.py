@@ -16,7 +16,6 @@ Shakespeare.
 """
 
 import math
-import time
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -52,7 +51,7 @@ print(corpus[:200])
 # The inputs are integer class indices ``(batch, seq_len)``: the model looks up the
 # column of its input weights directly instead of multiplying a one-hot vector.
 
-hidden, batch, seq_len, steps = 128, 32, 50, 400
+hidden, batch, seq_len, steps = 128, 16, 50, 400
 inputs, targets, per_stream = text.streams(train_data, batch)
 print(f"{batch} streams of {per_stream} characters; {per_stream // seq_len} chunks per pass")
 
@@ -73,7 +72,6 @@ print(model)
 bits = 1 / math.log(2)
 train_curve, val_curve = [], []
 state, pos = None, 0
-start = time.perf_counter()
 for step in range(steps):
     if pos + seq_len > per_stream:            # the end of the streams: start over
         state, pos = None, 0
@@ -88,7 +86,6 @@ for step in range(steps):
         val_curve.append((step, evaluate(model, val_data, 16, seq_len) * bits))
         print(f"step {step:4d}  training {np.mean(train_curve[-20:]):.2f} bits/char  "
               f"validation {val_curve[-1][1]:.2f} bits/char")
-print(f"{steps} steps in {time.perf_counter() - start:.1f} s")
 
 # %%
 # The loss curves
