@@ -102,7 +102,8 @@ for k, dtype_name in enumerate(dtypes):
     ax.bar(positions + offset, [r["vs_numpy"] for r in rows], width, label=dtype_name)
     for x, r in zip(positions + offset, rows, strict=True):
         if r["target_vs_numpy"] is not None:
-            ax.hlines(r["target_vs_numpy"], x - width / 2, x + width / 2, color="black")
+            ax.hlines(r["target_vs_numpy"], x - width / 2, x + width / 2, color="black",
+                      label="target" if k == 0 and x == positions[0] + offset else None)
 ax.axhline(1, color="gray", linewidth=0.8)
 ax.set_yscale("log")
 ax.set_xticks(positions, [f"{s}\n{by_key[s, dtypes[0]]['dims']}" for s in shapes])
