@@ -9,8 +9,9 @@ public domain, about 40,000 characters), with :class:`rnnfast.optim.Adam` and
 :func:`rnnfast.clip_grad_norm`, follow the training and validation loss, and let the
 model write some text with :func:`rnnfast.text.sample_text`.
 
-The loop below is the one ``python -m rnnfast train`` runs (:func:`rnnfast.training.train`
-adds checkpoints, schedules and logging), written out in a few lines. It runs for a few
+The loop below is the core of what ``python -m rnnfast train`` runs, written out in a few
+lines (:func:`rnnfast.training.train` adds layers, dropout, other optimizers,
+checkpoints and logging). It runs for a few
 seconds only, so the model learns words and the shape of the play's lines, not
 Shakespeare.
 """
