@@ -43,14 +43,17 @@ print(run.stdout)
 # The top level is a dict:
 #
 # ``machine``
-#     Versions (Python, NumPy, rnnfast, torch or ``null``), the CPU's name and its
-#     number of logical CPUs.
+#     Versions (Python, NumPy, rnnfast, torch or ``null``), the architecture, the CPU's
+#     name and its number of logical CPUs.
 # ``threads``
 #     The lines describing the BLAS libraries and their thread counts, as printed.
 # ``samples``
 #     The number of samples each median is taken over.
 # ``results``
-#     One dict per shape and dtype.
+#     One dict per shape and dtype, described below.
+# ``modules``, ``train``, ``memory``
+#     Only when they ran: the module cases (with torch), the training-step cases
+#     (``--train``, with torch) and the peak memory (``--memory``).
 #
 # Each result names its case (``shape``, ``dims`` as ``"n_x,n_h,n_y,m,T"``, ``dtype``,
 # ``forward_only``) and gives:
@@ -63,15 +66,16 @@ print(run.stdout)
 #     The other's time divided by rnnfast's: how many times faster rnnfast is
 #     (``vs_torch`` is ``null`` without torch).
 # ``gflops``
-#     The floating-point operations of the matrix products per second of rnnfast's time.
+#     The floating-point operations of the matrix products divided by rnnfast's time, in
+#     billions per second.
 # ``roof_share``
 #     The roof's time divided by rnnfast's: 1 means as fast as the bare matrix
 #     products. Small shapes go above 1: the roof makes one NumPy call per product, and
 #     at those sizes the cost of a call outweighs the arithmetic, while rnnfast runs the
 #     whole time loop in one compiled call.
 # ``mixed_share``
-#     rnnfast's time alone divided by its time right after a NumPy matmul; 1 means
-#     unaffected by the BLAS threads another library left behind.
+#     rnnfast's time alone divided by its time right after a 300 x 300 NumPy matmul; 1
+#     means unaffected by the BLAS threads that matmul left behind.
 # ``target_vs_numpy``, ``target_vs_torch``, ``target_roof``, ``target_mixed``
 #     The project's speed targets for that shape and dtype (``null``: none).
 
