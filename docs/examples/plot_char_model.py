@@ -11,9 +11,8 @@ model write some text with :func:`rnnfast.text.sample_text`.
 
 The loop below is the core of what ``python -m rnnfast train`` runs, written out in a few
 lines (:func:`rnnfast.training.train` adds layers, dropout, other optimizers,
-checkpoints and logging). It runs for a few
-seconds only, so the model learns words and the shape of the play's lines, not
-Shakespeare.
+checkpoints and logging). It runs for a few seconds only: the model learns common
+words and the layout of the play's speeches, not Shakespeare.
 """
 
 import math

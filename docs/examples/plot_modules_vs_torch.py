@@ -4,8 +4,9 @@ rnnfast.RNN, LSTM and GRU against torch.nn's
 
 :class:`rnnfast.RNN`, :class:`rnnfast.LSTM` and :class:`rnnfast.GRU` are recurrent
 layers on NumPy arrays with the constructors, parameter names, shapes and equations of
-``torch.nn.RNN``, ``torch.nn.LSTM`` and ``torch.nn.GRU``. Where torch's autograd gives
-the gradients, these modules have an explicit ``backward`` that returns them.
+``torch.nn.RNN``, ``torch.nn.LSTM`` and ``torch.nn.GRU``. Where torch computes the
+gradients with autograd, these modules have an explicit ``backward`` that returns the
+same gradients.
 
 For each cell, in float32 and float64, we copy a torch module's weights into the
 rnnfast module with ``load_state_dict``, run both on the same input with the same
