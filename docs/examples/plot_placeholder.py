@@ -1,8 +1,0 @@
-"""
-Placeholder
-===========
-
-Replaced by the real examples.
-"""
-
-print("hello")
