@@ -24,10 +24,6 @@ import torch
 import rnnfast
 
 torch.manual_seed(0)
-# torch on one thread while this page runs (why: see the timing section); the
-# default comes back at the end.
-default_threads = torch.get_num_threads()
-torch.set_num_threads(1)
 rng = np.random.default_rng(0)
 
 # %%
@@ -106,11 +102,6 @@ print(f"gradients compared: the input's and the {len(g_theirs) - 1} parameters'"
 #
 # The float32 LSTM is torch's fastest case: on CPU it runs on fused oneDNN operators
 # (``aten::mkldnn_rnn_layer``); its GRU and its float64 paths do not.
-#
-# Torch runs on one thread here. The operators of these small layers have too little
-# work to share between threads, and on the shared 2-core machine that builds these
-# pages, torch's default (a thread per core) made the same calls many times slower
-# whenever other processes kept a core busy.
 
 
 def median_seconds(calls, samples=5, number=2):
@@ -139,7 +130,7 @@ for dtype in DTYPES:
         ratios[cell, np.dtype(dtype).name] = t["torch"] / t["rnnfast"]
         print(f"{cell:5s} {np.dtype(dtype).name}: torch's time / rnnfast's = "
               f"{ratios[cell, np.dtype(dtype).name]:.1f}")
-print(f"torch {torch.__version__} on {torch.get_num_threads()} thread")
+print(f"torch {torch.__version__} on {torch.get_num_threads()} threads")
 
 fig, ax = plt.subplots(figsize=(6, 3.5))
 positions = np.arange(len(CELLS))
@@ -152,8 +143,3 @@ ax.set_ylabel("torch time / rnnfast time")
 ax.set_title(f"forward + backward, 2 layers, bidirectional, N {batch}, L {length}")
 ax.legend()
 fig.tight_layout()
-
-# %%
-# Torch's thread count goes back to its default:
-
-torch.set_num_threads(default_threads)
