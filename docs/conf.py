@@ -27,6 +27,7 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.intersphinx",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",      # MathJax served from the built site: math renders offline
     "sphinx.ext.viewcode",
     "numpydoc",
     "myst_parser",
