@@ -76,6 +76,10 @@ extensions = [
               depends=KERNEL_INCLUDES + ["rnnfast/_vecmath.h", "rnnfast/_vecmath_impl.h",
                                          "rnnfast/_blas.pxd", "rnnfast/_blas_numpy.h"]),
     Extension("rnnfast._updates", ["rnnfast/_updates.pyx"], extra_compile_args=compile_args),
+    # the benchmark's FMA peak (python -m rnnfast bench): each ISA's loop has its own
+    # target attribute in _peak.h, so no -march flag is needed
+    Extension("rnnfast._peak", ["rnnfast/_peak.pyx"], include_dirs=["rnnfast"],
+              depends=["rnnfast/_peak.h"]),
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives))

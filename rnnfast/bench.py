@@ -29,15 +29,25 @@ other's.
 ``OPENBLAS_CORETYPE`` forces OpenBLAS's kernels for one CPU type; when it names
 an older one than the CPU supports the benchmark says so, since the roof and
 every BLAS-bound time then drop.
+
+The **peak** column is rnnfast's GFLOP/s as a share of the machine's multiply-add
+peak, measured at the start (:func:`machine_peak`): independent FMA chains in
+the widest vector registers the CPU has, on one thread and on every core the
+process may use, per dtype, timed by each thread's CPU clock so that other
+processes on a shared machine do not lower it.  The share is taken at the
+thread count of the BLAS the kernels call (:func:`blas_threads`).
 """
 
+import ctypes
+import functools
+import glob
 import os
 import platform
 import statistics
 import sys
 import time
 import tracemalloc
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -369,6 +379,132 @@ def cpu_name():
     return platform.processor() or "unknown"
 
 
+# The FMA peak: CPU seconds of one measurement, and measurements per setting (the median).
+PEAK_SECONDS = 0.06
+PEAK_REPEATS = 3
+# the calibration's rounds of the chains: a fraction of a millisecond per ISA
+PEAK_CALIBRATION_ITERATIONS = 100_000
+
+
+@dataclass(frozen=True)
+class Peak:
+    """The machine's measured multiply-add peak (:func:`machine_peak`).
+
+    ``gflops[dtype][threads]`` is the median rate of the FMA chains on ``threads``
+    threads, each thread's rate taken by its own CPU clock (``clock``), summed over the
+    threads; ``wall_gflops`` the same by the wall clock, lower than ``gflops`` when other
+    processes share the cores.  ``isa`` names the chains' loop (``"avx512f"``,
+    ``"avx2+fma"``, ``"generic"``), ``blas_threads`` the thread count the shares use.
+    """
+    isa: str
+    clock: str
+    blas_threads: int
+    gflops: dict = field(default_factory=dict)
+    wall_gflops: dict = field(default_factory=dict)
+
+    def at_blas_threads(self, dtype):
+        """The peak of ``dtype`` (a name) at the thread count of the kernels' BLAS."""
+        return self.gflops[dtype][self.blas_threads]
+
+
+def available_cores():
+    """The CPUs this process may run on (its affinity where the OS says, else all)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _blas_libraries():
+    """Paths of the OpenBLAS the kernels call: NumPy's bundled one, or SciPy's."""
+    from rnnfast import _kernels
+    if _kernels.blas_in_use() == "numpy" and _kernels.NUMPY_BLAS:
+        return [_kernels.NUMPY_BLAS]
+    try:
+        import scipy
+    except ImportError:
+        return []
+    folder = os.path.join(os.path.dirname(os.path.dirname(scipy.__file__)), "scipy.libs")
+    return sorted(glob.glob(os.path.join(folder, "libscipy_openblas*.so*")))
+
+
+def blas_threads():
+    """Threads of the BLAS rnnfast's kernels call, at most :func:`available_cores`.
+
+    Asked of the library itself (OpenBLAS's ``get_num_threads`` under the names
+    NumPy's and SciPy's wheels give it); where that fails, ``OPENBLAS_NUM_THREADS``
+    or ``OMP_NUM_THREADS``, else every available core, as OpenBLAS starts with.
+    """
+    cores = available_cores()
+    names = ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_threads",
+             "openblas_get_num_threads64_", "openblas_get_num_threads")
+    for path in _blas_libraries():
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in names:
+            function = getattr(library, name, None)
+            if function is not None:
+                function.restype = ctypes.c_int
+                return max(1, min(int(function()), cores))
+    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(variable, "").split(",")[0].strip()
+        if value.isdigit() and int(value) > 0:
+            return min(int(value), cores)
+    return cores
+
+
+def _fma_rates(dtype, isa, n_iter, n_threads):
+    """``(CPU-clock rate, wall-clock rate)`` in GFLOP/s of one run of the FMA chains."""
+    from rnnfast import _peak
+    wall, cpu = _peak.fma_seconds(dtype, isa, n_iter, n_threads)
+    flops = _peak.flops_per_iteration(dtype, isa) * n_iter
+    wall_rate = flops * n_threads / wall / 1e9
+    if any(not seconds > 0 for seconds in cpu):          # NaN: no thread CPU clock
+        return wall_rate, wall_rate
+    return sum(flops / seconds for seconds in cpu) / 1e9, wall_rate
+
+
+@functools.cache
+def machine_peak():
+    """Measure the machine's multiply-add peak once per process; a :class:`Peak`.
+
+    Each ISA the CPU runs (:func:`rnnfast._peak.isas`) is tried briefly and the fastest
+    kept. Then ``PEAK_REPEATS`` rounds, interleaved, each running the chains for about
+    ``PEAK_SECONDS`` of CPU time per thread, for float32 and float64, on one thread, on
+    :func:`available_cores` threads and on :func:`blas_threads` threads: about 1 s.
+    Rates count 2 flops per lane of each FMA; each thread's is taken by its CPU clock
+    where the platform has one (not Windows), so that a shared machine's load, which
+    stretches the wall clock, does not lower the peak.
+    """
+    from rnnfast import _peak
+    best = {}
+    for isa in _peak.isas():
+        _fma_rates("float32", isa, PEAK_CALIBRATION_ITERATIONS, 1)          # warm-up
+        best[isa] = max(_fma_rates("float32", isa, PEAK_CALIBRATION_ITERATIONS, 1)[0]
+                        for _ in range(3))
+    isa = max(best, key=best.get)
+    n_iter = max(1, int(PEAK_SECONDS * best[isa] * 1e9
+                        / _peak.flops_per_iteration("float32", isa)))
+    threads = sorted({1, available_cores(), blas_threads()})
+    settings = [(dtype, n) for dtype in ("float32", "float64") for n in threads]
+    cpu_rates = {setting: [] for setting in settings}
+    wall_rates = {setting: [] for setting in settings}
+    for _ in range(PEAK_REPEATS):
+        for dtype, n in settings:
+            cpu_rate, wall_rate = _fma_rates(dtype, isa, n_iter, n)
+            cpu_rates[dtype, n].append(cpu_rate)
+            wall_rates[dtype, n].append(wall_rate)
+    gflops, wall_gflops = {}, {}
+    for dtype, n in settings:
+        gflops.setdefault(dtype, {})[n] = statistics.median(cpu_rates[dtype, n])
+        wall_gflops.setdefault(dtype, {})[n] = statistics.median(wall_rates[dtype, n])
+    clock = "wall clock" if sys.platform == "win32" else "thread CPU time"
+    return Peak(isa=isa, clock=clock, blas_threads=blas_threads(), gflops=gflops,
+                wall_gflops=wall_gflops)
+
+
 def bench_shape(name, shape, dtype, torch, args):
     """Time every implementation on one shape; return a result dict."""
     case = make_case(shape, dtype)
@@ -392,6 +528,8 @@ def bench_shape(name, shape, dtype, torch, args):
         "vs_torch": times["torch"] / fast if "torch" in times else None,
         "gflops": shape.flops(args.forward_only) / fast / 1e9,
         "roof_share": times["roof"] / fast,
+        "peak_share": shape.flops(args.forward_only) / fast / 1e9
+                      / machine_peak().at_blas_threads(dtype_name),
         "mixed_share": alone / mixed,
         "target_mixed": MIXED_TARGET if name in MIXED_SHAPES else None,
         "target_vs_numpy": None if args.forward_only else target_numpy,
@@ -529,10 +667,18 @@ def _fmt_share(share, target):
     return text
 
 
+def _fmt_percent(share):
+    """A share as a percentage: two significant digits below 10%."""
+    percent = 100 * share
+    if percent >= 10:
+        return f"{percent:.0f}%"
+    return f"{percent:.1f}%" if percent >= 1 else f"{percent:.2g}%"
+
+
 def print_table(results, out=None):
     out = sys.stdout if out is None else out
     headers = ["shape", "n_x,n_h,n_y,m,T", "rnnfast", "numpy", "torch",
-               "vs numpy (target)", "vs torch (target)", "GFLOP/s", "roof", "mixed"]
+               "vs numpy (target)", "vs torch (target)", "GFLOP/s", "peak", "roof", "mixed"]
     rows = []
     for r in results:
         roof = f"{100 * r['roof_share']:.0f}%"
@@ -543,7 +689,8 @@ def print_table(results, out=None):
                      _fmt_time(r["seconds"]["numpy"]), _fmt_time(r["seconds"].get("torch")),
                      _fmt_ratio(r["vs_numpy"], r["target_vs_numpy"]),
                      _fmt_ratio(r["vs_torch"], r["target_vs_torch"]),
-                     f"{r['gflops']:.1f}", roof, _fmt_share(r["mixed_share"], r["target_mixed"])])
+                     f"{r['gflops']:.1f}", _fmt_percent(r["peak_share"]), roof,
+                     _fmt_share(r["mixed_share"], r["target_mixed"])])
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
     print(line, file=out)

@@ -110,10 +110,37 @@ def _print_setting(args, torch):
     warning = B.coretype_warning()
     if warning:
         print(warning)
+    peak = B.machine_peak()
+    _print_peak(peak)
+    print("peak: rnnfast's GFLOP/s / the machine's peak at the BLAS's "
+          f"{_threads(peak.blas_threads)}")
     print("roof: time of NumPy matmul on the same matrix products; 100% = as fast as that")
     print(f"mixed: rnnfast's time alone / its time right after a {B.MIXED_MATMUL}x"
           f"{B.MIXED_MATMUL} NumPy matmul; 1.00 = unaffected")
     return threads
+
+
+def _threads(n):
+    return f"{n} thread{'s' if n > 1 else ''}"
+
+
+def _print_peak(peak):
+    """The machine's peak per dtype and thread count, by both clocks."""
+    print(f"machine peak: FMA chains ({peak.isa}), GFLOP/s by {peak.clock} "
+          "[by the wall clock, under this load]")
+    for dtype, rates in peak.gflops.items():
+        print(f"  {dtype}: " + ", ".join(
+            f"{_threads(n)} {rate:.0f} [{peak.wall_gflops[dtype][n]:.0f}]"
+            for n, rate in rates.items()))
+
+
+def _peak_report(peak):
+    """The JSON fields of the peak: ``peak_gflops`` and how it was measured."""
+    return {"peak_gflops": {dtype: {str(n): rate for n, rate in rates.items()}
+                            for dtype, rates in peak.gflops.items()},
+            "peak": {"isa": peak.isa, "clock": peak.clock, "blas_threads": peak.blas_threads,
+                     "wall_gflops": {dtype: {str(n): rate for n, rate in rates.items()}
+                                     for dtype, rates in peak.wall_gflops.items()}}}
 
 
 def _run_shapes(args, dtypes, torch):
@@ -175,7 +202,7 @@ def report(args):
     threads = _print_setting(args, torch)
     results = _run_shapes(args, dtypes, torch)
     report = {"machine": B.machine_info(torch), "threads": threads,
-              "samples": args.samples, "results": results}
+              **_peak_report(B.machine_peak()), "samples": args.samples, "results": results}
     if torch is not None and args.modules and not args.forward_only:
         report["modules"] = _run_modules(args, dtypes, torch)
     if args.train and torch is not None:
