@@ -11,6 +11,11 @@ from rnnfast.__main__ import main
 
 # stands for an installed torch where no case is timed
 FAKE_TORCH = types.SimpleNamespace(__version__="0.0", get_num_threads=lambda: 1)
+# stands for the machine's measured peak where nothing is timed
+FAKE_PEAK = bench.Peak(isa="avx2+fma", clock="thread CPU time", blas_threads=2,
+                       gflops={"float32": {1: 100.0, 2: 200.0}, "float64": {1: 50.0, 2: 100.0}},
+                       wall_gflops={"float32": {1: 90.0, 2: 150.0},
+                                    "float64": {1: 45.0, 2: 75.0}})
 
 
 def _no_timing(monkeypatch):
@@ -28,6 +33,7 @@ def _no_timing(monkeypatch):
 
     monkeypatch.setattr(bench, "bench_shape", shape)
     monkeypatch.setattr(bench, "bench_module_shape", module)
+    monkeypatch.setattr(bench, "machine_peak", lambda: FAKE_PEAK)
     monkeypatch.setattr(bench, "print_table", lambda results: None)
     monkeypatch.setattr(bench, "print_module_table", lambda results: None)
     return ran
@@ -109,3 +115,46 @@ def test_plot_is_written(tmp_path, monkeypatch, capsys):
     main(["bench", "--no-torch", "--shapes", "seed-apple", "--dtype", "float64", "--plot",
           str(tmp_path / "r.png")])
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _seed_apple_run(tmp_path, dtype="float64"):
+    """A short real run of one shape, without torch; the JSON report."""
+    main(["bench", "--no-torch", "--shapes", "seed-apple", "--dtype", dtype, "--samples", "1",
+          "--min-sample-ms", "0.1", "--modules", "none", "--json", str(tmp_path / "r.json")])
+    return json.loads((tmp_path / "r.json").read_text())
+
+
+def test_the_header_gives_the_peak_per_dtype_and_thread_count(monkeypatch, capsys):
+    _no_timing(monkeypatch)
+    main(["bench", "--no-torch", "--shapes", "seed-apple", "--dtype", "float64"])
+    out = capsys.readouterr().out
+    assert "machine peak: FMA chains (avx2+fma), GFLOP/s by thread CPU time" in out
+    assert "  float32: 1 thread 100 [90], 2 threads 200 [150]" in out
+    assert "  float64: 1 thread 50 [45], 2 threads 100 [75]" in out
+    assert "peak: rnnfast's GFLOP/s / the machine's peak at the BLAS's 2 threads" in out
+
+
+def test_the_table_has_the_peak_column_next_to_the_roof(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(bench, "machine_peak", lambda: FAKE_PEAK)
+    report = _seed_apple_run(tmp_path)
+    header = next(line for line in capsys.readouterr().out.splitlines()
+                  if line.startswith("shape "))
+    assert header.split()[-4:] == ["GFLOP/s", "peak", "roof", "mixed"]
+    result, = report["results"]
+    # the share of the peak at the BLAS's thread count, float64's 100 GFLOP/s
+    assert result["peak_share"] == pytest.approx(result["gflops"] / 100.0, rel=1e-12)
+
+
+def test_the_json_has_the_measured_peak_and_each_share(tmp_path, capsys):
+    report = _seed_apple_run(tmp_path, "float32")
+    peak = bench.machine_peak()             # measured once per process: the run's own
+    threads = {str(n) for n in {1, bench.available_cores(), peak.blas_threads}}
+    for dtype in ("float32", "float64"):
+        assert set(report["peak_gflops"][dtype]) == threads
+        assert all(rate > 0 for rate in report["peak_gflops"][dtype].values())
+    assert report["peak"]["isa"] == peak.isa and report["peak"]["clock"] == peak.clock
+    assert report["peak"]["blas_threads"] == peak.blas_threads
+    assert set(report["peak"]["wall_gflops"]["float32"]) == threads
+    result, = report["results"]
+    at_blas = report["peak_gflops"]["float32"][str(peak.blas_threads)]
+    assert result["peak_share"] == pytest.approx(result["gflops"] / at_blas, rel=1e-12)
