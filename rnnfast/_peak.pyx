@@ -3,7 +3,8 @@
 The benchmark's ``peak`` column (:func:`rnnfast.bench.machine_peak`) is built on
 :func:`fma_seconds`: ``n_threads`` threads each run the same ``n_iter`` rounds of
 ``CHAINS`` independent FMA chains, one vector register wide each, released together
-by a spin barrier; the time is from the first thread's start to the last one's end.
+by a spin barrier; it returns the wall time from the first thread's start to the last
+one's end, and each thread's CPU time.
 
 A separate extension, not an include file of ``rnnfast._kernels``: it calls no BLAS
 and shares no inline code with the kernels (the two reasons that extension is one,

@@ -456,13 +456,14 @@ def blas_threads():
 
 
 def _fma_rates(dtype, isa, n_iter, n_threads):
-    """``(CPU-clock rate, wall-clock rate)`` in GFLOP/s of one run of the FMA chains."""
+    """``(CPU-clock rate, wall-clock rate)`` in GFLOP/s of one run of the FMA chains; the
+    first is None where the platform has no thread CPU clock."""
     from rnnfast import _peak
     wall, cpu = _peak.fma_seconds(dtype, isa, n_iter, n_threads)
     flops = _peak.flops_per_iteration(dtype, isa) * n_iter
     wall_rate = flops * n_threads / wall / 1e9
     if any(not seconds > 0 for seconds in cpu):          # NaN: no thread CPU clock
-        return wall_rate, wall_rate
+        return None, wall_rate
     return sum(flops / seconds for seconds in cpu) / 1e9, wall_rate
 
 
@@ -475,15 +476,19 @@ def machine_peak():
     ``PEAK_SECONDS`` of CPU time per thread, for float32 and float64, on one thread, on
     :func:`available_cores` threads and on :func:`blas_threads` threads: about 1 s.
     Rates count 2 flops per lane of each FMA; each thread's is taken by its CPU clock
-    where the platform has one (not Windows), so that a shared machine's load, which
-    stretches the wall clock, does not lower the peak.
+    where the platform has one (on Windows, by the wall clock), so that a shared
+    machine's load, which stretches the wall clock, does not lower the peak.
     """
     from rnnfast import _peak
+
+    def rate(*run):
+        cpu_rate, wall_rate = _fma_rates(*run)
+        return wall_rate if cpu_rate is None else cpu_rate
+
     best = {}
     for isa in _peak.isas():
         _fma_rates("float32", isa, PEAK_CALIBRATION_ITERATIONS, 1)          # warm-up
-        best[isa] = max(_fma_rates("float32", isa, PEAK_CALIBRATION_ITERATIONS, 1)[0]
-                        for _ in range(3))
+        best[isa] = max(rate("float32", isa, PEAK_CALIBRATION_ITERATIONS, 1) for _ in range(3))
     isa = max(best, key=best.get)
     n_iter = max(1, int(PEAK_SECONDS * best[isa] * 1e9
                         / _peak.flops_per_iteration("float32", isa)))
@@ -496,13 +501,14 @@ def machine_peak():
             cpu_rate, wall_rate = _fma_rates(dtype, isa, n_iter, n)
             cpu_rates[dtype, n].append(cpu_rate)
             wall_rates[dtype, n].append(wall_rate)
+    cpu_clock = all(r is not None for rates in cpu_rates.values() for r in rates)
     gflops, wall_gflops = {}, {}
     for dtype, n in settings:
-        gflops.setdefault(dtype, {})[n] = statistics.median(cpu_rates[dtype, n])
+        rates = cpu_rates[dtype, n] if cpu_clock else wall_rates[dtype, n]
+        gflops.setdefault(dtype, {})[n] = statistics.median(rates)
         wall_gflops.setdefault(dtype, {})[n] = statistics.median(wall_rates[dtype, n])
-    clock = "wall clock" if sys.platform == "win32" else "thread CPU time"
-    return Peak(isa=isa, clock=clock, blas_threads=blas_threads(), gflops=gflops,
-                wall_gflops=wall_gflops)
+    return Peak(isa=isa, clock="thread CPU time" if cpu_clock else "wall clock",
+                blas_threads=blas_threads(), gflops=gflops, wall_gflops=wall_gflops)
 
 
 def bench_shape(name, shape, dtype, torch, args):
@@ -519,6 +525,7 @@ def bench_shape(name, shape, dtype, torch, args):
     fast = times["rnnfast"]
     alone, mixed = time_mixed(calls["rnnfast"], max(args.samples, 15), dtype)
     dtype_name = np.dtype(dtype).name
+    gflops = shape.flops(args.forward_only) / fast / 1e9
     target_numpy, target_torch = TARGETS[dtype_name].get(name, (None, None))
     result = {
         "shape": name, "dims": str(shape), "dtype": dtype_name,
@@ -526,10 +533,9 @@ def bench_shape(name, shape, dtype, torch, args):
         "seconds": times,
         "vs_numpy": times["numpy"] / fast,
         "vs_torch": times["torch"] / fast if "torch" in times else None,
-        "gflops": shape.flops(args.forward_only) / fast / 1e9,
+        "gflops": gflops,
         "roof_share": times["roof"] / fast,
-        "peak_share": shape.flops(args.forward_only) / fast / 1e9
-                      / machine_peak().at_blas_threads(dtype_name),
+        "peak_share": gflops / machine_peak().at_blas_threads(dtype_name),
         "mixed_share": alone / mixed,
         "target_mixed": MIXED_TARGET if name in MIXED_SHAPES else None,
         "target_vs_numpy": None if args.forward_only else target_numpy,
