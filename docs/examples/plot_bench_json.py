@@ -47,6 +47,10 @@ print(run.stdout)
 #     name and its number of logical CPUs.
 # ``threads``
 #     The lines describing the BLAS libraries and their thread counts, as printed.
+# ``peak_gflops``, ``peak``
+#     The machine's multiply-add peak in GFLOP/s, per dtype and thread count (the keys
+#     are thread counts), and how it was measured: the vector instructions (``isa``), the
+#     clock, the BLAS's thread count and the same rates by the wall clock.
 # ``samples``
 #     The number of samples each median is taken over.
 # ``results``
@@ -73,6 +77,8 @@ print(run.stdout)
 #     products. Small shapes go above 1: the roof makes one NumPy call per product, and
 #     at those sizes the cost of a call outweighs the arithmetic, while rnnfast runs the
 #     whole time loop in one compiled call.
+# ``peak_share``
+#     ``gflops`` as a share of the machine's peak at the BLAS's thread count.
 # ``mixed_share``
 #     rnnfast's time alone divided by its time right after a 300 x 300 NumPy matmul; 1
 #     means unaffected by the BLAS threads that matmul left behind.
