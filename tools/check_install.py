@@ -20,7 +20,7 @@ def main():
     package = os.path.dirname(rnnfast.__file__)
     if "site-packages" not in package:
         sys.exit(f"rnnfast was imported from {package}, not from an installed package")
-    missing = [f for f in ("py.typed", "_kernels.pyi", "_updates.pyi")
+    missing = [f for f in ("py.typed", "_kernels.pyi", "_updates.pyi", "_peak.pyi")
                if not os.path.isfile(os.path.join(package, f))]
     if missing:
         sys.exit(f"installed rnnfast lacks {', '.join(missing)}")
