@@ -474,7 +474,7 @@ def machine_peak():
     Each ISA the CPU runs (:func:`rnnfast._peak.isas`) is tried briefly and the fastest
     kept. Then ``PEAK_REPEATS`` rounds, interleaved, each running the chains for about
     ``PEAK_SECONDS`` of CPU time per thread, for float32 and float64, on one thread, on
-    :func:`available_cores` threads and on :func:`blas_threads` threads: about 1 s.
+    :func:`available_cores` threads and on :func:`blas_threads` threads: 1 to 3 s.
     Rates count 2 flops per lane of each FMA; each thread's is taken by its CPU clock
     where the platform has one (on Windows, by the wall clock), so that a shared
     machine's load, which stretches the wall clock, does not lower the peak.
