@@ -10,6 +10,13 @@ for debugging memory errors; division stays C's, so results do not change)::
 On x86-64 Linux with glibc's vector math library (libmvec), the elementwise
 loops (tanh, exp) are vectorised through it; ``RNNFAST_NO_LIBMVEC=1`` builds
 without it.
+
+With LIBXSMM installed (its header ``libxsmm.h`` and library ``libxsmm`` plus
+``libxsmmnoblas``, e.g. Debian/Ubuntu's ``libxsmm-dev``), the recurrent
+products of the Elman time loops can run in its JIT-compiled kernels (see the
+product policy in rnnfast/_blas.pxd).  The build looks under ``/usr`` and
+``/usr/local``, or under the prefix ``RNNFAST_LIBXSMM=/path`` names;
+``RNNFAST_NO_LIBXSMM=1`` builds without it.
 """
 
 import os
@@ -39,6 +46,28 @@ def _libmvec_available():
     return any(os.path.exists(os.path.join(d, "libmvec.so")) for d in dirs)
 
 
+def _libxsmm_location():
+    """(include dir, library dir) of an installed LIBXSMM, or None."""
+    if _flag("RNNFAST_NO_LIBXSMM") or sys.platform == "win32":
+        return None
+    prefix = os.environ.get("RNNFAST_LIBXSMM", "")
+    for root in ([prefix] if prefix else ["/usr", "/usr/local"]):
+        include = os.path.join(root, "include")
+        if not os.path.exists(os.path.join(include, "libxsmm.h")):
+            continue
+        for sub in ("lib", "lib64", os.path.join("lib", "x86_64-linux-gnu")):
+            lib = os.path.join(root, sub)
+            found = {name: any(os.path.exists(os.path.join(lib, name + ext))
+                               for ext in (".so", ".a"))
+                     for name in ("libxsmm", "libxsmmnoblas")}
+            if all(found.values()):
+                return include, lib
+    if prefix:
+        raise SystemExit(f"RNNFAST_LIBXSMM={prefix}: no include/libxsmm.h with "
+                         "libxsmm and libxsmmnoblas under it")
+    return None
+
+
 macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
 libraries = []
 if sys.platform.startswith("linux"):
@@ -48,6 +77,21 @@ compile_args = [] if sys.platform == "win32" else ["-fno-math-errno"]
 if _libmvec_available():
     macros.append(("RNNFAST_USE_LIBMVEC", "1"))
     libraries.append("mvec")
+
+# LIBXSMM: JIT-compiled small GEMM kernels for the recurrent products.  It wants
+# BLAS symbols for its fallbacks: libxsmmnoblas provides stubs, so that no
+# second BLAS is loaded next to NumPy's.  Its symbols stay inside the extension.
+kernel_macros, kernel_libraries = list(macros), list(libraries)
+kernel_include_dirs, kernel_library_dirs, kernel_link_args = [np.get_include(), "rnnfast"], [], []
+LIBXSMM = _libxsmm_location()
+if LIBXSMM is not None:
+    kernel_macros.append(("RNNFAST_HAVE_LIBXSMM", "1"))
+    if LIBXSMM[0] != "/usr/include":        # the compiler's own; never ahead of it
+        kernel_include_dirs.append(LIBXSMM[0])
+    kernel_library_dirs.append(LIBXSMM[1])
+    kernel_libraries += ["xsmm", "xsmmnoblas", "pthread", "rt", "m"]
+    if sys.platform.startswith("linux"):
+        kernel_link_args.append("-Wl,--exclude-libs,ALL")
 
 directives = {
     "language_level": 3,
@@ -71,10 +115,12 @@ KERNEL_INCLUDES = sorted(os.path.join("rnnfast", "_kernel_src", name)
 
 extensions = [
     Extension("rnnfast._kernels", ["rnnfast/_kernels.pyx"],
-              include_dirs=[np.get_include(), "rnnfast"],
-              define_macros=macros, libraries=libraries, extra_compile_args=compile_args,
+              include_dirs=kernel_include_dirs, library_dirs=kernel_library_dirs,
+              define_macros=kernel_macros, libraries=kernel_libraries,
+              extra_compile_args=compile_args, extra_link_args=kernel_link_args,
               depends=KERNEL_INCLUDES + ["rnnfast/_vecmath.h", "rnnfast/_vecmath_impl.h",
-                                         "rnnfast/_blas.pxd", "rnnfast/_blas_numpy.h"]),
+                                         "rnnfast/_blas.pxd", "rnnfast/_blas_numpy.h",
+                                         "rnnfast/_xsmm.h"]),
     Extension("rnnfast._updates", ["rnnfast/_updates.pyx"], extra_compile_args=compile_args),
     # the benchmark's FMA peak (python -m rnnfast bench): each ISA's loop has its own
     # target attribute in _peak.h, so no -march flag is needed

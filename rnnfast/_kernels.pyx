@@ -38,7 +38,9 @@ from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 from rnnfast cimport _blas
 from rnnfast._blas cimport (gemm, gemv, plan_product, rf_blas_bind, rf_blas_bind_torch,
                             rf_blas_enable_numpy, rf_blas_numpy_active, rf_blas_scipy_bound,
-                            rf_blas_set_scipy, rf_blas_torch_active, rf_blas_use_torch)
+                            rf_blas_set_scipy, rf_blas_torch_active, rf_blas_use_torch,
+                            rf_xsmm_call_d, rf_xsmm_call_f, rf_xsmm_configure,
+                            rf_xsmm_dispatch_d, rf_xsmm_dispatch_f, rf_xsmm_init)
 
 cnp.import_array()
 
@@ -57,6 +59,7 @@ cdef struct Dims:
     int activation              # the Elman cell's Activation
     int x_mode                  # the form of the seed model's x (X_COLUMNS, X_ROWS, X_INDEX)
     bint own_products           # Elman: recurrent products in the hand-written loops
+    bint packed                 # Elman: recurrent products in LIBXSMM kernels (PRODUCT_PACKED)
     bint softmax                # seed forward: softmax outputs (else logits)
 
 

@@ -32,13 +32,20 @@ def dtype(request):
     return np.dtype(request.param)
 
 
-@pytest.fixture(params=["auto", "own", "blas"])
+@pytest.fixture(params=["auto", "own", "blas", "packed"])
 def products(request):
-    """Run a test with the recurrent products chosen by size, or forced to one path."""
+    """Run a test with the recurrent products chosen by size, or forced to one path
+    ("packed": LIBXSMM's kernels on every shape; skipped when not built in)."""
     from rnnfast import _kernels
-    _kernels._set_force_products({"auto": None, "own": True, "blas": False}[request.param])
+    if request.param == "packed" and not _kernels.LIBXSMM:
+        pytest.skip("rnnfast is built without LIBXSMM")
+    _kernels._set_force_products({"auto": None, "own": True, "blas": False,
+                                  "packed": False}[request.param])
+    _kernels._set_force_packed({"auto": None, "own": None, "blas": False,
+                                "packed": True}[request.param])
     yield request.param
     _kernels._set_force_products(None)
+    _kernels._set_force_packed(None)
 
 
 @pytest.fixture

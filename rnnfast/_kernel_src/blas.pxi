@@ -10,7 +10,8 @@
 #
 # The product policy: _blas.pxd's plan_product decides how every product runs
 # (plain loop, hand-written vector-matrix loop, gemv or gemm) and
-# product_is_sequential when a threaded BLAS should stay on one thread; this
+# product_is_sequential when a threaded BLAS should stay on one thread (LIBXSMM's
+# kernels, _xsmm.h, are initialised here and run the PRODUCT_PACKED plan); this
 # file exposes both decisions to Python (use_own_products, product_is_sequential)
 # and runs the per-step recurrent product by the plan (_rows_times, _times_whh).
 
@@ -63,6 +64,25 @@ def blas_in_use():
     return "numpy" if rf_blas_numpy_active() else "scipy"
 
 
+#: Whether LIBXSMM's JIT kernels are built in (and initialised): the Elman
+#: recurrent products then run in them where the product policy plans
+#: PRODUCT_PACKED.
+LIBXSMM = bool(rf_xsmm_init())
+
+
+def products_backend():
+    """What runs the per-step recurrent products besides BLAS.
+
+    Returns
+    -------
+    str
+        ``"libxsmm"`` when rnnfast was built with LIBXSMM (its JIT-compiled
+        kernels run the Elman recurrent products on the shapes where they
+        measured faster), else ``"blas"``.
+    """
+    return "libxsmm" if LIBXSMM else "blas"
+
+
 def _use_numpy_blas(bint enabled):
     """Tests only: switch between NumPy's BLAS (when bound) and SciPy's."""
     if not enabled:
@@ -109,6 +129,20 @@ def _set_force_products(force):
     """Tests only: force one product path on every shape (True/False), or None for by size."""
     global _force_products
     _force_products = -1 if force is None else (1 if force else 0)
+
+
+def _set_force_packed(force):
+    """Tests only: LIBXSMM kernels on every Elman shape (True), never (False), or by the plan
+    (None).  Without LIBXSMM built in, nothing runs in them whatever the choice."""
+    rf_xsmm_configure(force is None or bool(force), force is not None and bool(force))
+
+
+cdef inline bint _plan_packed(int n_batch, int n_hidden, bint own_products) noexcept nogil:
+    """Whether the Elman recurrent products (n_batch, n_hidden) (n_hidden, n_hidden) run in
+    LIBXSMM kernels (``plan_product`` chooses PACKED; never with the hand-written loops)."""
+    cdef int allowed = _blas.PRODUCT_PACKED | _blas.PRODUCT_GEMV | _blas.PRODUCT_GEMM
+    return (not own_products
+            and plan_product(n_batch, n_hidden, n_hidden, allowed) == _blas.PRODUCT_PACKED)
 
 
 cpdef bint use_own_products(Py_ssize_t n_batch, Py_ssize_t n_hidden):
@@ -174,6 +208,27 @@ cdef void _times_whh(const Dims *d, const floating *v, int ld_v, const floating 
                     n_hidden, n_hidden)
 
 
+cdef inline void *_packed_kernel(const floating *like, int n_rows, int n_cols, int n_inner,
+                                 int ld_a, int ld_b, int ld_c, bint accumulate) noexcept nogil:
+    """LIBXSMM's kernel of the row-major C (n_rows, n_cols) (+)= A (n_rows, n_inner)
+    B (n_inner, n_cols) with row strides ld_a, ld_b, ld_c, for ``like``'s dtype; NULL when
+    there is none (the caller falls back to BLAS).  Run it with :func:`_packed_times`."""
+    # row-major C = A B is column-major C^T = B^T A^T: M = n_cols, N = n_rows, K = n_inner
+    if floating is float:
+        return rf_xsmm_dispatch_f(n_cols, n_rows, n_inner, ld_b, ld_a, ld_c, accumulate)
+    else:
+        return rf_xsmm_dispatch_d(n_cols, n_rows, n_inner, ld_b, ld_a, ld_c, accumulate)
+
+
+cdef inline void _packed_times(const void *kernel, const floating *a, const floating *b,
+                               floating *c) noexcept nogil:
+    """C (+)= A B, row-major, through a kernel of :func:`_packed_kernel`."""
+    if floating is float:
+        rf_xsmm_call_f(kernel, b, a, c)
+    else:
+        rf_xsmm_call_d(kernel, b, a, c)
+
+
 # -- test hooks ----------------------------------------------------------------
 # The BLAS shim and the hand-written products on NumPy arrays, so that tests
 # can check each against a NumPy expression (tests/kernels/test_blas.py).  Not used by
@@ -221,8 +276,24 @@ def _test_vecmat(const floating[::1] v, const floating[:, ::1] a, floating[::1] 
         _vecmat(&v[0], &a[0, 0], a.shape[0], a.shape[1], a.shape[1], &out[0], accumulate)
 
 
+def _test_packed_times(const floating[:, ::1] a, const floating[:, ::1] b,
+                       floating[:, ::1] c, bint accumulate):
+    """``c (+)= a b`` through a LIBXSMM kernel; False (``c`` untouched) when none."""
+    cdef void *kernel
+    if a.shape[1] != b.shape[0] or c.shape[0] != a.shape[0] or c.shape[1] != b.shape[1]:
+        raise ValueError("packed product: shapes do not fit")
+    kernel = _packed_kernel(&a[0, 0], <int>a.shape[0], <int>b.shape[1], <int>a.shape[1],
+                            <int>a.shape[1], <int>b.shape[1], <int>c.shape[1], accumulate)
+    if kernel == NULL:
+        return False
+    with nogil:
+        _packed_times(kernel, &a[0, 0], &b[0, 0], &c[0, 0])
+    return True
+
+
 _PLAN_NAMES = {"loop": _blas.PRODUCT_LOOP, "vecmat": _blas.PRODUCT_VECMAT,
-               "gemv": _blas.PRODUCT_GEMV, "gemm": _blas.PRODUCT_GEMM}
+               "gemv": _blas.PRODUCT_GEMV, "gemm": _blas.PRODUCT_GEMM,
+               "packed": _blas.PRODUCT_PACKED}
 
 
 def _test_plan_product(n_rows, n_cols, n_inner, allowed=("loop", "vecmat", "gemv", "gemm")):

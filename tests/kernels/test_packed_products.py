@@ -1,0 +1,136 @@
+"""The recurrent products in LIBXSMM's kernels (PRODUCT_PACKED) against NumPy and the twins.
+
+The plan is chosen by ``plan_product`` (``_blas.pxd``); ``_set_force_packed(True)``
+runs it on every shape, ``False`` never.  The seed API, ``rnnfast.RNN`` and
+``RNNModel`` run their comparisons with the twins on it through the ``products``
+fixture ("packed"); this file checks the kernel itself, the plan, and the layer
+entry points at the shapes around the plan's thresholds.
+"""
+
+import numpy as np
+import pytest
+
+from rnnfast import _kernels
+from rnnfast import reference as ref
+from tests.helpers import assert_close
+
+needs_libxsmm = pytest.mark.skipif(not _kernels.LIBXSMM,
+                                   reason="rnnfast is built without LIBXSMM")
+PLANS = ("packed", "gemv", "gemm")
+
+
+@pytest.fixture
+def packed():
+    """LIBXSMM's kernels on every shape that allows them."""
+    _kernels._set_force_packed(True)
+    yield
+    _kernels._set_force_packed(None)
+
+
+def test_products_backend_says_whether_libxsmm_is_in():
+    assert _kernels.products_backend() == ("libxsmm" if _kernels.LIBXSMM else "blas")
+
+
+@needs_libxsmm
+@pytest.mark.parametrize("shape", [(1, 1, 1), (1, 7, 129), (3, 129, 7), (13, 65, 33),
+                                   (32, 256, 256)], ids=str)
+@pytest.mark.parametrize("accumulate", [False, True], ids=["set", "add"])
+def test_packed_times_matches_numpy(shape, accumulate, dtype):
+    n_rows, n_inner, n_cols = shape
+    rng = np.random.default_rng(n_rows + n_inner)
+    a = rng.standard_normal((n_rows, n_inner))
+    b = rng.standard_normal((n_inner, n_cols)) / np.sqrt(n_inner)
+    c0 = rng.standard_normal((n_rows, n_cols))
+    c = c0.astype(dtype)
+    assert _kernels._test_packed_times(a.astype(dtype), b.astype(dtype), c, accumulate)
+    expected = a.astype(dtype).astype(np.float64) @ b.astype(dtype).astype(np.float64)
+    if accumulate:
+        expected += c0.astype(dtype)
+    assert_close(c, expected, dtype, "c")
+
+
+@needs_libxsmm
+@pytest.mark.parametrize("sizes, plan", [
+    # at least two rows; up to 100 x 100, or from 16 rows on; at most 32 x 512 x 512
+    ((2, 16, 16), "packed"), ((2, 100, 100), "packed"), ((7, 1, 1), "packed"),
+    ((2, 101, 101), "gemm"), ((15, 128, 128), "gemm"), ((16, 128, 128), "packed"),
+    ((32, 256, 256), "packed"), ((32, 512, 512), "packed"), ((33, 512, 512), "gemm"),
+    # one row stays with gemv (or the hand-written loop, where allowed)
+    ((1, 100, 100), "gemv"), ((1, 8, 8), "gemv"),
+])
+def test_plan_product_packed(sizes, plan):
+    assert _kernels._test_plan_product(*sizes, PLANS) == plan
+    # only where the caller allows it
+    assert _kernels._test_plan_product(*sizes, ("gemv", "gemm")) != "packed"
+
+
+@needs_libxsmm
+def test_the_test_hook_forces_or_forbids_the_packed_plan():
+    try:
+        _kernels._set_force_packed(True)
+        assert _kernels._test_plan_product(1, 3, 3, PLANS) == "packed"
+        assert _kernels._test_plan_product(64, 1024, 1024, PLANS) == "packed"
+        _kernels._set_force_packed(False)
+        assert _kernels._test_plan_product(32, 256, 256, PLANS) == "gemm"
+    finally:
+        _kernels._set_force_packed(None)
+    assert _kernels._test_plan_product(32, 256, 256, PLANS) == "packed"
+
+
+@pytest.mark.skipif(_kernels.LIBXSMM, reason="rnnfast is built with LIBXSMM")
+def test_without_libxsmm_nothing_is_packed():
+    try:
+        _kernels._set_force_packed(True)
+        assert _kernels._test_plan_product(32, 256, 256, PLANS) == "gemm"
+    finally:
+        _kernels._set_force_packed(None)
+
+
+@needs_libxsmm
+@pytest.mark.parametrize("sizes", [(1, 1, 1, 1), (1, 1, 3, 7), (5, 1, 4, 65), (4, 3, 5, 129),
+                                   (6, 2, 3, 16), (3, 17, 2, 100)],
+                         ids=lambda s: "T{}-m{}-nin{}-H{}".format(*s))
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+@pytest.mark.parametrize("activation", [_kernels.Activation.TANH, _kernels.Activation.RELU],
+                         ids=["tanh", "relu"])
+def test_packed_layer_kernels_match_the_twin(sizes, reverse, with_lengths, activation, dtype,
+                                             packed):
+    T, N, n_in, H = sizes
+    assert _kernels._test_plan_product(N, H, H, PLANS) == "packed"
+    rng = np.random.default_rng(T + 10 * N + H)
+    x = rng.standard_normal((T, N, n_in))
+    h0 = 0.5 * rng.standard_normal((N, H))
+    w_ih = rng.standard_normal((H, n_in)) / np.sqrt(n_in)
+    w_hh = rng.standard_normal((H, H)) / np.sqrt(H)
+    b_ih, b_hh = 0.1 * rng.standard_normal(H), 0.1 * rng.standard_normal(H)
+    d_out, d_hn = rng.standard_normal((T, N, H)), rng.standard_normal((N, H))
+    lengths = None
+    if with_lengths:
+        lengths = [T - (i % T) for i in range(N)]
+        lengths[-1] = max(1, T // 2)
+    name = activation.name.lower()
+    out_e, hn_e, cache = ref.rnn_layer_forward(x, h0, w_ih, w_hh, b_ih, b_hh, name, reverse,
+                                               lengths)
+    grads_e = ref.rnn_layer_backward(d_out, d_hn, cache)
+
+    def cast(a):
+        return np.ascontiguousarray(a, dtype=dtype)
+    lengths_c = None if lengths is None else np.array(lengths, dtype=np.intp)
+    x_rows = cast(x.transpose(1, 0, 2).reshape(N * T, n_in))
+    w_hh_c = cast(w_hh)
+    w_hh_c.flags.writeable = False              # read-only weights are fine
+    states = _kernels.layer_forward(x_rows, cast(h0), cast(w_ih), w_hh_c, cast(b_ih + b_hh),
+                                    lengths_c, reverse, activation, False)
+    valid = np.ones((T, N), bool) if lengths is None else np.arange(T)[:, None] < lengths
+    assert_close(np.where(valid[:, :, None], states.transpose(1, 0, 2), 0), out_e, dtype,
+                 "output")
+    assert_close(states[:, 0] if reverse else states[:, -1], hn_e, dtype, "h_n")
+    d_states = cast(np.where(valid[:, :, None], d_out, 0).transpose(1, 0, 2))
+    dx, dh0, dw_ih, dw_hh, db = _kernels.layer_backward(
+        x_rows, cast(h0), states, d_states, cast(d_hn), cast(w_ih), w_hh_c, lengths_c,
+        reverse, activation, False)
+    assert_close(dx.reshape(N, T, n_in).transpose(1, 0, 2), grads_e["input"], dtype, "input")
+    for key, got in (("hx", dh0), ("weight_ih", dw_ih), ("weight_hh", dw_hh), ("bias_ih", db)):
+        assert_close(got, grads_e[key], dtype, key)
+    assert np.array_equal(w_hh_c, cast(w_hh))   # the caller's weights are untouched
