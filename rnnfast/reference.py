@@ -1214,12 +1214,12 @@ def pick_index(logits, u, temperature=1.0, top_k=None, top_p=None):
         uniform draw.
     u : float
         A uniform number in ``[0, 1)``.
-    temperature : float
+    temperature : float, default 1.0
         0 takes the first index of the maximum.  Otherwise the weights are
         ``w_i = exp((z_i - max z) / temperature)`` (``math.exp``, float64).
-    top_k : int or None
+    top_k : int or None, default None
         Keep the ``top_k`` largest weights (ties: lower index first).
-    top_p : float or None
+    top_p : float or None, default None
         Then keep, in the order of decreasing weight (ties: lower index first), the
         shortest prefix whose running sum reaches ``top_p`` times the sum in that
         order (1 or None: all).
@@ -1277,7 +1277,11 @@ def generate_steps(h, last, uniforms, Whx, Whh, Wyh, bh, by, temperature=1.0, to
         One uniform in ``[0, 1)`` per draw.
     Whx, Whh, Wyh, bh, by : ndarray
         ``(H, V)``, ``(H, H)``, ``(V, H)``, ``(H, 1)``, ``(V, 1)``, as in ``RNNModel``.
-    temperature, top_k, top_p
+    temperature : float, default 1.0
+        As in :func:`pick_index`.
+    top_k : int or None, default None
+        As in :func:`pick_index`.
+    top_p : float or None, default None
         As in :func:`pick_index`.
 
     Returns
