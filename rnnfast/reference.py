@@ -1221,8 +1221,9 @@ def pick_index(logits, u, temperature=1.0, top_k=None, top_p=None):
         Keep the ``top_k`` largest weights (ties: lower index first).
     top_p : float or None, default None
         Then keep, in the order of decreasing weight (ties: lower index first), the
-        shortest prefix whose running sum reaches ``top_p`` times the sum in that
-        order (1 or None: all).
+        shortest prefix whose running sum reaches ``top_p`` times the sum of the
+        weights (index order); if rounding leaves it short, every weight (1 or
+        None: all).
 
     Returns
     -------
@@ -1244,16 +1245,17 @@ def pick_index(logits, u, temperature=1.0, top_k=None, top_p=None):
     if top_k is not None and top_k < n:
         w[order[top_k:]] = 0
     if top_p is not None and top_p < 1:
-        kept = 0.0
-        for i in order:
-            kept += w[i]
-        running, cut = 0.0, n
+        total = 0.0
+        for v in w:                         # index order
+            total += v
+        running = 0.0
         for j, i in enumerate(order):
+            if w[i] <= 0:
+                break                       # rounding: every positive weight stays
             running += w[i]
-            if running >= top_p * kept:
-                cut = j + 1
+            if running >= top_p * total:
+                w[order[j + 1:]] = 0
                 break
-        w[order[cut:]] = 0
     return _draw(w, u)
 
 

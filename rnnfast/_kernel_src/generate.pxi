@@ -10,9 +10,9 @@
 #   - temperature 0: the first index of max z;
 #   - else w_i = exp((z_i - max z) / temperature)          (libm exp, float64)
 #     top_k: keep the k largest w (ties: lower index first), zero the rest;
-#     top_p: in that order (w descending, ties lower index first), keep the
-#     shortest prefix whose running sum reaches top_p * (the sum in that
-#     order); zero the rest;
+#     top_p: taking the largest remaining w first (ties: lower index first),
+#     keep the shortest run whose running sum reaches top_p * (the sum of the
+#     w, index order); zero the rest (if rounding leaves it short, keep all);
 #     the draw: the first index i whose running sum of w (in index order)
 #     exceeds u * (the sum of w in index order); if rounding leaves none, the
 #     last index with w > 0.
@@ -34,49 +34,62 @@ cdef struct GenerateBuffers:
     void *z                     # (B, H) scratch: the pre-activations
     void *logits                # (B, V) scratch
     double *weights             # (V,) scratch: the weights of one draw
-    Py_ssize_t *order           # (2V,) scratch: indices by weight, and the merge buffer
+    Py_ssize_t *taken           # (V,) scratch: which weights are kept
     double temperature          # >= 0; 0 is greedy
     Py_ssize_t top_k            # 0: off
     double top_p                # >= 1: off
 
 
-cdef void _sort_by_weight(const double *w, Py_ssize_t n, Py_ssize_t *order,
-                          Py_ssize_t *spare) noexcept nogil:
-    """order = 0..n-1 sorted by w descending, ties lower index first (stable merge sort)."""
-    cdef Py_ssize_t i, width, lo, mid, hi, a, b, k
-    cdef Py_ssize_t *src = order
-    cdef Py_ssize_t *dst = spare
+# libm's scalar exp, called through a pointer so that the compiler cannot replace the
+# loop by a vectorised exp (libmvec), whose last bits differ from math.exp's, the twin's.
+cdef double (*_scalar_exp)(double) noexcept nogil
+_scalar_exp = exp
+
+
+cdef Py_ssize_t _next_largest(const double *w, Py_ssize_t n,
+                              const Py_ssize_t *taken) noexcept nogil:
+    """The index of the largest w not yet taken, the lower index on ties; -1 if none > 0."""
+    cdef Py_ssize_t i, best = -1
+    cdef double top = 0
     for i in range(n):
-        order[i] = i
-    width = 1
-    while width < n:
-        lo = 0
-        while lo < n:
-            mid = min(lo + width, n)
-            hi = min(lo + 2 * width, n)
-            a, b, k = lo, mid, lo
-            while a < mid and b < hi:
-                if w[src[b]] > w[src[a]]:      # strictly larger only: stable
-                    dst[k] = src[b]
-                    b += 1
-                else:
-                    dst[k] = src[a]
-                    a += 1
-                k += 1
-            while a < mid:
-                dst[k] = src[a]
-                a += 1
-                k += 1
-            while b < hi:
-                dst[k] = src[b]
-                b += 1
-                k += 1
-            lo = hi
-        src, dst = dst, src
-        width *= 2
-    if src != order:
+        if not taken[i] and w[i] > top:
+            top, best = w[i], i
+    return best
+
+
+cdef void _keep_largest(double *w, Py_ssize_t n, Py_ssize_t top_k, double top_p,
+                        Py_ssize_t *taken) noexcept nogil:
+    """Zero every weight but the top_k largest (0: all), then, of those, every weight
+    outside the shortest run of largest ones whose sum reaches top_p * their sum (index
+    order; top_p >= 1: all); largest first, ties lower index first."""
+    cdef Py_ssize_t i, j
+    cdef double total = 0, running = 0
+    if 0 < top_k < n:
         for i in range(n):
-            order[i] = src[i]
+            taken[i] = 0
+        for j in range(top_k):
+            i = _next_largest(w, n, taken)
+            if i < 0:
+                break
+            taken[i] = 1
+        for i in range(n):
+            if not taken[i]:
+                w[i] = 0
+    if top_p < 1:
+        for i in range(n):
+            total += w[i]
+            taken[i] = 0
+        while True:
+            i = _next_largest(w, n, taken)
+            if i < 0:
+                return                  # rounding: every positive weight stays
+            taken[i] = 1
+            running += w[i]
+            if running >= top_p * total:
+                break
+        for i in range(n):
+            if not taken[i]:
+                w[i] = 0
 
 
 cdef Py_ssize_t _draw(const double *w, Py_ssize_t n, double u) noexcept nogil:
@@ -99,8 +112,8 @@ cdef Py_ssize_t _pick(const floating *logits, const floating *b_y, Py_ssize_t n,
                       const GenerateBuffers *b) noexcept nogil:
     """One draw from logits + b_y (n,) by the rule at the top of this file."""
     cdef double *w = b.weights
-    cdef Py_ssize_t i, j, cut, best = 0
-    cdef double top, target, running = 0, kept = 0
+    cdef Py_ssize_t i, best = 0
+    cdef double top
     for i in range(n):
         # the read-out's bias added in the model's dtype, as logits = h Wyh^T + by
         w[i] = <double>(<floating>(logits[i] + b_y[i]))
@@ -112,25 +125,9 @@ cdef Py_ssize_t _pick(const floating *logits, const floating *b_y, Py_ssize_t n,
         return best
     for i in range(n):
         # z - max <= 0: a tiny temperature sends the rest to -inf, exp to 0
-        w[i] = exp((w[i] - top) / b.temperature)
-    if (b.top_k == 0 or b.top_k >= n) and b.top_p >= 1:
-        return _draw(w, n, u)
-    _sort_by_weight(w, n, b.order, b.order + n)
-    if 0 < b.top_k < n:
-        for j in range(b.top_k, n):
-            w[b.order[j]] = 0
-    if b.top_p < 1:
-        for j in range(n):
-            kept += w[b.order[j]]
-        target = b.top_p * kept
-        cut = n
-        for j in range(n):
-            running += w[b.order[j]]
-            if running >= target:
-                cut = j + 1
-                break
-        for j in range(cut, n):
-            w[b.order[j]] = 0
+        w[i] = _scalar_exp((w[i] - top) / b.temperature)
+    if (0 < b.top_k < n) or b.top_p < 1:
+        _keep_largest(w, n, b.top_k, b.top_p, b.taken)
     return _draw(w, n, u)
 
 
@@ -203,14 +200,14 @@ def generate(cnp.ndarray h not None, cnp.ndarray last not None, cnp.ndarray unif
     cdef cnp.ndarray logits = cnp.PyArray_EMPTY(2, shape, cnp.PyArray_TYPE(h), 0)
     shape[0] = n_vocab
     cdef cnp.ndarray weights = cnp.PyArray_EMPTY(1, shape, cnp.NPY_FLOAT64, 0)
-    shape[0] = 2 * n_vocab
-    cdef cnp.ndarray order = cnp.PyArray_EMPTY(1, shape, cnp.NPY_INTP, 0)
+    shape[0] = n_vocab
+    cdef cnp.ndarray taken = cnp.PyArray_EMPTY(1, shape, cnp.NPY_INTP, 0)
     cdef GenerateBuffers b
     b.h, b.last, b.uniforms = _ptr(h), <Py_ssize_t *>_ptr(last), <const double *>_ptr(uniforms)
     b.chosen = <Py_ssize_t *>_ptr(chosen)
     b.w_xh, b.w_hh, b.w_yh, b.b_h, b.b_y = _ptr(w_xh), _ptr(w_hh), _ptr(w_yh), _ptr(b_h), _ptr(b_y)
     b.z, b.logits = _ptr(z), _ptr(logits)
-    b.weights, b.order = <double *>_ptr(weights), <Py_ssize_t *>_ptr(order)
+    b.weights, b.taken = <double *>_ptr(weights), <Py_ssize_t *>_ptr(taken)
     b.temperature, b.top_k, b.top_p = temperature, top_k, top_p
     if n_steps > 0:
         _run(_generate[float], _generate[double], &d, &b)

@@ -76,7 +76,8 @@ def test_kernel_picks_the_twins_characters(dtype, B, options):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(1, 1, 1), (2, 1, 1), (1, 5, 2), (65, 64, 1), (65, 129, 2),
-                                   (3, 256, 1)], ids=lambda s: "V{}-H{}-B{}".format(*s))
+                                   (3, 256, 1), (300, 8, 2)],
+                         ids=lambda s: "V{}-H{}-B{}".format(*s))
 def test_odd_sizes(dtype, shape):
     V, H, B = shape
     both(V, H, B, 25, dtype)
