@@ -198,3 +198,17 @@ def test_pick_index_top_k_and_top_p_by_hand():
     assert ref.pick_index(logits, 0.05, top_p=1.0) == 0
     # equal logits: top_k keeps the lower indices
     assert {ref.pick_index(np.zeros(5), u, top_k=2) for u in np.linspace(0, 0.99, 20)} == {0, 1}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("last", [[-1], [2]], ids=["no-input", "input"])
+def test_a_uniform_on_a_boundary_goes_to_the_next_character(dtype, last):
+    # four equal weights: running sums 1, 2, 3, 4 against u * 4; "exceeds" is strict
+    p = parameters(4, 3, dtype)
+    p["Wyh"][:] = 0
+    p["by"][:] = 0
+    uniforms = np.array([[0.0], [0.25], [0.5], [0.75], [0.999]])
+    chosen, _, _ = kernel(np.zeros((1, 3), dtype), last, uniforms, p)
+    np.testing.assert_array_equal(chosen[:, 0], [0, 1, 2, 3, 3])
+    expected, _, _ = ref.generate_steps(np.zeros((1, 3), dtype), last, uniforms, **p)
+    np.testing.assert_array_equal(chosen, expected)
