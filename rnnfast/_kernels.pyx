@@ -8,6 +8,7 @@
 #   elman.pxi      the Elman recurrence (seed model and nn.RNN layer): math, loops, entry points
 #   gated.pxi      the LSTM and GRU layers: loops and entry points
 #   seed_api.pxi   the seed API's Model, ForwardCache and fast path
+#   generate.pxi   text generation: the whole sampling loop of the fused RNN model
 #
 # The contract of every kernel (the `nogil` functions of the include files):
 #   - sizes and loop options travel in one Dims struct, the buffers in one
@@ -129,3 +130,4 @@ include "_kernel_src/blas.pxi"
 include "_kernel_src/elman.pxi"
 include "_kernel_src/gated.pxi"
 include "_kernel_src/seed_api.pxi"
+include "_kernel_src/generate.pxi"

@@ -25,6 +25,8 @@ A forward cache is ``(steps, x)`` where ``steps[t] = (h_next, h_prev, xt,
 parameters)``; the backward functions read everything they need from it.
 """
 
+import math
+
 import numpy as np
 
 from rnnfast import _layers
@@ -52,6 +54,8 @@ __all__ = [
     "adam_step",
     "adagrad_step",
     "clip_grad_norm",
+    "pick_index",
+    "generate_steps",
 ]
 
 
@@ -1181,3 +1185,129 @@ def clip_grad_norm(grads, max_norm):
     norm = float(np.sqrt(sum(np.sum(np.square(g)) for g in grads.values())))
     scale = float(np.minimum(1.0, max_norm / (norm + 1e-6)))     # NaN stays NaN
     return {k: g * scale for k, g in grads.items()}, norm
+
+
+def _draw(w, u):
+    """The first index whose running sum of ``w`` exceeds ``u * sum(w)``, summing in index
+    order in float64; if rounding leaves none, the last index with a positive weight."""
+    total = 0.0
+    for v in w:
+        total += v
+    threshold = u * total
+    running, last_positive = 0.0, len(w) - 1
+    for i, v in enumerate(w):
+        if v > 0:
+            running += v
+            last_positive = i
+            if running > threshold:
+                return i
+    return last_positive
+
+
+def pick_index(logits, u, temperature=1.0, top_k=None, top_p=None):
+    """Draw one class from ``logits`` with the uniform ``u``: the rule of text generation.
+
+    Parameters
+    ----------
+    logits : array_like of shape (V,)
+        The read-out, used in float64.  ``pick_index(np.zeros(V), u)`` is a
+        uniform draw.
+    u : float
+        A uniform number in ``[0, 1)``.
+    temperature : float, default 1.0
+        0 takes the first index of the maximum.  Otherwise the weights are
+        ``w_i = exp((z_i - max z) / temperature)`` (``math.exp``, float64).
+    top_k : int or None, default None
+        Keep the ``top_k`` largest weights (ties: lower index first).
+    top_p : float or None, default None
+        Then keep, in the order of decreasing weight (ties: lower index first), the
+        shortest prefix whose running sum reaches ``top_p`` times the sum of the
+        weights (index order); if rounding leaves it short, every weight (1 or
+        None: all).
+
+    Returns
+    -------
+    index : int
+        The first index whose running sum of the kept weights (index order,
+        float64) exceeds ``u`` times their sum.
+    """
+    z = np.asarray(logits, dtype=np.float64)
+    top = np.argmax(z)                      # the first index of the maximum
+    if temperature == 0:
+        return int(top)
+    with np.errstate(over="ignore"):
+        scaled = (z - z[top]) / temperature
+    w = np.array([math.exp(v) for v in scaled])    # libm's exp, as the kernel
+    n = len(w)
+    if (top_k is None or top_k >= n) and (top_p is None or top_p >= 1):
+        return _draw(w, u)
+    order = np.argsort(-w, kind="stable")   # decreasing weight, ties lower index first
+    if top_k is not None and top_k < n:
+        w[order[top_k:]] = 0
+    if top_p is not None and top_p < 1:
+        total = 0.0
+        for v in w:                         # index order
+            total += v
+        running = 0.0
+        for j, i in enumerate(order):
+            if w[i] <= 0:
+                break                       # rounding: every positive weight stays
+            running += w[i]
+            if running >= top_p * total:
+                w[order[j + 1:]] = 0
+                break
+    return _draw(w, u)
+
+
+def generate_steps(h, last, uniforms, Whx, Whh, Wyh, bh, by, temperature=1.0, top_k=None,
+                   top_p=None):
+    """Generate text with the one-layer tanh RNN of ``RNNModel``: one step at a time.
+
+    Each step, for each stream ``i``: when it has a last character ``c``,
+    ``h_i = tanh(Whx[:, c] + Whh h_i + bh)`` and its character is
+    ``pick_index(Wyh h_i + by, u[t, i], ...)``; with none yet (``last`` all -1)
+    the character is drawn uniformly, ``pick_index(zeros, u[t, i])``, and ``h``
+    is unchanged.  The character drawn is the next step's input.
+
+    Parameters
+    ----------
+    h : ndarray of shape (B, H)
+        The state of each stream (rows; computed in its dtype).
+    last : array_like of int, shape (B,)
+        Each stream's last character, or all -1 (none yet).
+    uniforms : ndarray of shape (n, B)
+        One uniform in ``[0, 1)`` per draw.
+    Whx, Whh, Wyh, bh, by : ndarray
+        ``(H, V)``, ``(H, H)``, ``(V, H)``, ``(H, 1)``, ``(V, 1)``, as in ``RNNModel``.
+    temperature : float, default 1.0
+        As in :func:`pick_index`.
+    top_k : int or None, default None
+        As in :func:`pick_index`.
+    top_p : float or None, default None
+        As in :func:`pick_index`.
+
+    Returns
+    -------
+    chosen : ndarray of intp, shape (n, B)
+        The characters drawn.
+    h : ndarray of shape (B, H)
+        The final state.
+    last : ndarray of intp, shape (B,)
+        The last characters drawn (``last`` again when ``n`` is 0).
+    """
+    h = np.array(h, copy=True)
+    last = np.array(last, dtype=np.intp, copy=True)
+    n_steps, n_batch = uniforms.shape
+    n_vocab = Wyh.shape[0]
+    chosen = np.empty((n_steps, n_batch), dtype=np.intp)
+    for t in range(n_steps):
+        for i in range(n_batch):
+            if last[i] < 0:
+                c = pick_index(np.zeros(n_vocab), uniforms[t, i])
+            else:
+                h[i] = np.tanh(Whx[:, last[i]] + Whh @ h[i] + bh[:, 0])
+                logits = Wyh @ h[i] + by[:, 0]
+                c = pick_index(logits, uniforms[t, i], temperature, top_k, top_p)
+            chosen[t, i] = c
+        last = chosen[t].copy()
+    return chosen, h, last

@@ -5,12 +5,16 @@ Everything here raises exceptions (:class:`TextFileError`, ``ValueError``);
 nothing prints or exits.
 """
 
+import numbers
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["EXAMPLE_TEXT", "TextFileError", "encode", "read_text", "sample_text",
-           "sample_text_iter", "streams", "vocabulary"]
+from rnnfast import _kernels
+from rnnfast.reference import pick_index
+
+__all__ = ["EXAMPLE_TEXT", "TextFileError", "encode", "generate", "generate_iter", "read_text",
+           "sample_text", "sample_text_iter", "streams", "vocabulary"]
 
 #: A small text to try the char model on: the opening scenes of Shakespeare's *Coriolanus*
 #: (public domain; about 40,000 characters, 58 distinct ones), shipped with the package.
@@ -172,7 +176,172 @@ def streams(data, batch):
     return inputs, targets, per_stream
 
 
-def sample_text(model, vocab, length, temperature=1.0, prime="", seed=None):
+def generate(model, vocab, length, *, temperature=1.0, top_k=None, top_p=None, prime="",
+             seed=None, streams=1):
+    """Generate ``streams`` independent texts of ``length`` characters, after ``prime``.
+
+    Each stream reads ``prime`` (without one, its first character is drawn
+    uniformly), then draws each character from the model's prediction and
+    feeds it back.  The fused one-layer tanh RNN (the default
+    :class:`~rnnfast.RNNModel`, what ``python -m rnnfast train`` makes without
+    ``--cell``, ``--layers`` or ``--dropout``) runs the whole loop, every stream
+    at once, in compiled code; any other model runs the same rule one
+    ``forward`` per character.
+
+    Parameters
+    ----------
+    model : RNNModel
+        The model, with ``input_size == output_size == len(vocab)``.  Any
+        object with the same ``forward(X, h, return_state=True)`` works (one
+        ``forward`` per character).
+    vocab : sequence of str
+        The character of each class index.
+    length : int
+        Characters to generate in each stream, at least 0.
+    temperature : float, default 1.0
+        Any non-negative finite number: 1 samples the model's distribution, a
+        smaller one sharpens it, 0 takes the most likely character every time
+        (greedy: the lowest index among equal logits), a larger one flattens it.
+    top_k : int or None, default None
+        Draw only among the ``top_k`` most likely characters (ties: the lower
+        index first); at least 1 (1 is greedy); None, or at least the size of
+        the vocabulary, keeps every character.
+    top_p : float or None, default None
+        Nucleus sampling: draw only among the most likely characters whose
+        probabilities (after ``temperature`` and ``top_k``) add up to at least
+        ``top_p``; in ``(0, 1]`` (a tiny one is greedy; None or 1 keeps every
+        character).
+    prime : str, default ""
+        Text each stream reads first; not part of the result.
+    seed : int or None, default None
+        Makes the result repeatable: the same number gives the same texts
+        (None: different texts each call).
+    streams : int, default 1
+        Independent texts generated together, at least 1.
+
+    Returns
+    -------
+    texts : list of str
+        ``streams`` strings of ``length`` characters.
+
+    Raises
+    ------
+    ValueError
+        If an argument is out of its range, ``prime`` holds characters outside
+        ``vocab``, or the model's sizes do not match ``vocab``.
+    TypeError
+        If ``length``, ``top_k``, ``streams`` or ``seed`` is not an integer, or
+        ``temperature`` or ``top_p`` not a real number.
+
+    See Also
+    --------
+    generate_iter : The same texts in chunks, as they are made.
+    sample_text : One text, with positional arguments.
+
+    Notes
+    -----
+    Every draw consumes one uniform number of ``numpy.random.default_rng(seed)``,
+    ``rng.random((n, streams))`` per chunk of ``n`` steps, and picks the first
+    character whose running sum of probabilities (in vocabulary order, float64)
+    exceeds it: :func:`rnnfast.reference.pick_index` states the rule, and
+    :func:`rnnfast.reference.generate_steps` is the NumPy twin of the compiled
+    loop.  The model is in evaluation mode (no dropout) while it generates and
+    back in its former mode afterwards.
+
+    Examples
+    --------
+    >>> import rnnfast
+    >>> from rnnfast.text import generate
+    >>> vocab = list("abc ")
+    >>> model = rnnfast.RNNModel(len(vocab), 8, len(vocab), seed=0)
+    >>> texts = generate(model, vocab, 12, prime="ab", top_k=2, seed=1, streams=3)
+    >>> len(texts), [len(t) for t in texts]
+    (3, [12, 12, 12])
+    >>> generate(model, vocab, 12, seed=1) == generate(model, vocab, 12, seed=1)
+    True
+    """
+    texts = [[] for _ in range(streams if isinstance(streams, numbers.Integral) else 1)]
+    for chunk in generate_iter(model, vocab, length, temperature=temperature, top_k=top_k,
+                               top_p=top_p, prime=prime, seed=seed, streams=streams):
+        for parts, piece in zip(texts, chunk, strict=True):
+            parts.append(piece)
+    return ["".join(parts) for parts in texts]
+
+
+def generate_iter(model, vocab, length, *, temperature=1.0, top_k=None, top_p=None, prime="",
+                  seed=None, streams=1, chunk=64):
+    """The texts of :func:`generate`, in chunks as they are made.
+
+    The arguments are checked at the call, before any character is made;
+    ``length`` may be as large as wanted (the texts are never held whole).
+
+    Parameters
+    ----------
+    model : RNNModel
+        The model, as for :func:`generate`.
+    vocab : sequence of str
+        The character of each class index.
+    length : int
+        Characters to generate in each stream, at least 0.
+    temperature : float, default 1.0
+        Any non-negative finite number: 1 samples the model's distribution, a
+        smaller one sharpens it, 0 takes the most likely character every time
+        (greedy: the lowest index among equal logits), a larger one flattens it.
+    top_k : int or None, default None
+        Draw only among the ``top_k`` most likely characters (ties: the lower
+        index first); at least 1 (1 is greedy); None, or at least the size of
+        the vocabulary, keeps every character.
+    top_p : float or None, default None
+        Nucleus sampling: draw only among the most likely characters whose
+        probabilities (after ``temperature`` and ``top_k``) add up to at least
+        ``top_p``; in ``(0, 1]`` (a tiny one is greedy; None or 1 keeps every
+        character).
+    prime : str, default ""
+        Text each stream reads first; not yielded.
+    seed : int or None, default None
+        Seed of the draws (None: different texts each call).
+    streams : int, default 1
+        Independent texts generated together, at least 1.
+    chunk : int, default 64
+        Characters per stream in each chunk but the last, at least 1 (and
+        ``chunk * streams`` at most 2**24).  It does not change the texts.
+
+    Returns
+    -------
+    chunks : iterator of list of str
+        Yields, for each chunk, a list of ``streams`` strings of the same
+        length: the next characters of each stream.
+
+    Raises
+    ------
+    ValueError, TypeError
+        At the call, as :func:`generate`.
+
+    See Also
+    --------
+    generate : The whole texts.
+
+    Examples
+    --------
+    >>> import rnnfast
+    >>> from rnnfast.text import generate, generate_iter
+    >>> vocab = list("abc ")
+    >>> model = rnnfast.RNNModel(len(vocab), 8, len(vocab), seed=0)
+    >>> chunks = list(generate_iter(model, vocab, 10, seed=2, chunk=4))
+    >>> [len(c[0]) for c in chunks]
+    [4, 4, 2]
+    >>> "".join(c[0] for c in chunks) == generate(model, vocab, 10, seed=2)[0]
+    True
+    """
+    options = _check_options(model, vocab, length, temperature, top_k, top_p, prime, seed,
+                             streams, chunk)
+    if _compiled(model):
+        return _compiled_chunks(model, vocab, length, options)
+    return _forward_chunks(model, vocab, length, options)
+
+
+def sample_text(model, vocab, length, temperature=1.0, prime="", seed=None, *, top_k=None,
+                top_p=None):
     """Generate ``length`` characters, starting after ``prime`` (or a random character).
 
     Parameters
@@ -193,21 +362,26 @@ def sample_text(model, vocab, length, temperature=1.0, prime="", seed=None):
     seed : int or None, default None
         Makes the sampling repeatable: the same number gives the same text
         (None: different text each call).
+    top_k : int or None, default None, keyword-only
+        Draw only among the ``top_k`` most likely characters (see :func:`generate`).
+    top_p : float or None, default None, keyword-only
+        Nucleus sampling (see :func:`generate`).
 
     Returns
     -------
     text : str
-        The ``length`` generated characters.
+        The ``length`` generated characters: ``generate(...)[0]`` with one stream.
 
     Raises
     ------
     ValueError
         If ``temperature`` is not a non-negative finite number or ``prime`` holds
-        characters outside ``vocab``.
+        characters outside ``vocab`` (and as :func:`generate`).
 
     See Also
     --------
     sample_text_iter : The same characters, one at a time as they are made.
+    generate : Several streams at once.
 
     Notes
     -----
@@ -226,10 +400,12 @@ def sample_text(model, vocab, length, temperature=1.0, prime="", seed=None):
     >>> sample_text(model, vocab, 12, seed=1) == sample_text(model, vocab, 12, seed=1)
     True
     """
-    return "".join(sample_text_iter(model, vocab, length, temperature, prime, seed))
+    return generate(model, vocab, length, temperature=temperature, top_k=top_k, top_p=top_p,
+                    prime=prime, seed=seed)[0]
 
 
-def sample_text_iter(model, vocab, length, temperature=1.0, prime="", seed=None):
+def sample_text_iter(model, vocab, length, temperature=1.0, prime="", seed=None, *,
+                     top_k=None, top_p=None):
     """The characters of :func:`sample_text`, yielded one at a time as they are made.
 
     The arguments are checked at the call, before any character is made
@@ -251,6 +427,10 @@ def sample_text_iter(model, vocab, length, temperature=1.0, prime="", seed=None)
         Text the model reads first; not yielded.
     seed : int or None, default None
         Seed of the sampling (None: different text each call).
+    top_k : int or None, default None, keyword-only
+        Draw only among the ``top_k`` most likely characters (see :func:`generate`).
+    top_p : float or None, default None, keyword-only
+        Nucleus sampling (see :func:`generate`).
 
     Returns
     -------
@@ -261,11 +441,12 @@ def sample_text_iter(model, vocab, length, temperature=1.0, prime="", seed=None)
     ------
     ValueError
         At the call, if ``temperature`` is not a non-negative finite number or
-        ``prime`` holds characters outside ``vocab``.
+        ``prime`` holds characters outside ``vocab`` (and as :func:`generate`).
 
     See Also
     --------
     sample_text : The same characters joined into one string.
+    generate_iter : The characters in chunks, for several streams.
 
     Examples
     --------
@@ -277,48 +458,155 @@ def sample_text_iter(model, vocab, length, temperature=1.0, prime="", seed=None)
     >>> "".join(chars) == sample_text(model, vocab, 5, seed=3)
     True
     """
+    chunks = generate_iter(model, vocab, length, temperature=temperature, top_k=top_k,
+                           top_p=top_p, prime=prime, seed=seed)
+    return (c for chunk in chunks for c in chunk[0])
+
+
+_MAX_CHUNK = 1 << 24        # draws of one chunk (128 MiB of uniforms)
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_options(model, vocab, length, temperature, top_k, top_p, prime, seed, streams,
+                   chunk):
+    """The checked sampling options as a dict; raises on the first bad argument."""
+    for name, value, minimum in (("length", length, 0), ("streams", streams, 1),
+                                 ("chunk", chunk, 1)):
+        if not _is_int(value):
+            raise TypeError(f"{name} must be an integer; got {type(value).__name__} {value!r}")
+        if value < minimum:
+            raise ValueError(f"{name} must be at least {minimum}; got {value}")
+    if chunk * streams > _MAX_CHUNK:
+        raise ValueError(f"chunk * streams must be at most {_MAX_CHUNK} (the draws of one "
+                         f"chunk are held at once); got {chunk} * {streams}")
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
+        raise TypeError(f"temperature must be a real number; got "
+                        f"{type(temperature).__name__} {temperature!r}")
     if not temperature >= 0 or not np.isfinite(temperature):
         raise ValueError(f"temperature must be a non-negative number (0: always the most "
                          f"likely character); got {temperature}")
+    if top_k is not None:
+        if not _is_int(top_k):
+            raise TypeError(f"top_k must be an integer or None; got "
+                            f"{type(top_k).__name__} {top_k!r}")
+        if top_k < 1:
+            raise ValueError(f"top_k must be at least 1 (1: always the most likely "
+                             f"character; None: off); got {top_k}")
+    if top_p is not None:
+        if isinstance(top_p, bool) or not isinstance(top_p, numbers.Real):
+            raise TypeError(f"top_p must be a real number or None; got "
+                            f"{type(top_p).__name__} {top_p!r}")
+        if not 0 < top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1] (1: off); got {top_p}")
+    if seed is not None and not _is_int(seed):
+        raise TypeError(f"seed must be an integer or None; got {type(seed).__name__} {seed!r}")
+    if seed is not None and seed < 0:
+        raise ValueError(f"seed must be a non-negative integer or None; got {seed}")
+    if not isinstance(prime, str):
+        raise TypeError(f"prime must be a str; got {type(prime).__name__}")
     index = {c: i for i, c in enumerate(vocab)}
     unknown = sorted(set(prime) - set(index))
     if unknown:
         raise ValueError(f"prime holds characters the model never saw: {''.join(unknown)!r}")
-    return _generate(model, vocab, length, temperature, [index[c] for c in prime],
-                     np.random.default_rng(seed))
+    for name in ("input_size", "output_size"):
+        size = getattr(model, name, len(vocab))
+        if size != len(vocab):
+            raise ValueError(f"vocab has {len(vocab)} characters; the model's {name} is "
+                             f"{size} (generation feeds each output back in)")
+    return {"temperature": float(temperature), "top_k": None if top_k is None else int(top_k),
+            "top_p": None if top_p is None else float(top_p),
+            "prime": [index[c] for c in prime], "seed": seed, "streams": int(streams),
+            "chunk": int(chunk)}
 
 
-def _generate(model, vocab, length, temperature, prime, rng):
+def _compiled(model):
+    """Whether the compiled loop runs ``model``: the fused one-layer tanh RNN of RNNModel."""
+    from rnnfast.model import RNNModel
+    return isinstance(model, RNNModel) and model._rnn is None
+
+
+def _steps(length, chunk):
+    """The sizes of the chunks of ``length`` steps."""
+    while length > 0:
+        n = min(chunk, length)
+        length -= n
+        yield n
+
+
+def _compiled_chunks(model, vocab, length, options):
+    """The chunks of the compiled loop; the parameters are read and the prime is run now."""
+    p = model.parameters
+    n_x, n_h, n_y = model.input_size, model.hidden_size, model.output_size
+    dtype = model.dtype
+    arrays = {}
+    for name, shape in (("Whx", (n_h, n_x)), ("Whh", (n_h, n_h)), ("Wyh", (n_y, n_h)),
+                        ("bh", (n_h, 1)), ("by", (n_y, 1))):
+        a = p.get(name)
+        if not isinstance(a, np.ndarray) or a.shape != shape or a.dtype != dtype:
+            raise ValueError(f"parameters[{name!r}] must be a {dtype.name} array of shape "
+                             f"{shape}")
+        arrays[name] = np.array(a, order="C")     # a snapshot: generation reads its own copy
+    w_xh = np.ascontiguousarray(arrays["Whx"].T)  # row c: the input column of character c
+    b_h, b_y = arrays["bh"].reshape(n_h), arrays["by"].reshape(n_y)
+    top_k = options["top_k"] or 0
+    top_p = 1.0 if options["top_p"] is None else options["top_p"]
+    streams, prime = options["streams"], options["prime"]
+    h = np.zeros((streams, n_h), dtype=dtype)
+    last = np.full(streams, -1, dtype=np.intp)      # -1: no input yet, a uniform first draw
+    if len(prime) > 1:
+        # the state after all of prime but its last character, which the first step reads
+        _, h1 = model.forward(np.array([prime[:-1]]), return_state=True)
+        h[:] = h1
+    if prime:
+        last[:] = prime[-1]
+    rng = np.random.default_rng(options["seed"])
+    return _compiled_loop(vocab, length, options["chunk"], rng, h, last,
+                          (w_xh, arrays["Whh"], arrays["Wyh"], b_h, b_y),
+                          (options["temperature"], top_k, top_p))
+
+
+def _compiled_loop(vocab, length, chunk, rng, h, last, weights, sampling):
+    """Chunks of the compiled loop; ``h`` and ``last`` carry the state between them."""
+    streams = len(h)
+    chars = np.array(list(vocab), dtype=object)
+    for n in _steps(length, chunk):
+        chosen = _kernels.generate(h, last, rng.random((n, streams)), *weights, *sampling)
+        yield ["".join(chars[chosen[:, i]]) for i in range(streams)]
+
+
+def _forward_chunks(model, vocab, length, options):
+    """The rule of the compiled loop, one ``model.forward`` per character (any model)."""
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
         model.eval()                  # no dropout while generating
     try:
-        h = None
+        rng = np.random.default_rng(options["seed"])
+        streams, prime = options["streams"], options["prime"]
+        state, logits = None, None
         if prime:
-            logits, h = model.forward(np.array([prime]), h, return_state=True)
-            logits = logits[0, -1]
-        else:
-            logits = None             # no prediction yet: the first character is uniform
-        for _ in range(length):
-            c = _pick(logits, len(vocab), temperature, rng)
-            yield vocab[c]
-            logits, h = model.forward(np.array([[c]]), h, return_state=True)
-            logits = logits[0, -1]
+            logits, state = model.forward(np.array([prime] * streams), state,
+                                          return_state=True)
+            logits = logits[:, -1]
+        uniform = np.zeros(len(vocab))
+        for n in _steps(length, options["chunk"]):
+            u = rng.random((n, streams))
+            pieces = [[] for _ in range(streams)]
+            for t in range(n):
+                if logits is None:    # no prediction yet: the first character is uniform
+                    chosen = [pick_index(uniform, u[t, i]) for i in range(streams)]
+                else:
+                    chosen = [pick_index(logits[i], u[t, i], options["temperature"],
+                                         options["top_k"], options["top_p"])
+                              for i in range(streams)]
+                for i, c in enumerate(chosen):
+                    pieces[i].append(vocab[c])
+                logits, state = model.forward(np.array(chosen)[:, None], state,
+                                              return_state=True)
+                logits = logits[:, -1]
+            yield ["".join(piece) for piece in pieces]
     finally:
         if was_training and hasattr(model, "train"):
             model.train()
-
-
-def _pick(logits, n, temperature, rng):
-    """The index of the next character: uniform without ``logits``, else at ``temperature``."""
-    if logits is None:
-        return int(rng.integers(n))
-    if temperature == 0:
-        return int(np.argmax(logits))
-    # shift first, so that z <= 0 and the largest logit gives z = 0 exactly:
-    # a tiny temperature overflows the rest to -inf (p = 0), i.e. argmax
-    z = logits.astype(np.float64)
-    with np.errstate(over="ignore"):
-        z = (z - z.max()) / temperature
-    p = np.exp(z)
-    return int(rng.choice(n, p=p / p.sum()))

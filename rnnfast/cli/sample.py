@@ -1,13 +1,14 @@
 """``python -m rnnfast sample MODEL``: generate text from a model saved by ``train``
 (or a checkpoint), printed as it is made."""
 
+import math
 import sys
 import time
 
 from rnnfast.checkpoint import CheckpointError, model_from_checkpoint
 from rnnfast.cli.checks import HelpFormatter, check_float, check_int, fail
 from rnnfast.model import RNNModel
-from rnnfast.text import sample_text_iter
+from rnnfast.text import generate_iter
 
 
 def add_parser(commands):
@@ -23,6 +24,12 @@ def add_parser(commands):
     p.add_argument("--temperature", type=float, default=1.0,
                    help="any non-negative finite number: below 1 sharpens the distribution, "
                         "0 picks the most likely character every time, above 1 flattens it")
+    p.add_argument("--top-k", type=int, default=None, metavar="K",
+                   help="draw only among the K most likely characters (1: the most likely "
+                        "every time; default: all)")
+    p.add_argument("--top-p", type=float, default=None, metavar="P",
+                   help="nucleus sampling: draw only among the most likely characters whose "
+                        "probabilities add up to at least P, in (0, 1] (default: all)")
     p.add_argument("--prime", default="",
                    help="text the model reads first, printed before what it makes (default: "
                         "none, the first character is drawn uniformly)")
@@ -36,6 +43,10 @@ def _check_args(args):
     check_int("--length", args.length, 0)
     check_float("--temperature", args.temperature, zero_means="greedy: the most likely "
                 "character every time")
+    if args.top_k is not None:
+        check_int("--top-k", args.top_k, 1, " (1 = the most likely character every time)")
+    if args.top_p is not None and not (math.isfinite(args.top_p) and 0 < args.top_p <= 1):
+        fail(f"--top-p must be a number in (0, 1] (1 = every character); got {args.top_p}")
     if args.seed is not None:
         check_int("--seed", args.seed, 0)
 
@@ -84,23 +95,24 @@ def run(args):
     if unknown:
         fail(f"--prime holds characters the model never saw: {''.join(unknown)!r}")
     try:
-        characters = sample_text_iter(model, list(vocab), args.length, args.temperature,
-                                      args.prime, args.seed)
+        chunks = generate_iter(model, list(vocab), args.length, temperature=args.temperature,
+                               top_k=args.top_k, top_p=args.top_p, prime=args.prime,
+                               seed=args.seed)
     except ValueError as exc:
         fail(str(exc))
-    return _stream(args.prime, characters, sys.stdout)
+    return _stream(args.prime, (chunk[0] for chunk in chunks), sys.stdout)
 
 
-def _stream(prime, characters, out, interval=0.05):
-    """Write ``prime`` and ``characters`` to ``out`` as they come (flushed at each line
-    and at least every ``interval`` seconds), then a newline; 0, or 130 on Ctrl-C (what was
-    made is written)."""
+def _stream(prime, pieces, out, interval=0.05):
+    """Write ``prime`` and ``pieces`` (strings) to ``out`` as they come (flushed at each
+    line and at least every ``interval`` seconds), then a newline; 0, or 130 on Ctrl-C (what
+    was made is written)."""
     out.write(prime)
     last = time.monotonic()
     try:
-        for c in characters:
-            out.write(c)
-            if c == "\n" or time.monotonic() - last >= interval:
+        for piece in pieces:
+            out.write(piece)
+            if "\n" in piece or time.monotonic() - last >= interval:
                 out.flush()
                 last = time.monotonic()
     except KeyboardInterrupt:
