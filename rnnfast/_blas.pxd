@@ -120,16 +120,22 @@ cdef enum:
     # every step's product cost more than the product.
     SEQUENTIAL_PRODUCT_WORK = 262144     # 1 << 18
     # The Elman recurrence's per-step product (m, n_h) (n_h, n_h) runs in a LIBXSMM
-    # kernel (when built in) for m >= 2 rows, and then when n_h <= PACKED_SMALL_HIDDEN
-    # or m >= PACKED_MIN_ROWS, up to PACKED_MAX_WORK multiply-adds.  Measured
-    # (layer forward + BPTT, T = 50, both dtypes, 2-core EPYC): 0.4-0.95x the time of
-    # BLAS from (2, 16) to (32, 64) and at (2, 100), (16, 128), (32, 256), (32, 512);
-    # 1.0-1.2x at (4, 128), (8, 128), and at m = 1 (float64; gemv or the
-    # hand-written loop stay there).  Above 32 x 512 x 512 BLAS's threads should
-    # win on a quiet machine (LIBXSMM runs on the calling thread).
+    # kernel (when built in) for 2 <= m <= PACKED_MAX_ROWS rows, when n_h <=
+    # PACKED_SMALL_HIDDEN or m >= PACKED_MIN_ROWS, up to PACKED_MAX_WORK_F32 (float32) or
+    # PACKED_MAX_WORK_F64 (float64) multiply-adds.  LIBXSMM runs on the calling thread,
+    # so BLAS's two threads win the large products.  Measured on a quiet 2-core EPYC
+    # (Zen 5), layer forward + BPTT, T = 100, packed time / BLAS time: float32 0.62 at
+    # (16, 128), 0.87 at (32, 256), 0.80 at (32, 384), 0.89 at (64, 256), 0.92 at (32, 448),
+    # but 1.03 at (32, 512) and 1.15 at (96, 192) and (256, 128); float64 0.86 at (16, 128),
+    # 0.71 at (16, 256), 0.86 at (64, 128), 0.93 at (32, 256), but 1.09 at (48, 256), 1.23
+    # at (32, 384), 1.38 at (32, 512) and 1.11 at (128, 128).  Under load (other jobs on
+    # both cores) the single-threaded kernel wins more widely: measure on a quiet machine.
+    # One row (m = 1) stays with gemv or the hand-written loop (1.0-1.25x there).
     PACKED_SMALL_HIDDEN = 100
     PACKED_MIN_ROWS = 16
-    PACKED_MAX_WORK = 8388608            # 32 * 512 * 512
+    PACKED_MAX_ROWS = 64
+    PACKED_MAX_WORK_F32 = 6422528        # 32 * 448 * 448
+    PACKED_MAX_WORK_F64 = 2097152        # 32 * 256 * 256
 
 
 cdef inline int64_t product_work(int64_t n_rows, int64_t n_cols, int64_t n_inner) noexcept nogil:
@@ -137,24 +143,27 @@ cdef inline int64_t product_work(int64_t n_rows, int64_t n_cols, int64_t n_inner
     return n_rows * n_cols * n_inner
 
 
-cdef inline bint packed_product_wins(int64_t n_rows, int64_t n_cols,
-                                     int64_t n_inner) noexcept nogil:
+cdef inline bint packed_product_wins(int64_t n_rows, int64_t n_cols, int64_t n_inner,
+                                     bint float32) noexcept nogil:
     """Where a LIBXSMM kernel measured faster than BLAS (see PACKED_* above)."""
-    if n_rows < 2 or product_work(n_rows, n_cols, n_inner) > PACKED_MAX_WORK:
+    cdef int64_t max_work = PACKED_MAX_WORK_F32 if float32 else PACKED_MAX_WORK_F64
+    if (n_rows < 2 or n_rows > PACKED_MAX_ROWS
+            or product_work(n_rows, n_cols, n_inner) > max_work):
         return False
     return (n_rows >= PACKED_MIN_ROWS
             or (n_cols <= PACKED_SMALL_HIDDEN and n_inner <= PACKED_SMALL_HIDDEN))
 
 
 cdef inline ProductPlan plan_product(int64_t n_rows, int64_t n_cols, int64_t n_inner,
-                                     int allowed) noexcept nogil:
+                                     int allowed, bint float32=False) noexcept nogil:
     """How (n_rows, n_inner) (n_inner, n_cols) runs, among the ``allowed`` plans (bits).
 
-    PRODUCT_PACKED needs LIBXSMM built in and enabled (``rf_xsmm_enabled``);
+    PRODUCT_PACKED needs LIBXSMM built in and enabled (``rf_xsmm_enabled``); its limits
+    depend on the dtype (``float32``; the float64 ones, the stricter, otherwise).
     ``rf_xsmm_forced`` (tests) plans it on every shape that allows it.
     """
     if allowed & PRODUCT_PACKED and rf_xsmm_enabled and (
-            rf_xsmm_forced or packed_product_wins(n_rows, n_cols, n_inner)):
+            rf_xsmm_forced or packed_product_wins(n_rows, n_cols, n_inner, float32)):
         return PRODUCT_PACKED
     if (allowed & PRODUCT_VECMAT and n_rows == 1 and n_cols <= OWN_PRODUCTS_MAX_HIDDEN
             and n_inner <= OWN_PRODUCTS_MAX_HIDDEN):

@@ -137,12 +137,13 @@ def _set_force_packed(force):
     rf_xsmm_configure(force is None or bool(force), force is not None and bool(force))
 
 
-cdef inline bint _plan_packed(int n_batch, int n_hidden, bint own_products) noexcept nogil:
+cdef inline bint _plan_packed(const Dims *d, bint own_products) noexcept nogil:
     """Whether the Elman recurrent products (n_batch, n_hidden) (n_hidden, n_hidden) run in
     LIBXSMM kernels (``plan_product`` chooses PACKED; never with the hand-written loops)."""
     cdef int allowed = _blas.PRODUCT_PACKED | _blas.PRODUCT_GEMV | _blas.PRODUCT_GEMM
     return (not own_products
-            and plan_product(n_batch, n_hidden, n_hidden, allowed) == _blas.PRODUCT_PACKED)
+            and plan_product(d.n_batch, d.n_hidden, d.n_hidden, allowed, d.float32)
+            == _blas.PRODUCT_PACKED)
 
 
 cpdef bint use_own_products(Py_ssize_t n_batch, Py_ssize_t n_hidden):
@@ -296,10 +297,12 @@ _PLAN_NAMES = {"loop": _blas.PRODUCT_LOOP, "vecmat": _blas.PRODUCT_VECMAT,
                "packed": _blas.PRODUCT_PACKED}
 
 
-def _test_plan_product(n_rows, n_cols, n_inner, allowed=("loop", "vecmat", "gemv", "gemm")):
-    """The name of the plan ``plan_product`` picks for these sizes among ``allowed`` names."""
+def _test_plan_product(n_rows, n_cols, n_inner, allowed=("loop", "vecmat", "gemv", "gemm"),
+                       float32=False):
+    """The name of the plan ``plan_product`` picks for these sizes among ``allowed`` names
+    (for a float32 product with ``float32``)."""
     cdef int bits = 0
     for name in allowed:
         bits |= _PLAN_NAMES[name]
-    chosen = <int>plan_product(n_rows, n_cols, n_inner, bits)
+    chosen = <int>plan_product(n_rows, n_cols, n_inner, bits, float32)
     return next(name for name, bit in _PLAN_NAMES.items() if bit == chosen)

@@ -361,7 +361,7 @@ cdef tuple _seed_forward(int x_mode, cnp.ndarray x, cnp.ndarray h0, cnp.ndarray 
     cdef Dims d = _dims(h0, n_batch, n_steps, n_input, n_hidden)
     d.n_output = <int>cnp.PyArray_DIMS(w_yh)[0]
     d.x_mode, d.activation, d.own_products, d.softmax = x_mode, TANH, own_products, softmax
-    d.packed = _plan_packed(n_batch, n_hidden, own_products)
+    d.packed = _plan_packed(&d, own_products)
     cdef cnp.ndarray h_out = _empty3(n_batch, n_steps, n_hidden, type_num)
     cdef cnp.ndarray y_out = _empty3(n_batch, n_steps, d.n_output, type_num)
     cdef cnp.ndarray w_hh_t = _scratch(own_products or d.packed, w_hh)
@@ -394,7 +394,7 @@ cdef tuple _seed_backward(int x_mode, cnp.ndarray x, cnp.ndarray h0, cnp.ndarray
     cdef Dims d = _dims(h0, <int>dims[0], <int>dims[1], <int>cnp.PyArray_DIMS(w_hx)[1],
                         <int>dims[2])
     d.x_mode, d.activation, d.own_products = x_mode, TANH, own_products
-    d.packed = _plan_packed(d.n_batch, d.n_hidden, own_products)
+    d.packed = _plan_packed(&d, own_products)
     cdef cnp.ndarray dx_out = None if x_mode == X_INDEX else _empty_like(x)
     cdef cnp.ndarray dh0_out = _zeros_like(h0)     # no gradient reaches the final state
     cdef cnp.ndarray dw_hx_out = _empty_like(w_hx), dw_hh_out = _empty_like(w_hh)
@@ -438,7 +438,7 @@ def loss(int x_mode, cnp.ndarray x not None, cnp.ndarray h0 not None,
     cdef Dims d = _dims(h0, n_batch, n_steps, <int>cnp.PyArray_DIMS(w_hx)[1], n_hidden)
     d.n_output = <int>cnp.PyArray_DIMS(w_yh)[0]
     d.x_mode, d.activation, d.own_products, d.softmax = x_mode, TANH, own_products, False
-    d.packed = _plan_packed(n_batch, n_hidden, own_products)
+    d.packed = _plan_packed(&d, own_products)
     cdef cnp.ndarray h_out = _empty3(n_batch, n_steps, n_hidden, type_num)
     cdef cnp.ndarray logits = _empty3(n_batch, n_steps, d.n_output, type_num)
     cdef cnp.ndarray dh = _empty3(n_batch, n_steps, n_hidden, type_num)
@@ -475,7 +475,7 @@ def layer_forward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray w
     cdef Dims d = _dims(h0, n_batch, n_steps, n_input, n_hidden)
     d.x_mode, d.activation, d.own_products, d.reverse = X_ROWS, activation, own_products, reverse
     d.lengths = <const Py_ssize_t *>_ptr(lengths)
-    d.packed = _plan_packed(n_batch, n_hidden, own_products)
+    d.packed = _plan_packed(&d, own_products)
     cdef cnp.ndarray h_out = _empty3(n_batch, n_steps, n_hidden, cnp.PyArray_TYPE(h0))
     cdef cnp.ndarray w_hh_t = _scratch(own_products or d.packed, w_hh)
     cdef ElmanBuffers b = _seed_buffers(x, h0, w_ih, w_hh, bias)
@@ -499,7 +499,7 @@ def layer_backward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray 
                         <int>dims[2])
     d.x_mode, d.activation, d.own_products, d.reverse = X_ROWS, activation, own_products, reverse
     d.lengths = <const Py_ssize_t *>_ptr(lengths)
-    d.packed = _plan_packed(d.n_batch, d.n_hidden, own_products)
+    d.packed = _plan_packed(&d, own_products)
     cdef cnp.npy_intp n_bias = d.n_hidden
     cdef cnp.ndarray dx_out = _empty_like(x)
     cdef cnp.ndarray dh0_out = cnp.PyArray_NewCopy(grad_h_n, cnp.NPY_CORDER)  # G on entry

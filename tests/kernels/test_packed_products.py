@@ -50,18 +50,24 @@ def test_packed_times_matches_numpy(shape, accumulate, dtype):
 
 
 @needs_libxsmm
-@pytest.mark.parametrize("sizes, plan", [
-    # at least two rows; up to 100 x 100, or from 16 rows on; at most 32 x 512 x 512
-    ((2, 16, 16), "packed"), ((2, 100, 100), "packed"), ((7, 1, 1), "packed"),
-    ((2, 101, 101), "gemm"), ((15, 128, 128), "gemm"), ((16, 128, 128), "packed"),
-    ((32, 256, 256), "packed"), ((32, 512, 512), "packed"), ((33, 512, 512), "gemm"),
+@pytest.mark.parametrize("sizes, float32, plan", [
+    # 2 to 64 rows; up to 100 x 100, or from 16 rows on; at most 32 x 256 x 256 multiply-adds
+    # in float64, 32 x 448 x 448 in float32
+    ((2, 16, 16), False, "packed"), ((2, 100, 100), False, "packed"), ((7, 1, 1), False, "packed"),
+    ((2, 101, 101), False, "gemm"), ((15, 128, 128), False, "gemm"),
+    ((16, 128, 128), False, "packed"), ((64, 128, 128), False, "packed"),
+    ((65, 16, 16), False, "gemm"), ((65, 16, 16), True, "gemm"),
+    ((32, 256, 256), False, "packed"), ((33, 256, 256), False, "gemm"),
+    ((33, 256, 256), True, "packed"), ((64, 256, 256), True, "packed"),
+    ((32, 448, 448), True, "packed"), ((33, 448, 448), True, "gemm"),
+    ((32, 512, 512), True, "gemm"), ((32, 512, 512), False, "gemm"),
     # one row stays with gemv (or the hand-written loop, where allowed)
-    ((1, 100, 100), "gemv"), ((1, 8, 8), "gemv"),
+    ((1, 100, 100), False, "gemv"), ((1, 8, 8), True, "gemv"),
 ])
-def test_plan_product_packed(sizes, plan):
-    assert _kernels._test_plan_product(*sizes, PLANS) == plan
+def test_plan_product_packed(sizes, float32, plan):
+    assert _kernels._test_plan_product(*sizes, PLANS, float32) == plan
     # only where the caller allows it
-    assert _kernels._test_plan_product(*sizes, ("gemv", "gemm")) != "packed"
+    assert _kernels._test_plan_product(*sizes, ("gemv", "gemm"), float32) != "packed"
 
 
 @needs_libxsmm
