@@ -123,17 +123,19 @@ cdef enum:
     # kernel (when built in) for 2 <= m <= PACKED_MAX_ROWS rows, when n_h <=
     # PACKED_SMALL_HIDDEN or m >= PACKED_MIN_ROWS, up to PACKED_MAX_WORK_F32 (float32) or
     # PACKED_MAX_WORK_F64 (float64) multiply-adds.  LIBXSMM runs on the calling thread,
-    # so BLAS's two threads win the large products.  Measured on a quiet 2-core EPYC
-    # (Zen 5), layer forward + BPTT, T = 100, packed time / BLAS time: float32 0.62 at
-    # (16, 128), 0.87 at (32, 256), 0.80 at (32, 384), 0.89 at (64, 256), 0.92 at (32, 448),
-    # but 1.03 at (32, 512) and 1.15 at (96, 192) and (256, 128); float64 0.86 at (16, 128),
-    # 0.71 at (16, 256), 0.86 at (64, 128), 0.93 at (32, 256), but 1.09 at (48, 256), 1.23
-    # at (32, 384), 1.38 at (32, 512) and 1.11 at (128, 128).  Under load (other jobs on
-    # both cores) the single-threaded kernel wins more widely: measure on a quiet machine.
-    # One row (m = 1) stays with gemv or the hand-written loop (1.0-1.25x there).
+    # so BLAS's two threads win the larger products.  Measured on a quiet 2-core EPYC
+    # (Zen 5), layer forward + BPTT, T = 100, packed time / BLAS time, float32: 0.82 at
+    # (2, 100), 0.92 at (8, 64), 0.64 at (16, 128), 0.61 at (16, 256), 0.75 at (24, 256),
+    # 0.88 at (32, 256), 0.92 at (32, 384) and (32, 448); but 1.00-1.03 at (32, 512), 1.01 at
+    # (48, 256) and (64, 128), 1.11 at (64, 256), 1.09 at (128, 128).  float64: 0.93 at
+    # (2, 100), 0.95 at (8, 64), 0.85 at (16, 128), 0.83 at (16, 256), 0.93 at (32, 256),
+    # 1.00 at (24, 256); but 1.04 at (64, 128), 1.10 at (64, 256), 1.35 at (32, 448), 1.67
+    # at (32, 384).  Under load (other jobs on both cores) the one-thread kernel wins more
+    # widely: measure on a quiet machine.  One row (m = 1) stays with gemv or the
+    # hand-written loop (1.0-1.25x there).
     PACKED_SMALL_HIDDEN = 100
     PACKED_MIN_ROWS = 16
-    PACKED_MAX_ROWS = 64
+    PACKED_MAX_ROWS = 32
     PACKED_MAX_WORK_F32 = 6422528        # 32 * 448 * 448
     PACKED_MAX_WORK_F64 = 2097152        # 32 * 256 * 256
 
