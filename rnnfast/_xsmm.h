@@ -18,6 +18,7 @@
 #define RNNFAST_XSMM_H
 
 #ifdef RNNFAST_HAVE_LIBXSMM
+#include <stdlib.h>
 #include <libxsmm.h>
 #endif
 
@@ -27,11 +28,38 @@ static int rf_xsmm_enabled = 0;
 static int rf_xsmm_forced = 0;
 static int rf_xsmm_initialised = 0;
 
-/* Initialise LIBXSMM; 1 when it is built in. */
+#ifdef RNNFAST_HAVE_LIBXSMM
+/* The variables LIBXSMM's initialisation may write when they are unset or empty
+ * (its "autopin": OMP_PROC_BIND=TRUE, or I_MPI_SHM_HEAP=1 when an MPI library is
+ * loaded).  With OMP_PROC_BIND=TRUE in the environment, a libgomp initialised
+ * later (torch's, at `import torch`) builds one place per CPU and pins the thread
+ * that loads it, Python's main thread, to the first: the process, and every
+ * thread it starts from then on, runs on one CPU.  Child processes inherit the
+ * variable.  Importing rnnfast must not change the environment, so
+ * rf_xsmm_init puts these variables back as they were. */
+static const char *const rf_xsmm_env_names[] = {"OMP_PROC_BIND", "I_MPI_SHM_HEAP"};
+#define RF_XSMM_N_ENV ((int)(sizeof(rf_xsmm_env_names) / sizeof(rf_xsmm_env_names[0])))
+#endif
+
+/* Initialise LIBXSMM, leaving the environment as it was; 1 when it is built in. */
 static int rf_xsmm_init(void)
 {
 #ifdef RNNFAST_HAVE_LIBXSMM
+    /* -1: unset, 0: set and empty (LIBXSMM writes only these two), 1: set */
+    int before[RF_XSMM_N_ENV];
+    int i;
+    for (i = 0; i < RF_XSMM_N_ENV; ++i) {
+        const char *value = getenv(rf_xsmm_env_names[i]);
+        before[i] = value == NULL ? -1 : (*value != '\0');
+    }
     libxsmm_init();
+    for (i = 0; i < RF_XSMM_N_ENV; ++i) {
+        const char *value = getenv(rf_xsmm_env_names[i]);
+        if (before[i] == -1 && value != NULL)
+            unsetenv(rf_xsmm_env_names[i]);
+        else if (before[i] == 0 && value != NULL && *value != '\0')
+            setenv(rf_xsmm_env_names[i], "", 1);
+    }
     rf_xsmm_initialised = 1;
     rf_xsmm_enabled = 1;
     return 1;
