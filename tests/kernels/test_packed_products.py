@@ -63,6 +63,11 @@ def test_packed_times_matches_numpy(shape, accumulate, dtype):
     ((32, 512, 512), True, "gemm"), ((32, 512, 512), False, "gemm"),
     # one row stays with gemv (or the hand-written loop, where allowed)
     ((1, 100, 100), False, "gemv"), ((1, 8, 8), True, "gemv"),
+    # the LSTM's and GRU's (m, P) (P, G H): in float64 an output of at most 32 x 256 values
+    ((16, 512, 128), False, "packed"), ((32, 256, 64), False, "packed"),
+    ((24, 512, 128), False, "gemm"), ((32, 384, 128), False, "gemm"),
+    ((32, 384, 128), True, "packed"), ((32, 768, 256), True, "packed"),
+    ((32, 1024, 256), True, "gemm"), ((1, 512, 128), True, "gemv"), ((8, 96, 24), False, "packed"),
 ])
 def test_plan_product_packed(sizes, float32, plan):
     assert _kernels._test_plan_product(*sizes, PLANS, float32) == plan
