@@ -133,6 +133,18 @@ cdef enum:
     # at (32, 384).  Under load (other jobs on both cores) the one-thread kernel wins more
     # widely: measure on a quiet machine.  One row (m = 1) stays with gemv or the
     # hand-written loop (1.0-1.25x there).
+    # The LSTM and GRU per-step products (m, P) (P, G H), G = 4 or 3, are wider than
+    # they are deep; in float64 their output block (m, G H) must also stay within
+    # PACKED_MAX_OUTPUT_F64 values (64 KiB; no Elman product within the work limit has a
+    # larger one).  Same machine, one layer forward + BPTT, T = 100, input width H,
+    # packed / BLAS time (repeats differ by up to 0.1): float32 LSTM 0.63 at (16, 128),
+    # 0.83 at (16, 256), 0.95 at (32, 128), 0.98 at (32, 192), 0.93-1.00 at (24, 256), but
+    # 1.47 at (32, 256) (over the work limit); GRU 0.73 at (16, 128), 0.86 at (24, 256),
+    # 0.91 at (32, 256), 0.93-1.00 at (32, 128).  float64 LSTM 0.82 at (16, 128), 0.99 at
+    # (32, 64), but 1.08-1.10 at (32, 128) and 1.03 at (24, 128) (outputs of 16384 and
+    # 12288 values), 1.12 at (32, 256); GRU 0.83 at (16, 128), 0.88 at (24, 80), 0.93 at
+    # (32, 64), 0.92-1.03 at (32, 128), 1.15 at (32, 256).  One row: 1.0-1.3 (gemv kept).
+    PACKED_MAX_OUTPUT_F64 = 8192         # 32 * 256
     PACKED_SMALL_HIDDEN = 100
     PACKED_MIN_ROWS = 16
     PACKED_MAX_ROWS = 32
@@ -150,7 +162,8 @@ cdef inline bint packed_product_wins(int64_t n_rows, int64_t n_cols, int64_t n_i
     """Where a LIBXSMM kernel measured faster than BLAS (see PACKED_* above)."""
     cdef int64_t max_work = PACKED_MAX_WORK_F32 if float32 else PACKED_MAX_WORK_F64
     if (n_rows < 2 or n_rows > PACKED_MAX_ROWS
-            or product_work(n_rows, n_cols, n_inner) > max_work):
+            or product_work(n_rows, n_cols, n_inner) > max_work
+            or (not float32 and n_rows * n_cols > PACKED_MAX_OUTPUT_F64)):
         return False
     return (n_rows >= PACKED_MIN_ROWS
             or (n_cols <= PACKED_SMALL_HIDDEN and n_inner <= PACKED_SMALL_HIDDEN))

@@ -60,7 +60,7 @@ cdef struct Dims:
     int activation              # the Elman cell's Activation
     int x_mode                  # the form of the seed model's x (X_COLUMNS, X_ROWS, X_INDEX)
     bint own_products           # Elman: recurrent products in the hand-written loops
-    bint packed                 # Elman: recurrent products in LIBXSMM kernels (PRODUCT_PACKED)
+    bint packed                 # recurrent products in LIBXSMM kernels (PRODUCT_PACKED)
     bint softmax                # seed forward: softmax outputs (else logits)
 
 

@@ -64,9 +64,9 @@ def blas_in_use():
     return "numpy" if rf_blas_numpy_active() else "scipy"
 
 
-#: Whether LIBXSMM's JIT kernels are built in (and initialised): the Elman
-#: recurrent products then run in them where the product policy plans
-#: PRODUCT_PACKED.
+#: Whether LIBXSMM's JIT kernels are built in (and initialised): the Elman,
+#: LSTM and GRU recurrent products then run in them where the product policy
+#: plans PRODUCT_PACKED.
 LIBXSMM = bool(rf_xsmm_init())
 
 
@@ -77,8 +77,8 @@ def products_backend():
     -------
     str
         ``"libxsmm"`` when rnnfast was built with LIBXSMM (its JIT-compiled
-        kernels run the Elman recurrent products on the shapes where they
-        measured faster), else ``"blas"``.
+        kernels run the Elman, LSTM and GRU recurrent products on the shapes
+        where they measured faster), else ``"blas"``.
     """
     return "libxsmm" if LIBXSMM else "blas"
 
@@ -132,8 +132,8 @@ def _set_force_products(force):
 
 
 def _set_force_packed(force):
-    """Tests only: LIBXSMM kernels on every Elman shape (True), never (False), or by the plan
-    (None).  Without LIBXSMM built in, nothing runs in them whatever the choice."""
+    """Tests only: LIBXSMM kernels on every Elman, LSTM and GRU shape (True), never (False),
+    or by the plan (None).  Without LIBXSMM built in, nothing runs in them whatever the choice."""
     rf_xsmm_configure(force is None or bool(force), force is not None and bool(force))
 
 
@@ -143,6 +143,14 @@ cdef inline bint _plan_packed(const Dims *d, bint own_products) noexcept nogil:
     cdef int allowed = _blas.PRODUCT_PACKED | _blas.PRODUCT_GEMV | _blas.PRODUCT_GEMM
     return (not own_products
             and plan_product(d.n_batch, d.n_hidden, d.n_hidden, allowed, d.float32)
+            == _blas.PRODUCT_PACKED)
+
+
+cdef inline bint _plan_packed_gated(const Dims *d, int n_gates) noexcept nogil:
+    """Whether the LSTM/GRU recurrent products (m, P) (P, G*H) and (m, G*H) (G*H, P), G =
+    ``n_gates``, run in LIBXSMM kernels (``plan_product`` chooses PACKED for the first)."""
+    cdef int allowed = _blas.PRODUCT_PACKED | _blas.PRODUCT_GEMV | _blas.PRODUCT_GEMM
+    return (plan_product(d.n_batch, n_gates * d.n_hidden, d.n_proj, allowed, d.float32)
             == _blas.PRODUCT_PACKED)
 
 

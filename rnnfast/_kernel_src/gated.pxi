@@ -7,6 +7,13 @@
 #   LSTM  states h (m,T,P), cells c (m,T,H), activated gates (m,T,4H);
 #   GRU   states h (m,T,H), activated gates r,z,n (m,T,3H), hn = h W_hn^T + b_hn (m,T,H).
 # A step t >= lengths[i] carries sequence i's states; its gate rows are zeros.
+#
+# Where the product policy plans PRODUCT_PACKED (Dims.packed, decided once per
+# call by _plan_packed_gated), the per-step recurrent products run in LIBXSMM
+# kernels dispatched once per call: forward, W_hh is laid out once as W_hh^T
+# (into the w_hh_t scratch the entry point allocates) so that H_prev W_hh^T is
+# LIBXSMM's plain "NN" product; backward multiplies by W_hh as stored.  A
+# dispatch that returns NULL falls back to _rows_times (BLAS).
 
 
 
@@ -35,6 +42,7 @@ cdef struct LstmBuffers:
     void *db                    # (4H,)
     void *dw_hr
     # scratch
+    void *w_hh_t                # (P, 4H) W_hh^T, forward with d.packed
     void *m_buf                 # (m, H) forward, with the projection
     void *da                    # (m, T, 4H)
     void *dm                    # (m, H), with the projection
@@ -64,16 +72,32 @@ cdef struct GruBuffers:
     void *db_ih
     void *db_hh
     # scratch
+    void *w_hh_t                # (H, 3H) W_hh^T, forward with d.packed
     void *gh                    # (m, 3H) forward
     void *dgi                   # (m, T, 3H)
     void *dgh                   # (m, T, 3H)
     void *direct                # (m, H)
 
+cdef void _transpose_rect(const floating *a, Py_ssize_t n_rows, Py_ssize_t n_cols,
+                         floating *out) noexcept nogil:
+    """out (n_cols, n_rows) = A^T for a row-major A (n_rows, n_cols), in 16 x 16 tiles
+    (row by row, a power-of-two width sends every write to a few cache sets)."""
+    cdef Py_ssize_t i0, j0, i, j, i_end, j_end
+    for i0 in range(0, n_rows, 16):
+        i_end = min(i0 + 16, n_rows)
+        for j0 in range(0, n_cols, 16):
+            j_end = min(j0 + 16, n_cols)
+            for i in range(i0, i_end):
+                for j in range(j0, j_end):
+                    out[j * n_rows + i] = a[i * n_cols + j]
+
+
 cdef void _lstm_forward(floating tag, const Dims *d, void *buffers) noexcept nogil:
     """LSTM states ``h`` (m,T,P), cells ``c`` (m,T,H) and activated ``gates`` (m,T,4H).
 
     ``bias`` (4H, b_ih + b_hh) and ``w_hr`` (P, H) may be NULL (P = H without a
-    projection); ``m_buf`` (m, H) is scratch, used with the projection.
+    projection); ``m_buf`` (m, H) is scratch, used with the projection, ``w_hh_t``
+    (P, 4H) with ``d.packed``.
     """
     cdef LstmBuffers *b = <LstmBuffers *>buffers
     cdef const floating *x = <const floating *>b.x
@@ -87,6 +111,7 @@ cdef void _lstm_forward(floating tag, const Dims *d, void *buffers) noexcept nog
     cdef floating *c = <floating *>b.c
     cdef floating *gates = <floating *>b.gates
     cdef floating *m_buf = <floating *>b.m_buf
+    cdef floating *w_hh_t = <floating *>b.w_hh_t
     cdef int n_input = d.n_input, n_batch = d.n_batch, n_steps = d.n_steps
     cdef bint reverse = d.reverse
     cdef int H = d.n_hidden, P = d.n_proj, G = 4 * d.n_hidden
@@ -96,8 +121,17 @@ cdef void _lstm_forward(floating tag, const Dims *d, void *buffers) noexcept nog
     cdef const floating *c_prev
     cdef int ld_hp, ld_cp
     cdef floating *out
+    cdef void *first_kernel = NULL               # LIBXSMM's, for H_prev = h0
+    cdef void *step_kernel = NULL                # and for H_prev a step of h
+    cdef void *kernel
     # A = X W_ih^T                         (m*T, 4H) = (m*T, n_in) (n_in, 4H)
     gemm(c'N', c'T', n_batch * n_steps, G, n_input, 1, x, n_input, w_ih, n_input, 0, gates, G)
+    if d.packed:
+        # W_hh^T (P, 4H), row-major: A_t += H_prev W_hh^T is then LIBXSMM's NN product;
+        # kernels for h0's row stride and for a step's (NULL: BLAS)
+        _transpose_rect(w_hh, G, P, w_hh_t)
+        first_kernel = _packed_kernel(w_hh_t, n_batch, G, P, P, G, ld_g, True)
+        step_kernel = _packed_kernel(w_hh_t, n_batch, G, P, ld_h, G, ld_g, True)
     for s in range(n_steps):
         t = n_steps - 1 - s if reverse else s
         tp = t + 1 if reverse else t - 1
@@ -105,8 +139,12 @@ cdef void _lstm_forward(floating tag, const Dims *d, void *buffers) noexcept nog
             h_prev, ld_hp, c_prev, ld_cp = h0, P, c0, H
         else:
             h_prev, ld_hp, c_prev, ld_cp = h + tp * P, ld_h, c + tp * H, ld_c
+        kernel = first_kernel if s == 0 else step_kernel
         # A_t += H_prev W_hh^T             (m, 4H) = (m, P) (P, 4H)
-        _rows_times(h_prev, ld_hp, w_hh, True, gates + t * G, ld_g, 1, n_batch, P, G)
+        if kernel != NULL:
+            _packed_times(kernel, h_prev, w_hh_t, gates + t * G)
+        else:
+            _rows_times(h_prev, ld_hp, w_hh, True, gates + t * G, ld_g, 1, n_batch, P, G)
         for i in range(n_batch):
             if _padded(d, i, t):
                 _copy_row(c + i * ld_c + t * H, c_prev + i * ld_cp, H)
@@ -165,6 +203,10 @@ cdef void _lstm_backward(floating tag, const Dims *d, void *buffers) noexcept no
     cdef floating *dh_t
     cdef const floating *dm_row
     cdef const floating *a_row
+    cdef void *kernel = NULL
+    if d.packed:
+        # G_h = dA_t W_hh in a LIBXSMM kernel, W_hh as stored (NULL: BLAS)
+        kernel = _packed_kernel(w_hh, n_batch, P, G, ld_g, P, P, False)
     for s in range(n_steps):
         t = s if reverse else n_steps - 1 - s
         tp = t + 1 if reverse else t - 1
@@ -197,7 +239,10 @@ cdef void _lstm_backward(floating tag, const Dims *d, void *buffers) noexcept no
                 rf_lstm_cell_grad_d(a_row, c + i * ld_c + t * H, c_prev + i * ld_cp, dm_row,
                                     grad_c + i * H, da + i * ld_g + t * G, H)
         # G_h = dA_t W_hh                  (m, P) = (m, 4H) (4H, P)
-        _rows_times(da + t * G, ld_g, w_hh, False, grad_h, P, 0, n_batch, G, P)
+        if kernel != NULL:
+            _packed_times(kernel, da + t * G, w_hh, grad_h)
+        else:
+            _rows_times(da + t * G, ld_g, w_hh, False, grad_h, P, 0, n_batch, G, P)
         if d.lengths != NULL:
             for i in range(n_batch):
                 if t >= d.lengths[i]:
@@ -235,7 +280,8 @@ cdef inline void _lstm_output(const floating *a, const floating *c, floating *m,
 cdef void _gru_forward(floating tag, const Dims *d, void *buffers) noexcept nogil:
     """GRU states ``h`` (m,T,H), activated ``gates`` r,z,n (m,T,3H), ``hn`` (m,T,H).
 
-    The biases may be NULL; ``gh`` (m, 3H) is scratch.
+    The biases may be NULL; ``gh`` (m, 3H) is scratch, and ``w_hh_t`` (H, 3H) with
+    ``d.packed``.
     """
     cdef GruBuffers *b = <GruBuffers *>buffers
     cdef const floating *x = <const floating *>b.x
@@ -248,6 +294,7 @@ cdef void _gru_forward(floating tag, const Dims *d, void *buffers) noexcept nogi
     cdef floating *gates = <floating *>b.gates
     cdef floating *hn = <floating *>b.hn
     cdef floating *gh = <floating *>b.gh
+    cdef floating *w_hh_t = <floating *>b.w_hh_t
     cdef int n_input = d.n_input, n_batch = d.n_batch, n_steps = d.n_steps
     cdef bint reverse = d.reverse
     cdef int H = d.n_hidden, G = 3 * d.n_hidden
@@ -255,8 +302,17 @@ cdef void _gru_forward(floating tag, const Dims *d, void *buffers) noexcept nogi
     cdef Py_ssize_t s, t, tp, i
     cdef const floating *h_prev
     cdef int ld_hp
+    cdef void *first_kernel = NULL               # LIBXSMM's, for H_prev = h0
+    cdef void *step_kernel = NULL                # and for H_prev a step of h
+    cdef void *kernel
     # GI = X W_ih^T                        (m*T, 3H) = (m*T, n_in) (n_in, 3H)
     gemm(c'N', c'T', n_batch * n_steps, G, n_input, 1, x, n_input, w_ih, n_input, 0, gates, G)
+    if d.packed:
+        # W_hh^T (H, 3H), row-major: GH = H_prev W_hh^T is then LIBXSMM's NN product;
+        # kernels for h0's row stride and for a step's (NULL: BLAS)
+        _transpose_rect(w_hh, G, H, w_hh_t)
+        first_kernel = _packed_kernel(w_hh_t, n_batch, G, H, H, G, G, False)
+        step_kernel = _packed_kernel(w_hh_t, n_batch, G, H, ld_h, G, G, False)
     for s in range(n_steps):
         t = n_steps - 1 - s if reverse else s
         tp = t + 1 if reverse else t - 1
@@ -264,8 +320,13 @@ cdef void _gru_forward(floating tag, const Dims *d, void *buffers) noexcept nogi
             h_prev, ld_hp = h0, H
         else:
             h_prev, ld_hp = h + tp * H, ld_h
-        # GH = H_prev W_hh^T               (m, 3H) = (m, H) (H, 3H)
-        _rows_times(h_prev, ld_hp, w_hh, True, gh, G, 0, n_batch, H, G)
+        kernel = first_kernel if s == 0 else step_kernel
+        # GH = H_prev W_hh^T               (m, 3H) = (m, H) (H, 3H), all three gates (the
+        # cell adds b_hn to the n-gate's part and keeps it as hn)
+        if kernel != NULL:
+            _packed_times(kernel, h_prev, w_hh_t, gh)
+        else:
+            _rows_times(h_prev, ld_hp, w_hh, True, gh, G, 0, n_batch, H, G)
         for i in range(n_batch):
             if _padded(d, i, t):
                 _copy_row(h + i * ld_h + t * H, h_prev + i * ld_hp, H)
@@ -304,6 +365,10 @@ cdef void _gru_backward(floating tag, const Dims *d, void *buffers) noexcept nog
     cdef Py_ssize_t s, t, tp, i, j
     cdef const floating *h_prev
     cdef int ld_hp
+    cdef void *kernel = NULL
+    if d.packed:
+        # G += dGH_t W_hh in a LIBXSMM kernel, W_hh as stored (NULL: BLAS)
+        kernel = _packed_kernel(w_hh, n_batch, H, G, ld_g, H, H, True)
     for s in range(n_steps):
         t = s if reverse else n_steps - 1 - s
         tp = t + 1 if reverse else t - 1
@@ -330,7 +395,10 @@ cdef void _gru_backward(floating tag, const Dims *d, void *buffers) noexcept nog
                                    dgh + i * ld_g + t * G, H)
         # G = direct + dGH_t W_hh          (m, H) = (m, 3H) (3H, H)
         _copy_row(grad, direct, n_batch * H)
-        _rows_times(dgh + t * G, ld_g, w_hh, False, grad, H, 1, n_batch, G, H)
+        if kernel != NULL:
+            _packed_times(kernel, dgh + t * G, w_hh, grad)
+        else:
+            _rows_times(dgh + t * G, ld_g, w_hh, False, grad, H, 1, n_batch, G, H)
     # dW_ih = dGI^T X                     (3H, n_in) = (3H, m*T) (m*T, n_in)
     gemm(c'T', c'N', G, n_input, n_rows, 1, dgi, G, x, n_input, 0, <floating *>b.dw_ih, n_input)
     # dX = dGI W_ih                        (m*T, n_in) = (m*T, 3H) (3H, n_in)
@@ -371,11 +439,14 @@ def lstm_layer_forward(cnp.ndarray x not None, cnp.ndarray h0 not None,
     cdef cnp.ndarray c = _empty3(n_batch, d.n_steps, H, type_num)
     cdef cnp.ndarray gates = _empty3(n_batch, d.n_steps, 4 * H, type_num)
     cdef cnp.ndarray m_buf = _empty3(1, n_batch if w_hr is not None else 1, H, type_num)
+    d.packed = _plan_packed_gated(&d, 4)
+    cdef cnp.ndarray w_hh_t = _scratch(d.packed, w_hh)          # (P, 4H) W_hh^T
     cdef LstmBuffers b
     memset(&b, 0, sizeof(LstmBuffers))
     b.x, b.h0, b.c0, b.w_ih, b.w_hh = _ptr(x), _ptr(h0), _ptr(c0), _ptr(w_ih), _ptr(w_hh)
     b.bias, b.w_hr = _ptr(bias), _ptr(w_hr)
     b.h, b.c, b.gates, b.m_buf = _ptr(h), _ptr(c), _ptr(gates), _ptr(m_buf)
+    b.w_hh_t = _ptr(w_hh_t)
     _run(_lstm_forward[float], _lstm_forward[double], &d, &b)
     return h, c, gates
 
@@ -398,6 +469,7 @@ def lstm_layer_backward(cnp.ndarray x not None, cnp.ndarray h0 not None,
     cdef int n_batch = <int>dims[0], n_steps = <int>dims[1], H = <int>dims[2]
     cdef Dims d = _gated_dims(h0, w_ih, n_batch, n_steps, H, reverse, lengths)
     cdef bint proj = w_hr is not None
+    d.packed = _plan_packed_gated(&d, 4)
     cdef cnp.ndarray grad_h = cnp.PyArray_NewCopy(grad_h_n, cnp.NPY_CORDER)
     cdef cnp.ndarray grad_c = cnp.PyArray_NewCopy(grad_c_n, cnp.NPY_CORDER)
     cdef cnp.ndarray da = _empty3(n_batch, n_steps, 4 * H, type_num)
@@ -435,11 +507,13 @@ def gru_layer_forward(cnp.ndarray x not None, cnp.ndarray h0 not None,
     cdef cnp.ndarray gates = _empty3(n_batch, d.n_steps, 3 * H, type_num)
     cdef cnp.ndarray hn = _empty3(n_batch, d.n_steps, H, type_num)
     cdef cnp.ndarray gh = _empty3(1, n_batch, 3 * H, type_num)
+    d.packed = _plan_packed_gated(&d, 3)
+    cdef cnp.ndarray w_hh_t = _scratch(d.packed, w_hh)          # (H, 3H) W_hh^T
     cdef GruBuffers b
     memset(&b, 0, sizeof(GruBuffers))
     b.x, b.h0, b.w_ih, b.w_hh = _ptr(x), _ptr(h0), _ptr(w_ih), _ptr(w_hh)
     b.b_ih, b.b_hh = _ptr(b_ih), _ptr(b_hh)
-    b.h, b.gates, b.hn, b.gh = _ptr(h), _ptr(gates), _ptr(hn), _ptr(gh)
+    b.h, b.gates, b.hn, b.gh, b.w_hh_t = _ptr(h), _ptr(gates), _ptr(hn), _ptr(gh), _ptr(w_hh_t)
     _run(_gru_forward[float], _gru_forward[double], &d, &b)
     return h, gates, hn
 
@@ -458,6 +532,7 @@ def gru_layer_backward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndar
     cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(h)
     cdef int n_batch = <int>dims[0], n_steps = <int>dims[1], H = <int>dims[2]
     cdef Dims d = _gated_dims(h0, w_ih, n_batch, n_steps, H, reverse, lengths)
+    d.packed = _plan_packed_gated(&d, 3)
     cdef cnp.ndarray grad = cnp.PyArray_NewCopy(grad_h_n, cnp.NPY_CORDER)
     cdef cnp.ndarray dgi = _empty3(n_batch, n_steps, 3 * H, type_num)
     cdef cnp.ndarray dgh = _empty3(n_batch, n_steps, 3 * H, type_num)

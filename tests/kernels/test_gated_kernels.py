@@ -1,7 +1,9 @@
 """The compiled LSTM and GRU layer kernels against their NumPy twins (no torch).
 
 One direction of one layer, both dtypes, forward and reverse, with and
-without lengths, biases and (LSTM) a projection, including T = 1 and m = 1.
+without lengths, biases and (LSTM) a projection, including T = 1 and m = 1, with
+the recurrent products chosen by the plan, forced to BLAS and forced into
+LIBXSMM's kernels (the ``products`` fixture).
 """
 
 import numpy as np
@@ -13,7 +15,7 @@ from tests.helpers import assert_close
 
 # (n_in, H, P, m, T): P is the LSTM projection (0: none)
 SHAPES = [(3, 4, 0, 2, 5), (3, 4, 2, 2, 5), (5, 7, 0, 1, 1), (2, 3, 2, 1, 6), (1, 9, 0, 4, 3),
-          (6, 17, 5, 3, 4)]
+          (6, 17, 5, 3, 4), (4, 33, 0, 5, 1), (3, 33, 7, 5, 3), (2, 65, 0, 17, 2)]
 
 
 def shape_id(shape):
@@ -57,7 +59,7 @@ def batch_major(a):
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
-def test_lstm_kernels_match_the_twin(shape, bias, reverse, with_lengths, dtype):
+def test_lstm_kernels_match_the_twin(shape, bias, reverse, with_lengths, dtype, products):
     n_in, H, P, m, T = shape
     a = problem("lstm", shape, bias)
     lengths = lengths_for(m, T, with_lengths)
@@ -117,7 +119,7 @@ def carried(h, lengths, state):
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("shape", [s for s in SHAPES if s[2] == 0], ids=shape_id)
-def test_gru_kernels_match_the_twin(shape, bias, reverse, with_lengths, dtype):
+def test_gru_kernels_match_the_twin(shape, bias, reverse, with_lengths, dtype, products):
     n_in, H, _, m, T = shape
     a = problem("gru", shape, bias)
     lengths = lengths_for(m, T, with_lengths)

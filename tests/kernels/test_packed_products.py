@@ -63,6 +63,11 @@ def test_packed_times_matches_numpy(shape, accumulate, dtype):
     ((32, 512, 512), True, "gemm"), ((32, 512, 512), False, "gemm"),
     # one row stays with gemv (or the hand-written loop, where allowed)
     ((1, 100, 100), False, "gemv"), ((1, 8, 8), True, "gemv"),
+    # the LSTM's and GRU's (m, P) (P, G H): in float64 an output of at most 32 x 256 values
+    ((16, 512, 128), False, "packed"), ((32, 256, 64), False, "packed"),
+    ((24, 512, 128), False, "gemm"), ((32, 384, 128), False, "gemm"),
+    ((32, 384, 128), True, "packed"), ((32, 768, 256), True, "packed"),
+    ((32, 1024, 256), True, "gemm"), ((1, 512, 128), True, "gemv"), ((8, 96, 24), False, "packed"),
 ])
 def test_plan_product_packed(sizes, float32, plan):
     assert _kernels._test_plan_product(*sizes, PLANS, float32) == plan
@@ -139,4 +144,78 @@ def test_packed_layer_kernels_match_the_twin(sizes, reverse, with_lengths, activ
     assert_close(dx.reshape(N, T, n_in).transpose(1, 0, 2), grads_e["input"], dtype, "input")
     for key, got in (("hx", dh0), ("weight_ih", dw_ih), ("weight_hh", dw_hh), ("bias_ih", db)):
         assert_close(got, grads_e[key], dtype, key)
+    assert np.array_equal(w_hh_c, cast(w_hh))   # the caller's weights are untouched
+
+
+@needs_libxsmm
+@pytest.mark.parametrize("kind, sizes", [
+    (kind, sizes) for sizes in [(1, 1, 3, 7, 0), (4, 1, 2, 65, 0), (3, 5, 4, 33, 0),
+                                (6, 2, 3, 16, 0), (2, 17, 2, 24, 0), (3, 5, 4, 33, 9),
+                                (2, 17, 2, 24, 5), (5, 1, 2, 9, 4)]
+    for kind in ("lstm", "gru") if kind == "lstm" or not sizes[4]],
+    ids=lambda v: v if isinstance(v, str) else "T{}-m{}-nin{}-H{}-P{}".format(*v))
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+def test_packed_gated_layer_kernels_match_the_twin(sizes, kind, reverse, with_lengths, dtype,
+                                                   packed):
+    """The LSTM (with or without a projection) and GRU layer kernels on the packed path,
+    read-only weights, against the twins; the caller's weights are left as they were."""
+    T, N, n_in, H, P = sizes
+    G, width = (4 if kind == "lstm" else 3), P or H
+    assert _kernels._test_plan_product(N, G * H, width, PLANS) == "packed"
+    rng = np.random.default_rng(T + 10 * N + H + P)
+    x = rng.standard_normal((T, N, n_in))
+    h0, c0 = 0.5 * rng.standard_normal((N, width)), 0.5 * rng.standard_normal((N, H))
+    w_ih = rng.standard_normal((G * H, n_in)) / np.sqrt(n_in)
+    w_hh = rng.standard_normal((G * H, width)) / np.sqrt(width)
+    w_hr = rng.standard_normal((P, H)) / np.sqrt(H) if P else None
+    b_ih, b_hh = 0.1 * rng.standard_normal(G * H), 0.1 * rng.standard_normal(G * H)
+    d_out, d_hn = rng.standard_normal((T, N, width)), rng.standard_normal((N, width))
+    d_cn = rng.standard_normal((N, H))
+    lengths = None
+    if with_lengths:
+        lengths = np.array([T - (i % T) for i in range(N)], dtype=np.intp)
+        lengths[-1] = max(1, T // 2)
+    valid = np.ones((T, N), bool) if lengths is None else np.arange(T)[:, None] < lengths
+    d_out = np.where(valid[:, :, None], d_out, 0)
+
+    def cast(a):
+        return None if a is None else np.ascontiguousarray(a, dtype=dtype)
+    x_rows = cast(x.transpose(1, 0, 2).reshape(N * T, n_in))
+    w_hh_c = cast(w_hh)
+    w_hh_c.flags.writeable = False              # read-only weights are fine
+    d_states = cast(d_out.transpose(1, 0, 2))
+    if kind == "lstm":
+        out_e, hn_e, cn_e, cache = ref.lstm_layer_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh,
+                                                          w_hr, reverse, lengths)
+        grads_e = ref.lstm_layer_backward(d_out, d_hn, d_cn, cache)
+        h, c, gates = _kernels.lstm_layer_forward(x_rows, cast(h0), cast(c0), cast(w_ih),
+                                                  w_hh_c, cast(b_ih + b_hh), cast(w_hr),
+                                                  lengths, reverse)
+        dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr = _kernels.lstm_layer_backward(
+            x_rows, cast(h0), cast(c0), h, c, gates, d_states, cast(d_hn), cast(d_cn),
+            cast(w_ih), w_hh_c, cast(w_hr), lengths, reverse)
+        got = {"hx": dh0, "cx": dc0, "weight_ih": dw_ih, "weight_hh": dw_hh, "bias_ih": db}
+        if P:
+            got["weight_hr"] = dw_hr
+    else:
+        out_e, hn_e, cache = ref.gru_layer_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse,
+                                                   lengths)
+        grads_e = ref.gru_layer_backward(d_out, d_hn, cache)
+        h, gates, hn = _kernels.gru_layer_forward(x_rows, cast(h0), cast(w_ih), w_hh_c,
+                                                  cast(b_ih), cast(b_hh), lengths, reverse)
+        dx, dh0, dw_ih, dw_hh, db_ih, db_hh = _kernels.gru_layer_backward(
+            x_rows, cast(h0), h, gates, hn, d_states, cast(d_hn), cast(w_ih), w_hh_c,
+            lengths, reverse)
+        got = {"hx": dh0, "weight_ih": dw_ih, "weight_hh": dw_hh, "bias_ih": db_ih,
+               "bias_hh": db_hh}
+    assert_close(np.where(valid[:, :, None], h.transpose(1, 0, 2), 0), out_e, dtype, "output")
+    last = np.array([0 if reverse else (T - 1 if lengths is None else lengths[i] - 1)
+                     for i in range(N)])
+    assert_close(h[np.arange(N), last], hn_e, dtype, "h_n")
+    if kind == "lstm":
+        assert_close(c[np.arange(N), last], cn_e, dtype, "c_n")
+    assert_close(dx.reshape(N, T, n_in).transpose(1, 0, 2), grads_e["input"], dtype, "input")
+    for key, value in got.items():
+        assert_close(value, grads_e[key], dtype, key)
     assert np.array_equal(w_hh_c, cast(w_hh))   # the caller's weights are untouched

@@ -3,7 +3,9 @@
 Every configuration (layers 1-3, directions, bias, batch_first, unbatched,
 proj_size, lengths, dropout with the mask as the twin's input) runs against
 ``reference.lstm_module_*`` / ``gru_module_*`` without torch; the same cases
-run against torch.nn.LSTM / nn.GRU autograd as a second oracle.
+run against torch.nn.LSTM / nn.GRU autograd as a second oracle.  The
+``products`` fixture runs them with the recurrent products chosen by the
+plan, forced to BLAS, and forced into LIBXSMM's kernels.
 """
 
 import itertools
@@ -126,8 +128,8 @@ GRID = list(itertools.product(["lstm", "gru"], [1, 2, 3], [False, True], [True, 
 
 @pytest.mark.parametrize("kind, layers, bidirectional, bias, batch_first, batched", GRID,
                          ids=lambda v: str(v))
-def test_matches_oracle_float64(oracle, kind, layers, bidirectional, bias, batch_first,
-                                batched):
+def test_matches_oracle_float64(oracle, products, kind, layers, bidirectional, bias,
+                                batch_first, batched):
     weights, m = make(kind, num_layers=layers, bidirectional=bidirectional, bias=bias,
                       batch_first=batch_first)
     compare(oracle, weights, m, batched, np.float64)
@@ -138,8 +140,8 @@ def test_matches_oracle_float64(oracle, kind, layers, bidirectional, bias, batch
                           (2, False, True, False), (1, True, False, False)],
                          ids=lambda v: str(v))
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
-def test_lstm_projection_matches_oracle(oracle, layers, bidirectional, batch_first, batched,
-                                        dtype):
+def test_lstm_projection_matches_oracle(oracle, products, layers, bidirectional, batch_first,
+                                        batched, dtype):
     weights, m = make("lstm", dtype, num_layers=layers, bidirectional=bidirectional,
                       batch_first=batch_first, proj_size=3)
     compare(oracle, weights, m, batched, dtype)
@@ -149,7 +151,8 @@ def test_lstm_projection_matches_oracle(oracle, layers, bidirectional, batch_fir
 @pytest.mark.parametrize("layers, bidirectional, bias, batch_first, batched",
                          [(2, True, True, False, True), (1, False, True, True, True),
                           (3, True, False, False, False)], ids=lambda v: str(v))
-def test_float32_matches_oracle(oracle, kind, layers, bidirectional, bias, batch_first, batched):
+def test_float32_matches_oracle(oracle, products, kind, layers, bidirectional, bias, batch_first,
+                                batched):
     weights, m = make(kind, np.float32, num_layers=layers, bidirectional=bidirectional,
                       bias=bias, batch_first=batch_first)
     compare(oracle, weights, m, batched, np.float32)
@@ -159,8 +162,8 @@ def test_float32_matches_oracle(oracle, kind, layers, bidirectional, bias, batch
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("batch_first", [False, True])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
-def test_variable_lengths_match_pack_padded_sequence(oracle, kind, proj, bidirectional,
-                                                     batch_first, dtype):
+def test_variable_lengths_match_pack_padded_sequence(oracle, products, kind, proj,
+                                                     bidirectional, batch_first, dtype):
     kwargs = {"proj_size": proj} if proj else {}
     weights, m = make(kind, dtype, num_layers=2, bidirectional=bidirectional,
                       batch_first=batch_first, **kwargs)
@@ -174,7 +177,7 @@ def test_variable_lengths_match_pack_padded_sequence(oracle, kind, proj, bidirec
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 @pytest.mark.parametrize("shape", [(1, 1), (7, 1), (1, 5), (129, 2)],
                          ids=lambda s: f"L{s[0]}-N{s[1]}")
-def test_odd_sizes(oracle, kind, shape):
+def test_odd_sizes(oracle, products, kind, shape):
     L, N = shape
     weights, m = make(kind, num_layers=2, bidirectional=True)
     rng = np.random.default_rng(L)
@@ -195,7 +198,7 @@ def test_odd_sizes(oracle, kind, shape):
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
-def test_dropout_matches_the_twin_with_the_same_masks(kind, dtype):
+def test_dropout_matches_the_twin_with_the_same_masks(products, kind, dtype):
     weights, m = make(kind, dtype, num_layers=3, bidirectional=True, dropout=0.4, seed=2)
     compare("numpy", weights, m, True, dtype)
     masks = compare("numpy", weights, m, True, dtype, lengths=np.array([6, 3, 5]))
