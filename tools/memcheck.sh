@@ -375,7 +375,7 @@ if ((run_valgrind)); then
              "valgrind would catch an error:" \
              "$(grep -m1 -E 'Error|error' "$logs/valgrind-control.out" || true)" >&2
         exit 2
-    elif summarise_valgrind "$work"/control-logs/vg-*.log | grep -q '^RNNFAST_ERRORS=[1-9]'; then
+    elif summarise_valgrind "$work"/control-logs/vg-*.log | grep -c '^RNNFAST_ERRORS=[1-9]' >/dev/null; then
         note "valgrind: positive control (a deliberate out-of-bounds read in _kernels) detected"
     else
         echo "memcheck: valgrind missed the positive control's out-of-bounds read;" \
@@ -429,7 +429,9 @@ if ((run_asan)); then
     asan_env=(env LD_PRELOAD="$preload" PYTHONMALLOC=malloc
               ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:halt_on_error=1:exitcode=98:log_path=$logs/asan")
     kernels_so=$(find "$venv" -name '_kernels*.so' | head -n 1)
-    if ! nm -D "$kernels_so" | grep -q '__asan_report'; then
+    # grep -c reads all of nm's output: with grep -q, nm could die of SIGPIPE once grep had
+    # its match, and pipefail would then report an instrumented build as not instrumented
+    if ! nm -D "$kernels_so" | grep -c '__asan_report' >/dev/null; then
         echo "memcheck: $kernels_so is not instrumented by ASan" >&2
         exit 2
     fi
