@@ -137,20 +137,12 @@ def _set_force_packed(force):
     rf_xsmm_configure(force is None or bool(force), force is not None and bool(force))
 
 
-cdef inline bint _plan_packed(const Dims *d, bint own_products) noexcept nogil:
-    """Whether the Elman recurrent products (n_batch, n_hidden) (n_hidden, n_hidden) run in
-    LIBXSMM kernels (``plan_product`` chooses PACKED; never with the hand-written loops)."""
+cdef inline bint _plan_packed(const Dims *d, int n_cols, int n_inner) noexcept nogil:
+    """Whether a time loop's per-step recurrent product (d.n_batch, n_inner) (n_inner, n_cols)
+    runs in LIBXSMM kernels (``plan_product`` chooses PACKED): the Elman cell's (m, H) (H, H),
+    the LSTM's and GRU's (m, P) (P, G H); their backward products follow the same plan."""
     cdef int allowed = _blas.PRODUCT_PACKED | _blas.PRODUCT_GEMV | _blas.PRODUCT_GEMM
-    return (not own_products
-            and plan_product(d.n_batch, d.n_hidden, d.n_hidden, allowed, d.float32)
-            == _blas.PRODUCT_PACKED)
-
-
-cdef inline bint _plan_packed_gated(const Dims *d, int n_gates) noexcept nogil:
-    """Whether the LSTM/GRU recurrent products (m, P) (P, G*H) and (m, G*H) (G*H, P), G =
-    ``n_gates``, run in LIBXSMM kernels (``plan_product`` chooses PACKED for the first)."""
-    cdef int allowed = _blas.PRODUCT_PACKED | _blas.PRODUCT_GEMV | _blas.PRODUCT_GEMM
-    return (plan_product(d.n_batch, n_gates * d.n_hidden, d.n_proj, allowed, d.float32)
+    return (plan_product(d.n_batch, n_cols, n_inner, allowed, d.float32)
             == _blas.PRODUCT_PACKED)
 
 

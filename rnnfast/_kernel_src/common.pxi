@@ -72,6 +72,25 @@ cdef inline double _xent_row(floating *row, Py_ssize_t label, Py_ssize_t n,
 
 
 
+cdef void _transpose(const floating *a, Py_ssize_t n_rows, Py_ssize_t n_cols,
+                     floating *out) noexcept nogil:
+    """out (n_cols, n_rows) = A^T for a row-major A (n_rows, n_cols), in 16 x 16 tiles.
+
+    Row by row, the writes of a large power-of-two width all fall in a few cache
+    sets (a square 128 took 40 us, 512 over 1 ms, against 2.4 us at 96); tiles keep
+    both sides in cache.  The recurrent weights' layout for the hand-written and the
+    packed (LIBXSMM) products.
+    """
+    cdef Py_ssize_t i0, j0, i, j, i_end, j_end
+    for i0 in range(0, n_rows, 16):
+        i_end = min(i0 + 16, n_rows)
+        for j0 in range(0, n_cols, 16):
+            j_end = min(j0 + 16, n_cols)
+            for i in range(i0, i_end):
+                for j in range(j0, j_end):
+                    out[j * n_rows + i] = a[i * n_cols + j]
+
+
 cdef inline void _copy_row(floating *dst, const floating *src, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t j
     for j in range(n):

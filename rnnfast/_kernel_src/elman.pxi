@@ -95,23 +95,6 @@ cdef void _project_input(const Dims *d, const void *x, const floating *w_hx,
                 z[r * n_hidden + j] = w_hx[j * n_input + k]
 
 
-cdef void _transpose(const floating *a, Py_ssize_t n, floating *out) noexcept nogil:
-    """out = A^T for a square row-major A (n, n), in tiles.
-
-    Row by row, the writes of a large power-of-two n all fall in a few cache
-    sets: 40 us at n = 128 and over 1 ms at n = 512 (against 2.4 us at n = 96);
-    tiles of 16 x 16 keep both sides in cache.
-    """
-    cdef Py_ssize_t i0, j0, i, j, i_end, j_end
-    for i0 in range(0, n, 16):
-        i_end = min(i0 + 16, n)
-        for j0 in range(0, n, 16):
-            j_end = min(j0 + 16, n)
-            for i in range(i0, i_end):
-                for j in range(j0, j_end):
-                    out[j * n + i] = a[i * n + j]
-
-
 cdef void _recur_forward(const Dims *d, floating *h, const floating *h0, const floating *w_hh,
                          const floating *b_h, floating *w_hh_t) noexcept nogil:
     """The serial part of the forward pass: H_t = f(Z_t + H_prev Whh^T + bh).
@@ -134,7 +117,7 @@ cdef void _recur_forward(const Dims *d, floating *h, const floating *h0, const f
 
     if d.own_products or d.packed:
         # Whh^T, row-major, so that each step is a row-vector (or rows) times matrix
-        _transpose(w_hh, n_hidden, w_hh_t)
+        _transpose(w_hh, n_hidden, n_hidden, w_hh_t)
     if d.packed:
         # Z_t += H_prev Whh^T: kernels for h0's row stride and for a step's; NULL
         # (no kernel) falls back to BLAS
@@ -361,7 +344,7 @@ cdef tuple _seed_forward(int x_mode, cnp.ndarray x, cnp.ndarray h0, cnp.ndarray 
     cdef Dims d = _dims(h0, n_batch, n_steps, n_input, n_hidden)
     d.n_output = <int>cnp.PyArray_DIMS(w_yh)[0]
     d.x_mode, d.activation, d.own_products, d.softmax = x_mode, TANH, own_products, softmax
-    d.packed = _plan_packed(&d, own_products)
+    d.packed = not own_products and _plan_packed(&d, d.n_hidden, d.n_hidden)
     cdef cnp.ndarray h_out = _empty3(n_batch, n_steps, n_hidden, type_num)
     cdef cnp.ndarray y_out = _empty3(n_batch, n_steps, d.n_output, type_num)
     cdef cnp.ndarray w_hh_t = _scratch(own_products or d.packed, w_hh)
@@ -394,7 +377,7 @@ cdef tuple _seed_backward(int x_mode, cnp.ndarray x, cnp.ndarray h0, cnp.ndarray
     cdef Dims d = _dims(h0, <int>dims[0], <int>dims[1], <int>cnp.PyArray_DIMS(w_hx)[1],
                         <int>dims[2])
     d.x_mode, d.activation, d.own_products = x_mode, TANH, own_products
-    d.packed = _plan_packed(&d, own_products)
+    d.packed = not own_products and _plan_packed(&d, d.n_hidden, d.n_hidden)
     cdef cnp.ndarray dx_out = None if x_mode == X_INDEX else _empty_like(x)
     cdef cnp.ndarray dh0_out = _zeros_like(h0)     # no gradient reaches the final state
     cdef cnp.ndarray dw_hx_out = _empty_like(w_hx), dw_hh_out = _empty_like(w_hh)
@@ -438,7 +421,7 @@ def loss(int x_mode, cnp.ndarray x not None, cnp.ndarray h0 not None,
     cdef Dims d = _dims(h0, n_batch, n_steps, <int>cnp.PyArray_DIMS(w_hx)[1], n_hidden)
     d.n_output = <int>cnp.PyArray_DIMS(w_yh)[0]
     d.x_mode, d.activation, d.own_products, d.softmax = x_mode, TANH, own_products, False
-    d.packed = _plan_packed(&d, own_products)
+    d.packed = not own_products and _plan_packed(&d, d.n_hidden, d.n_hidden)
     cdef cnp.ndarray h_out = _empty3(n_batch, n_steps, n_hidden, type_num)
     cdef cnp.ndarray logits = _empty3(n_batch, n_steps, d.n_output, type_num)
     cdef cnp.ndarray dh = _empty3(n_batch, n_steps, n_hidden, type_num)
@@ -475,7 +458,7 @@ def layer_forward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray w
     cdef Dims d = _dims(h0, n_batch, n_steps, n_input, n_hidden)
     d.x_mode, d.activation, d.own_products, d.reverse = X_ROWS, activation, own_products, reverse
     d.lengths = <const Py_ssize_t *>_ptr(lengths)
-    d.packed = _plan_packed(&d, own_products)
+    d.packed = not own_products and _plan_packed(&d, d.n_hidden, d.n_hidden)
     cdef cnp.ndarray h_out = _empty3(n_batch, n_steps, n_hidden, cnp.PyArray_TYPE(h0))
     cdef cnp.ndarray w_hh_t = _scratch(own_products or d.packed, w_hh)
     cdef ElmanBuffers b = _seed_buffers(x, h0, w_ih, w_hh, bias)
@@ -499,7 +482,7 @@ def layer_backward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray 
                         <int>dims[2])
     d.x_mode, d.activation, d.own_products, d.reverse = X_ROWS, activation, own_products, reverse
     d.lengths = <const Py_ssize_t *>_ptr(lengths)
-    d.packed = _plan_packed(&d, own_products)
+    d.packed = not own_products and _plan_packed(&d, d.n_hidden, d.n_hidden)
     cdef cnp.npy_intp n_bias = d.n_hidden
     cdef cnp.ndarray dx_out = _empty_like(x)
     cdef cnp.ndarray dh0_out = cnp.PyArray_NewCopy(grad_h_n, cnp.NPY_CORDER)  # G on entry

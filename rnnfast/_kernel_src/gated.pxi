@@ -9,7 +9,7 @@
 # A step t >= lengths[i] carries sequence i's states; its gate rows are zeros.
 #
 # Where the product policy plans PRODUCT_PACKED (Dims.packed, decided once per
-# call by _plan_packed_gated), the per-step recurrent products run in LIBXSMM
+# call by _plan_packed), the per-step recurrent products run in LIBXSMM
 # kernels dispatched once per call: forward, W_hh is laid out once as W_hh^T
 # (into the w_hh_t scratch the entry point allocates) so that H_prev W_hh^T is
 # LIBXSMM's plain "NN" product; backward multiplies by W_hh as stored.  A
@@ -78,20 +78,6 @@ cdef struct GruBuffers:
     void *dgh                   # (m, T, 3H)
     void *direct                # (m, H)
 
-cdef void _transpose_rect(const floating *a, Py_ssize_t n_rows, Py_ssize_t n_cols,
-                         floating *out) noexcept nogil:
-    """out (n_cols, n_rows) = A^T for a row-major A (n_rows, n_cols), in 16 x 16 tiles
-    (row by row, a power-of-two width sends every write to a few cache sets)."""
-    cdef Py_ssize_t i0, j0, i, j, i_end, j_end
-    for i0 in range(0, n_rows, 16):
-        i_end = min(i0 + 16, n_rows)
-        for j0 in range(0, n_cols, 16):
-            j_end = min(j0 + 16, n_cols)
-            for i in range(i0, i_end):
-                for j in range(j0, j_end):
-                    out[j * n_rows + i] = a[i * n_cols + j]
-
-
 cdef void _lstm_forward(floating tag, const Dims *d, void *buffers) noexcept nogil:
     """LSTM states ``h`` (m,T,P), cells ``c`` (m,T,H) and activated ``gates`` (m,T,4H).
 
@@ -129,7 +115,7 @@ cdef void _lstm_forward(floating tag, const Dims *d, void *buffers) noexcept nog
     if d.packed:
         # W_hh^T (P, 4H), row-major: A_t += H_prev W_hh^T is then LIBXSMM's NN product;
         # kernels for h0's row stride and for a step's (NULL: BLAS)
-        _transpose_rect(w_hh, G, P, w_hh_t)
+        _transpose(w_hh, G, P, w_hh_t)
         first_kernel = _packed_kernel(w_hh_t, n_batch, G, P, P, G, ld_g, True)
         step_kernel = _packed_kernel(w_hh_t, n_batch, G, P, ld_h, G, ld_g, True)
     for s in range(n_steps):
@@ -310,7 +296,7 @@ cdef void _gru_forward(floating tag, const Dims *d, void *buffers) noexcept nogi
     if d.packed:
         # W_hh^T (H, 3H), row-major: GH = H_prev W_hh^T is then LIBXSMM's NN product;
         # kernels for h0's row stride and for a step's (NULL: BLAS)
-        _transpose_rect(w_hh, G, H, w_hh_t)
+        _transpose(w_hh, G, H, w_hh_t)
         first_kernel = _packed_kernel(w_hh_t, n_batch, G, H, H, G, G, False)
         step_kernel = _packed_kernel(w_hh_t, n_batch, G, H, ld_h, G, G, False)
     for s in range(n_steps):
@@ -439,7 +425,7 @@ def lstm_layer_forward(cnp.ndarray x not None, cnp.ndarray h0 not None,
     cdef cnp.ndarray c = _empty3(n_batch, d.n_steps, H, type_num)
     cdef cnp.ndarray gates = _empty3(n_batch, d.n_steps, 4 * H, type_num)
     cdef cnp.ndarray m_buf = _empty3(1, n_batch if w_hr is not None else 1, H, type_num)
-    d.packed = _plan_packed_gated(&d, 4)
+    d.packed = _plan_packed(&d, 4 * d.n_hidden, d.n_proj)
     cdef cnp.ndarray w_hh_t = _scratch(d.packed, w_hh)          # (P, 4H) W_hh^T
     cdef LstmBuffers b
     memset(&b, 0, sizeof(LstmBuffers))
@@ -469,7 +455,7 @@ def lstm_layer_backward(cnp.ndarray x not None, cnp.ndarray h0 not None,
     cdef int n_batch = <int>dims[0], n_steps = <int>dims[1], H = <int>dims[2]
     cdef Dims d = _gated_dims(h0, w_ih, n_batch, n_steps, H, reverse, lengths)
     cdef bint proj = w_hr is not None
-    d.packed = _plan_packed_gated(&d, 4)
+    d.packed = _plan_packed(&d, 4 * d.n_hidden, d.n_proj)
     cdef cnp.ndarray grad_h = cnp.PyArray_NewCopy(grad_h_n, cnp.NPY_CORDER)
     cdef cnp.ndarray grad_c = cnp.PyArray_NewCopy(grad_c_n, cnp.NPY_CORDER)
     cdef cnp.ndarray da = _empty3(n_batch, n_steps, 4 * H, type_num)
@@ -507,7 +493,7 @@ def gru_layer_forward(cnp.ndarray x not None, cnp.ndarray h0 not None,
     cdef cnp.ndarray gates = _empty3(n_batch, d.n_steps, 3 * H, type_num)
     cdef cnp.ndarray hn = _empty3(n_batch, d.n_steps, H, type_num)
     cdef cnp.ndarray gh = _empty3(1, n_batch, 3 * H, type_num)
-    d.packed = _plan_packed_gated(&d, 3)
+    d.packed = _plan_packed(&d, 3 * d.n_hidden, d.n_proj)
     cdef cnp.ndarray w_hh_t = _scratch(d.packed, w_hh)          # (H, 3H) W_hh^T
     cdef GruBuffers b
     memset(&b, 0, sizeof(GruBuffers))
@@ -532,7 +518,7 @@ def gru_layer_backward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndar
     cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(h)
     cdef int n_batch = <int>dims[0], n_steps = <int>dims[1], H = <int>dims[2]
     cdef Dims d = _gated_dims(h0, w_ih, n_batch, n_steps, H, reverse, lengths)
-    d.packed = _plan_packed_gated(&d, 3)
+    d.packed = _plan_packed(&d, 3 * d.n_hidden, d.n_proj)
     cdef cnp.ndarray grad = cnp.PyArray_NewCopy(grad_h_n, cnp.NPY_CORDER)
     cdef cnp.ndarray dgi = _empty3(n_batch, n_steps, 3 * H, type_num)
     cdef cnp.ndarray dgh = _empty3(n_batch, n_steps, 3 * H, type_num)

@@ -200,7 +200,6 @@ def generate(cnp.ndarray h not None, cnp.ndarray last not None, cnp.ndarray unif
     cdef cnp.ndarray logits = cnp.PyArray_EMPTY(2, shape, cnp.PyArray_TYPE(h), 0)
     shape[0] = n_vocab
     cdef cnp.ndarray weights = cnp.PyArray_EMPTY(1, shape, cnp.NPY_FLOAT64, 0)
-    shape[0] = n_vocab
     cdef cnp.ndarray taken = cnp.PyArray_EMPTY(1, shape, cnp.NPY_INTP, 0)
     cdef GenerateBuffers b
     b.h, b.last, b.uniforms = _ptr(h), <Py_ssize_t *>_ptr(last), <const double *>_ptr(uniforms)
