@@ -414,8 +414,9 @@ class RNNModel:
                              f"{(m, n_steps)}, the first axes of X")
         return V.check_labels(Y, (m, n_steps), self.output_size, name="Y")
 
-    def _kernel_model(self, X, h0):
-        """Validate ``X``/``h0``; return the kernels' model of this call."""
+    def _check_fused_parameters(self):
+        """Refuse a fused model's parameter that is not a C-contiguous array of the model's
+        dtype and shape (the kernels read them as they are); ValueError naming it."""
         p = self.parameters
         for name, shape in (("Whx", (self.hidden_size, self.input_size)),
                             ("Whh", (self.hidden_size, self.hidden_size)),
@@ -426,6 +427,11 @@ class RNNModel:
                     or not a.flags.c_contiguous):
                 raise ValueError(f"parameters[{name!r}] must be a C-contiguous "
                                  f"{self.dtype.name} array of shape {shape}")
+
+    def _kernel_model(self, X, h0):
+        """Validate ``X``/``h0``; return the kernels' model of this call."""
+        self._check_fused_parameters()
+        p = self.parameters
         labels, X, m, n_steps = self._batch_input(X)
         n_x, n_h = self.input_size, self.hidden_size
         if labels is not None:

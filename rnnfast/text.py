@@ -538,17 +538,10 @@ def _steps(length, chunk):
 
 def _compiled_chunks(model, vocab, length, options):
     """The chunks of the compiled loop; the parameters are read and the prime is run now."""
-    p = model.parameters
-    n_x, n_h, n_y = model.input_size, model.hidden_size, model.output_size
-    dtype = model.dtype
-    arrays = {}
-    for name, shape in (("Whx", (n_h, n_x)), ("Whh", (n_h, n_h)), ("Wyh", (n_y, n_h)),
-                        ("bh", (n_h, 1)), ("by", (n_y, 1))):
-        a = p.get(name)
-        if not isinstance(a, np.ndarray) or a.shape != shape or a.dtype != dtype:
-            raise ValueError(f"parameters[{name!r}] must be a {dtype.name} array of shape "
-                             f"{shape}")
-        arrays[name] = np.array(a, order="C")     # a snapshot: generation reads its own copy
+    model._check_fused_parameters()
+    n_h, n_y, dtype = model.hidden_size, model.output_size, model.dtype
+    # a snapshot: generation reads its own copy
+    arrays = {name: a.copy() for name, a in model.parameters.items()}
     w_xh = np.ascontiguousarray(arrays["Whx"].T)  # row c: the input column of character c
     b_h, b_y = arrays["bh"].reshape(n_h), arrays["by"].reshape(n_y)
     top_k = options["top_k"] or 0

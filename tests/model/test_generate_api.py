@@ -188,3 +188,17 @@ def test_chunk_and_vocabulary_size_are_checked():
     other = rnnfast.RNNModel(len(VOCAB), 6, 4, seed=0)
     with pytest.raises(ValueError, match="output_size is 4"):
         generate(other, VOCAB, 5)
+
+
+@pytest.mark.parametrize("name, bad", [("Whh", np.zeros((12, 11), np.float32)),
+                                       ("Wyh", np.zeros((9, 12), np.float64)),
+                                       ("bh", np.zeros((12, 2), np.float32)[:, :1])])
+def test_a_replaced_parameter_that_does_not_fit_is_refused_as_forward_refuses_it(name, bad):
+    # the compiled loop reads the arrays as they are: the model's own check, before any draw
+    model = fused()
+    model.parameters[name] = bad
+    message = rf"parameters\['{name}'\] must be a C-contiguous float32 array"
+    with pytest.raises(ValueError, match=message):
+        model.forward(np.array([[0, 1]]))
+    with pytest.raises(ValueError, match=message):
+        generate_iter(model, VOCAB, 5)
