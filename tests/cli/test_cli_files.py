@@ -293,3 +293,38 @@ def test_a_failing_log_warns_once_and_a_failing_save_keeps_the_model(text_file, 
     fallback = lines[1].split("the model was written to ")[1].split(" instead")[0]
     assert os.path.dirname(fallback) == str(tmp_path)
     assert RNNModel.load(fallback).metadata["vocab"] == "".join(sorted(set(TEXT)))
+
+
+@pytest.fixture
+def saved_model(text_file, tmp_path):
+    path = str(tmp_path / "m.npz")
+    assert main(["train", text_file, *BASE, "--steps", "3", "--save", path]) == 0
+    return path
+
+
+def test_a_sample_that_cannot_be_written_is_one_error_line(saved_model):
+    """A full output (/dev/full refuses every byte): one error line, status 1, no traceback."""
+    import subprocess
+    import sys
+    if not os.access("/dev/full", os.W_OK):
+        pytest.skip("needs a writable /dev/full")
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, "-m", "rnnfast", "sample", saved_model,
+                                 "--length", "50"], stdout=full, stderr=subprocess.PIPE,
+                                text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr == "error: cannot write the sample: No space left on device\n"
+
+
+def test_a_reader_that_goes_away_ends_sample_quietly(saved_model):
+    """`sample | head`: status 141 (128 + SIGPIPE), nothing on stderr."""
+    import subprocess
+    import sys
+    process = subprocess.Popen([sys.executable, "-m", "rnnfast", "sample", saved_model,
+                                "--length", "2000000"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    assert len(process.stdout.read(10)) == 10
+    process.stdout.close()                      # the reader leaves
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 141
+    assert stderr == b""
