@@ -19,7 +19,8 @@ class Progress:
     """tqdm when installed and stderr is a terminal, a plain line otherwise; silent off a
     terminal."""
 
-    def __init__(self, total, enabled):
+    def __init__(self, total, enabled, output=None):
+        self.output = Output() if output is None else output
         self.bar = None
         self.enabled = enabled
         self.total = total
@@ -42,9 +43,13 @@ class Progress:
                   file=sys.stderr, flush=True)
 
     def write(self, text, file=None):
-        """Print ``text`` (to stdout, or ``file``) on lines of its own, off the progress line."""
-        file = sys.stdout if file is None else file
-        if self.bar is not None:
+        """Print ``text`` (to stdout through :class:`Output`, or to ``file``) on lines of its
+        own, off the progress line."""
+        if file is None:
+            if self.bar is None and self.enabled:
+                print(file=sys.stderr)
+            self.output.print(text, bar=self.bar)
+        elif self.bar is not None:
             self.bar.write(text, file=file)
         else:
             if self.enabled:
@@ -60,6 +65,30 @@ class Progress:
             self.bar.close()
         elif self.enabled:
             print(file=sys.stderr)
+
+
+class Output:
+    """Training's standard output.  A write that fails (a full disk, a reader that went away
+    as in ``| head``) warns once on stderr and ends the output, not the training: the
+    checkpoints and the model are still written."""
+
+    def __init__(self):
+        self.lost = False
+
+    def print(self, *args, bar=None, **kwargs):
+        """``print`` to stdout (through a tqdm ``bar``'s ``write`` when given), flushed."""
+        if self.lost:
+            return
+        try:
+            if bar is not None:
+                bar.write(" ".join(map(str, args)), file=sys.stdout)
+            else:
+                print(*args, **kwargs)
+            sys.stdout.flush()
+        except OSError as exc:
+            self.lost = True
+            print(f"warning: standard output: {reason(exc)}; nothing more is printed there "
+                  "(training goes on)", file=sys.stderr, flush=True)
 
 
 def reason(exc):

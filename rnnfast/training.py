@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnnfast import distributed, optim
-from rnnfast._progress import JsonLog, Progress, reason
+from rnnfast._progress import JsonLog, Output, Progress, reason
 from rnnfast._validation import INT_MAX
 from rnnfast.checkpoint import CheckpointError, load_checkpoint, model_arrays, save_checkpoint
 from rnnfast.cli.checks import (
@@ -589,12 +589,13 @@ class _Run:
         self.size = 1 if comm is None else comm.Get_size()
         self.root = self.rank == 0
         self.progress = self.log = None
+        self.output = Output()            # stdout: a failing write warns once, training goes on
         self.seconds = 0.0
 
     def say(self, *args, **kwargs):
-        """``print`` on rank 0 only."""
+        """``print`` to stdout on rank 0 only (through :class:`~rnnfast._progress.Output`)."""
         if self.root:
-            print(*args, **kwargs)
+            self.output.print(*args, **kwargs)
 
     def run(self):
         """Set up, train, save; the :class:`TrainingResult`."""
@@ -700,7 +701,8 @@ class _Run:
              self.history) = _restore_agreed(s, vocab, model, self.opt, self.comm, self.rows,
                                              self.text_digest)
             self.say(f"resumed from {s.resume} at step {self.start_step}", flush=True)
-        self.progress = Progress(s.steps, self.root and sys.stderr.isatty() and not s.quiet)
+        self.progress = Progress(s.steps, self.root and sys.stderr.isatty() and not s.quiet,
+                                 self.output)
         self.log = JsonLog(s.log if self.root else None, self.progress)
         self.start = time.perf_counter()
 
@@ -852,7 +854,7 @@ class _Run:
                 _plot(s.plot, self.curve, self.history)
             except OSError as exc:
                 raise TrainingError(f"--plot {s.plot}: {reason(exc)}") from None
-            print(f"plotted {s.plot}")
+            self.say(f"plotted {s.plot}")
 
     def _save(self):
         s = self.s
@@ -865,7 +867,7 @@ class _Run:
                                 f"written to {tempfile.gettempdir()} or the current folder"
                                 + ("" if self.written is None else f"; the checkpoint "
                                    f"{self.checkpoint} holds step {self.written}"))
-        print(f"saved {s.save}")
+        self.say(f"saved {s.save}")
 
 
 def train(settings):

@@ -7,6 +7,7 @@ become ``error: ...`` lines and exit statuses.  This package's ``__init__``
 imports nothing heavy: the package's start-up imports :mod:`.startup` from it.
 """
 
+import os
 import signal
 import sys
 import warnings
@@ -61,7 +62,9 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 
 def run():
-    """``main()`` as a program: Ctrl-C at any point ends it with status 130 and one line."""
+    """``main()`` as a program: Ctrl-C at any point ends it with status 130 and one line; a
+    reader of its output that goes away (``| head``) ends it quietly with 141 (128 + SIGPIPE,
+    as a program killed by that signal)."""
     try:
         # the package's start-up ended Ctrl-C at once; from here a command may handle it
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -69,3 +72,18 @@ def run():
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr, flush=True)
         return 130
+    except BrokenPipeError:
+        detach_stdout()
+        return 141
+
+
+def detach_stdout():
+    """Point standard output's file descriptor at /dev/null, so that nothing more (Python's
+    own flush at exit included) tries the dead or full output."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)

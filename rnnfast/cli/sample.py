@@ -2,7 +2,6 @@
 (or a checkpoint), printed as it is made."""
 
 import math
-import os
 import sys
 import time
 
@@ -109,18 +108,14 @@ def _stream(prime, pieces, out, interval=0.05):
     line and at least every ``interval`` seconds), then a newline; 0, or 130 on Ctrl-C (what
     was made is written).
 
-    A reader that goes away (``| head``) ends the command quietly with 141 (128 + SIGPIPE,
-    as a program killed by it); an output that cannot be written (a full disk) is one
-    ``error:`` line.  Either way the output is detached first, so that Python's own flush at
-    exit adds no traceback.
+    An output that cannot be written (a full disk) is one ``error:`` line; a reader that
+    goes away (``| head``) ends the program quietly (:func:`rnnfast.cli.run`).
     """
     try:
         return _write_pieces(prime, pieces, out, interval)
     except BrokenPipeError:
-        _detach(out)
-        return 141
+        raise
     except OSError as exc:
-        _detach(out)
         fail(f"cannot write the sample: {exc.strerror or exc}")
 
 
@@ -140,15 +135,3 @@ def _write_pieces(prime, pieces, out, interval):
     out.write("\n")
     out.flush()
     return 0
-
-
-def _detach(out):
-    """Point ``out``'s file descriptor at /dev/null (nothing more reaches the dead or full
-    output, and what is still buffered goes nowhere); outputs without one are left alone."""
-    try:
-        fd = out.fileno()
-    except (OSError, ValueError):
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, fd)
-    os.close(devnull)

@@ -328,3 +328,34 @@ def test_a_reader_that_goes_away_ends_sample_quietly(saved_model):
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 141
     assert stderr == b""
+
+
+@pytest.mark.parametrize("output", ["full", "closed pipe"])
+def test_train_whose_output_fails_warns_once_and_keeps_the_model(output, text_file, tmp_path):
+    """A full stdout (/dev/full) or a reader that went away: one warning, the training goes
+    on and the model is saved."""
+    import subprocess
+    import sys
+    if output == "full" and not os.access("/dev/full", os.W_OK):
+        pytest.skip("needs a writable /dev/full")
+    model = tmp_path / "m.npz"
+    # enough samples that the output outlasts the reader (a pipe holds 64 KiB)
+    args = [sys.executable, "-m", "rnnfast", "train", text_file, *BASE, "--steps", "600",
+            "--sample-every", "1", "--save", str(model)]
+    if output == "full":
+        with open("/dev/full", "w") as full:
+            result = subprocess.run(args, stdout=full, stderr=subprocess.PIPE, text=True,
+                                    timeout=120)
+        returncode, stderr = result.returncode, result.stderr
+    else:
+        process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True)
+        process.stdout.read(5)
+        process.stdout.close()                  # the reader leaves
+        _, stderr = process.communicate(timeout=120)
+        returncode = process.returncode
+    reason = "No space left on device" if output == "full" else "Broken pipe"
+    assert returncode == 0, stderr
+    assert stderr == (f"warning: standard output: {reason}; nothing more is printed there "
+                      "(training goes on)\n")
+    assert RNNModel.load(str(model)).metadata["vocab"] == "".join(sorted(set(TEXT)))
