@@ -64,7 +64,9 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 def run():
     """``main()`` as a program: Ctrl-C at any point ends it with status 130 and one line; a
     reader of its output that goes away (``| head``) ends it quietly with 141 (128 + SIGPIPE,
-    as a program killed by that signal)."""
+    as a program killed by that signal); an output that cannot be written (a full disk) is
+    the one line ``error: cannot write to standard output: ...`` and status 1."""
+    stdout = sys.stdout = _WatchedOutput(sys.stdout)
     try:
         # the package's start-up ended Ctrl-C at once; from here a command may handle it
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -75,6 +77,41 @@ def run():
     except BrokenPipeError:
         detach_stdout()
         return 141
+    except OSError as exc:
+        if not stdout.failed:          # a file the command named: its own message
+            raise
+        detach_stdout()
+        print(f"error: cannot write to standard output: {exc.strerror or exc}",
+              file=sys.stderr, flush=True)
+        return 1
+    finally:
+        sys.stdout = stdout.stream
+
+
+class _WatchedOutput:
+    """Standard output that remembers whether a write or flush failed, so that the
+    ``OSError`` ending a command can be told apart from one of a file it named."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.failed = False
+
+    def write(self, text):
+        try:
+            return self.stream.write(text)
+        except OSError:
+            self.failed = True
+            raise
+
+    def flush(self):
+        try:
+            return self.stream.flush()
+        except OSError:
+            self.failed = True
+            raise
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
 
 
 def detach_stdout():

@@ -359,3 +359,34 @@ def test_train_whose_output_fails_warns_once_and_keeps_the_model(output, text_fi
     assert stderr == (f"warning: standard output: {reason}; nothing more is printed there "
                       "(training goes on)\n")
     assert RNNModel.load(str(model)).metadata["vocab"] == "".join(sorted(set(TEXT)))
+
+
+@pytest.mark.parametrize("command", [["demo", "--iterations", "2"],
+                                     ["bench", "--quick", "--shapes", "seed-apple", "--dtype",
+                                      "float32", "--no-torch", "--samples", "1"]])
+def test_a_full_output_ends_any_command_in_one_error_line(command):
+    """Commands without output handling of their own: one line and status 1 (they ended in
+    a traceback)."""
+    import subprocess
+    import sys
+    if not os.access("/dev/full", os.W_OK):
+        pytest.skip("needs a writable /dev/full")
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, "-m", "rnnfast", *command], stdout=full,
+                                stderr=subprocess.PIPE, text=True, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr == "error: cannot write to standard output: No space left on device\n"
+
+
+def test_a_file_error_is_not_taken_for_a_full_output(tmp_path, monkeypatch, capsys):
+    """An OSError that did not come from standard output is not reported as one."""
+    from rnnfast import cli
+
+    def failing_main():
+        print("fine so far")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cli, "main", failing_main)
+    with pytest.raises(OSError):
+        cli.run()
+    assert capsys.readouterr().out == "fine so far\n"
