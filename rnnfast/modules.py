@@ -725,7 +725,7 @@ class RNNBase:
         Parameters
         ----------
         dtype : numpy dtype, type or str
-            float32 or float64, as :class:`numpy.dtype` takes it
+            Float32 or float64, as :class:`numpy.dtype` takes it
             (``np.float64``, ``"float32"``...); torch's ``torch.float32`` and
             ``torch.float64`` also do.
 
