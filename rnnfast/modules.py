@@ -19,6 +19,7 @@ derives from it.  Adding a cell means its kernel step, its NumPy twin in
 ``reference.py``, a ``Cell`` registered here and a subclass naming the mode.
 """
 
+import collections
 import contextlib
 import numbers
 import threading
@@ -388,6 +389,39 @@ def nonlinearities(name):
     return tuple(cell.nonlinearity for cell in CELLS.values() if cell.name == name)
 
 
+class _IncompatibleKeys(collections.namedtuple("IncompatibleKeys",
+                                               ["missing_keys", "unexpected_keys"])):
+    """What ``load_state_dict`` returns, as torch's: the keys it did not match."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        if not self.missing_keys and not self.unexpected_keys:
+            return "<All keys matched successfully>"
+        return super().__repr__()
+
+    __str__ = __repr__
+
+
+def _module_dtype(dtype):
+    """``dtype`` as float32 or float64 for :meth:`RNNBase.to`; ``TypeError`` for any other.
+
+    Takes what :class:`numpy.dtype` takes (``np.float32``, ``"float64"``, a dtype)
+    and torch's ``torch.float32``/``torch.float64`` (without importing torch).
+    """
+    value = dtype
+    if type(dtype).__module__ == "torch" and type(dtype).__name__ == "dtype":
+        value = str(dtype).removeprefix("torch.")
+    try:
+        resolved = None if value is None else np.dtype(value)
+    except (TypeError, ValueError):
+        resolved = None
+    if resolved is None or resolved not in (np.float32, np.float64):
+        raise TypeError("dtype must be float32 or float64 (rnnfast computes in those); "
+                        f"got {dtype!r}")
+    return resolved
+
+
 class RNNBase:
     """The layer driver of every recurrent module, as ``torch.nn.RNNBase(mode, ...)``.
 
@@ -599,6 +633,16 @@ class RNNBase:
         """
         return list(self._params.items())
 
+    def parameters(self):
+        """Iterate over the parameters, in :meth:`named_parameters` order, like torch.
+
+        Returns
+        -------
+        parameters : iterator of ndarray
+            The live parameter arrays (not copies).
+        """
+        return iter(list(self._params.values()))
+
     def state_dict(self):
         """Return copies of every parameter.
 
@@ -609,38 +653,127 @@ class RNNBase:
         """
         return {name: a.copy() for name, a in self._params.items()}
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict, strict=True):
         """Copy parameters from ``state_dict`` into the module's arrays, in place.
 
-        Keys must match exactly and shapes must agree; nothing changes unless
-        every entry is valid.
+        Shapes must agree; nothing changes unless every entry is valid.  With
+        ``strict`` the keys must match exactly; without, the parameters found
+        are loaded and the others keep their values, as torch does.
 
         Parameters
         ----------
         state_dict : mapping[str, array_like]
-            Every parameter by name, as :meth:`state_dict` or torch's
+            Parameters by name, as :meth:`state_dict` or torch's
             ``state_dict()`` give them (NumPy arrays or CPU torch tensors).
+        strict : bool, default True
+            Whether the keys must be exactly the module's parameter names.
+
+        Returns
+        -------
+        incompatible : IncompatibleKeys
+            A named tuple ``(missing_keys, unexpected_keys)`` of lists, like
+            torch's: the parameter names absent from ``state_dict`` and the
+            keys of ``state_dict`` that are no parameter (both empty when
+            ``strict``).
 
         Raises
         ------
         TypeError
-            If ``state_dict`` is not a mapping or an entry is not real numbers.
+            If ``state_dict`` is not a mapping, ``strict`` not a bool, or an
+            entry is not real numbers.
         KeyError
-            If the keys are not exactly the module's parameter names.
+            With ``strict``, if the keys are not exactly the module's
+            parameter names.
         ValueError
-            If an entry's shape differs from its parameter's.
+            If an entry's shape differs from its parameter's (``strict`` or not,
+            as in torch).
+
+        Examples
+        --------
+        >>> import rnnfast
+        >>> gru = rnnfast.GRU(3, 4, seed=0)
+        >>> result = gru.load_state_dict({"weight_ih_l0": gru.weight_ih_l0 * 2}, strict=False)
+        >>> result.missing_keys, result.unexpected_keys
+        (['weight_hh_l0', 'bias_ih_l0', 'bias_hh_l0'], [])
+        >>> gru.load_state_dict(gru.state_dict())
+        <All keys matched successfully>
         """
         if not hasattr(state_dict, "keys"):
             raise TypeError("state_dict must be a mapping of parameter names to arrays")
+        if not isinstance(strict, (bool, np.bool_)):
+            raise TypeError(f"strict should be of type bool, got: {type(strict).__name__}")
         missing = [k for k in self._params if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in self._params]
-        if missing or unexpected:
+        unexpected = [k for k in state_dict.keys() if k not in self._params]
+        if strict and (missing or unexpected):
             raise KeyError(f"state_dict does not match: missing {missing}, "
                            f"unexpected {unexpected}")
         arrays = {name: self._checked_parameter(name, state_dict[name], f"state_dict[{name!r}]")
-                  for name in self._params}
+                  for name in self._params if name in state_dict}
         for name, a in arrays.items():
             self._params[name][...] = a
+        return _IncompatibleKeys(missing, unexpected)
+
+    def to(self, dtype):
+        """Convert the parameters to ``dtype``, in place, like ``torch.nn.Module.to``.
+
+        The module then computes in ``dtype``.  To another dtype the parameters
+        become new arrays (a NumPy array cannot change its dtype): an optimizer
+        or a dict holding the former arrays must be made again from
+        :meth:`named_parameters`.  Every thread's forward cache is dropped (a
+        ``backward`` needs a new ``forward``).  The same dtype changes nothing.
+
+        Parameters
+        ----------
+        dtype : numpy dtype, type or str
+            Float32 or float64, as :class:`numpy.dtype` takes it
+            (``np.float64``, ``"float32"``...); torch's ``torch.float32`` and
+            ``torch.float64`` also do.
+
+        Returns
+        -------
+        module : RNNBase
+            This module.
+
+        Raises
+        ------
+        TypeError
+            If ``dtype`` is not float32 or float64.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import rnnfast
+        >>> lstm = rnnfast.LSTM(3, 4, seed=0)
+        >>> lstm.to(np.float64) is lstm, lstm.weight_ih_l0.dtype
+        (True, dtype('float64'))
+        """
+        dtype = _module_dtype(dtype)
+        if dtype != self.dtype:
+            self.__dict__["_params"] = {name: a.astype(dtype)
+                                        for name, a in self._params.items()}
+            self.__dict__["dtype"] = dtype
+            self.__dict__["_local"] = threading.local()
+        return self
+
+    def float(self):
+        """Convert the parameters to float32: ``to(numpy.float32)``.
+
+        Returns
+        -------
+        module : RNNBase
+            This module.
+        """
+        return self.to(np.float32)
+
+    def double(self):
+        """Convert the parameters to float64: ``to(numpy.float64)``.
+
+        Returns
+        -------
+        module : RNNBase
+            This module.
+        """
+        return self.to(np.float64)
 
     def train(self, mode=True):
         """Set training mode (dropout on) or, with ``mode=False``, evaluation mode.
@@ -893,7 +1026,8 @@ class RNNBase:
         ------
         RuntimeError
             No forward cache in this thread: no forward yet, the forward ran
-            under :class:`rnnfast.no_grad`, or a ``backward`` released it.
+            under :class:`rnnfast.no_grad`, a ``backward`` released it, or
+            :meth:`to` changed the dtype since.
         """
         return self._backward(grad_output, [grad_h_n], retain_graph)
 
@@ -903,8 +1037,9 @@ class RNNBase:
         if cache is None:
             raise RuntimeError(
                 "backward needs a forward pass first, in the same thread, that kept its "
-                "cache: there was no forward, it ran under rnnfast.no_grad(), or a backward "
-                "already released it (pass retain_graph=True to backward twice)")
+                "cache: there was no forward, it ran under rnnfast.no_grad(), a backward "
+                "already released it (pass retain_graph=True to backward twice), or to() "
+                "changed the module's dtype since")
         grads = self._gradients(cache, grad_output, grad_finals)
         if not retain_graph:
             self._local.cache = None

@@ -9,7 +9,10 @@ Importable when PyTorch is installed (``pip install "rnnfast[torch]"``)::
 modules with exactly torch's constructors, parameters, ``state_dict`` and
 ``forward`` (plain or ``PackedSequence`` input, unbatched input,
 ``batch_first``, dropout between layers), on CPU tensors of float32 or
-float64.  Each layer direction runs as one torch custom operator
+float64.  On any other device (CUDA, ``meta``...) or in float16/bfloat16 a
+module runs torch's own implementation instead (one ``UserWarning`` per
+module says so); :func:`revert` turns the modules back into torch's.  Each
+layer direction runs as one torch custom operator
 (``rnnfast::rnn_layer``, ``rnnfast::lstm_layer``, ``rnnfast::gru_layer``)
 with an autograd formula (a second operator running the compiled BPTT) and a
 fake implementation, so autograd, ``torch.compile(fullgraph=True)``, torch's
@@ -28,6 +31,10 @@ TorchScript does not compile their Python ``forward``.  Use ``torch.compile``.
 
 import functools
 import inspect
+import os
+import sys
+import warnings
+import weakref
 
 import numpy as np
 
@@ -43,7 +50,7 @@ from rnnfast import _kernels, _layers
 from rnnfast import functional as _functional
 from rnnfast.modules import CELLS, cell_mode, nonlinearities
 
-__all__ = ["RNN", "LSTM", "GRU", "convert"]
+__all__ = ["RNN", "LSTM", "GRU", "convert", "revert"]
 
 # the activation code of each Elman mode, as rnn_layer takes it
 _ACTIVATIONS = {mode: int(cell.activation) for mode, cell in CELLS.items()
@@ -1032,11 +1039,72 @@ def _layer_call(op, function):
 
 # -- the modules ------------------------------------------------------------------
 
+# The dtypes torch's own implementation runs for these modules (rnnfast's kernels do not).
+_TORCHS_DTYPES = (torch.float16, torch.bfloat16)
+_OUR_DTYPES = (torch.float32, torch.float64)
+
+# The modules that said once that they run torch's own implementation.
+_WARNED = weakref.WeakSet()
+
+_TORCH_FOLDER = os.path.dirname(torch.__file__)
+
+
+def _stacklevel():
+    """The ``stacklevel`` of the first caller's frame outside this file and torch's package."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and (frame.f_code.co_filename == __file__
+                                 or frame.f_code.co_filename.startswith(_TORCH_FOLDER)):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 class _RNNfastBase(torch.nn.RNNBase):
-    """``torch.nn.RNNBase`` whose forward runs rnnfast's kernels (CPU, float32/float64)."""
+    """``torch.nn.RNNBase`` whose forward runs rnnfast's kernels (CPU, float32/float64).
+
+    Elsewhere (another device, float16 or bfloat16) ``forward`` is the one of
+    torch's class of the same name, on the same parameters.
+    """
 
     def flatten_parameters(self):
-        """A no-op: rnnfast reads the parameters where they are."""
+        """rnnfast reads CPU parameters where they are; on CUDA, torch's own (for cuDNN)."""
+        weights = getattr(self, "_flat_weights", None)
+        if weights and isinstance(weights[0], Tensor) and weights[0].is_cuda:
+            torch.nn.RNNBase.flatten_parameters(self)
+
+    def _torchs_reason(self, input, hx):
+        """Why torch's own forward must run (a tensor off the CPU or in half precision), or
+        None when rnnfast's kernels can; then ``TypeError`` for a parameter of another
+        dtype than float32 or float64."""
+        # the parameters first: TorchScript then refuses the module as documented
+        parameters = [(f"parameter {name}", p) for name, p in self.named_parameters()]
+        data = input.data if isinstance(input, PackedSequence) else input
+        states = () if hx is None else (hx if isinstance(hx, (tuple, list)) else (hx,))
+        named = [("input", data)] + list(zip(("hx", "cx"), states, strict=False))
+        refused = None
+        for name, t in named + parameters:
+            if not isinstance(t, Tensor):
+                continue
+            if not t.is_cpu:
+                return f"{name} is on {t.device}"
+            dtype = t.dtype
+            if dtype in _TORCHS_DTYPES:
+                return f"{name} is {dtype}"
+            if refused is None and dtype not in _OUR_DTYPES and name.startswith("parameter"):
+                refused = name, t
+        if refused is not None:
+            self._check_tensor(*refused)
+        return None
+
+    def _torchs_forward(self, input, hx, reason):
+        """torch's own forward of this kind of module, on the same parameters."""
+        kind = CELLS[self.mode].torch_name
+        if self not in _WARNED:
+            _WARNED.add(self)
+            warnings.warn(f"rnnfast.torch.{kind} runs torch's own nn.{kind} forward: "
+                          f"{reason}, and rnnfast's kernels compute on CPU float32/float64 "
+                          "tensors (said once per module)", UserWarning,
+                          stacklevel=_stacklevel())
+        return getattr(torch.nn, kind).forward(self, input, hx)
 
     def _check_tensor(self, name, t):
         if t.device.type != "cpu":
@@ -1093,11 +1161,17 @@ class _RNNfastBase(torch.nn.RNNBase):
         return out
 
     def forward(self, input, hx=None):
-        """As torch's ``forward``: ``(output, h_n)``, or ``(output, (h_n, c_n))`` for the LSTM."""
+        """As torch's ``forward``: ``(output, h_n)``, or ``(output, (h_n, c_n))`` for the LSTM.
+
+        With a tensor (input, state or parameter) off the CPU or in float16 or
+        bfloat16, torch's own ``forward`` of the same class runs instead, on
+        the same parameters; the first time, a ``UserWarning`` names the tensor.
+        """
+        reason = self._torchs_reason(input, hx)
+        if reason is not None:
+            return self._torchs_forward(input, hx, reason)
         packed = isinstance(input, PackedSequence)
         weight = self.weight_ih_l0
-        for name, p in self.named_parameters():
-            self._check_tensor(f"parameter {name}", p)
         if packed:
             data, lengths = pad_packed_sequence(input)              # (T, N, in), lengths (N,)
             x, batched = data, True
@@ -1194,10 +1268,11 @@ def _refuse_extra_arguments(kwargs):
 class RNN(_RNNfastBase):
     """``torch.nn.RNN`` (same constructor, parameters and forward) on rnnfast's kernels.
 
-    The module computes on CPU tensors of float32 or float64; ``forward``
-    raises ``RuntimeError`` for a tensor on another device and ``TypeError``
-    for another dtype.  Gradients come through torch's autograd (the custom
-    operators' formulas).
+    The module computes on CPU tensors of float32 or float64.  With a tensor
+    on another device (CUDA, ``meta``...) or in float16 or bfloat16,
+    ``forward`` runs torch's own implementation on the same parameters (one
+    ``UserWarning`` per module); other dtypes raise ``TypeError``.  Gradients
+    come through torch's autograd (the custom operators' formulas).
 
     Parameters
     ----------
@@ -1218,7 +1293,8 @@ class RNN(_RNNfastBase):
     bidirectional : bool, default False
         Two directions per layer.
     device : torch.device or str or None, default None
-        Where the parameters are created; rnnfast computes on the CPU only.
+        Where the parameters are created; rnnfast's kernels run on the CPU
+        (elsewhere torch's own implementation runs).
     dtype : torch.dtype or None, default None
         ``torch.float32`` or ``torch.float64`` (None: torch's default dtype).
     **kwargs
@@ -1261,10 +1337,11 @@ class RNN(_RNNfastBase):
 class LSTM(_RNNfastBase):
     """``torch.nn.LSTM`` (same constructor, parameters and forward) on rnnfast's kernels.
 
-    The module computes on CPU tensors of float32 or float64; ``forward``
-    raises ``RuntimeError`` for a tensor on another device and ``TypeError``
-    for another dtype.  Gradients come through torch's autograd (the custom
-    operators' formulas).
+    The module computes on CPU tensors of float32 or float64.  With a tensor
+    on another device (CUDA, ``meta``...) or in float16 or bfloat16,
+    ``forward`` runs torch's own implementation on the same parameters (one
+    ``UserWarning`` per module); other dtypes raise ``TypeError``.  Gradients
+    come through torch's autograd (the custom operators' formulas).
 
     Parameters
     ----------
@@ -1285,7 +1362,8 @@ class LSTM(_RNNfastBase):
     proj_size : int, default 0
         With ``0 < proj_size < hidden_size``, ``h`` is projected to this width.
     device : torch.device or str or None, default None
-        Where the parameters are created; rnnfast computes on the CPU only.
+        Where the parameters are created; rnnfast's kernels run on the CPU
+        (elsewhere torch's own implementation runs).
     dtype : torch.dtype or None, default None
         ``torch.float32`` or ``torch.float64`` (None: torch's default dtype).
 
@@ -1294,6 +1372,11 @@ class LSTM(_RNNfastBase):
     convert : Turns the ``nn.LSTM`` modules of a model into these.
     rnnfast.LSTM : The same on NumPy arrays, without torch.
     """
+
+    # torch's own LSTM.forward (run off the CPU or in half precision) calls these
+    get_expected_cell_size = torch.nn.LSTM.get_expected_cell_size
+    check_forward_args = torch.nn.LSTM.check_forward_args
+    permute_hidden = torch.nn.LSTM.permute_hidden
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, proj_size=0, device=None, dtype=None):
@@ -1304,10 +1387,11 @@ class LSTM(_RNNfastBase):
 class GRU(_RNNfastBase):
     """``torch.nn.GRU`` (same constructor, parameters and forward) on rnnfast's kernels.
 
-    The module computes on CPU tensors of float32 or float64; ``forward``
-    raises ``RuntimeError`` for a tensor on another device and ``TypeError``
-    for another dtype.  Gradients come through torch's autograd (the custom
-    operators' formulas).
+    The module computes on CPU tensors of float32 or float64.  With a tensor
+    on another device (CUDA, ``meta``...) or in float16 or bfloat16,
+    ``forward`` runs torch's own implementation on the same parameters (one
+    ``UserWarning`` per module); other dtypes raise ``TypeError``.  Gradients
+    come through torch's autograd (the custom operators' formulas).
 
     Parameters
     ----------
@@ -1326,7 +1410,8 @@ class GRU(_RNNfastBase):
     bidirectional : bool, default False
         Two directions per layer.
     device : torch.device or str or None, default None
-        Where the parameters are created; rnnfast computes on the CPU only.
+        Where the parameters are created; rnnfast's kernels run on the CPU
+        (elsewhere torch's own implementation runs).
     dtype : torch.dtype or None, default None
         ``torch.float32`` or ``torch.float64`` (None: torch's default dtype).
     **kwargs
@@ -1370,6 +1455,10 @@ def convert(module):
     module : torch.nn.Module
         The same object, converted in place.
 
+    See Also
+    --------
+    revert : The inverse.
+
     Examples
     --------
     >>> import torch
@@ -1390,3 +1479,43 @@ def convert(module):
             sub.__class__ = replacement
     return module
 
+
+# rnnfast.torch's class of each registered cell -> torch's class of the same name
+_ORIGINALS = {ours: theirs for theirs, ours in _REPLACEMENTS.items()}
+
+
+def revert(module):
+    """Turn every rnnfast ``RNN``, ``LSTM`` and ``GRU`` inside ``module`` back into torch's.
+
+    The inverse of :func:`convert`, in place: each such submodule
+    (``module`` itself included, whether :func:`convert` made it or it was
+    built as an rnnfast module) becomes ``torch.nn.RNN``, ``nn.LSTM`` or
+    ``nn.GRU`` with the same parameters (the same ``nn.Parameter``
+    objects, their ``.grad`` included, so an optimizer keeps working),
+    buffers, hooks and configuration.  The reverted model runs, pickles and
+    loads (``torch.save``/``torch.load`` of the whole model) without rnnfast.
+    Subclasses of rnnfast's modules are left alone.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Any module; its submodules are searched recursively.
+
+    Returns
+    -------
+    module : torch.nn.Module
+        The same object, reverted in place.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import rnnfast.torch
+    >>> model = rnnfast.torch.convert(torch.nn.Sequential(torch.nn.GRU(3, 4)))
+    >>> type(rnnfast.torch.revert(model)[0])
+    <class 'torch.nn.modules.rnn.GRU'>
+    """
+    for sub in module.modules():
+        original = _ORIGINALS.get(type(sub))
+        if original is not None:
+            sub.__class__ = original
+    return module
