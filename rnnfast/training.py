@@ -725,7 +725,8 @@ def _resolve_architecture(s):
     (whose model comes too) or from the defaults."""
     if not s.init_from:
         # a resumed run's shape is its checkpoint's unless given (checked against it later)
-        saved = (_checkpoint_header(s.resume).get("config") if s.resume else None) or {}
+        saved = _checkpoint_header(s.resume).get("config") if s.resume else None
+        saved = saved if isinstance(saved, dict) else {}
         valid = {"cell": lambda v: v in CELLS_BY_NAME, "dtype": lambda v: v in _DTYPES,
                  "hidden": lambda v: type(v) is int, "layers": lambda v: type(v) is int}
         fill = {k: saved[k] if valid[k](saved.get(k)) else d

@@ -67,7 +67,10 @@ def test_the_rate_is_said_and_recorded(text_file, tmp_path, capsys):
                  "--checkpoint-every", f"{EPOCH + 3}", "--val-frac", "0.1",
                  "--eval-every", f"{EPOCH + 3}"]) == 0
     out = capsys.readouterr().out
-    assert "adam lr 0.003 x 0.5 after each epoch from epoch 1" in out
+    # the validation split leaves 2133 training characters: 10 steps an epoch
+    assert steps_per_epoch(2133, 4, 50) == 10
+    assert "adam lr 0.003 x 0.5 after each epoch from epoch 1 (10 steps an epoch)" in out
+    assert "step 11: learning rate 0.0015 (epoch 2)" in out
     meta, _ = load_checkpoint(ckpt)
     assert meta["lr"] == meta["optimizer"]["hyperparameters"]["lr"]
     assert meta["config"]["lr_decay"] == 0.5 and meta["config"]["decay_after"] == 1

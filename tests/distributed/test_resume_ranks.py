@@ -103,3 +103,18 @@ def test_keep_best_on_two_ranks(text_file, tmp_path):
     again = train(1, [*args, "--steps", "24", "--resume", str(tmp_path / "c.best.npz"),
                       "--checkpoint", str(tmp_path / "d.npz")])
     assert again.returncode == 0, again.stderr
+
+
+def test_a_fine_tune_on_two_ranks_continues_the_same_model(text_file, tmp_path):
+    saved = str(tmp_path / "m.npz")
+    assert train(1, [text_file, *BASE, "--dtype", "float64", "--cell", "gru", "--steps", "5",
+                     "--save", saved]).returncode == 0
+    tuned = {n: str(tmp_path / f"tuned{n}.npz") for n in (1, 2)}
+    for n, path in tuned.items():
+        done = train(n, [text_file, "--seq-len", "10", "--batch", "4", "--quiet", "--steps",
+                         "20", "--lr-decay", "0.5", "--decay-after", "0", "--init-from", saved,
+                         "--save", path])
+        assert done.returncode == 0, done.stderr
+    a, b = RNNModel.load(tuned[1]), RNNModel.load(tuned[2])
+    assert a.cell == b.cell == "gru" and a.metadata["vocab"] == b.metadata["vocab"]
+    assert relative_difference(a.parameters, b.parameters) <= TOLERANCE["float64"]
