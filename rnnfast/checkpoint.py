@@ -36,7 +36,9 @@ The header is a JSON object with the fields
 ``config``
     The settings a resumed run must share (``cell``, ``hidden``, ``layers``,
     ``dropout``, ``dtype``, ``optimizer``, ``lr``, ``batch``, ``seq_len``,
-    ``clip``, ``val_frac``, ``seed``), as in :class:`rnnfast.training.TrainSettings`.
+    ``clip``, ``val_frac``, ``seed``, ``lr_decay``, ``decay_after``; a checkpoint
+    without the last two is read as 1.0 and 10), as in
+    :class:`rnnfast.training.TrainSettings`.
 ``vocab``
     The vocabulary as one string, the character of class ``i`` at index ``i``.
 ``step``, ``pos``
@@ -46,14 +48,21 @@ The header is a JSON object with the fields
 ``rngs``
     The state of the dropout generator of each rank (``bit_generator`` state dicts).
 ``world_size``
-    The number of MPI ranks that wrote it (1 without MPI).
+    The number of MPI ranks that wrote it (1 without MPI); a run may resume it on
+    another number of ranks that divides the batch.
+``lr``
+    The learning rate of the last step (``lr`` decayed by ``lr_decay``).
+``init_from``
+    The model file or checkpoint a fine-tuning run started from, or null.
+``val_loss``
+    Only in the best checkpoint (``train --keep-best``): its validation loss.
 ``state_kind``
     ``"array"``, ``"tuple"`` (the LSTM's ``(h, c)``) or null (no carried state).
 ``optimizer``
     ``{"steps": ..., "hyperparameters": {...}}``: the optimizer's step count and settings.
 ``history``
-    One record per evaluation: ``step``, ``train_loss``, ``chars_per_second`` and,
-    with a validation split, ``val_loss`` and ``val_bpc``.
+    One record per evaluation: ``step``, ``train_loss``, ``lr``,
+    ``chars_per_second`` and, with a validation split, ``val_loss`` and ``val_bpc``.
 ``source``, ``text_sha256``
     The training file's path and the SHA-256 of its text.
 ``digest``

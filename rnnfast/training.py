@@ -25,9 +25,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnnfast import distributed, optim
+from rnnfast._io import read_npz_with_header
 from rnnfast._progress import JsonLog, Output, Progress, reason
 from rnnfast._validation import INT_MAX
-from rnnfast.checkpoint import CheckpointError, load_checkpoint, model_arrays, save_checkpoint
+from rnnfast.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    model_arrays,
+    model_from_checkpoint,
+    save_checkpoint,
+)
 from rnnfast.cli.checks import (
     OptionError,
     check_distinct_files,
@@ -36,13 +43,14 @@ from rnnfast.cli.checks import (
     check_output_path,
     check_plot_path,
 )
-from rnnfast.model import RNNModel, softmax_cross_entropy
+from rnnfast.model import CELL_NAMES as CELLS_BY_NAME
+from rnnfast.model import RNNModel, softmax_cross_entropy, uses_fused_kernel
 from rnnfast.modules import CELLS, cell_mode
 from rnnfast.optim import clip_grad_norm
 from rnnfast.text import TextFileError, encode, read_text, sample_text, streams, vocabulary
 
 __all__ = ["OPTIMIZERS", "TrainSettings", "TrainingError", "TrainingResult", "evaluate",
-           "physical_memory", "train", "training_memory"]
+           "learning_rate", "physical_memory", "steps_per_epoch", "train", "training_memory"]
 
 #: The optimizers ``train`` offers, by the name ``TrainSettings.optimizer`` (``--optimizer``)
 #: takes: ``"adam"``, ``"adamw"``, ``"rmsprop"``, ``"sgd"``, ``"adagrad"`` to their
@@ -53,7 +61,14 @@ OPTIMIZERS = {"adam": optim.Adam, "adamw": optim.AdamW, "rmsprop": optim.RMSprop
 # What a checkpoint must agree with to be resumed: the settings that shape the
 # model, the data and the updates (the rest may change between runs).
 _RESUME_OPTIONS = ("cell", "hidden", "layers", "dropout", "dtype", "optimizer", "lr", "batch",
-                   "seq_len", "clip", "val_frac", "seed")
+                   "seq_len", "clip", "val_frac", "seed", "lr_decay", "decay_after")
+
+# The model's shape: taken from the file with ``init_from``, else these defaults.
+_ARCHITECTURE = {"cell": "rnn", "hidden": 128, "layers": 1, "dtype": "float32"}
+_DTYPES = ("float32", "float64")
+
+# What a checkpoint written before an option existed holds for it.
+_OLD_CHECKPOINT = {"lr_decay": 1.0, "decay_after": 10}
 
 
 @dataclass
@@ -69,16 +84,18 @@ class TrainSettings:
     ----------
     file : str or path-like
         The UTF-8 text file to train on.
-    cell : {"rnn", "lstm", "gru"}, default "rnn"
-        The recurrent cell; saved with the model.
-    hidden : int, default 128
-        Hidden units per layer.
-    layers : int, default 1
-        Recurrent layers.
+    cell : {"rnn", "lstm", "gru"} or None, default None
+        The recurrent cell; saved with the model (None: that of ``init_from``
+        or ``resume``, else ``"rnn"``).
+    hidden : int or None, default None
+        Hidden units per layer (None: as ``cell``, else 128).
+    layers : int or None, default None
+        Recurrent layers (None: as ``cell``, else 1).
     dropout : float, default 0.0
         Dropout between layers while training, in ``[0, 1)``.
-    dtype : {"float32", "float64"}, default "float32"
-        The model's floating-point type.
+    dtype : {"float32", "float64"} or None, default None
+        The model's floating-point type (None: as ``cell``, else
+        ``"float32"``).
     seq_len : int, default 25
         Characters per chunk (steps of truncated BPTT).
     batch : int, default 16
@@ -89,7 +106,16 @@ class TrainSettings:
         The update rule (:data:`OPTIMIZERS`), with torch.optim's defaults
         besides ``lr``.
     lr : float, default 3e-3
-        Learning rate.
+        Learning rate (at the start: see ``lr_decay``).
+    lr_decay : float, default 1.0
+        Multiply the learning rate by this factor, in ``(0, 1]``, at the end
+        of every epoch from epoch ``decay_after`` on (char-rnn's
+        ``-learning_rate_decay``); 1 for a constant rate.  An epoch is
+        :func:`steps_per_epoch` steps: one pass of the streams over the
+        training text.  See :func:`learning_rate`.
+    decay_after : int, default 10
+        The first epoch whose end decays the learning rate
+        (char-rnn's ``-learning_rate_decay_after``).
     clip : float, default 5.0
         Largest gradient norm; 0 for no clipping.
     val_frac : float, default 0.0
@@ -105,7 +131,18 @@ class TrainSettings:
         ``checkpoint.npz``).
     resume : str or None, default None
         Continue from this checkpoint, with the same settings and text, to
-        ``steps`` (None: start afresh).
+        ``steps`` (None: start afresh); ``cell``, ``hidden``, ``layers`` and
+        ``dtype`` left None are the checkpoint's.  Under MPI the number of ranks may
+        differ from the run that wrote it, as long as it divides ``batch``.
+    init_from : str or None, default None
+        Fine-tune: start from the weights of this model file (``save``) or
+        checkpoint, with a fresh optimizer and step count.  The cell, sizes
+        and dtype are the file's (any given must agree), and so is the
+        vocabulary, which must hold every character of ``file``.  Not with
+        ``resume``.
+    keep_best : bool, default False
+        Keep the checkpoint of the lowest validation loss so far in
+        :attr:`best_checkpoint_path` (needs ``val_frac`` and ``eval_every``).
     sample_every : int, default 0
         Print 200 sampled characters every this many steps; 0 for never.
     save : str or None, default None
@@ -122,22 +159,26 @@ class TrainSettings:
     """
 
     file: str
-    cell: str = "rnn"
-    hidden: int = 128
-    layers: int = 1
+    cell: str | None = None
+    hidden: int | None = None
+    layers: int | None = None
     dropout: float = 0.0
-    dtype: str = "float32"
+    dtype: str | None = None
     seq_len: int = 25
     batch: int = 16
     steps: int = 1000
     optimizer: str = "adam"
     lr: float = 3e-3
+    lr_decay: float = 1.0
+    decay_after: int = 10
     clip: float = 5.0
     val_frac: float = 0.0
     eval_every: int = 0
     checkpoint_every: int = 0
     checkpoint: str | None = None
     resume: str | None = None
+    init_from: str | None = None
+    keep_best: bool = False
     sample_every: int = 0
     save: str | None = None
     plot: str | None = None
@@ -151,6 +192,13 @@ class TrainSettings:
         if self.checkpoint:
             return self.checkpoint
         return self.save + ".ckpt.npz" if self.save else "checkpoint.npz"
+
+    @property
+    def best_checkpoint_path(self):
+        """Where ``keep_best`` keeps the best checkpoint: :attr:`checkpoint_path` with
+        ``.npz`` turned into ``.best.npz`` (``.best.npz`` added to another name)."""
+        path = self.checkpoint_path
+        return (path[:-4] if path.endswith(".npz") else path) + ".best.npz"
 
 
 class TrainingError(OptionError):
@@ -222,6 +270,14 @@ def check_settings(settings):
     check_int("--eval-every", s.eval_every, 0, " (0 = only at the end)")
     check_int("--checkpoint-every", s.checkpoint_every, 0, " (0 = only when stopped)")
     check_int("--seed", s.seed, 0)
+    if not (math.isfinite(s.lr_decay) and 0 < s.lr_decay <= 1):
+        raise TrainingError(f"--lr-decay must be a number in (0, 1] (1 = no decay); got "
+                            f"{s.lr_decay}")
+    check_int("--decay-after", s.decay_after, 0)
+    if s.keep_best and not (s.val_frac and s.eval_every):
+        raise TrainingError("--keep-best keeps the checkpoint of the lowest validation loss: "
+                            "it needs a validation split (--val-frac) and evaluations during "
+                            "training (--eval-every)")
     _check_files(s)
 
 
@@ -232,15 +288,92 @@ def _check_files(s):
             check_output_path(option, path)
     if s.plot:
         check_plot_path("--plot", s.plot)
-    if s.resume and not os.path.isfile(s.resume):
-        raise TrainingError(f"--resume {s.resume}: no such file" if not os.path.exists(s.resume)
-                            else f"--resume {s.resume}: not a file")
+    for option, path in (("--resume", s.resume), ("--init-from", s.init_from)):
+        if path and not os.path.isfile(path):
+            raise TrainingError(f"{option} {path}: no such file" if not os.path.exists(path)
+                                else f"{option} {path}: not a file")
     checkpoint = ("--checkpoint" if s.checkpoint else "--checkpoint (default)",
                   s.checkpoint_path)
+    best = ("--keep-best", s.best_checkpoint_path if s.keep_best else None)
+    if best[1]:
+        check_output_path(*best)
     # continuing from the checkpoint that the run writes again is the usual way to resume
-    check_distinct_files([("--save", s.save), checkpoint, ("--log", s.log), ("--plot", s.plot)],
-                         inputs=[("FILE", s.file), ("--resume", s.resume)],
-                         allowed={(checkpoint[0], "--resume")})
+    check_distinct_files([("--save", s.save), checkpoint, best, ("--log", s.log),
+                          ("--plot", s.plot)],
+                         inputs=[("FILE", s.file), ("--resume", s.resume),
+                                 ("--init-from", s.init_from)],
+                         allowed={(checkpoint[0], "--resume"), ("--keep-best", "--resume")})
+
+
+def steps_per_epoch(n_train, batch, seq_len):
+    """The number of optimizer steps of one epoch: one pass of the streams over the text.
+
+    :func:`train` reads the training text as ``batch`` streams
+    (:func:`rnnfast.text.streams`) in chunks of ``seq_len`` characters, one
+    chunk per step, and goes back to the start of the streams when the next
+    chunk would not fit: an epoch is that many steps.
+
+    Parameters
+    ----------
+    n_train : int
+        Characters of training text (after the validation split), at least
+        ``batch + 1``.
+    batch, seq_len : int
+        The streams and the chunk length used (``seq_len`` at most a stream's
+        length: :func:`train` shortens it so).
+
+    Returns
+    -------
+    steps : int
+        Steps per epoch, at least 1.
+
+    Examples
+    --------
+    2400 characters as 4 streams of 599 predictions, 50 at a time:
+
+    >>> from rnnfast.training import steps_per_epoch
+    >>> steps_per_epoch(2400, 4, 50)
+    11
+    """
+    per_stream = (n_train - 1) // batch
+    return max(1, per_stream // seq_len)
+
+
+def learning_rate(settings, step, epoch_steps):
+    """The learning rate of optimizer step ``step`` (counted from 1), as :func:`train` sets it.
+
+    char-rnn's decay: at the end of every epoch ``e >= decay_after`` (and
+    ``e >= 1``) the rate is multiplied by ``lr_decay``, so step ``step``
+    runs at ``lr * lr_decay ** k``, ``k`` the number of such epochs ended
+    before it.  A pure function of the settings and the step: a resumed run
+    sets the same rates as an uninterrupted one.
+
+    Parameters
+    ----------
+    settings : TrainSettings
+        Its ``lr``, ``lr_decay`` and ``decay_after``.
+    step : int
+        The step, from 1.
+    epoch_steps : int
+        Steps per epoch (:func:`steps_per_epoch`).
+
+    Returns
+    -------
+    lr : float
+        The learning rate for that step.
+
+    Examples
+    --------
+    Halved at the end of every epoch from the second on, 10 steps an epoch:
+
+    >>> from rnnfast.training import TrainSettings, learning_rate
+    >>> s = TrainSettings(file="text.txt", lr=0.1, lr_decay=0.5, decay_after=2)
+    >>> [learning_rate(s, step, 10) for step in (1, 20, 21, 30, 31)]
+    [0.1, 0.1, 0.05, 0.05, 0.025]
+    """
+    ended = (step - 1) // epoch_steps               # epochs ended before this step
+    decays = max(0, ended - max(settings.decay_after, 1) + 1)
+    return settings.lr * settings.lr_decay ** decays if decays else settings.lr
 
 
 def training_memory(n_vocab, n_hidden, batch, seq_len, itemsize=4, cell="rnn"):
@@ -461,10 +594,13 @@ def _load_resume(s, vocab, comm, text_digest):
         raise TrainingError(f"--resume {s.resume}: a checkpoint without its step, position or "
                             "settings") from None
     for option in _RESUME_OPTIONS:
-        if config.get(option) != getattr(s, option):
+        saved = config.get(option, _OLD_CHECKPOINT.get(option))
+        if option == "decay_after" and s.lr_decay == 1:
+            continue                      # no decay: the epoch it would start at is moot
+        if saved != getattr(s, option):
             flag = "--" + option.replace("_", "-")
             raise TrainingError(f"--resume {s.resume} was trained with {flag} "
-                                f"{config.get(option)}; this run has {flag} "
+                                f"{saved}; this run has {flag} "
                                 f"{getattr(s, option)} (use the same settings)")
     if saved_vocab != "".join(vocab):
         raise TrainingError(f"--resume {s.resume}: the checkpoint's vocabulary "
@@ -473,11 +609,6 @@ def _load_resume(s, vocab, comm, text_digest):
     _check_resumed_text(s, meta.get("text_sha256"), comm, text_digest)
     if step > s.steps:
         raise TrainingError(f"--resume {s.resume} is at step {step}, past --steps {s.steps}")
-    size = 1 if comm is None else comm.Get_size()
-    if int(meta.get("world_size", 1)) != size:
-        raise TrainingError(f"--resume {s.resume} was written by {meta.get('world_size', 1)} "
-                            f"MPI rank(s); this run has {size}: resume with the same number "
-                            f"(mpiexec -n {meta.get('world_size', 1)})")
     return meta, arrays, step, pos
 
 
@@ -497,10 +628,15 @@ def _check_resumed_text(s, saved_digest, comm, text_digest):
 
 def _restore(s, vocab, model, opt, comm=None, rows=None, text_digest=None):
     """Load ``s.resume`` into ``model`` and ``opt``; return the loop's state
-    ``(step, pos, h, smooth, curve, history)``.
+    ``(step, pos, h, smooth, curve, history, world_size)`` (``world_size``: the number of
+    ranks that wrote it).
 
-    With several ranks, each takes its ``rows`` of the carried state and its own
-    dropout generator; the checkpoint must come from as many ranks.
+    With several ranks, each takes its ``rows`` of the carried state (rank 0 wrote the
+    whole batch's) and the dropout generator of the rank of its number.  The checkpoint
+    may come from another number of ranks: the carried state, parameters and optimizer
+    are the same whatever the ranks; only the dropout masks then differ from those the
+    writing ranks would have drawn (a rank beyond their number takes the generator of
+    rank ``rank % written``).
     """
     meta, arrays, step, pos = _load_resume(s, vocab, comm, text_digest)
     try:
@@ -523,11 +659,12 @@ def _restore(s, vocab, model, opt, comm=None, rows=None, text_digest=None):
         h = None if not states else (tuple(states) if meta["state_kind"] == "tuple"
                                      else states[0])
         rngs = meta.get("rngs", [meta.get("rng")])
-        model.set_rng_state(rngs[0 if comm is None else comm.Get_rank()])
+        model.set_rng_state(rngs[(0 if comm is None else comm.Get_rank()) % len(rngs)])
         curve = list(arrays["curve/train"])
+        world_size = int(meta.get("world_size", 1))
     except (KeyError, ValueError, TypeError) as exc:
         raise TrainingError(f"--resume {s.resume} does not fit this model: {exc}") from None
-    return step, pos, h, meta.get("smooth"), curve, list(meta.get("history", []))
+    return step, pos, h, meta.get("smooth"), curve, list(meta.get("history", [])), world_size
 
 
 class _AllRanksError(TrainingError):
@@ -550,6 +687,98 @@ def _restore_agreed(s, vocab, model, opt, comm, rows, text_digest):
         if message is not None:
             raise _AllRanksError(message, rank=None if rank == 0 else rank)
     return restored
+
+
+def _load_init_model(path):
+    """The model of ``--init-from path``: a model file (``--save``) or a checkpoint's."""
+    if not os.path.isfile(path):
+        raise TrainingError(f"--init-from {path}: no such file" if not os.path.exists(path)
+                            else f"--init-from {path}: not a file")
+    try:
+        try:
+            model = RNNModel.load(path)
+        except ValueError as not_a_model:
+            try:
+                model = model_from_checkpoint(path)
+            except CheckpointError as exc:
+                header = "no rnnfast.RNNModel header" in str(not_a_model)
+                raise (exc if header else not_a_model) from None
+    except OSError as exc:
+        raise TrainingError(f"--init-from {path}: "
+                            f"{exc.strerror or type(exc).__name__}") from None
+    except ValueError as exc:
+        raise TrainingError(f"--init-from {exc}" if str(exc).startswith(str(path))
+                            else f"--init-from {path}: {exc}") from None
+    vocab = model.metadata.get("vocab")
+    if (not isinstance(vocab, str) or len(vocab) != model.input_size
+            or len(set(vocab)) != len(vocab) or model.output_size != model.input_size):
+        raise TrainingError(f"--init-from {path}: not a char model with its vocabulary (a "
+                            "model saved by train --save, or a training checkpoint)")
+    if model.nonlinearity != "tanh":
+        raise TrainingError(f"--init-from {path}: a {model.nonlinearity} RNN; train runs "
+                            "tanh RNNs")
+    return model
+
+
+def _resolve_architecture(s):
+    """``(settings, model)``: ``s`` with its model's shape filled in, from ``s.init_from``
+    (whose model comes too) or from the defaults."""
+    if not s.init_from:
+        # a resumed run's shape is its checkpoint's unless given (checked against it later)
+        saved = _checkpoint_header(s.resume).get("config") if s.resume else None
+        saved = saved if isinstance(saved, dict) else {}
+        valid = {"cell": lambda v: v in CELLS_BY_NAME, "dtype": lambda v: v in _DTYPES,
+                 "hidden": lambda v: type(v) is int, "layers": lambda v: type(v) is int}
+        fill = {k: saved[k] if valid[k](saved.get(k)) else d
+                for k, d in _ARCHITECTURE.items() if getattr(s, k) is None}
+        return dataclasses.replace(s, **fill), None
+    if s.resume:
+        raise TrainingError(f"--init-from {s.init_from} and --resume {s.resume} exclude each "
+                            "other: --resume continues a run (weights, optimizer, step), "
+                            "--init-from starts a new run from a model's weights")
+    model = _load_init_model(s.init_from)
+    found = {"cell": model.cell, "hidden": model.hidden_size, "layers": model.num_layers,
+             "dtype": np.dtype(model.dtype).name}
+    conflicts = [f"--{k} {getattr(s, k)}" for k, v in found.items()
+                 if getattr(s, k) is not None and getattr(s, k) != v]
+    if conflicts:
+        raise TrainingError(f"--init-from {s.init_from} is a {found['cell']} model with "
+                            f"--hidden {found['hidden']}, --layers {found['layers']}, --dtype "
+                            f"{found['dtype']}; this run gives {', '.join(conflicts)} (leave "
+                            "them out: the model's are used)")
+    was_fused = uses_fused_kernel(model.cell, model.num_layers, "tanh", model.dropout)
+    if uses_fused_kernel(model.cell, model.num_layers, "tanh", s.dropout) != was_fused:
+        # the one-layer RNN's parameters are named and shaped after its kernels
+        raise TrainingError(f"--init-from {s.init_from}: a one-layer RNN trained with --dropout "
+                            f"{model.dropout:g} fine-tunes with {'some' if model.dropout else 'no'}"
+                            f" dropout; this run gives --dropout {s.dropout:g}")
+    return dataclasses.replace(s, **found), model
+
+
+def _missing_characters(text, vocab):
+    """A short description of the characters of ``text`` missing from ``vocab`` (None:
+    none is)."""
+    missing = sorted(set(text) - set(vocab))
+    if not missing:
+        return None
+    shown = ", ".join(map(repr, missing[:8])) + (", ..." if len(missing) > 8 else "")
+    return f"{len(missing)} character{'s' if len(missing) > 1 else ''} ({shown})"
+
+
+def _checkpoint_header(path):
+    """A checkpoint's header alone, unchecked ({} if it cannot be read: the checkpoint is
+    read and checked in full when resumed)."""
+    try:
+        with read_npz_with_header(path) as (meta, _):
+            return meta if isinstance(meta, dict) else {}
+    except Exception:         # anything wrong is reported by the full read of _load_resume
+        return {}
+
+
+def _checkpoint_vocabulary(path):
+    """The vocabulary a checkpoint records, from :func:`_checkpoint_header` (None: none)."""
+    vocab = _checkpoint_header(path).get("vocab")
+    return vocab if isinstance(vocab, str) else None
 
 
 def _say_adjustments(s, seq_len, per_stream):
@@ -636,8 +865,13 @@ class _Run:
             if unreadable is not None:           # unreadable alike on every rank
                 raise TrainingError(str(unreadable))
             if s.batch % self.size:
+                resumed = f" (resuming {s.resume} is possible on any number of ranks that " \
+                          f"divides {s.batch})" if s.resume else ""
                 raise _AllRanksError(f"--batch {s.batch} is the global batch; {self.size} MPI "
-                                     f"ranks need a multiple of {self.size} to share it equally")
+                                     f"ranks need a multiple of {self.size} to share it "
+                                     f"equally{resumed}")
+        s, self.init = _resolve_architecture(s)
+        self.s = s
         check_settings(s)
         if comm is None:
             try:
@@ -650,6 +884,18 @@ class _Run:
         """The vocabulary, the training and validation data and this rank's streams."""
         s = self.s
         self.n_chars, self.vocab = len(text), vocabulary(text)
+        if self.init is not None:
+            # the model keeps its read-out: its vocabulary must cover the new text
+            self.vocab = list(self.init.metadata["vocab"])
+            missing = _missing_characters(text, self.vocab)
+            if missing:
+                raise TrainingError(f"--init-from {s.init_from}: its vocabulary lacks {missing} "
+                                    f"of {s.file}; fine-tune on a text of its characters")
+        elif s.resume:
+            # a fine-tuned run's checkpoint holds its model's vocabulary, wider than the text's
+            saved = _checkpoint_vocabulary(s.resume)
+            if saved and saved != "".join(self.vocab) and not _missing_characters(text, saved):
+                self.vocab = list(saved)
         self.text_digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
         data = encode(text, self.vocab)
         self.n_val = n_val = int(len(data) * s.val_frac)
@@ -666,6 +912,7 @@ class _Run:
         self.rows = distributed.shard(s.batch, self.comm)
         self.inputs, self.targets = inputs[self.rows], targets[self.rows]   # this rank's
         self.seq_len = min(s.seq_len, self.per_stream)
+        self.epoch_steps = self.per_stream // self.seq_len    # one pass over the streams
         _check_training_size(s, len(self.vocab), self.seq_len)
         if self.root:
             _say_adjustments(s, self.seq_len, self.per_stream)
@@ -681,8 +928,13 @@ class _Run:
         self.say(f"training on {s.file}: {self.n_chars} characters ({len(self.train_data)} "
                  f"training, {self.n_val} validation), vocabulary {len(self.vocab)}, {s.cell} "
                  f"cell, {s.layers} layer{'s' if s.layers > 1 else ''} of {s.hidden}, batch "
-                 f"{s.batch} x {self.seq_len} steps, {s.optimizer} lr {s.lr:g}; checkpoints "
-                 f"go to {self.checkpoint}", flush=True)
+                 f"{s.batch} x {self.seq_len} steps, {s.optimizer} lr {s.lr:g}"
+                 + (f" x {s.lr_decay:g} after each epoch from epoch {max(s.decay_after, 1)} "
+                    f"({self.epoch_steps} steps an epoch)" if s.lr_decay != 1 else "")
+                 + f"; checkpoints go to {self.checkpoint}", flush=True)
+        if self.init is not None:
+            self.say(f"fine-tuning {s.init_from} (its vocabulary of {len(self.vocab)}, a fresh "
+                     f"{s.optimizer} optimizer from step 0)", flush=True)
 
     def _build(self):
         """The model and optimizer, restored from ``resume`` when given."""
@@ -691,16 +943,30 @@ class _Run:
         self.model = model = RNNModel(len(vocab), s.hidden, len(vocab), s.layers,
                                       dropout=s.dropout, cell=s.cell, dtype=dtype, seed=s.seed)
         model.metadata = {"vocab": "".join(vocab), "source": str(s.file)}
+        if self.init is not None:
+            model.load_state_dict(self.init.parameters)
+            model.metadata["init_from"] = str(s.init_from)
         distributed.broadcast_parameters(model.parameters, self.comm)
         self.opt = OPTIMIZERS[s.optimizer](model.parameters, lr=s.lr)
         self.start_step, self.pos, self.h, self.smooth, self.curve, self.history = \
             0, 0, None, None, [], []
         self.written = None               # the step of the last checkpoint written
         if s.resume:
-            (self.start_step, self.pos, self.h, self.smooth, self.curve,
-             self.history) = _restore_agreed(s, vocab, model, self.opt, self.comm, self.rows,
-                                             self.text_digest)
+            (self.start_step, self.pos, self.h, self.smooth, self.curve, self.history,
+             self.resumed_world_size) = _restore_agreed(s, vocab, model, self.opt, self.comm,
+                                                        self.rows, self.text_digest)
             self.say(f"resumed from {s.resume} at step {self.start_step}", flush=True)
+            written = self.resumed_world_size
+            if written != self.size and self.root:
+                dropout = (" and the dropout masks differ from those of the first run"
+                           if model.get_rng_state() is not None and s.dropout else "")
+                print(f"note: --resume {s.resume} was written by {written} MPI rank(s), this "
+                      f"run has {self.size}: the gradient sums are added in another order"
+                      f"{dropout}", file=sys.stderr, flush=True)
+        # the lowest validation loss so far, and where --keep-best keeps its checkpoint
+        self.best_path = s.best_checkpoint_path if s.keep_best else None
+        self.best = min((r["val_loss"] for r in self.history if r.get("val_loss") is not None),
+                        default=None)
         self.progress = Progress(s.steps, self.root and sys.stderr.isatty() and not s.quiet,
                                  self.output)
         self.log = JsonLog(s.log if self.root else None, self.progress)
@@ -717,9 +983,15 @@ class _Run:
             if stopped is not None:
                 return stopped
         self.seconds = time.perf_counter() - self.start
+        # the last step is evaluated once (decided alike on every rank: only rank 0 records)
+        evaluated = ((s.steps > self.start_step and s.eval_every and s.steps % s.eval_every == 0)
+                     or (s.steps == self.start_step and self.history
+                         and self.history[-1]["step"] == s.steps))
+        if s.keep_best and not evaluated:
+            self._evaluation(s.steps)     # collective: a new best is written by every rank
         if self.phase is not None:
             self.phase["alone"] = True    # no more collectives: a failure strands no other rank
-        if not self.history or self.history[-1]["step"] != s.steps:
+        if not s.keep_best and not evaluated:
             self._evaluation(s.steps)
         return None
 
@@ -741,6 +1013,12 @@ class _Run:
             signum = signal.SIGTERM if sigterm else signal.SIGINT if sigint else None
         if s.clip > 0:                    # 0 = no clipping
             clip_grad_norm(grads, s.clip)
+        lr = learning_rate(s, step, self.epoch_steps)
+        if lr != self.opt.lr:
+            if self.root and step > 1:
+                self.progress.write(f"step {step}: learning rate {lr:.6g} (epoch "
+                                    f"{(step - 1) // self.epoch_steps + 1})")
+            self.opt.lr = lr
         self.opt.step(grads)
         self.pos = pos + seq_len
         self.smooth = loss if self.smooth is None else 0.98 * self.smooth + 0.02 * loss
@@ -790,28 +1068,48 @@ class _Run:
         return TrainingResult(signum)
 
     def _evaluation(self, step):
-        """Record (and with a validation split, print) the losses at ``step``; rank 0 only."""
-        if not self.root:
-            return
-        s = self.s
-        record = {"step": step, "train_loss": self.smooth,
-                  "chars_per_second": (step - self.start_step) * s.batch * self.seq_len
-                  / max(time.perf_counter() - self.start, 1e-9)}
-        if self.val_data is not None:
-            loss = evaluate(self.model, self.val_data, s.batch, self.seq_len)
-            record.update(val_loss=loss, val_bpc=loss / math.log(2))
-            self.progress.write(f"step {step}: training loss {self.smooth:.4f}, validation "
-                                f"loss {loss:.4f} ({loss / math.log(2):.3f} bits per character)")
-        self.history.append(record)
-        self.log.write(record)
+        """Record (and with a validation split, print) the losses at ``step`` on rank 0; with
+        ``keep_best``, write the best checkpoint when this loss is the lowest so far
+        (collective with several ranks)."""
+        s, loss = self.s, None
+        if self.root:
+            record = {"step": step, "train_loss": self.smooth, "lr": self.opt.lr,
+                      "chars_per_second": (step - self.start_step) * s.batch * self.seq_len
+                      / max(time.perf_counter() - self.start, 1e-9)}
+            if self.val_data is not None:
+                loss = evaluate(self.model, self.val_data, s.batch, self.seq_len)
+                record.update(val_loss=loss, val_bpc=loss / math.log(2))
+                self.progress.write(f"step {step}: training loss {self.smooth:.4f}, validation "
+                                    f"loss {loss:.4f} ({loss / math.log(2):.3f} bits per "
+                                    f"character), lr {self.opt.lr:.6g}")
+            self.history.append(record)
+            self.log.write(record)
+        if s.keep_best:
+            self._keep_best(step, loss)
 
-    def _write_checkpoint(self, step, fallback):
-        """Write a checkpoint (collective with several ranks: rank 0 writes the whole batch's
-        carried state and every rank's dropout generator).
+    def _keep_best(self, step, loss):
+        """Write the best checkpoint if ``loss`` (rank 0's) is the lowest so far."""
+        better = loss is not None and (self.best is None or loss < self.best)
+        if self.comm is not None:
+            better = self.comm.bcast(better, root=0)
+        if not better:
+            return
+        self.best = loss
+        _, error = self._write_checkpoint(step, fallback=False, path=self.best_path,
+                                          extra={"val_loss": loss})
+        if error is not None:
+            self.progress.warn(f"could not write the best checkpoint {self.best_path} at step "
+                               f"{step} ({reason(error)}); training goes on")
+
+    def _write_checkpoint(self, step, fallback, path=None, extra=None):
+        """Write a checkpoint to ``path`` (None: the checkpoint's), its header with the
+        fields of ``extra`` added (collective with several ranks: rank 0 writes the whole
+        batch's carried state and every rank's dropout generator).
 
         Returns :func:`_write_somewhere`'s ``(path written, error)``: a failing write is
         retried in a fallback path only when the run stops (``fallback``).
         """
+        path = self.checkpoint if path is None else path
         s, comm, model, opt, h = self.s, self.comm, self.model, self.opt, self.h
         rng = model.get_rng_state()
         states = [] if h is None else (list(h) if isinstance(h, tuple) else [h])
@@ -819,7 +1117,7 @@ class _Run:
             rngs = comm.gather(rng, root=0)
             gathered = [comm.gather(a, root=0) for a in states]
             if comm.Get_rank() != 0:
-                return self.checkpoint, None
+                return path, None
             states = [np.concatenate(parts, axis=_batch_axis(model)) for parts in gathered]
         else:
             rngs = [rng]
@@ -829,10 +1127,11 @@ class _Run:
                 "state_kind": None if h is None else ("tuple" if isinstance(h, tuple)
                                                       else "array"),
                 "optimizer": {"steps": opt.steps, "hyperparameters": opt.hyperparameters},
-                "history": self.history, "source": str(s.file), "text_sha256": self.text_digest}
+                "history": self.history, "source": str(s.file), "text_sha256": self.text_digest,
+                "lr": opt.lr, "init_from": None if s.init_from is None else str(s.init_from),
+                **(extra or {})}
         arrays = _checkpoint_arrays(model, opt, states, self.curve)
-        return _write_somewhere(lambda p: save_checkpoint(p, meta, arrays), self.checkpoint,
-                                fallback)
+        return _write_somewhere(lambda p: save_checkpoint(p, meta, arrays), path, fallback)
 
     # -- the end ------------------------------------------------------------------
 

@@ -22,14 +22,18 @@ def add_parser(commands):
                     "step, write a checkpoint and exit (130 / 143); --resume continues it "
                     "exactly.")
     p.add_argument("file", help="a UTF-8 text file")
-    p.add_argument("--cell", choices=list(CELL_NAMES), default="rnn",
-                   help="the recurrent cell; saved with the model")
-    p.add_argument("--hidden", type=int, default=128, help="hidden units per layer")
-    p.add_argument("--layers", type=int, default=1, help="recurrent layers")
+    p.add_argument("--cell", choices=list(CELL_NAMES), default=None,
+                   help="the recurrent cell, saved with the model; with --init-from, the "
+                        "model's (default: rnn)")
+    p.add_argument("--hidden", type=int, default=None,
+                   help="hidden units per layer; with --init-from, the model's (default: 128)")
+    p.add_argument("--layers", type=int, default=None,
+                   help="recurrent layers; with --init-from, the model's (default: 1)")
     p.add_argument("--dropout", type=float, default=0.0,
                    help="dropout between layers while training, in [0, 1)")
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32",
-                   help="the model's floating-point type")
+    p.add_argument("--dtype", choices=["float32", "float64"], default=None,
+                   help="the model's floating-point type; with --init-from, the model's "
+                        "(default: float32)")
     p.add_argument("--seq-len", type=int, default=25,
                    help="characters per chunk (steps of truncated BPTT)")
     p.add_argument("--batch", type=int, default=16, help="parallel streams over the text")
@@ -37,7 +41,13 @@ def add_parser(commands):
                    help="total optimizer steps (a resumed run continues to this total)")
     p.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam",
                    help="update rule, with torch.optim's defaults besides --lr")
-    p.add_argument("--lr", type=float, default=3e-3, help="learning rate")
+    p.add_argument("--lr", type=float, default=3e-3, help="learning rate (at the start)")
+    p.add_argument("--lr-decay", type=float, default=1.0, metavar="F",
+                   help="multiply the learning rate by F, in (0, 1], at the end of each epoch "
+                        "from epoch --decay-after on (an epoch: one pass of the --batch "
+                        "streams over the training text); 1 = no decay")
+    p.add_argument("--decay-after", type=int, default=10, metavar="N",
+                   help="the first epoch whose end decays the learning rate")
     p.add_argument("--clip", type=float, default=5.0,
                    help="max gradient norm; 0 = no clipping")
     p.add_argument("--val-frac", type=float, default=0.0, metavar="F",
@@ -53,6 +63,14 @@ def add_parser(commands):
     p.add_argument("--resume", metavar="CKPT.npz", default=None,
                    help="continue from a checkpoint, with the same settings and text, to "
                         "--steps (default: start afresh)")
+    p.add_argument("--init-from", metavar="MODEL.npz", default=None,
+                   help="fine-tune: start from the weights of a saved model (--save) or a "
+                        "checkpoint, with a fresh optimizer and step count; its cell, sizes, "
+                        "dtype and vocabulary are used (default: random weights)")
+    p.add_argument("--keep-best", action="store_true",
+                   help="keep the checkpoint of the lowest validation loss so far in "
+                        "CKPT.best.npz beside --checkpoint CKPT.npz (needs --val-frac and "
+                        "--eval-every; default: not kept)")
     p.add_argument("--sample-every", type=int, default=0, metavar="K",
                    help="print 200 sampled characters every K steps; 0 = never")
     p.add_argument("--save", metavar="MODEL.npz",
