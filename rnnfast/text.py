@@ -548,18 +548,19 @@ def _steps(length, chunk):
 
 
 def _kernel_layers(model):
-    """``(cell, activation, w_x, w_ih, w_hh, biases, Wyh, by)`` for
-    ``_kernels.generate_layers``: a checked snapshot of the parameters (generation reads
-    its own copy)."""
+    """``(cell, activation, w_x, w_ih_t, w_hh_t, biases, Wyh^T, by)`` for
+    ``_kernels.generate_layers``: a checked snapshot of the parameters, every weight
+    transposed (generation reads its own copy)."""
     n_h, n_y = model.hidden_size, model.output_size
+    t = lambda a: np.array(a.T, order="C", copy=True)     # noqa: E731  (a transposed copy)
     if model._rnn is None:
         model._check_fused_parameters()
-        p = {name: a.copy() for name, a in model.parameters.items()}
+        p = model.parameters
         # one tanh layer: W_ih = Whx, W_hh = Whh, b_ih + b_hh = bh
-        return ("rnn", _kernels.Activation.TANH, np.ascontiguousarray(p["Whx"].T), [],
-                [p["Whh"]], [p["bh"].reshape(n_h)], p["Wyh"], p["by"].reshape(n_y))
+        return ("rnn", _kernels.Activation.TANH, t(p["Whx"]), [], [t(p["Whh"])],
+                [p["bh"].reshape(n_h).copy()], t(p["Wyh"]), p["by"].reshape(n_y).copy())
     model._check_live_parameters()
-    p = {name: a.copy() for name, a in model.parameters.items()}
+    p = model.parameters
     cell, L = model._cell.name, model.num_layers
     if cell == "gru":       # b_ih and b_hh apart: b_hn sits inside r * (h W_hn^T + b_hn)
         biases = [np.stack([p[f"bias_ih_l{k}"], p[f"bias_hh_l{k}"]]) for k in range(L)]
@@ -567,9 +568,9 @@ def _kernel_layers(model):
         biases = [p[f"bias_ih_l{k}"] + p[f"bias_hh_l{k}"] for k in range(L)]
     activation = _kernels.Activation[model._cell.nonlinearity.upper()]
     # row c of W_ih^T: layer 0's input product for character c (a one-hot row)
-    return (cell, activation, np.ascontiguousarray(p["weight_ih_l0"].T),
-            [p[f"weight_ih_l{k}"] for k in range(1, L)],
-            [p[f"weight_hh_l{k}"] for k in range(L)], biases, p["Wyh"], p["by"].reshape(n_y))
+    return (cell, activation, t(p["weight_ih_l0"]), [t(p[f"weight_ih_l{k}"]) for k in range(1, L)],
+            [t(p[f"weight_hh_l{k}"]) for k in range(L)], biases, t(p["Wyh"]),
+            p["by"].reshape(n_y).copy())
 
 
 def _prime_state(model, prime, streams):
@@ -596,7 +597,7 @@ def _prime_state(model, prime, streams):
 
 def _compiled_chunks(model, vocab, length, options):
     """The chunks of the compiled loop; the parameters are read and the prime is run now."""
-    cell, activation, w_x, w_ih, w_hh, biases, w_yh, b_y = _kernel_layers(model)
+    cell, activation, w_x, w_ih_t, w_hh_t, biases, w_yh_t, b_y = _kernel_layers(model)
     top_k = options["top_k"] or 0
     top_p = 1.0 if options["top_p"] is None else options["top_p"]
     streams, prime = options["streams"], options["prime"]
@@ -608,9 +609,9 @@ def _compiled_chunks(model, vocab, length, options):
 
     def run(uniforms):
         # h, c and last carry the state from one chunk to the next
-        return _kernels.generate_layers(cell, activation, h, c, last, uniforms, w_x, w_ih,
-                                        w_hh, biases, w_yh, b_y, options["temperature"], top_k,
-                                        top_p)
+        return _kernels.generate_layers(cell, activation, h, c, last, uniforms, w_x, w_ih_t,
+                                        w_hh_t, biases, w_yh_t, b_y, options["temperature"],
+                                        top_k, top_p)
     return _compiled_loop(vocab, length, options["chunk"], rng, streams, run)
 
 

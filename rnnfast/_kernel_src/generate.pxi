@@ -43,10 +43,10 @@ cdef struct GenerateBuffers:
     const double *uniforms      # (n, B) one uniform in [0, 1) per draw
     Py_ssize_t *chosen          # (n, B) out: the characters drawn
     const void *w_x             # (V, G H) layer 0's W_ih^T: row c is character c's x W_ih^T
-    const void **w_ih           # (L,) layer l's W_ih (G H, H), l >= 1 (entry 0 unused)
-    const void **w_hh           # (L,) layer l's W_hh (G H, H)
+    const void **w_ih_t         # (L,) layer l's W_ih^T (H, G H), l >= 1 (entry 0 unused)
+    const void **w_hh_t         # (L,) layer l's W_hh^T (H, G H)
     const void **bias           # (L,) (G H,) b_ih + b_hh; the GRU's (2, 3H): b_ih, b_hh
-    const void *w_yh            # (V, H)
+    const void *w_yh_t          # (H, V) Wyh^T
     const void *b_y             # (V,)
     void *a                     # (B, G H) scratch: the pre-activations (the GRU's input part)
     void *gh                    # (B, G H) scratch, GRU: the recurrent part
@@ -60,6 +60,15 @@ cdef struct GenerateBuffers:
     double temperature          # >= 0; 0 is greedy
     Py_ssize_t top_k            # 0: off
     double top_p                # >= 1: off
+
+
+# The products' LIBXSMM kernels, dispatched once per call where the product policy
+# plans PRODUCT_PACKED (NULL: _rows_times, BLAS by the plan).  Every weight is laid out
+# transposed, (n_in, n_out) row-major, so that each product is V W, LIBXSMM's "NN".
+cdef struct GenerateProducts:
+    void *gates_add             # A += H W^T             (B, G H) = (B, H) (H, G H)
+    void *gates_set             # A = H W^T
+    void *read_out              # logits = H Wyh^T       (B, V) = (B, H) (H, V)
 
 
 # libm's scalar exp, called through a pointer so that the compiler cannot replace the
@@ -157,11 +166,24 @@ cdef inline int _gates(int cell) noexcept nogil:
     return 4 if cell == GEN_LSTM else 3 if cell == GEN_GRU else 1
 
 
-cdef void _stack_step(const Dims *d, const GenerateBuffers *b, floating *h) noexcept nogil:
+cdef inline void _times(const void *kernel, const floating *v, const floating *w_t,
+                        floating *out, bint accumulate, int n_rows, int n_k,
+                        int n_j) noexcept nogil:
+    """out (+)= V W_t for row-major V (n_rows, n_k), W_t (n_k, n_j), out (n_rows, n_j), all
+    contiguous: through ``kernel`` (LIBXSMM's, of that shape) when there is one, else
+    _rows_times (gemv for one row)."""
+    if kernel != NULL:
+        _packed_times(kernel, v, w_t, out)
+    else:
+        _rows_times(v, n_k, w_t, False, out, n_j, 1 if accumulate else 0, n_rows, n_k, n_j)
+
+
+cdef void _stack_step(const Dims *d, const GenerateBuffers *b, const GenerateProducts *k,
+                      floating *h) noexcept nogil:
     """One step of every layer for the d.n_batch streams: layer 0 reads each stream's last
     character, layer l > 0 the new state of layer l - 1; the states ``h`` (L, B, H) and
-    cells are updated in place.  The products and the cell math are those of the layer
-    kernels (elman.pxi, gated.pxi) for one step: torch's equations."""
+    cells are updated in place.  The cell math is the layer kernels' (elman.pxi,
+    gated.pxi) for one step: torch's equations."""
     cdef int n_batch = d.n_batch, H = d.n_hidden, G = _gates(b.cell) * d.n_hidden
     cdef int cell = b.cell
     cdef floating *c = <floating *>b.c
@@ -170,7 +192,7 @@ cdef void _stack_step(const Dims *d, const GenerateBuffers *b, floating *h) noex
     cdef floating *s = <floating *>b.s
     cdef floating *hn = <floating *>b.hn
     cdef const floating *w_x = <const floating *>b.w_x
-    cdef const floating *w_hh
+    cdef const floating *w_hh_t
     cdef const floating *bias
     cdef floating *h_l
     cdef floating *c_l = NULL
@@ -179,22 +201,22 @@ cdef void _stack_step(const Dims *d, const GenerateBuffers *b, floating *h) noex
         h_l = h + l * state
         if c != NULL:
             c_l = c + l * state
-        w_hh = <const floating *>b.w_hh[l]
+        w_hh_t = <const floating *>b.w_hh_t[l]
         bias = <const floating *>b.bias[l]
         if l == 0:
             # A_i = x_i W_ih^T = row last_i of W_ih^T (the one-hot product)
             for i in range(n_batch):
                 _copy_row(a + i * G, w_x + b.last[i] * G, G)
         else:
-            # A = H_{l-1} W_ih^T           (B, G H) = (B, H) (H, G H), gemv for one stream
-            _rows_times(h_l - state, H, <const floating *>b.w_ih[l], True, a, G, 0, n_batch,
-                        H, G)
+            # A = H_{l-1} W_ih^T           (B, G H) = (B, H) (H, G H)
+            _times(k.gates_set, h_l - state, <const floating *>b.w_ih_t[l], a, False,
+                   n_batch, H, G)
         if cell == GEN_GRU:
             # GH = H_l W_hh^T              (B, 3H) = (B, H) (H, 3H), kept apart (the n gate)
-            _rows_times(h_l, H, w_hh, True, gh, G, 0, n_batch, H, G)
+            _times(k.gates_set, h_l, w_hh_t, gh, False, n_batch, H, G)
         else:
             # A += H_l W_hh^T              (B, G H) = (B, H) (H, G H)
-            _rows_times(h_l, H, w_hh, True, a, G, 1, n_batch, H, G)
+            _times(k.gates_add, h_l, w_hh_t, a, True, n_batch, H, G)
         for i in range(n_batch):
             if cell == GEN_ELMAN:
                 # h = f(A + b_ih + b_hh)
@@ -223,12 +245,20 @@ cdef void _generate(floating tag, const Dims *d, void *buffers) noexcept nogil:
     cdef GenerateBuffers *b = <GenerateBuffers *>buffers
     cdef floating *h = <floating *>b.h
     cdef floating *logits = <floating *>b.logits
-    cdef const floating *w_yh = <const floating *>b.w_yh
+    cdef const floating *w_yh_t = <const floating *>b.w_yh_t
     cdef const floating *b_y = <const floating *>b.b_y
-    cdef int n_batch = d.n_batch, n_hidden = d.n_hidden, n_vocab = d.n_output
-    cdef floating *top = h + <Py_ssize_t>(b.n_layers - 1) * n_batch * n_hidden
+    cdef int n_batch = d.n_batch, H = d.n_hidden, n_vocab = d.n_output
+    cdef int G = _gates(b.cell) * d.n_hidden
+    cdef floating *top = h + <Py_ssize_t>(b.n_layers - 1) * n_batch * H
     cdef Py_ssize_t t, i, j, c
     cdef double u
+    cdef GenerateProducts k
+    k.gates_add = k.gates_set = k.read_out = NULL
+    if _plan_packed(d, G, H):
+        k.gates_add = _packed_kernel(w_yh_t, n_batch, G, H, H, G, G, True)
+        k.gates_set = _packed_kernel(w_yh_t, n_batch, G, H, H, G, G, False)
+    if _plan_packed(d, n_vocab, H):
+        k.read_out = _packed_kernel(w_yh_t, n_batch, n_vocab, H, H, n_vocab, n_vocab, False)
     for t in range(d.n_steps):
         if b.last[0] < 0:
             # no input yet (no prime): a uniform draw, the state unchanged
@@ -239,9 +269,9 @@ cdef void _generate(floating tag, const Dims *d, void *buffers) noexcept nogil:
                 b.chosen[t * n_batch + i] = c
                 b.last[i] = c
             continue
-        _stack_step(d, b, h)
+        _stack_step(d, b, &k, h)
         # logits = H_top Wyh^T             (B, V) = (B, H) (H, V); by is added in _pick
-        _rows_times(top, n_hidden, w_yh, True, logits, n_vocab, 0, n_batch, n_hidden, n_vocab)
+        _times(k.read_out, top, w_yh_t, logits, False, n_batch, H, n_vocab)
         for i in range(n_batch):
             u = b.uniforms[t * n_batch + i]
             c = _pick(logits + i * n_vocab, b_y, n_vocab, u, b)
@@ -265,12 +295,12 @@ cdef cnp.ndarray _pointers(arrays, Py_ssize_t n, Py_ssize_t skip):
 
 cdef cnp.ndarray _generate_stack(int cell, int activation, cnp.ndarray h, cnp.ndarray c,
                                  cnp.ndarray last, cnp.ndarray uniforms, cnp.ndarray w_x,
-                                 w_ih, w_hh, biases, cnp.ndarray w_yh, cnp.ndarray b_y,
+                                 w_ih_t, w_hh_t, biases, cnp.ndarray w_yh_t, cnp.ndarray b_y,
                                  double temperature, Py_ssize_t top_k, double top_p):
     """Allocate the outputs and scratch of ``_generate`` and run it (h: (L, B, H))."""
     cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(h)
     cdef int n_layers = <int>dims[0], n_batch = <int>dims[1], n_hidden = <int>dims[2]
-    cdef int n_vocab = <int>cnp.PyArray_DIMS(w_yh)[0]
+    cdef int n_vocab = <int>cnp.PyArray_DIMS(w_yh_t)[1]
     cdef int n_steps = <int>cnp.PyArray_DIMS(uniforms)[0]
     cdef int type_num = cnp.PyArray_TYPE(h)
     cdef Py_ssize_t G = _gates(cell) * n_hidden
@@ -287,16 +317,16 @@ cdef cnp.ndarray _generate_stack(int cell, int activation, cnp.ndarray h, cnp.nd
     shape[0] = n_vocab
     cdef cnp.ndarray weights = cnp.PyArray_EMPTY(1, shape, cnp.NPY_FLOAT64, 0)
     cdef cnp.ndarray taken = cnp.PyArray_EMPTY(1, shape, cnp.NPY_INTP, 0)
-    cdef cnp.ndarray w_ih_table = _pointers(w_ih, n_layers, 1)
-    cdef cnp.ndarray w_hh_table = _pointers(w_hh, n_layers, 0)
+    cdef cnp.ndarray w_ih_table = _pointers(w_ih_t, n_layers, 1)
+    cdef cnp.ndarray w_hh_table = _pointers(w_hh_t, n_layers, 0)
     cdef cnp.ndarray bias_table = _pointers(biases, n_layers, 0)
     cdef GenerateBuffers b
     memset(&b, 0, sizeof(GenerateBuffers))
     b.h, b.c, b.last = _ptr(h), _ptr(c), <Py_ssize_t *>_ptr(last)
     b.uniforms, b.chosen = <const double *>_ptr(uniforms), <Py_ssize_t *>_ptr(chosen)
-    b.w_x, b.w_yh, b.b_y = _ptr(w_x), _ptr(w_yh), _ptr(b_y)
-    b.w_ih = <const void **>_ptr(w_ih_table)
-    b.w_hh = <const void **>_ptr(w_hh_table)
+    b.w_x, b.w_yh_t, b.b_y = _ptr(w_x), _ptr(w_yh_t), _ptr(b_y)
+    b.w_ih_t = <const void **>_ptr(w_ih_table)
+    b.w_hh_t = <const void **>_ptr(w_hh_table)
     b.bias = <const void **>_ptr(bias_table)
     b.a, b.gh, b.s, b.hn, b.logits = _ptr(a), _ptr(gh), _ptr(s), _ptr(hn), _ptr(logits)
     b.weights, b.taken = <double *>_ptr(weights), <Py_ssize_t *>_ptr(taken)
@@ -323,15 +353,16 @@ def generate(cnp.ndarray h not None, cnp.ndarray last not None, cnp.ndarray unif
     """
     # one layer: (1, B, H), a view, so that h is updated in place
     cdef cnp.ndarray states = h.reshape(1, h.shape[0], h.shape[1])
-    return _generate_stack(GEN_ELMAN, TANH, states, None, last, uniforms, w_xh, (), (w_hh,),
-                           (b_h,), w_yh, b_y, temperature, top_k, top_p)
+    return _generate_stack(GEN_ELMAN, TANH, states, None, last, uniforms, w_xh, (),
+                           (np.ascontiguousarray(w_hh.T),), (b_h,),
+                           np.ascontiguousarray(w_yh.T), b_y, temperature, top_k, top_p)
 
 
 def generate_layers(str cell not None, int activation, cnp.ndarray h not None, cnp.ndarray c,
                     cnp.ndarray last not None, cnp.ndarray uniforms not None,
-                    cnp.ndarray w_x not None, w_ih not None, w_hh not None, biases not None,
-                    cnp.ndarray w_yh not None, cnp.ndarray b_y not None, double temperature,
-                    Py_ssize_t top_k, double top_p):
+                    cnp.ndarray w_x not None, w_ih_t not None, w_hh_t not None,
+                    biases not None, cnp.ndarray w_yh_t not None, cnp.ndarray b_y not None,
+                    double temperature, Py_ssize_t top_k, double top_p):
     """``uniforms.shape[0]`` draws for each stream of a stack of layers; returns
     ``chosen (n, B)`` intp.
 
@@ -340,14 +371,15 @@ def generate_layers(str cell not None, int activation, cnp.ndarray h not None, c
     B, H)``, ``c (L, B, H)`` (the LSTM's cells; else None) and ``last (B,)``
     intp (all -1: none yet, the first draw is uniform) are updated in place to
     carry the state into the next call.  ``uniforms (n, B)`` float64 in [0,
-    1); ``w_x (V, G H)`` is layer 0's ``W_ih^T``; ``w_ih`` the L - 1 ``W_ih
-    (G H, H)`` of layers 1 on; ``w_hh`` the L ``W_hh (G H, H)``; ``biases`` the
-    L ``b_ih + b_hh (G H,)``, or for the GRU ``(2, 3H)``, ``b_ih`` and ``b_hh``;
-    ``w_yh (V, H)``, ``b_y (V,)``: all of ``h``'s dtype, C-contiguous.
-    ``top_k`` 0 is off, ``top_p`` >= 1 is off.  The wrapper (rnnfast.text) has
-    checked every shape, dtype, index and option.
+    1).  The weights transposed: ``w_x (V, G H)`` is layer 0's ``W_ih^T``,
+    ``w_ih_t`` the L - 1 ``W_ih^T (H, G H)`` of layers 1 on, ``w_hh_t`` the L
+    ``W_hh^T (H, G H)``, ``w_yh_t (H, V)``; ``biases`` the L ``b_ih + b_hh (G
+    H,)``, or for the GRU ``(2, 3H)``, ``b_ih`` and ``b_hh``; ``b_y (V,)``: all
+    of ``h``'s dtype, C-contiguous.  ``top_k`` 0 is off, ``top_p`` >= 1 is
+    off.  The wrapper (rnnfast.text) has checked every shape, dtype, index and
+    option.
     """
     if cell not in _GEN_CELLS:
         raise ValueError(f"cell must be 'rnn', 'lstm' or 'gru'; got {cell!r}")
-    return _generate_stack(_GEN_CELLS[cell], activation, h, c, last, uniforms, w_x, w_ih, w_hh,
-                           biases, w_yh, b_y, temperature, top_k, top_p)
+    return _generate_stack(_GEN_CELLS[cell], activation, h, c, last, uniforms, w_x, w_ih_t,
+                           w_hh_t, biases, w_yh_t, b_y, temperature, top_k, top_p)

@@ -64,11 +64,12 @@ def kernel(cell, nonlinearity, state, last, uniforms, p, w_yh, b_y, temperature=
         biases = [np.stack([q["bias_ih"], q["bias_hh"]]) for q in p]
     else:
         biases = [q["bias_ih"] + q["bias_hh"] for q in p]
+    t = lambda a: np.ascontiguousarray(a.T)       # noqa: E731  (the kernel's layout)
     chosen = _kernels.generate_layers(
         cell, _kernels.Activation[nonlinearity.upper()], h, c, last, uniforms,
-        np.ascontiguousarray(p[0]["weight_ih"].T), [q["weight_ih"] for q in p[1:]],
-        [q["weight_hh"] for q in p], biases, w_yh, b_y.ravel(), temperature, top_k or 0,
-        1.0 if top_p is None else top_p)
+        t(p[0]["weight_ih"]), [t(q["weight_ih"]) for q in p[1:]],
+        [t(q["weight_hh"]) for q in p], biases, t(w_yh), b_y.ravel(), temperature,
+        top_k or 0, 1.0 if top_p is None else top_p)
     return chosen, ((h, c) if cell == "lstm" else h), last
 
 
@@ -118,6 +119,16 @@ def test_odd_sizes(cell, dtype, shape):
     V, H, L, B = shape
     both(*cell, V, H, L, B, 20, dtype)
     both(*cell, V, H, L, B, 20, dtype, top_k=2, top_p=0.7, temperature=0.8)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cell", CELLS, ids=cell_id)
+@pytest.mark.parametrize("B", [1, 2, 17])
+def test_every_product_path(products, cell, dtype, B):
+    # by the plan (LIBXSMM's kernels for 2-32 streams at these sizes, when built in), BLAS
+    # only, LIBXSMM on every shape
+    both(*cell, 9, 20, 2, B, 30, dtype)
+    both(*cell, 9, 20, 2, B, 30, dtype, top_k=3, temperature=0.7)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
