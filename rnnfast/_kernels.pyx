@@ -8,7 +8,7 @@
 #   elman.pxi      the Elman recurrence (seed model and nn.RNN layer): math, loops, entry points
 #   gated.pxi      the LSTM and GRU layers: loops and entry points
 #   seed_api.pxi   the seed API's Model, ForwardCache and fast path
-#   generate.pxi   text generation: the whole sampling loop of the fused RNN model
+#   generate.pxi   text generation: the whole sampling loop of RNNModel (any cell, any layers)
 #
 # The contract of every kernel (the `nogil` functions of the include files):
 #   - sizes and loop options travel in one Dims struct, the buffers in one

@@ -56,6 +56,7 @@ __all__ = [
     "clip_grad_norm",
     "pick_index",
     "generate_steps",
+    "generate_stack_steps",
 ]
 
 
@@ -1311,3 +1312,85 @@ def generate_steps(h, last, uniforms, Whx, Whh, Wyh, bh, by, temperature=1.0, to
             chosen[t, i] = c
         last = chosen[t].copy()
     return chosen, h, last
+
+
+def generate_stack_steps(cell, state, last, uniforms, layers, Wyh, by, nonlinearity="tanh",
+                         temperature=1.0, top_k=None, top_p=None):
+    """Generate text with a stack of recurrent layers and a read-out: one step at a time.
+
+    The twin of the compiled loop for every :class:`~rnnfast.RNNModel` that
+    is not the fused one-layer tanh RNN (:func:`generate_steps`): any cell,
+    any number of layers, no dropout.  Each step, when the streams have a last
+    character: layer 0 reads the one-hot rows of the last characters, layer
+    ``l > 0`` the new state of layer ``l - 1``, each one step of its cell's
+    layer twin (:func:`rnn_layer_forward`, :func:`lstm_layer_forward`,
+    :func:`gru_layer_forward`); stream ``i``'s character is
+    ``pick_index(h_top[i] Wyh^T + by, u[t, i], ...)``.  With none yet
+    (``last`` all -1) the character is drawn uniformly, ``pick_index(zeros,
+    u[t, i])``, and the state is unchanged.  The character drawn is the next
+    step's input.
+
+    Parameters
+    ----------
+    cell : {"rnn", "lstm", "gru"}
+        The cell of every layer.
+    state : ndarray of shape (L, B, H), or a pair of them for "lstm"
+        The states ``h`` (and cells ``c``) of each layer and stream, computed
+        in their dtype.
+    last : array_like of int, shape (B,)
+        Each stream's last character, or all -1 (none yet).
+    uniforms : ndarray of shape (n, B)
+        One uniform in ``[0, 1)`` per draw.
+    layers : sequence of dict
+        The L layers' ``weight_ih`` ``(G H, n_in)`` (``n_in`` is V for layer 0,
+        else H), ``weight_hh`` ``(G H, H)``, ``bias_ih``, ``bias_hh``
+        ``(G H,)``, as in ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` (G = 1, 4, 3).
+    Wyh, by : ndarray
+        ``(V, H)`` and ``(V, 1)``, as in ``RNNModel``.
+    nonlinearity : {"tanh", "relu"}, default "tanh"
+        The activation of the "rnn" cell.
+    temperature : float, default 1.0
+        As in :func:`pick_index`.
+    top_k : int or None, default None
+        As in :func:`pick_index`.
+    top_p : float or None, default None
+        As in :func:`pick_index`.
+
+    Returns
+    -------
+    chosen : ndarray of intp, shape (n, B)
+        The characters drawn.
+    state : ndarray or pair of ndarray
+        The final state, shaped as ``state``.
+    last : ndarray of intp, shape (B,)
+        The last characters drawn (``last`` again when ``n`` is 0).
+    """
+    if cell == "lstm":
+        h, c = (np.array(a, copy=True) for a in state)
+    else:
+        h, c = np.array(state, copy=True), None
+    last = np.array(last, dtype=np.intp, copy=True)
+    n_steps, n_batch = uniforms.shape
+    n_vocab = Wyh.shape[0]
+    chosen = np.empty((n_steps, n_batch), dtype=np.intp)
+    for t in range(n_steps):
+        if last[0] < 0:
+            chosen[t] = [pick_index(np.zeros(n_vocab), uniforms[t, i]) for i in range(n_batch)]
+            last = chosen[t].copy()
+            continue
+        x = np.zeros((n_batch, n_vocab), dtype=h.dtype)
+        x[np.arange(n_batch), last] = 1                  # one-hot rows
+        for k, p in enumerate(layers):
+            weights = (p["weight_ih"], p["weight_hh"], p["bias_ih"], p["bias_hh"])
+            if cell == "lstm":
+                _, h[k], c[k], _ = lstm_layer_forward(x[None], h[k], c[k], *weights)
+            elif cell == "gru":
+                _, h[k], _ = gru_layer_forward(x[None], h[k], *weights)
+            else:
+                _, h[k], _ = rnn_layer_forward(x[None], h[k], *weights, nonlinearity)
+            x = h[k]
+        logits = h[-1] @ Wyh.T + by[:, 0]
+        for i in range(n_batch):
+            chosen[t, i] = pick_index(logits[i], uniforms[t, i], temperature, top_k, top_p)
+        last = chosen[t].copy()
+    return chosen, ((h, c) if cell == "lstm" else h), last

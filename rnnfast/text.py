@@ -182,11 +182,10 @@ def generate(model, vocab, length, *, temperature=1.0, top_k=None, top_p=None, p
 
     Each stream reads ``prime`` (without one, its first character is drawn
     uniformly), then draws each character from the model's prediction and
-    feeds it back.  The fused one-layer tanh RNN (the default
-    :class:`~rnnfast.RNNModel`, what ``python -m rnnfast train`` makes without
-    ``--cell``, ``--layers`` or ``--dropout``) runs the whole loop, every stream
-    at once, in compiled code; any other model runs the same rule one
-    ``forward`` per character.
+    feeds it back.  An :class:`~rnnfast.RNNModel` (every model ``python -m
+    rnnfast train`` makes: any ``--cell``, ``--layers``, ``--dropout``) runs
+    the whole loop, every stream at once, in compiled code; any other object
+    with the same ``forward`` runs the same rule one ``forward`` per character.
 
     Parameters
     ----------
@@ -244,9 +243,10 @@ def generate(model, vocab, length, *, temperature=1.0, top_k=None, top_p=None, p
     ``rng.random((n, streams))`` per chunk of ``n`` steps, and picks the first
     character whose running sum of probabilities (in vocabulary order, float64)
     exceeds it: :func:`rnnfast.reference.pick_index` states the rule, and
-    :func:`rnnfast.reference.generate_steps` is the NumPy twin of the compiled
-    loop.  The model is in evaluation mode (no dropout) while it generates and
-    back in its former mode afterwards.
+    :func:`rnnfast.reference.generate_steps` (the fused model) and
+    :func:`rnnfast.reference.generate_stack_steps` (the others) are the NumPy
+    twins of the compiled loop.  The model is in evaluation mode (no dropout)
+    while it generates and back in its former mode afterwards.
 
     Examples
     --------
@@ -522,10 +522,21 @@ def _check_options(model, vocab, length, temperature, top_k, top_p, prime, seed,
             "chunk": int(chunk)}
 
 
+# the cells the compiled loop runs (rnnfast._kernels.generate_layers)
+_KERNEL_CELLS = ("rnn", "lstm", "gru")
+
+
 def _compiled(model):
-    """Whether the compiled loop runs ``model``: the fused one-layer tanh RNN of RNNModel."""
+    """Whether the compiled loop runs ``model``: an RNNModel of a cell it knows (any number
+    of layers; a module without biases, bidirectional or projected is not RNNModel's)."""
     from rnnfast.model import RNNModel
-    return isinstance(model, RNNModel) and model._rnn is None
+    if not isinstance(model, RNNModel):
+        return False
+    if model._rnn is None:
+        return True
+    rnn = model._rnn
+    return (model._cell.name in _KERNEL_CELLS and rnn.bias and not rnn.bidirectional
+            and not rnn.proj_size)
 
 
 def _steps(length, chunk):
@@ -536,37 +547,80 @@ def _steps(length, chunk):
         yield n
 
 
+def _kernel_layers(model):
+    """``(cell, activation, w_x, w_ih_t, w_hh_t, biases, Wyh^T, by)`` for
+    ``_kernels.generate_layers``: a checked snapshot of the parameters, every weight
+    transposed (generation reads its own copy)."""
+    n_h, n_y = model.hidden_size, model.output_size
+    t = lambda a: np.array(a.T, order="C", copy=True)     # noqa: E731  (a transposed copy)
+    if model._rnn is None:
+        model._check_fused_parameters()
+        p = model.parameters
+        # one tanh layer: W_ih = Whx, W_hh = Whh, b_ih + b_hh = bh
+        return ("rnn", _kernels.Activation.TANH, t(p["Whx"]), [], [t(p["Whh"])],
+                [p["bh"].reshape(n_h).copy()], t(p["Wyh"]), p["by"].reshape(n_y).copy())
+    model._check_live_parameters()
+    p = model.parameters
+    cell, L = model._cell.name, model.num_layers
+    if cell == "gru":       # b_ih and b_hh apart: b_hn sits inside r * (h W_hn^T + b_hn)
+        biases = [np.stack([p[f"bias_ih_l{k}"], p[f"bias_hh_l{k}"]]) for k in range(L)]
+    else:                   # as the layer kernels take it
+        biases = [p[f"bias_ih_l{k}"] + p[f"bias_hh_l{k}"] for k in range(L)]
+    activation = _kernels.Activation[model._cell.nonlinearity.upper()]
+    # row c of W_ih^T: layer 0's input product for character c (a one-hot row)
+    return (cell, activation, t(p["weight_ih_l0"]), [t(p[f"weight_ih_l{k}"]) for k in range(1, L)],
+            [t(p[f"weight_hh_l{k}"]) for k in range(L)], biases, t(p["Wyh"]),
+            p["by"].reshape(n_y).copy())
+
+
+def _prime_state(model, prime, streams):
+    """``(h (L, streams, H), c or None)``: each stream's state after all of ``prime`` but
+    its last character (which the first step reads), run by ``model.forward`` in
+    evaluation mode (no dropout)."""
+    L, n_h = model.num_layers, model.hidden_size
+    lstm = model._rnn is not None and model._cell.name == "lstm"
+    h = np.zeros((L, streams, n_h), dtype=model.dtype)
+    c = np.zeros_like(h) if lstm else None
+    if len(prime) > 1:
+        was_training = model.training
+        model.eval()
+        try:
+            _, state = model.forward(np.array([prime[:-1]]), return_state=True)
+        finally:
+            model.train(was_training)
+        # (1, H) with one layer, (L, 1, H) with more; (h, c) for the LSTM
+        h[:] = np.reshape(state[0] if lstm else state, (L, 1, n_h))
+        if lstm:
+            c[:] = np.reshape(state[1], (L, 1, n_h))
+    return h, c
+
+
 def _compiled_chunks(model, vocab, length, options):
     """The chunks of the compiled loop; the parameters are read and the prime is run now."""
-    model._check_fused_parameters()
-    n_h, n_y, dtype = model.hidden_size, model.output_size, model.dtype
-    # a snapshot: generation reads its own copy
-    arrays = {name: a.copy() for name, a in model.parameters.items()}
-    w_xh = np.ascontiguousarray(arrays["Whx"].T)  # row c: the input column of character c
-    b_h, b_y = arrays["bh"].reshape(n_h), arrays["by"].reshape(n_y)
+    cell, activation, w_x, w_ih_t, w_hh_t, biases, w_yh_t, b_y = _kernel_layers(model)
     top_k = options["top_k"] or 0
     top_p = 1.0 if options["top_p"] is None else options["top_p"]
     streams, prime = options["streams"], options["prime"]
-    h = np.zeros((streams, n_h), dtype=dtype)
+    h, c = _prime_state(model, prime, streams)
     last = np.full(streams, -1, dtype=np.intp)      # -1: no input yet, a uniform first draw
-    if len(prime) > 1:
-        # the state after all of prime but its last character, which the first step reads
-        _, h1 = model.forward(np.array([prime[:-1]]), return_state=True)
-        h[:] = h1
     if prime:
         last[:] = prime[-1]
     rng = np.random.default_rng(options["seed"])
-    return _compiled_loop(vocab, length, options["chunk"], rng, h, last,
-                          (w_xh, arrays["Whh"], arrays["Wyh"], b_h, b_y),
-                          (options["temperature"], top_k, top_p))
+
+    def run(uniforms):
+        # h, c and last carry the state from one chunk to the next
+        return _kernels.generate_layers(cell, activation, h, c, last, uniforms, w_x, w_ih_t,
+                                        w_hh_t, biases, w_yh_t, b_y, options["temperature"],
+                                        top_k, top_p)
+    return _compiled_loop(vocab, length, options["chunk"], rng, streams, run)
 
 
-def _compiled_loop(vocab, length, chunk, rng, h, last, weights, sampling):
-    """Chunks of the compiled loop; ``h`` and ``last`` carry the state between them."""
-    streams = len(h)
+def _compiled_loop(vocab, length, chunk, rng, streams, run):
+    """Chunks of the compiled loop: ``run(uniforms (n, streams))`` draws ``n`` characters of
+    each stream."""
     chars = np.array(list(vocab), dtype=object)
     for n in _steps(length, chunk):
-        chosen = _kernels.generate(h, last, rng.random((n, streams)), *weights, *sampling)
+        chosen = run(rng.random((n, streams)))
         yield ["".join(chars[chosen[:, i]]) for i in range(streams)]
 
 

@@ -1,5 +1,6 @@
 """rnnfast.text.generate / generate_iter: the compiled path against the NumPy twin, the
-Python loop for the other models, chunking, and the argument checks (no torch)."""
+Python loop for objects that are not an RNNModel, chunking, and the argument checks (no
+torch).  The other cells and stacks of layers: test_generate_stack.py."""
 
 import numpy as np
 import pytest
@@ -95,7 +96,7 @@ def test_the_python_loop_draws_what_the_compiled_loop_draws(options, prime):
 @pytest.mark.parametrize("config", [dict(cell="lstm"), dict(cell="gru"), dict(num_layers=2),
                                     dict(nonlinearity="relu"), dict(dropout=0.3)],
                          ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()))
-def test_other_models_take_the_python_loop_with_every_option(config):
+def test_every_model_takes_every_option_and_greedy_is_the_forward_argmax(config):
     c = dict(cell="rnn", num_layers=1, nonlinearity="tanh", dropout=0.0) | config
     if c["dropout"]:
         c["num_layers"] = 2
