@@ -501,7 +501,11 @@ class Optimizer:
         """
         if isinstance(state_dict, dict) and {"steps", "hyperparameters", "state"} <= set(
                 state_dict):
-            return self._load_earlier_layout(state_dict)
+            self._load_earlier_layout(state_dict)
+        else:
+            self._load_torch_layout(state_dict)
+
+    def _load_torch_layout(self, state_dict):
         try:
             saved_state, saved_groups = state_dict["state"], state_dict["param_groups"]
         except (TypeError, KeyError):
@@ -851,10 +855,10 @@ class Adam(Optimizer):
         L2 penalty added to the gradient (or decoupled, below).
     amsgrad : bool, default False
         Use the largest ``v`` seen so far (AMSGrad).
-    maximize : bool, default False
-        Ascend the gradient instead.
     foreach : bool or None, default None
         Accepted and ignored (the single-tensor rule always runs).
+    maximize : bool, default False
+        Ascend the gradient instead.
     capturable : bool, default False
         Only False: there are no CUDA graphs.
     differentiable : bool, default False
