@@ -128,7 +128,9 @@ class Optimizer:
         ``named_parameters()``, a list of arrays, or a list of parameter groups
         (dicts with ``"params"``, one of the former, and hyperparameters of their
         own).  Each parameter must be a writeable, C-contiguous float32 or
-        float64 array in native byte order.
+        float64 array in native byte order.  A parameter's name is its key
+        in a dict or pair; an array given bare is ``"<group>.<position>"``
+        (``"0.0"``, ``"0.1"``, ``"1.0"``...).
     **defaults
         The hyperparameters of every group that does not set its own.
 
