@@ -319,25 +319,15 @@ class Optimizer:
         """``(name, parameter, gradient, group index)`` of every parameter with a
         gradient, checked and cast, before anything changes."""
         entries = self._entries()
-        if isinstance(grads, dict):
-            found = []
-            for name, _, _ in entries:
-                g = grads.get(name, _MISSING)
-                if g is _MISSING:
-                    g = grads.get("d" + name, _MISSING)
-                    if g is _MISSING:
-                        raise KeyError(f"grads has no {name!r} or {'d' + name!r} (the "
-                                       f"gradient of parameter {name!r})")
-                found.append(g)
-        elif isinstance(grads, (list, tuple)):
+        by_name = isinstance(grads, dict)
+        if not by_name:
+            if not isinstance(grads, (list, tuple)):
+                raise TypeError("grads must be a dict with a name (or 'd' + name) entry per "
+                                "parameter, or a list aligned with the parameters")
             if len(grads) != len(entries):
                 raise ValueError(f"grads has {len(grads)} gradients; the optimizer holds "
                                  f"{len(entries)} parameters (a list is aligned with them "
                                  "in group order)")
-            found = grads
-        else:
-            raise TypeError("grads must be a dict with a name (or 'd' + name) entry per "
-                            "parameter, or a list aligned with the parameters")
         checked = []
         state = self.state
         for j, (name, p, i) in enumerate(entries):
@@ -351,7 +341,15 @@ class Optimizer:
                             f"but the optimizer's {buffer_name!r} for it is {buffer.dtype} of "
                             f"shape {buffer.shape}: a parameter replaced by an array of "
                             "another shape or dtype needs a new optimizer")
-            g = found[j]
+            if by_name:
+                g = grads.get(name, _MISSING)
+                if g is _MISSING:
+                    g = grads.get("d" + name, _MISSING)
+                    if g is _MISSING:
+                        raise KeyError(f"grads has no {name!r} or {'d' + name!r} (the "
+                                       f"gradient of parameter {name!r})")
+            else:
+                g = grads[j]
             if g is None:
                 continue
             if type(g) is not np.ndarray:
@@ -416,7 +414,7 @@ class Optimizer:
         checked = self._gradients(grads)
         settings = self._settings()
         self.steps += 1
-        all_counts, state = self._counts, self.state
+        all_counts, state, update = self._counts, self.state, self._update
         for name, p, g, i in checked:
             counts = all_counts.get(name)
             if counts is None:
@@ -425,7 +423,7 @@ class Optimizer:
             buffers = state.get(name)
             if buffers is None:
                 buffers = state[name] = {}
-            self._update(p, g, buffers, settings[i], counts)
+            update(p, g, buffers, settings[i], counts)
 
     def _new_counts(self):
         return {"step": 0}
