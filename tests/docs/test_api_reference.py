@@ -17,7 +17,8 @@ import rnnfast
 API = Path(__file__).resolve().parents[2] / "docs" / "api"
 DIRECTIVE = re.compile(r"^\.\. (currentmodule|automodule|auto(?:function|class|exception|data|"
                        r"method|attribute))::\s*(\S+)", re.M)
-PUBLIC_MODULES = ["rnnfast", "rnnfast.optim", "rnnfast.distributed", "rnnfast.reference",
+PUBLIC_MODULES = ["rnnfast", "rnnfast.optim", "rnnfast.optim.lr_scheduler",
+                  "rnnfast.distributed", "rnnfast.reference",
                   "rnnfast.modules", "rnnfast.training", "rnnfast.text", "rnnfast.checkpoint",
                   "rnnfast.torch"]
 # the torch operators are functions of rnnfast.torch documented with it, outside __all__

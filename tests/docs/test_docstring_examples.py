@@ -12,6 +12,7 @@ import importlib
 import pytest
 
 MODULES = ["rnnfast.functional", "rnnfast.modules", "rnnfast.model", "rnnfast.optim",
+           "rnnfast.optim.lr_scheduler",
            "rnnfast.distributed", "rnnfast.text", "rnnfast.training", "rnnfast.checkpoint",
            "rnnfast.reference"]
 

@@ -59,7 +59,8 @@ def test_optimizer_hyperparameters_are_public_and_a_copy():
                      "amsgrad": False}
     hyper["lr"] = 1.0
     assert opt.lr == 0.5
-    assert opt.state_dict()["hyperparameters"] == opt.hyperparameters
+    saved_group = opt.state_dict()["param_groups"][0]     # torch's layout
+    assert {k: saved_group[k] for k in opt.hyperparameters} == opt.hyperparameters
 
 
 def test_bound_parameter_is_the_one_the_module_reads():

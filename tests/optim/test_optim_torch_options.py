@@ -98,14 +98,25 @@ def test_load_state_dict_refuses_a_mismatch_and_changes_nothing():
     with pytest.raises(ValueError, match="another optimizer"):
         opt.load_state_dict(other.state_dict())
     bad = opt.state_dict()
-    bad["state"]["w"]["exp_avg"] = np.zeros((3, 3))
+    bad["state"][0]["exp_avg"] = np.zeros((3, 3))          # parameter 0 is "w"
     with pytest.raises(ValueError, match="exp_avg"):
         opt.load_state_dict(bad)
-    with pytest.raises(ValueError, match="steps, hyperparameters, state"):
+    with pytest.raises(ValueError, match="state, param_groups; or steps, hyperparameters, "
+                                         "state"):
         opt.load_state_dict({"state": {}})
+    # the layout of earlier versions (checkpoints) is checked the same way
+    earlier = {"steps": 1, "hyperparameters": opt.hyperparameters,
+               "state": {k: {b: a.copy() for b, a in st.items()} for k, st in opt.state.items()}}
+    earlier["state"]["w"]["exp_avg"] = np.zeros((3, 3))
+    with pytest.raises(ValueError, match="exp_avg"):
+        opt.load_state_dict(earlier)
+    earlier_sgd = {"steps": 1, "hyperparameters": other.hyperparameters, "state": {}}
+    with pytest.raises(ValueError, match="another optimizer"):
+        opt.load_state_dict(earlier_sgd)
     after = opt.state_dict()
-    assert after["steps"] == before["steps"]
+    assert opt.steps == 1 and after["param_groups"] == before["param_groups"]
     for k in before["state"]:
+        assert after["state"][k]["step"] == before["state"][k]["step"] == 1.0
         for b in before["state"][k]:
             np.testing.assert_array_equal(after["state"][k][b], before["state"][k][b])
 

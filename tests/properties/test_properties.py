@@ -903,8 +903,8 @@ def optimizer_defect(problem):
     elif kind == "grads-dtype":
         grads[key] = np.asarray(grads[key]).astype(complex)
         expected = defect(TypeError, re.escape(f"grads[{key!r}]"))
-    else:
-        steps[at] = list(grads.values())
+    else:       # neither a dict nor a list aligned with the parameters (both accepted)
+        steps[at] = types.MappingProxyType(grads)
         expected = defect(TypeError, starts("grads"))
     return params, hyper, steps[:at + 1], at, expected
 
