@@ -36,8 +36,8 @@ The header is a JSON object with the fields
 ``config``
     The settings a resumed run must share (``cell``, ``hidden``, ``layers``,
     ``dropout``, ``dtype``, ``optimizer``, ``lr``, ``batch``, ``seq_len``,
-    ``clip``, ``val_frac``, ``seed``, ``lr_decay``, ``decay_after``; a checkpoint
-    without the last two is read as 1.0 and 10), as in
+    ``clip``, ``val_frac``, ``seed``, ``lr_decay``, ``decay_after``, ``schedule``;
+    a checkpoint without the last three is read as 1.0, 10 and None), as in
     :class:`rnnfast.training.TrainSettings`.
 ``vocab``
     The vocabulary as one string, the character of class ``i`` at index ``i``.

@@ -49,8 +49,9 @@ from rnnfast.modules import CELLS, cell_mode
 from rnnfast.optim import clip_grad_norm
 from rnnfast.text import TextFileError, encode, read_text, sample_text, streams, vocabulary
 
-__all__ = ["OPTIMIZERS", "TrainSettings", "TrainingError", "TrainingResult", "evaluate",
-           "learning_rate", "physical_memory", "steps_per_epoch", "train", "training_memory"]
+__all__ = ["OPTIMIZERS", "SCHEDULES", "TrainSettings", "TrainingError", "TrainingResult",
+           "evaluate", "learning_rate", "physical_memory", "schedule_rates", "steps_per_epoch",
+           "train", "training_memory"]
 
 #: The optimizers ``train`` offers, by the name ``TrainSettings.optimizer`` (``--optimizer``)
 #: takes: ``"adam"``, ``"adamw"``, ``"rmsprop"``, ``"sgd"``, ``"adagrad"`` to their
@@ -61,14 +62,20 @@ OPTIMIZERS = {"adam": optim.Adam, "adamw": optim.AdamW, "rmsprop": optim.RMSprop
 # What a checkpoint must agree with to be resumed: the settings that shape the
 # model, the data and the updates (the rest may change between runs).
 _RESUME_OPTIONS = ("cell", "hidden", "layers", "dropout", "dtype", "optimizer", "lr", "batch",
-                   "seq_len", "clip", "val_frac", "seed", "lr_decay", "decay_after")
+                   "seq_len", "clip", "val_frac", "seed", "lr_decay", "decay_after",
+                   "schedule")
 
 # The model's shape: taken from the file with ``init_from``, else these defaults.
 _ARCHITECTURE = {"cell": "rnn", "hidden": 128, "layers": 1, "dtype": "float32"}
 _DTYPES = ("float32", "float64")
 
 # What a checkpoint written before an option existed holds for it.
-_OLD_CHECKPOINT = {"lr_decay": 1.0, "decay_after": 10}
+_OLD_CHECKPOINT = {"lr_decay": 1.0, "decay_after": 10, "schedule": None}
+
+#: The :mod:`rnnfast.optim.lr_scheduler` classes ``TrainSettings.schedule`` (``--schedule``)
+#: may name: those whose rate is a function of the step count alone.
+SCHEDULES = ("StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "LinearLR",
+             "OneCycleLR")
 
 
 @dataclass
@@ -116,6 +123,13 @@ class TrainSettings:
     decay_after : int, default 10
         The first epoch whose end decays the learning rate
         (char-rnn's ``-learning_rate_decay_after``).
+    schedule : str, optional
+        A learning-rate schedule instead of ``lr_decay``: one of :data:`SCHEDULES`
+        called with keyword arguments, as in torch,
+        ``"CosineAnnealingLR(T_max=1000, eta_min=1e-4)"`` (the optimizer is
+        implied).  The schedule steps after every optimizer step, starting from
+        ``lr``; ``OneCycleLR`` schedules the rate only (``cycle_momentum`` is
+        false here).  See :func:`learning_rate`.
     clip : float, default 5.0
         Largest gradient norm; 0 for no clipping.
     val_frac : float, default 0.0
@@ -171,6 +185,7 @@ class TrainSettings:
     lr: float = 3e-3
     lr_decay: float = 1.0
     decay_after: int = 10
+    schedule: str | None = None
     clip: float = 5.0
     val_frac: float = 0.0
     eval_every: int = 0
@@ -274,6 +289,14 @@ def check_settings(settings):
         raise TrainingError(f"--lr-decay must be a number in (0, 1] (1 = no decay); got "
                             f"{s.lr_decay}")
     check_int("--decay-after", s.decay_after, 0)
+    if s.schedule is not None:
+        if not isinstance(s.schedule, str):
+            raise TrainingError(f"--schedule must be a string such as 'StepLR(step_size=100)'; "
+                                f"got {s.schedule!r}")
+        if s.lr_decay != 1:
+            raise TrainingError("--schedule and --lr-decay both set the learning rate: "
+                                "give one of them")
+        schedule_rates(s, s.steps)                # one that cannot run so far: its error now
     if s.keep_best and not (s.val_frac and s.eval_every):
         raise TrainingError("--keep-best keeps the checkpoint of the lowest validation loss: "
                             "it needs a validation split (--val-frac) and evaluations during "
@@ -342,8 +365,10 @@ def steps_per_epoch(n_train, batch, seq_len):
 def learning_rate(settings, step, epoch_steps):
     """The learning rate of optimizer step ``step`` (counted from 1), as :func:`train` sets it.
 
-    char-rnn's decay: at the end of every epoch ``e >= decay_after`` (and
-    ``e >= 1``) the rate is multiplied by ``lr_decay``, so step ``step``
+    With ``schedule``, the rate the named :mod:`rnnfast.optim.lr_scheduler`
+    gives after ``step - 1`` of its steps (:func:`schedule_rates`).
+    Otherwise char-rnn's decay: at the end of every epoch ``e >= decay_after``
+    (and ``e >= 1``) the rate is multiplied by ``lr_decay``, so step ``step``
     runs at ``lr * lr_decay ** k``, ``k`` the number of such epochs ended
     before it.  A pure function of the settings and the step: a resumed run
     sets the same rates as an uninterrupted one.
@@ -351,7 +376,7 @@ def learning_rate(settings, step, epoch_steps):
     Parameters
     ----------
     settings : TrainSettings
-        Its ``lr``, ``lr_decay`` and ``decay_after``.
+        Its ``lr``, ``lr_decay``, ``decay_after`` and ``schedule``.
     step : int
         The step, from 1.
     epoch_steps : int
@@ -370,10 +395,102 @@ def learning_rate(settings, step, epoch_steps):
     >>> s = TrainSettings(file="text.txt", lr=0.1, lr_decay=0.5, decay_after=2)
     >>> [learning_rate(s, step, 10) for step in (1, 20, 21, 30, 31)]
     [0.1, 0.1, 0.05, 0.05, 0.025]
+
+    A schedule, here the rate divided by 10 every 3 steps:
+
+    >>> s = TrainSettings(file="text.txt", lr=0.1, schedule="StepLR(step_size=3, gamma=0.1)")
+    >>> [round(learning_rate(s, step, 10), 6) for step in (1, 3, 4, 7)]
+    [0.1, 0.1, 0.01, 0.001]
     """
+    if settings.schedule is not None:
+        return schedule_rates(settings, step)[step - 1]
     ended = (step - 1) // epoch_steps               # epochs ended before this step
     decays = max(0, ended - max(settings.decay_after, 1) + 1)
     return settings.lr * settings.lr_decay ** decays if decays else settings.lr
+
+
+# (schedule, lr) -> (scheduler, rates so far): a schedule is replayed once per process
+_SCHEDULES_MADE = {}
+
+
+def schedule_rates(settings, steps):
+    """The learning rates of steps 1 to ``steps`` under ``settings.schedule``.
+
+    The schedule is parsed (a call of one of :data:`SCHEDULES` with keyword
+    arguments whose values are Python literals), made on an optimizer of one
+    parameter with learning rate ``settings.lr``, and stepped once after each
+    step, as a training loop steps it; the rates are kept, so a long run or a
+    resumed one replays it once.
+
+    Parameters
+    ----------
+    settings : TrainSettings
+        Its ``schedule`` (not None) and ``lr``.
+    steps : int
+        How many steps' rates to return, at least 1.
+
+    Returns
+    -------
+    rates : list of float
+        ``rates[k]`` is the rate of step ``k + 1``.
+
+    Raises
+    ------
+    TrainingError
+        If the schedule cannot be parsed, names another class, or the class
+        refuses its arguments (the message names ``--schedule``).
+    """
+    key = (settings.schedule, float(settings.lr))
+    made = _SCHEDULES_MADE.get(key)
+    if made is None:
+        made = _SCHEDULES_MADE[key] = (_make_schedule(settings.schedule, settings.lr), [])
+    scheduler, rates = made
+    while len(rates) < steps:
+        rates.append(scheduler.optimizer.param_groups[0]["lr"])
+        try:
+            scheduler.step()
+        except ValueError as exc:         # OneCycleLR past its total_steps
+            raise TrainingError(f"--schedule {settings.schedule!r} at step {len(rates)}: "
+                                f"{exc}") from None
+    return rates[:steps]
+
+
+def _make_schedule(text, lr):
+    """The scheduler ``text`` names, on a one-parameter SGD with rate ``lr``."""
+    import ast
+
+    from rnnfast.optim import lr_scheduler
+
+    def refuse(why):
+        return TrainingError(f"--schedule {text!r}: {why}; give one of {', '.join(SCHEDULES)} "
+                             "with keyword arguments, as 'StepLR(step_size=100, gamma=0.5)'")
+
+    try:
+        call = ast.parse(text.strip(), mode="eval").body
+    except (SyntaxError, ValueError):
+        raise refuse("not a call") from None
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)):
+        raise refuse("not a call")
+    if call.func.id not in SCHEDULES:
+        raise refuse(f"{call.func.id} is not a schedule train can follow")
+    if call.args or any(k.arg is None for k in call.keywords):
+        raise refuse("arguments are given by name")
+    try:
+        kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
+    except ValueError:
+        raise refuse("argument values are numbers, strings, booleans or lists") from None
+    if call.func.id == "OneCycleLR":
+        if kwargs.get("cycle_momentum", False):
+            raise refuse("train schedules the rate only: cycle_momentum must be False")
+        kwargs["cycle_momentum"] = False
+    for name in ("optimizer", "last_epoch"):
+        if name in kwargs:
+            raise refuse(f"{name} is set by train")
+    opt = optim.SGD([np.zeros(1)], lr=lr)
+    try:
+        return getattr(lr_scheduler, call.func.id)(opt, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise refuse(str(exc)) from None
 
 
 def training_memory(n_vocab, n_hidden, batch, seq_len, itemsize=4, cell="rnn"):
@@ -931,6 +1048,7 @@ class _Run:
                  f"{s.batch} x {self.seq_len} steps, {s.optimizer} lr {s.lr:g}"
                  + (f" x {s.lr_decay:g} after each epoch from epoch {max(s.decay_after, 1)} "
                     f"({self.epoch_steps} steps an epoch)" if s.lr_decay != 1 else "")
+                 + (f", schedule {s.schedule}" if s.schedule is not None else "")
                  + f"; checkpoints go to {self.checkpoint}", flush=True)
         if self.init is not None:
             self.say(f"fine-tuning {s.init_from} (its vocabulary of {len(self.vocab)}, a fresh "
@@ -1015,7 +1133,7 @@ class _Run:
             clip_grad_norm(grads, s.clip)
         lr = learning_rate(s, step, self.epoch_steps)
         if lr != self.opt.lr:
-            if self.root and step > 1:
+            if self.root and step > 1 and s.schedule is None:   # a schedule: the log
                 self.progress.write(f"step {step}: learning rate {lr:.6g} (epoch "
                                     f"{(step - 1) // self.epoch_steps + 1})")
             self.opt.lr = lr

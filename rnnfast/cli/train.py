@@ -7,7 +7,7 @@ import sys
 
 from rnnfast.cli.checks import HelpFormatter
 from rnnfast.model import CELL_NAMES
-from rnnfast.training import OPTIMIZERS, TrainSettings, train
+from rnnfast.training import OPTIMIZERS, SCHEDULES, TrainSettings, train
 
 _EXIT_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
@@ -48,6 +48,10 @@ def add_parser(commands):
                         "streams over the training text); 1 = no decay")
     p.add_argument("--decay-after", type=int, default=10, metavar="N",
                    help="the first epoch whose end decays the learning rate")
+    p.add_argument("--schedule", default=None, metavar="CALL",
+                   help="a learning-rate schedule of rnnfast.optim.lr_scheduler, stepped "
+                        "after every step from --lr, as 'CosineAnnealingLR(T_max=1000)'; "
+                        f"one of {', '.join(SCHEDULES)}")
     p.add_argument("--clip", type=float, default=5.0,
                    help="max gradient norm; 0 = no clipping")
     p.add_argument("--val-frac", type=float, default=0.0, metavar="F",
