@@ -51,7 +51,7 @@ def add_parser(commands):
     p.add_argument("--schedule", default=None, metavar="CALL",
                    help="a learning-rate schedule of rnnfast.optim.lr_scheduler, stepped "
                         "after every step from --lr, as 'CosineAnnealingLR(T_max=1000)'; "
-                        f"one of {', '.join(SCHEDULES)}")
+                        f"one of {', '.join(SCHEDULES)} (default: none, or --lr-decay)")
     p.add_argument("--clip", type=float, default=5.0,
                    help="max gradient norm; 0 = no clipping")
     p.add_argument("--val-frac", type=float, default=0.0, metavar="F",
