@@ -88,6 +88,18 @@ cdef extern from "_xsmm.h" nogil:
     void rf_xsmm_call_f(const void *kernel, const float *a, const float *b, float *c)
     void rf_xsmm_call_d(const void *kernel, const double *a, const double *b, double *c)
 
+cdef extern from "_team.h" nogil:
+    ctypedef void (*rf_team_fn)(void *arg, int member, int n_members) noexcept nogil
+    int rf_team_forced
+    void rf_team_force(int forced)
+    long rf_team_runs
+    int rf_team_bind_openblas(const char *path)
+    int rf_team_natural_size()
+    int rf_team_acquire(int n_members)
+    void rf_team_run(rf_team_fn fn, void *arg, int n_members)
+    void rf_team_barrier(int n_members)
+    void rf_team_release()
+
 cdef extern from "_vecmath.h" nogil:
     void rf_small_gemm_d(int trans_a, int trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                          double alpha, const double *a, Py_ssize_t lda, const double *b,
@@ -106,6 +118,8 @@ cdef enum ProductPlan:
     PRODUCT_GEMM = 8     # BLAS gemm
     PRODUCT_PACKED = 16  # a LIBXSMM kernel dispatched once per call (when built in), the
                          # matrix laid out once per call so that the kernel reads it as is
+    PRODUCT_TEAM = 32    # a time loop's every step split by output columns among a team of
+                         # threads (_team.h), each running its panel as one thread
 
 cdef enum:
     # Products of at most this many multiply-adds skip BLAS, whose per-call cost
@@ -145,6 +159,13 @@ cdef enum:
     # 12288 values), 1.12 at (32, 256); GRU 0.83 at (16, 128), 0.88 at (24, 80), 0.93 at
     # (32, 64), 0.92-1.03 at (32, 128), 1.15 at (32, 256).  One row: 1.0-1.3 (gemv kept).
     PACKED_MAX_OUTPUT_F64 = 8192         # 32 * 256
+    # The Elman recurrence's steps run in the thread team (_team.h: each member a column
+    # panel of the step's product (m, n_h) (n_h, n_h) and the epilogue on its columns,
+    # one barrier per step) for m >= TEAM_MIN_ROWS, n_h >= TEAM_MIN_HIDDEN, up to
+    # TEAM_MAX_WORK multiply-adds per step.
+    TEAM_MIN_ROWS = 16
+    TEAM_MIN_HIDDEN = 128
+    TEAM_MAX_WORK = 67108864             # 64 * 1024 * 1024
     PACKED_SMALL_HIDDEN = 100
     PACKED_MIN_ROWS = 16
     PACKED_MAX_ROWS = 32
@@ -169,6 +190,14 @@ cdef inline bint packed_product_wins(int64_t n_rows, int64_t n_cols, int64_t n_i
             or (n_cols <= PACKED_SMALL_HIDDEN and n_inner <= PACKED_SMALL_HIDDEN))
 
 
+cdef inline bint team_product_wins(int64_t n_rows, int64_t n_cols, int64_t n_inner,
+                                   bint float32) noexcept nogil:
+    """Where the thread team measured faster than the one-thread path (see TEAM_* above)."""
+    return (n_rows >= TEAM_MIN_ROWS and n_cols >= TEAM_MIN_HIDDEN
+            and n_inner >= TEAM_MIN_HIDDEN
+            and product_work(n_rows, n_cols, n_inner) <= TEAM_MAX_WORK)
+
+
 cdef inline ProductPlan plan_product(int64_t n_rows, int64_t n_cols, int64_t n_inner,
                                      int allowed, bint float32=False) noexcept nogil:
     """How (n_rows, n_inner) (n_inner, n_cols) runs, among the ``allowed`` plans (bits).
@@ -176,7 +205,15 @@ cdef inline ProductPlan plan_product(int64_t n_rows, int64_t n_cols, int64_t n_i
     PRODUCT_PACKED needs LIBXSMM built in and enabled (``rf_xsmm_enabled``); its limits
     depend on the dtype (``float32``; the float64 ones, the stricter, otherwise).
     ``rf_xsmm_forced`` (tests) plans it on every shape that allows it.
+    PRODUCT_TEAM (a time loop's steps split among a thread team, _team.h) needs a team
+    of two or more (NumPy's OpenBLAS threads, bound and in use) and no torch BLAS on this
+    thread; ``rf_team_forced`` (tests) plans it on every shape (1) or never (0).
     """
+    if allowed & PRODUCT_TEAM and not rf_t_active and (
+            rf_team_forced == 1
+            or (rf_team_forced == -1 and team_product_wins(n_rows, n_cols, n_inner, float32)
+                and rf_blas_numpy_active() and rf_team_natural_size() >= 2)):
+        return PRODUCT_TEAM
     if allowed & PRODUCT_PACKED and rf_xsmm_enabled and (
             rf_xsmm_forced or packed_product_wins(n_rows, n_cols, n_inner, float32)):
         return PRODUCT_PACKED
