@@ -97,7 +97,9 @@ cdef extern from "_team.h" nogil:
     int rf_team_natural_size()
     int rf_team_acquire(int n_members)
     void rf_team_run(rf_team_fn fn, void *arg, int n_members)
-    void rf_team_barrier(int n_members)
+    long long rf_team_claim()
+    void rf_team_wait_done(long long target)
+    void rf_team_task_done()
     void rf_team_release()
 
 cdef extern from "_vecmath.h" nogil:

@@ -1,11 +1,16 @@
 /* A persistent team of threads for the serial time loops (the Elman recurrence).
  *
  * A time loop is serial in its steps, but each step's recurrent product and its
- * elementwise epilogue split by output columns: member k of an n-member team owns
- * a column panel of the step's product and applies the epilogue to those columns
- * only, and one barrier per step makes the step's full result visible before the
- * next step reads it.  Threaded BLAS would fork and join its pool for every step's
- * small product; the team is started once and stays at the loop for its length.
+ * elementwise epilogue split by output columns into panels: the task (step s, panel p)
+ * runs the step's product and epilogue on panel p's columns only.  Step s's tasks
+ * need every task of step s - 1 done, nothing else.  The members of the team take
+ * tasks in order from one counter (a ticket k is the task (k / n_panels, k % n_panels))
+ * and each waits, before its task, until all tasks of the previous step are done (a
+ * second counter).  So no member waits for another member as such, only for the
+ * work: a member that is preempted or late (on a busy machine) holds back at most
+ * the one task it took, the others take the rest, and the caller alone can run the
+ * whole loop.  Threaded BLAS would fork and join its pool for every step's small
+ * product; the team is started once and stays at the loop for its length.
  *
  *   rf_team_acquire(n)          take the team for n members (the caller is member 0;
  *                               workers are started lazily, up to n - 1); returns
@@ -13,16 +18,18 @@
  *                               holds the team (the caller then runs its loop
  *                               alone, the way it would without a team) or no
  *                               worker could be started.
- *   rf_team_run(fn, arg, n)     run fn(arg, k, n) on every member k, the caller's
- *                               share included; returns when all have finished.
- *   rf_team_barrier(n)          inside fn: wait for all n members.
+ *   rf_team_run(fn, arg, n)     run fn(arg, k, n) on the caller (k = 0) and on every
+ *                               worker that joins before the run ends; returns when
+ *                               every member that joined has left.
+ *   rf_team_claim()             inside fn: the next ticket (0, 1, ...: each once).
+ *   rf_team_wait_done(k)        inside fn: wait until k tasks are done.
+ *   rf_team_task_done()         inside fn: one more task done.
  *   rf_team_release()           give the team back.
  *
  * Waiting: workers park on a condition variable between runs (no CPU used while
- * idle).  The per-step barrier spins (RF_TEAM_SPINS pauses), then yields the CPU
+ * idle).  rf_team_wait_done spins (RF_TEAM_SPINS pauses), then yields the CPU
  * (RF_TEAM_YIELDS times), then sleeps on a futex (Linux; elsewhere it keeps
- * yielding): on an oversubscribed machine a member that was preempted gets its
- * CPU back instead of being starved by the others' spinning.
+ * yielding), so that on an oversubscribed machine the member it waits for gets a CPU.
  *
  * BLAS inside the team: each member calls NumPy's OpenBLAS on its own panel, so
  * OpenBLAS must run each such call on the calling thread alone
@@ -62,7 +69,7 @@ static long rf_team_runs = 0;
 #endif
 
 #define RF_TEAM_MAX 64          /* members at most */
-#define RF_TEAM_SPINS 4000      /* pauses before a barrier yields (~20-60 us) */
+#define RF_TEAM_SPINS 4000      /* pauses before a wait yields (~20-60 us) */
 #define RF_TEAM_YIELDS 64       /* sched_yield()s before it sleeps */
 
 typedef int (*rf_team_threads_local_t)(int);
@@ -78,11 +85,17 @@ static unsigned rf_team_job = 0;        /* number of runs posted (under the lock
 static rf_team_fn rf_team_job_fn = 0;
 static void *rf_team_job_arg = 0;
 static int rf_team_job_members = 0;
-static int rf_team_job_left = 0;        /* workers still in the current run (atomic) */
 static int rf_team_atfork_set = 0;
-/* the barrier: arrivals of this round, the round's number, sleepers on the futex */
-static int rf_team_arrived = 0;
-static unsigned rf_team_round = 0;
+/* The run's state: the run's number (high 32 bits), RF_TEAM_CLOSED once the caller
+ * has finished, and the workers inside the run (low bits).  A worker joins only the
+ * run it was woken for, and only while it is open. */
+#define RF_TEAM_CLOSED 0x80000000ULL
+static unsigned long long rf_team_state = 0;
+/* the run's tickets taken and tasks done; rf_team_done_word changes with every task
+ * done (the futex word), rf_team_sleepers counts the members asleep on it */
+static long long rf_team_next_ticket = 0;
+static long long rf_team_done = 0;
+static unsigned rf_team_done_word = 0;
 static int rf_team_sleepers = 0;
 
 static inline void rf_team_pause(void)
@@ -113,43 +126,57 @@ static void rf_team_wake_all(unsigned *word)
 #endif
 }
 
-/* Wait until *word differs from `value`: spin, then yield, then sleep on the futex
- * (whoever changes *word wakes the sleepers: see rf_team_sleepers). */
-static void rf_team_wait_change(unsigned *word, unsigned value)
+/* Wait until `target` tasks of the run are done: spin, then yield, then sleep. */
+static void rf_team_wait_done(long long target)
 {
     int i;
+    unsigned word;
     for (i = 0; i < RF_TEAM_SPINS; ++i) {
-        if (__atomic_load_n(word, __ATOMIC_ACQUIRE) != value)
+        if (__atomic_load_n(&rf_team_done, __ATOMIC_ACQUIRE) >= target)
             return;
         rf_team_pause();
     }
     for (i = 0; i < RF_TEAM_YIELDS; ++i) {
-        if (__atomic_load_n(word, __ATOMIC_ACQUIRE) != value)
+        if (__atomic_load_n(&rf_team_done, __ATOMIC_ACQUIRE) >= target)
             return;
         sched_yield();
     }
+    /* a sleeper counts itself before it reads the word and the count; a task's end
+     * changes both before it reads the sleepers: one of the two sees the other */
     __atomic_add_fetch(&rf_team_sleepers, 1, __ATOMIC_SEQ_CST);
-    while (__atomic_load_n(word, __ATOMIC_SEQ_CST) == value)
-        rf_team_sleep(word, value);
+    for (;;) {
+        word = __atomic_load_n(&rf_team_done_word, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&rf_team_done, __ATOMIC_SEQ_CST) >= target)
+            break;
+        rf_team_sleep(&rf_team_done_word, word);
+    }
     __atomic_sub_fetch(&rf_team_sleepers, 1, __ATOMIC_SEQ_CST);
 }
 
-/* Wait for all n members (a reusable barrier: rounds are numbered). */
-static void rf_team_barrier(int n_members)
+static void rf_team_task_done(void)
 {
-    unsigned round;
-    if (n_members <= 1)
-        return;
-    round = __atomic_load_n(&rf_team_round, __ATOMIC_ACQUIRE);
-    if (__atomic_add_fetch(&rf_team_arrived, 1, __ATOMIC_ACQ_REL) == n_members) {
-        /* the last to arrive opens the next round */
-        __atomic_store_n(&rf_team_arrived, 0, __ATOMIC_RELAXED);
-        __atomic_store_n(&rf_team_round, round + 1, __ATOMIC_SEQ_CST);
-        if (__atomic_load_n(&rf_team_sleepers, __ATOMIC_SEQ_CST))
-            rf_team_wake_all(&rf_team_round);
-        return;
+    __atomic_add_fetch(&rf_team_done, 1, __ATOMIC_SEQ_CST);
+    __atomic_add_fetch(&rf_team_done_word, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&rf_team_sleepers, __ATOMIC_SEQ_CST))
+        rf_team_wake_all(&rf_team_done_word);
+}
+
+static long long rf_team_claim(void)
+{
+    return __atomic_fetch_add(&rf_team_next_ticket, 1, __ATOMIC_ACQ_REL);
+}
+
+/* Enter run `run` if it is still open; 1 when entered. */
+static int rf_team_join(unsigned run)
+{
+    unsigned long long state = __atomic_load_n(&rf_team_state, __ATOMIC_ACQUIRE);
+    for (;;) {
+        if ((unsigned)(state >> 32) != run || (state & RF_TEAM_CLOSED))
+            return 0;
+        if (__atomic_compare_exchange_n(&rf_team_state, &state, state + 1, 0,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            return 1;
     }
-    rf_team_wait_change(&rf_team_round, round);
 }
 
 static void *rf_team_worker(void *index_and_job)
@@ -171,9 +198,9 @@ static void *rf_team_worker(void *index_and_job)
         arg = rf_team_job_arg;
         n_members = rf_team_job_members;
         pthread_mutex_unlock(&rf_team_lock);
-        if (member < n_members) {
+        if (member < n_members && rf_team_join(seen)) {
             fn(arg, member, n_members);
-            __atomic_sub_fetch(&rf_team_job_left, 1, __ATOMIC_ACQ_REL);
+            __atomic_sub_fetch(&rf_team_state, 1, __ATOMIC_ACQ_REL);       /* leave */
         }
         pthread_mutex_lock(&rf_team_lock);
     }
@@ -187,8 +214,7 @@ static void rf_team_after_fork(void)
     pthread_cond_init(&rf_team_wake, NULL);
     rf_team_busy = 0;
     rf_team_workers = 0;
-    rf_team_job_left = 0;
-    rf_team_arrived = 0;
+    rf_team_state = 0;
     rf_team_sleepers = 0;
 }
 
@@ -285,28 +311,32 @@ static void rf_team_release(void)
 
 static void rf_team_run(rf_team_fn fn, void *arg, int n_members)
 {
-    int previous = 0;
+    int previous = 0, spins = 0;
+    unsigned run;
     if (rf_team_threads_local)
         previous = rf_team_threads_local(1);
-    __atomic_store_n(&rf_team_job_left, n_members - 1, __ATOMIC_RELEASE);
+    rf_team_runs += 1;
+    /* no worker is inside a run here (the last one waited for them to leave) */
+    __atomic_store_n(&rf_team_next_ticket, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&rf_team_done, 0, __ATOMIC_RELAXED);
     pthread_mutex_lock(&rf_team_lock);
     rf_team_job_fn = fn;
     rf_team_job_arg = arg;
     rf_team_job_members = n_members;
-    rf_team_job += 1;
+    run = ++rf_team_job;
+    __atomic_store_n(&rf_team_state, (unsigned long long)run << 32, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&rf_team_wake);
     pthread_mutex_unlock(&rf_team_lock);
-    rf_team_runs += 1;
     fn(arg, 0, n_members);
-    /* the others finish their last step after the final barrier of fn: wait */
-    {
-        int spins = 0;
-        while (__atomic_load_n(&rf_team_job_left, __ATOMIC_ACQUIRE) > 0) {
-            if (++spins < RF_TEAM_SPINS)
-                rf_team_pause();
-            else
-                sched_yield();
-        }
+    /* fn returns on the caller once every task is done: close the run (late workers
+     * stay out) and wait for the workers inside it to leave (they take one more
+     * ticket, past the last, and return) */
+    __atomic_fetch_or(&rf_team_state, RF_TEAM_CLOSED, __ATOMIC_ACQ_REL);
+    while (__atomic_load_n(&rf_team_state, __ATOMIC_ACQUIRE) & (RF_TEAM_CLOSED - 1)) {
+        if (++spins < RF_TEAM_SPINS)
+            rf_team_pause();
+        else
+            sched_yield();
     }
     if (rf_team_threads_local)
         rf_team_threads_local(previous > 0 ? previous : 1);
@@ -317,8 +347,16 @@ static int rf_team_bind_openblas(const char *path) { (void)path; return 0; }
 static int rf_team_natural_size(void) { return 1; }
 static int rf_team_acquire(int n_members) { (void)n_members; return 0; }
 static void rf_team_release(void) {}
-static void rf_team_run(rf_team_fn fn, void *arg, int n_members) { fn(arg, 0, 1); (void)n_members; }
-static void rf_team_barrier(int n_members) { (void)n_members; }
+static void rf_team_run(rf_team_fn fn, void *arg, int n_members)
+{
+    rf_team_next_ticket = 0;
+    fn(arg, 0, 1);
+    (void)n_members;
+}
+static long long rf_team_next_ticket = 0;
+static long long rf_team_claim(void) { return rf_team_next_ticket++; }
+static void rf_team_wait_done(long long target) { (void)target; }
+static void rf_team_task_done(void) {}
 #endif
 
 #endif /* RNNFAST_TEAM_H */

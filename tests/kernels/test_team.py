@@ -138,7 +138,7 @@ def test_seed_api_on_the_team_reads_any_layout(layout, dtype, panels):
     copies = [a.copy() for a in (x_l, h0_l, *p_l.values())]
     with TeamRuns(2):
         check_forward_backward(x_l, h0_l, p_l, in_layout(dh, layout), dtype)
-    for before, after in zip(copies, (x_l, h0_l, *p_l.values())):
+    for before, after in zip(copies, (x_l, h0_l, *p_l.values()), strict=True):
         assert np.array_equal(before, after)        # the caller's arrays are untouched
 
 
