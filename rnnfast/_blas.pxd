@@ -161,13 +161,26 @@ cdef enum:
     # 12288 values), 1.12 at (32, 256); GRU 0.83 at (16, 128), 0.88 at (24, 80), 0.93 at
     # (32, 64), 0.92-1.03 at (32, 128), 1.15 at (32, 256).  One row: 1.0-1.3 (gemv kept).
     PACKED_MAX_OUTPUT_F64 = 8192         # 32 * 256
-    # The Elman recurrence's steps run in the thread team (_team.h: each member a column
-    # panel of the step's product (m, n_h) (n_h, n_h) and the epilogue on its columns,
-    # one barrier per step) for m >= TEAM_MIN_ROWS, n_h >= TEAM_MIN_HIDDEN, up to
-    # TEAM_MAX_WORK multiply-adds per step.
-    TEAM_MIN_ROWS = 16
+    # The Elman recurrence's steps run in the thread team (_team.h: each step's product
+    # (m, n_h) (n_h, n_h) split by columns, each panel's product and epilogue on one
+    # thread) for m >= TEAM_MIN_ROWS, n_h >= TEAM_MIN_HIDDEN and TEAM_MIN_WORK to
+    # TEAM_MAX_WORK multiply-adds per step.  Measured on the shared 2-core EPYC (Zen 5),
+    # seed API forward + BPTT, n_x = n_y = 128, T = 100 (50 at n_h 512), team / today's
+    # path, medians of 9-15 interleaved samples, float32 / float64, over 3-5 runs:
+    # 0.48-0.75 / 0.69-0.90 at (8, 256) (today: threaded BLAS every step), 0.82-1.03 /
+    # 0.82-1.05 at (16, 256), 0.90-1.02 / 0.84-1.03 at (32, 128) (today: LIBXSMM on one
+    # thread); no gain at (8, 128) and (16, 128) (0.96-1.02); slower at (2, 256) and
+    # (4, 256) (1.04-1.31), at (32, 256) ("medium": 0.92-1.12 / 0.90-1.39), (8, 512)
+    # (1.43-1.46), (64, 256) (1.25-1.46), (32, 512) in float64 (1.18-1.80) and (64, 1024)
+    # ("large": 0.97-1.59).  A step's hand-off between members costs about 0.4 us; a
+    # member's LIBXSMM panel (32, 256) (256, 128) runs at 217 GFLOP/s in float32, 113
+    # in float64, so that at "medium" the team saves about 9 us (float32) of a step's
+    # product, which a busy second core or BLAS's own threads still spinning from the
+    # hoisted products take back.
+    TEAM_MIN_ROWS = 8
     TEAM_MIN_HIDDEN = 128
-    TEAM_MAX_WORK = 67108864             # 64 * 1024 * 1024
+    TEAM_MIN_WORK = 524288               # 8 * 256 * 256 = 32 * 128 * 128
+    TEAM_MAX_WORK = 1048576              # 16 * 256 * 256
     PACKED_SMALL_HIDDEN = 100
     PACKED_MIN_ROWS = 16
     PACKED_MAX_ROWS = 32
@@ -195,9 +208,9 @@ cdef inline bint packed_product_wins(int64_t n_rows, int64_t n_cols, int64_t n_i
 cdef inline bint team_product_wins(int64_t n_rows, int64_t n_cols, int64_t n_inner,
                                    bint float32) noexcept nogil:
     """Where the thread team measured faster than the one-thread path (see TEAM_* above)."""
+    cdef int64_t work = product_work(n_rows, n_cols, n_inner)
     return (n_rows >= TEAM_MIN_ROWS and n_cols >= TEAM_MIN_HIDDEN
-            and n_inner >= TEAM_MIN_HIDDEN
-            and product_work(n_rows, n_cols, n_inner) <= TEAM_MAX_WORK)
+            and n_inner >= TEAM_MIN_HIDDEN and TEAM_MIN_WORK <= work <= TEAM_MAX_WORK)
 
 
 cdef inline ProductPlan plan_product(int64_t n_rows, int64_t n_cols, int64_t n_inner,

@@ -194,15 +194,21 @@ def test_plan_keeps_todays_path_off_the_team_shapes():
     """The plan picks the team only within its measured range, and only with a team of two
     or more; forced off it never does, forced on always (where the caller allows it)."""
     team = _kernels._team_size() >= 2 and _kernels.blas_in_use() == "numpy"
-    assert _kernels._test_plan_product(32, 256, 256, PLANS, True) == ("team" if team
-                                                                      else "packed")
-    for sizes in [(1, 128, 128), (1, 100, 100), (1, 5, 5), (16, 64, 64), (8, 256, 256)]:
+    # 8 to 16 rows of 256, 32 rows of 128 (see TEAM_* in _blas.pxd), in either dtype
+    for sizes in [(8, 256, 256), (16, 256, 256), (32, 128, 128), (11, 200, 200)]:
+        for float32 in (False, True):
+            assert (_kernels._test_plan_product(*sizes, PLANS, float32) == "team") == team
+    # today's path where the team measured no faster: one sequence, char sizes, small
+    # batches, "medium" (32, 256), "large" (64, 1024), few rows, wide states
+    for sizes in [(1, 128, 128), (1, 100, 100), (1, 5, 5), (16, 64, 64), (16, 128, 128),
+                  (8, 128, 128), (4, 256, 256), (7, 256, 256), (32, 256, 256),
+                  (64, 1024, 1024), (8, 512, 512), (64, 256, 256), (17, 256, 256)]:
         assert _kernels._test_plan_product(*sizes, PLANS, True) != "team"
     # only where the caller allows it
-    assert _kernels._test_plan_product(32, 256, 256, PLANS[1:], True) != "team"
+    assert _kernels._test_plan_product(16, 256, 256, PLANS[1:], True) != "team"
     try:
         _kernels._set_force_team(False)
-        assert _kernels._test_plan_product(32, 256, 256, PLANS, True) != "team"
+        assert _kernels._test_plan_product(16, 256, 256, PLANS, True) != "team"
         _kernels._set_force_team(True)
         assert _kernels._test_plan_product(1, 3, 3, PLANS) == "team"
         assert _kernels._test_plan_product(1, 3, 3, PLANS[1:]) != "team"
