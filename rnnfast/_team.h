@@ -53,14 +53,11 @@ static void rf_team_force(int forced) { rf_team_forced = forced; }
 static long rf_team_runs = 0;
 
 #if defined(__unix__) || defined(__APPLE__)
-#define RF_TEAM_THREADS 1
+#include <dlfcn.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
 #include <unistd.h>
-#if defined(__unix__) || defined(__APPLE__)
-#include <dlfcn.h>
-#endif
 #if defined(__linux__)
 #include <limits.h>
 #include <linux/futex.h>
