@@ -164,7 +164,10 @@ cdef enum:
     # The Elman recurrence's steps run in the thread team (_team.h: each step's product
     # (m, n_h) (n_h, n_h) split by columns, each panel's product and epilogue on one
     # thread) for m >= TEAM_MIN_ROWS, n_h >= TEAM_MIN_HIDDEN and TEAM_MIN_WORK to
-    # TEAM_MAX_WORK multiply-adds per step.  Measured on the shared 2-core EPYC (Zen 5),
+    # TEAM_MAX_WORK multiply-adds per step, where the product would otherwise run in
+    # threaded BLAS (not where a one-thread LIBXSMM kernel is planned: the team's gain
+    # there, at (16, 256) and (32, 128) below, turned into a loss whenever the machine
+    # was busy).  Measured on the shared 2-core EPYC (Zen 5),
     # seed API forward + BPTT, n_x = n_y = 128, T = 100 (50 at n_h 512), team / today's
     # path, medians of 9-15 interleaved samples, float32 / float64, over 3-5 runs:
     # 0.48-0.75 / 0.69-0.90 at (8, 256) (today: threaded BLAS every step), 0.82-1.03 /
@@ -227,6 +230,8 @@ cdef inline ProductPlan plan_product(int64_t n_rows, int64_t n_cols, int64_t n_i
     if allowed & PRODUCT_TEAM and not rf_t_active and (
             rf_team_forced == 1
             or (rf_team_forced == -1 and team_product_wins(n_rows, n_cols, n_inner, float32)
+                and not (rf_xsmm_enabled and packed_product_wins(n_rows, n_cols, n_inner,
+                                                                 float32))
                 and rf_blas_numpy_active() and rf_team_natural_size() >= 2)):
         return PRODUCT_TEAM
     if allowed & PRODUCT_PACKED and rf_xsmm_enabled and (

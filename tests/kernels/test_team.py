@@ -194,10 +194,19 @@ def test_plan_keeps_todays_path_off_the_team_shapes():
     """The plan picks the team only within its measured range, and only with a team of two
     or more; forced off it never does, forced on always (where the caller allows it)."""
     team = _kernels._team_size() >= 2 and _kernels.blas_in_use() == "numpy"
-    # 8 to 16 rows of 256, 32 rows of 128 (see TEAM_* in _blas.pxd), in either dtype
-    for sizes in [(8, 256, 256), (16, 256, 256), (32, 128, 128), (11, 200, 200)]:
+    # 8 rows and more, 2^19 to 2^20 multiply-adds (see TEAM_* in _blas.pxd), in either
+    # dtype, where no one-thread LIBXSMM kernel is planned
+    for sizes in [(8, 256, 256), (12, 256, 256), (9, 300, 300)]:
         for float32 in (False, True):
             assert (_kernels._test_plan_product(*sizes, PLANS, float32) == "team") == team
+    for sizes in [(16, 256, 256), (32, 128, 128)]:
+        assert ((_kernels._test_plan_product(*sizes, PLANS, True) == "team")
+                == (team and not _kernels.LIBXSMM))
+        try:
+            _kernels._set_force_packed(False)       # no LIBXSMM: threaded BLAS otherwise
+            assert (_kernels._test_plan_product(*sizes, PLANS, True) == "team") == team
+        finally:
+            _kernels._set_force_packed(None)
     # today's path where the team measured no faster: one sequence, char sizes, small
     # batches, "medium" (32, 256), "large" (64, 1024), few rows, wide states
     for sizes in [(1, 128, 128), (1, 100, 100), (1, 5, 5), (16, 64, 64), (16, 128, 128),
@@ -205,10 +214,10 @@ def test_plan_keeps_todays_path_off_the_team_shapes():
                   (64, 1024, 1024), (8, 512, 512), (64, 256, 256), (17, 256, 256)]:
         assert _kernels._test_plan_product(*sizes, PLANS, True) != "team"
     # only where the caller allows it
-    assert _kernels._test_plan_product(16, 256, 256, PLANS[1:], True) != "team"
+    assert _kernels._test_plan_product(8, 256, 256, PLANS[1:], True) != "team"
     try:
         _kernels._set_force_team(False)
-        assert _kernels._test_plan_product(16, 256, 256, PLANS, True) != "team"
+        assert _kernels._test_plan_product(8, 256, 256, PLANS, True) != "team"
         _kernels._set_force_team(True)
         assert _kernels._test_plan_product(1, 3, 3, PLANS) == "team"
         assert _kernels._test_plan_product(1, 3, 3, PLANS[1:]) != "team"
