@@ -82,6 +82,8 @@ if _libmvec_available():
 # BLAS symbols for its fallbacks: libxsmmnoblas provides stubs, so that no
 # second BLAS is loaded next to NumPy's.  Its symbols stay inside the extension.
 kernel_macros, kernel_libraries = list(macros), list(libraries)
+if sys.platform != "win32":
+    kernel_libraries.append("pthread")      # the thread team of the time loops (_team.h)
 kernel_include_dirs, kernel_library_dirs, kernel_link_args = [np.get_include(), "rnnfast"], [], []
 LIBXSMM = _libxsmm_location()
 if LIBXSMM is not None:
@@ -120,7 +122,7 @@ extensions = [
               extra_compile_args=compile_args, extra_link_args=kernel_link_args,
               depends=KERNEL_INCLUDES + ["rnnfast/_vecmath.h", "rnnfast/_vecmath_impl.h",
                                          "rnnfast/_blas.pxd", "rnnfast/_blas_numpy.h",
-                                         "rnnfast/_xsmm.h"]),
+                                         "rnnfast/_xsmm.h", "rnnfast/_team.h"]),
     Extension("rnnfast._updates", ["rnnfast/_updates.pyx"], extra_compile_args=compile_args),
     # the benchmark's FMA peak (python -m rnnfast bench): each ISA's loop has its own
     # target attribute in _peak.h, so no -march flag is needed

@@ -88,6 +88,20 @@ cdef extern from "_xsmm.h" nogil:
     void rf_xsmm_call_f(const void *kernel, const float *a, const float *b, float *c)
     void rf_xsmm_call_d(const void *kernel, const double *a, const double *b, double *c)
 
+cdef extern from "_team.h" nogil:
+    ctypedef void (*rf_team_fn)(void *arg, int member, int n_members) noexcept nogil
+    int rf_team_forced
+    void rf_team_force(int forced)
+    long rf_team_runs
+    int rf_team_bind_openblas(const char *path)
+    int rf_team_natural_size()
+    int rf_team_acquire(int n_members)
+    void rf_team_run(rf_team_fn fn, void *arg, int n_members)
+    long long rf_team_claim()
+    void rf_team_wait_done(long long target)
+    void rf_team_task_done()
+    void rf_team_release()
+
 cdef extern from "_vecmath.h" nogil:
     void rf_small_gemm_d(int trans_a, int trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                          double alpha, const double *a, Py_ssize_t lda, const double *b,
@@ -106,6 +120,8 @@ cdef enum ProductPlan:
     PRODUCT_GEMM = 8     # BLAS gemm
     PRODUCT_PACKED = 16  # a LIBXSMM kernel dispatched once per call (when built in), the
                          # matrix laid out once per call so that the kernel reads it as is
+    PRODUCT_TEAM = 32    # a time loop's every step split by output columns among a team of
+                         # threads (_team.h), each running its panel as one thread
 
 cdef enum:
     # Products of at most this many multiply-adds skip BLAS, whose per-call cost
@@ -145,6 +161,29 @@ cdef enum:
     # 12288 values), 1.12 at (32, 256); GRU 0.83 at (16, 128), 0.88 at (24, 80), 0.93 at
     # (32, 64), 0.92-1.03 at (32, 128), 1.15 at (32, 256).  One row: 1.0-1.3 (gemv kept).
     PACKED_MAX_OUTPUT_F64 = 8192         # 32 * 256
+    # The Elman recurrence's steps run in the thread team (_team.h: each step's product
+    # (m, n_h) (n_h, n_h) split by columns, each panel's product and epilogue on one
+    # thread) for m >= TEAM_MIN_ROWS, n_h >= TEAM_MIN_HIDDEN and TEAM_MIN_WORK to
+    # TEAM_MAX_WORK multiply-adds per step, where the product would otherwise run in
+    # threaded BLAS (not where a one-thread LIBXSMM kernel is planned: the team's gain
+    # there, at (16, 256) and (32, 128) below, turned into a loss whenever the machine
+    # was busy).  Measured on the shared 2-core EPYC (Zen 5),
+    # seed API forward + BPTT, n_x = n_y = 128, T = 100 (50 at n_h 512), team / today's
+    # path, medians of 9-15 interleaved samples, float32 / float64, over 3-5 runs:
+    # 0.48-0.75 / 0.69-0.90 at (8, 256) (today: threaded BLAS every step), 0.82-1.03 /
+    # 0.82-1.05 at (16, 256), 0.90-1.02 / 0.84-1.03 at (32, 128) (today: LIBXSMM on one
+    # thread); no gain at (8, 128) and (16, 128) (0.96-1.02); slower at (2, 256) and
+    # (4, 256) (1.04-1.31), at (32, 256) ("medium": 0.92-1.12 / 0.90-1.39), (8, 512)
+    # (1.43-1.46), (64, 256) (1.25-1.46), (32, 512) in float64 (1.18-1.80) and (64, 1024)
+    # ("large": 0.97-1.59).  A step's hand-off between members costs about 0.4 us; a
+    # member's LIBXSMM panel (32, 256) (256, 128) runs at 217 GFLOP/s in float32, 113
+    # in float64, so that at "medium" the team saves about 9 us (float32) of a step's
+    # product, which a busy second core or BLAS's own threads still spinning from the
+    # hoisted products take back.
+    TEAM_MIN_ROWS = 8
+    TEAM_MIN_HIDDEN = 128
+    TEAM_MIN_WORK = 524288               # 8 * 256 * 256 = 32 * 128 * 128
+    TEAM_MAX_WORK = 1048576              # 16 * 256 * 256
     PACKED_SMALL_HIDDEN = 100
     PACKED_MIN_ROWS = 16
     PACKED_MAX_ROWS = 32
@@ -169,6 +208,14 @@ cdef inline bint packed_product_wins(int64_t n_rows, int64_t n_cols, int64_t n_i
             or (n_cols <= PACKED_SMALL_HIDDEN and n_inner <= PACKED_SMALL_HIDDEN))
 
 
+cdef inline bint team_product_wins(int64_t n_rows, int64_t n_cols, int64_t n_inner,
+                                   bint float32) noexcept nogil:
+    """Where the thread team measured faster than the one-thread path (see TEAM_* above)."""
+    cdef int64_t work = product_work(n_rows, n_cols, n_inner)
+    return (n_rows >= TEAM_MIN_ROWS and n_cols >= TEAM_MIN_HIDDEN
+            and n_inner >= TEAM_MIN_HIDDEN and TEAM_MIN_WORK <= work <= TEAM_MAX_WORK)
+
+
 cdef inline ProductPlan plan_product(int64_t n_rows, int64_t n_cols, int64_t n_inner,
                                      int allowed, bint float32=False) noexcept nogil:
     """How (n_rows, n_inner) (n_inner, n_cols) runs, among the ``allowed`` plans (bits).
@@ -176,7 +223,17 @@ cdef inline ProductPlan plan_product(int64_t n_rows, int64_t n_cols, int64_t n_i
     PRODUCT_PACKED needs LIBXSMM built in and enabled (``rf_xsmm_enabled``); its limits
     depend on the dtype (``float32``; the float64 ones, the stricter, otherwise).
     ``rf_xsmm_forced`` (tests) plans it on every shape that allows it.
+    PRODUCT_TEAM (a time loop's steps split among a thread team, _team.h) needs a team
+    of two or more (NumPy's OpenBLAS threads, bound and in use) and no torch BLAS on this
+    thread; ``rf_team_forced`` (tests) plans it on every shape (1) or never (0).
     """
+    if allowed & PRODUCT_TEAM and not rf_t_active and (
+            rf_team_forced == 1
+            or (rf_team_forced == -1 and team_product_wins(n_rows, n_cols, n_inner, float32)
+                and not (rf_xsmm_enabled and packed_product_wins(n_rows, n_cols, n_inner,
+                                                                 float32))
+                and rf_blas_numpy_active() and rf_team_natural_size() >= 2)):
+        return PRODUCT_TEAM
     if allowed & PRODUCT_PACKED and rf_xsmm_enabled and (
             rf_xsmm_forced or packed_product_wins(n_rows, n_cols, n_inner, float32)):
         return PRODUCT_PACKED

@@ -6,6 +6,7 @@
 #   blas.pxi       BLAS binding at import, the product policy for Python and the time loops,
 #                  and the BLAS test hooks
 #   elman.pxi      the Elman recurrence (seed model and nn.RNN layer): math, loops, entry points
+#   elman_team.pxi its serial loops split by columns among a thread team (_team.h)
 #   gated.pxi      the LSTM and GRU layers: loops and entry points
 #   seed_api.pxi   the seed API's Model, ForwardCache and fast path
 #   generate.pxi   text generation: the whole sampling loop of RNNModel (any cell, any layers)
@@ -61,6 +62,7 @@ cdef struct Dims:
     int x_mode                  # the form of the seed model's x (X_COLUMNS, X_ROWS, X_INDEX)
     bint own_products           # Elman: recurrent products in the hand-written loops
     bint packed                 # recurrent products in LIBXSMM kernels (PRODUCT_PACKED)
+    int team                    # Elman: members of the thread team running the steps, or 0
     bint softmax                # seed forward: softmax outputs (else logits)
 
 
@@ -127,6 +129,7 @@ cdef inline cnp.ndarray _scratch(bint needed, cnp.ndarray like):
 
 include "_kernel_src/common.pxi"
 include "_kernel_src/blas.pxi"
+include "_kernel_src/elman_team.pxi"
 include "_kernel_src/elman.pxi"
 include "_kernel_src/gated.pxi"
 include "_kernel_src/seed_api.pxi"

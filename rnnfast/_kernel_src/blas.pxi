@@ -33,6 +33,8 @@ def _bind_numpy_blas():
         return None
     for path in _numpy_blas_candidates():
         if rf_blas_bind(os.fsencode(path)):
+            # and its per-thread setting, for the thread team's members (_team.h)
+            _blas.rf_team_bind_openblas(os.fsencode(path))
             return path
     return None
 
@@ -144,6 +146,39 @@ cdef inline bint _plan_packed(const Dims *d, int n_cols, int n_inner) noexcept n
     cdef int allowed = _blas.PRODUCT_PACKED | _blas.PRODUCT_GEMV | _blas.PRODUCT_GEMM
     return (plan_product(d.n_batch, n_cols, n_inner, allowed, d.float32)
             == _blas.PRODUCT_PACKED)
+
+
+def _set_force_team(force):
+    """Tests only: the Elman time loops in the thread team on every shape (True), never
+    (False), or by the plan (None).  Forced on, the team has at least two members even
+    where the plan would find one CPU or one BLAS thread."""
+    _blas.rf_team_force(-1 if force is None else (1 if force else 0))
+
+
+def _team_runs():
+    """Tests only: how many time loops have run on the thread team in this process."""
+    return _blas.rf_team_runs
+
+
+def _team_size():
+    """Members of the thread team the plan would use (1: no team): NumPy's OpenBLAS
+    threads, within this thread's CPU affinity."""
+    return _blas.rf_team_natural_size()
+
+
+cdef inline int _plan_team(const Dims *d) noexcept nogil:
+    """Members of the thread team that runs the Elman time loop's steps, 0 for none:
+    ``plan_product`` chooses TEAM for the recurrent product (m, n_h) (n_h, n_h)."""
+    cdef int allowed = (_blas.PRODUCT_TEAM | _blas.PRODUCT_PACKED | _blas.PRODUCT_GEMV
+                        | _blas.PRODUCT_GEMM)
+    cdef int members
+    if (plan_product(d.n_batch, d.n_hidden, d.n_hidden, allowed, d.float32)
+            != _blas.PRODUCT_TEAM):
+        return 0
+    members = _blas.rf_team_natural_size()
+    if members < 2:
+        members = 2                 # forced (the plan itself wants two or more)
+    return members
 
 
 cpdef bint use_own_products(Py_ssize_t n_batch, Py_ssize_t n_hidden):
@@ -294,7 +329,7 @@ def _test_packed_times(const floating[:, ::1] a, const floating[:, ::1] b,
 
 _PLAN_NAMES = {"loop": _blas.PRODUCT_LOOP, "vecmat": _blas.PRODUCT_VECMAT,
                "gemv": _blas.PRODUCT_GEMV, "gemm": _blas.PRODUCT_GEMM,
-               "packed": _blas.PRODUCT_PACKED}
+               "packed": _blas.PRODUCT_PACKED, "team": _blas.PRODUCT_TEAM}
 
 
 def _test_plan_product(n_rows, n_cols, n_inner, allowed=("loop", "vecmat", "gemv", "gemm"),

@@ -115,9 +115,17 @@ cdef void _recur_forward(const Dims *d, floating *h, const floating *h0, const f
     cdef void *step_kernel = NULL                # and for H_prev a step of h
     cdef void *kernel
 
-    if d.own_products or d.packed:
+    cdef ElmanTeamJob job
+    if d.own_products or d.packed or d.team:
         # Whh^T, row-major, so that each step is a row-vector (or rows) times matrix
         _transpose(w_hh, n_hidden, n_hidden, w_hh_t)
+    if d.team:
+        # the steps split by columns among the thread team (elman_team.pxi), unless
+        # another thread holds it
+        memset(&job, 0, sizeof(ElmanTeamJob))
+        job.h, job.h0, job.w_hh, job.w_hh_t, job.b_h = h, h0, w_hh, w_hh_t, b_h
+        if _team_run(d, &job, False):
+            return
     if d.packed:
         # Z_t += H_prev Whh^T: kernels for h0's row stride and for a step's; NULL
         # (no kernel) falls back to BLAS
@@ -165,7 +173,16 @@ cdef void _recur_backward(const Dims *d, const floating *h, const floating *dh, 
     cdef Py_ssize_t s, t, i, j, off
     cdef floating *dz_t
     cdef void *kernel = NULL
+    cdef ElmanTeamJob job
 
+    if d.team:
+        # the steps split by columns among the thread team (elman_team.pxi), unless
+        # another thread holds it
+        memset(&job, 0, sizeof(ElmanTeamJob))
+        job.states, job.dh, job.dz, job.grad, job.carry = h, dh, dz, grad, carry
+        job.w_hh, job.db_h = w_hh, db_h_out
+        if _team_run(d, &job, True):
+            return
     if d.packed:
         # G = dZ_t Whh in a LIBXSMM kernel (NULL: BLAS)
         kernel = _packed_kernel(w_hh, n_batch, n_hidden, n_hidden, ld_step, n_hidden,
@@ -345,9 +362,10 @@ cdef tuple _seed_forward(int x_mode, cnp.ndarray x, cnp.ndarray h0, cnp.ndarray 
     d.n_output = <int>cnp.PyArray_DIMS(w_yh)[0]
     d.x_mode, d.activation, d.own_products, d.softmax = x_mode, TANH, own_products, softmax
     d.packed = not own_products and _plan_packed(&d, d.n_hidden, d.n_hidden)
+    d.team = 0 if own_products else _plan_team(&d)
     cdef cnp.ndarray h_out = _empty3(n_batch, n_steps, n_hidden, type_num)
     cdef cnp.ndarray y_out = _empty3(n_batch, n_steps, d.n_output, type_num)
-    cdef cnp.ndarray w_hh_t = _scratch(own_products or d.packed, w_hh)
+    cdef cnp.ndarray w_hh_t = _scratch(own_products or d.packed or d.team, w_hh)
     cdef ElmanBuffers b = _seed_buffers(x, h0, w_hx, w_hh, b_h)
     b.w_yh, b.b_y = _ptr(w_yh), _ptr(b_y)
     b.h, b.y, b.w_hh_t = _ptr(h_out), _ptr(y_out), _ptr(w_hh_t)
@@ -378,6 +396,7 @@ cdef tuple _seed_backward(int x_mode, cnp.ndarray x, cnp.ndarray h0, cnp.ndarray
                         <int>dims[2])
     d.x_mode, d.activation, d.own_products = x_mode, TANH, own_products
     d.packed = not own_products and _plan_packed(&d, d.n_hidden, d.n_hidden)
+    d.team = 0 if own_products else _plan_team(&d)
     cdef cnp.ndarray dx_out = None if x_mode == X_INDEX else _empty_like(x)
     cdef cnp.ndarray dh0_out = _zeros_like(h0)     # no gradient reaches the final state
     cdef cnp.ndarray dw_hx_out = _empty_like(w_hx), dw_hh_out = _empty_like(w_hh)
@@ -422,6 +441,7 @@ def loss(int x_mode, cnp.ndarray x not None, cnp.ndarray h0 not None,
     d.n_output = <int>cnp.PyArray_DIMS(w_yh)[0]
     d.x_mode, d.activation, d.own_products, d.softmax = x_mode, TANH, own_products, False
     d.packed = not own_products and _plan_packed(&d, d.n_hidden, d.n_hidden)
+    d.team = 0 if own_products else _plan_team(&d)
     cdef cnp.ndarray h_out = _empty3(n_batch, n_steps, n_hidden, type_num)
     cdef cnp.ndarray logits = _empty3(n_batch, n_steps, d.n_output, type_num)
     cdef cnp.ndarray dh = _empty3(n_batch, n_steps, n_hidden, type_num)
@@ -430,7 +450,7 @@ def loss(int x_mode, cnp.ndarray x not None, cnp.ndarray h0 not None,
     cdef cnp.ndarray dw_hx_out = _empty_like(w_hx), dw_hh_out = _empty_like(w_hh)
     cdef cnp.ndarray dw_yh_out = _empty_like(w_yh)
     cdef cnp.ndarray db_h_out = _empty_like(b_h), db_y_out = _empty_like(b_y)
-    cdef cnp.ndarray w_hh_t = _scratch(own_products or d.packed, w_hh)
+    cdef cnp.ndarray w_hh_t = _scratch(own_products or d.packed or d.team, w_hh)
     cdef ElmanBuffers b = _seed_buffers(x, h0, w_hx, w_hh, b_h)
     b.w_yh, b.b_y, b.labels = _ptr(w_yh), _ptr(b_y), <const Py_ssize_t *>_ptr(labels)
     b.h, b.y, b.w_hh_t = _ptr(h_out), _ptr(logits), _ptr(w_hh_t)
@@ -459,8 +479,9 @@ def layer_forward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray w
     d.x_mode, d.activation, d.own_products, d.reverse = X_ROWS, activation, own_products, reverse
     d.lengths = <const Py_ssize_t *>_ptr(lengths)
     d.packed = not own_products and _plan_packed(&d, d.n_hidden, d.n_hidden)
+    d.team = 0 if own_products else _plan_team(&d)
     cdef cnp.ndarray h_out = _empty3(n_batch, n_steps, n_hidden, cnp.PyArray_TYPE(h0))
-    cdef cnp.ndarray w_hh_t = _scratch(own_products or d.packed, w_hh)
+    cdef cnp.ndarray w_hh_t = _scratch(own_products or d.packed or d.team, w_hh)
     cdef ElmanBuffers b = _seed_buffers(x, h0, w_ih, w_hh, bias)
     b.h, b.w_hh_t = _ptr(h_out), _ptr(w_hh_t)
     _run(_layer_forward[float], _layer_forward[double], &d, &b)
@@ -483,6 +504,7 @@ def layer_backward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray 
     d.x_mode, d.activation, d.own_products, d.reverse = X_ROWS, activation, own_products, reverse
     d.lengths = <const Py_ssize_t *>_ptr(lengths)
     d.packed = not own_products and _plan_packed(&d, d.n_hidden, d.n_hidden)
+    d.team = 0 if own_products else _plan_team(&d)
     cdef cnp.npy_intp n_bias = d.n_hidden
     cdef cnp.ndarray dx_out = _empty_like(x)
     cdef cnp.ndarray dh0_out = cnp.PyArray_NewCopy(grad_h_n, cnp.NPY_CORDER)  # G on entry

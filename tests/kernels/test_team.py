@@ -1,0 +1,292 @@
+"""The Elman time loops on the thread team (PRODUCT_TEAM) against the NumPy twins.
+
+``_kernels._set_force_team(True)`` runs every Elman forward and BPTT loop on the
+team (at least two members, whatever the machine), ``False`` never, ``None`` by
+the plan (``plan_product`` in ``_blas.pxd``).  Each member runs a column panel of
+every step's product in a LIBXSMM kernel or one-thread BLAS: the ``panels``
+fixture forces each.  ``_team_runs()`` counts the loops the team ran, so that a
+comparison which silently ran today's path instead fails.
+"""
+
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import rnnfast
+from rnnfast import _kernels
+from rnnfast import reference as ref
+from tests.helpers import (
+    assert_close,
+    check_forward_backward,
+    in_layout,
+    make_dh,
+    make_problem,
+    numpy_run,
+)
+
+PLANS = ("team", "packed", "gemv", "gemm")
+
+
+@pytest.fixture(params=["libxsmm", "blas"])
+def panels(request):
+    """The team forced on, its members' panels in LIBXSMM kernels or in one-thread BLAS
+    (the hand-written loops of one sequence forced off, so that m = 1 reaches the team)."""
+    if request.param == "libxsmm" and not _kernels.LIBXSMM:
+        pytest.skip("rnnfast is built without LIBXSMM")
+    _kernels._set_force_team(True)
+    _kernels._set_force_packed(request.param == "libxsmm")
+    _kernels._set_force_products(False)
+    yield request.param
+    _kernels._set_force_team(None)
+    _kernels._set_force_packed(None)
+    _kernels._set_force_products(None)
+
+
+class TeamRuns:
+    """Asserts that the block ran ``expected`` loops on the team."""
+
+    def __init__(self, expected):
+        self.expected = expected
+
+    def __enter__(self):
+        self.before = _kernels._team_runs()
+
+    def __exit__(self, *exc):
+        if exc[0] is None:
+            assert _kernels._team_runs() - self.before == self.expected
+
+
+def layer_problem(T, N, n_in, H, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((T, N, n_in))
+    h0 = 0.5 * rng.standard_normal((N, H))
+    w_ih = rng.standard_normal((H, n_in)) / np.sqrt(n_in)
+    w_hh = rng.standard_normal((H, H)) / np.sqrt(H)
+    b_ih, b_hh = 0.1 * rng.standard_normal(H), 0.1 * rng.standard_normal(H)
+    d_out, d_hn = rng.standard_normal((T, N, H)), rng.standard_normal((N, H))
+    return x, h0, w_ih, w_hh, b_ih, b_hh, d_out, d_hn
+
+
+@pytest.mark.parametrize("sizes", [(1, 1, 1, 1), (1, 1, 3, 7), (5, 1, 4, 33), (4, 3, 5, 257),
+                                   (6, 2, 3, 16), (3, 17, 2, 100), (7, 5, 3, 33)],
+                         ids=lambda s: "T{}-m{}-nin{}-H{}".format(*s))
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+@pytest.mark.parametrize("activation", [_kernels.Activation.TANH, _kernels.Activation.RELU],
+                         ids=["tanh", "relu"])
+def test_layer_kernels_on_the_team_match_the_twin(sizes, reverse, with_lengths, activation,
+                                                  dtype, panels):
+    T, N, n_in, H = sizes
+    x, h0, w_ih, w_hh, b_ih, b_hh, d_out, d_hn = layer_problem(T, N, n_in, H, T + 10 * N + H)
+    lengths = None
+    if with_lengths:
+        lengths = [T - (i % T) for i in range(N)]
+        lengths[-1] = max(1, T // 2)
+    name = activation.name.lower()
+    out_e, hn_e, cache = ref.rnn_layer_forward(x, h0, w_ih, w_hh, b_ih, b_hh, name, reverse,
+                                               lengths)
+    grads_e = ref.rnn_layer_backward(d_out, d_hn, cache)
+
+    def cast(a):
+        return np.ascontiguousarray(a, dtype=dtype)
+    lengths_c = None if lengths is None else np.array(lengths, dtype=np.intp)
+    x_rows = cast(x.transpose(1, 0, 2).reshape(N * T, n_in))
+    w_hh_c = cast(w_hh)
+    w_hh_c.flags.writeable = False              # read-only weights are fine
+    with TeamRuns(1):
+        states = _kernels.layer_forward(x_rows, cast(h0), cast(w_ih), w_hh_c,
+                                        cast(b_ih + b_hh), lengths_c, reverse, activation, False)
+    valid = np.ones((T, N), bool) if lengths is None else np.arange(T)[:, None] < lengths
+    assert_close(np.where(valid[:, :, None], states.transpose(1, 0, 2), 0), out_e, dtype,
+                 "output")
+    assert_close(states[:, 0] if reverse else states[:, -1], hn_e, dtype, "h_n")
+    d_states = cast(np.where(valid[:, :, None], d_out, 0).transpose(1, 0, 2))
+    with TeamRuns(1):
+        dx, dh0, dw_ih, dw_hh, db = _kernels.layer_backward(
+            x_rows, cast(h0), states, d_states, cast(d_hn), cast(w_ih), w_hh_c, lengths_c,
+            reverse, activation, False)
+    assert_close(dx.reshape(N, T, n_in).transpose(1, 0, 2), grads_e["input"], dtype, "input")
+    for key, got in (("hx", dh0), ("weight_ih", dw_ih), ("weight_hh", dw_hh), ("bias_ih", db)):
+        assert_close(got, grads_e[key], dtype, key)
+    assert np.array_equal(w_hh_c, cast(w_hh))   # the caller's weights are untouched
+
+
+# (n_x, n_h, n_y, m, T): odd hidden widths, one sequence, one step
+SEED_SHAPES = [(1, 1, 1, 1, 1), (5, 7, 5, 1, 5), (7, 33, 5, 3, 6), (13, 257, 7, 2, 4),
+               (4, 33, 3, 1, 1), (3, 7, 2, 5, 1), (9, 64, 11, 32, 9)]
+
+
+@pytest.mark.parametrize("shape", SEED_SHAPES, ids=lambda s: "nx{}-nh{}-ny{}-m{}-T{}".format(*s))
+def test_seed_api_on_the_team_matches_the_twin(shape, dtype, panels):
+    x, h0, p = make_problem(shape, dtype)
+    dh = make_dh(shape, dtype)
+    with TeamRuns(2):
+        check_forward_backward(x, h0, p, dh, dtype)
+
+
+@pytest.mark.parametrize("layout", ["fortran", "strided", "negative", "readonly"])
+def test_seed_api_on_the_team_reads_any_layout(layout, dtype, panels):
+    shape = (7, 33, 5, 3, 6)
+    x, h0, p = make_problem(shape, dtype, seed=3)
+    dh = make_dh(shape, dtype)
+    x_l, h0_l = in_layout(x, layout), in_layout(h0, layout)
+    p_l = {k: in_layout(v, layout) for k, v in p.items()}
+    copies = [a.copy() for a in (x_l, h0_l, *p_l.values())]
+    with TeamRuns(2):
+        check_forward_backward(x_l, h0_l, p_l, in_layout(dh, layout), dtype)
+    for before, after in zip(copies, (x_l, h0_l, *p_l.values()), strict=True):
+        assert np.array_equal(before, after)        # the caller's arrays are untouched
+
+
+def test_model_loss_on_the_team_matches_the_twin(dtype, panels):
+    """The char model's fused loss (forward, cross-entropy and BPTT in one kernel call)."""
+    model = rnnfast.RNNModel(5, 33, 6, dtype=dtype, seed=4)
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((3, 8, 5)).astype(dtype)
+    Y = rng.integers(0, 6, size=(3, 8))
+    h0 = (0.5 * rng.standard_normal((3, 33))).astype(dtype)
+    with TeamRuns(2):
+        loss, grads = model.loss_and_grads(X, Y, h0)
+    p64 = {k: np.asarray(v, np.float64) for k, v in model.parameters.items()}
+    loss_e, grads_e = ref.rnn_loss(X.transpose(2, 0, 1).astype(np.float64),
+                                   h0.T.astype(np.float64), Y, p64)
+    assert abs(loss - loss_e) < (1e-12 if dtype == np.float64 else 1e-5)
+    for key in ("dWhx", "dWhh", "dWyh", "dbh", "dby"):
+        assert_close(grads[key], grads_e[key], dtype, key)
+    assert_close(grads["dx"], grads_e["dx"].transpose(1, 2, 0), dtype, "dx")
+    assert_close(grads["dh0"], grads_e["dh0"].T, dtype, "dh0")
+
+
+def module_pair(dtype, nonlinearity, hidden, seed=0, **kwargs):
+    r64 = rnnfast.RNN(4, hidden, dtype=np.float64, seed=seed, nonlinearity=nonlinearity,
+                      **kwargs)
+    r = rnnfast.RNN(4, hidden, dtype=dtype, nonlinearity=nonlinearity, **kwargs)
+    weights = r64.state_dict()
+    r.load_state_dict(weights)
+    return weights, r
+
+
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+@pytest.mark.parametrize("hidden, N, L", [(7, 3, 6), (33, 1, 5), (257, 2, 3), (33, 5, 1)],
+                         ids=lambda v: str(v))
+def test_rnn_module_on_the_team_matches_the_twin(nonlinearity, hidden, N, L, dtype, panels):
+    weights, r = module_pair(dtype, nonlinearity, hidden, num_layers=2, bidirectional=True)
+    rng = np.random.default_rng(hidden + N)
+    x, h0 = rng.standard_normal((L, N, 4)), rng.standard_normal((4, N, hidden))
+    go, gh = rng.standard_normal((L, N, 2 * hidden)), rng.standard_normal((4, N, hidden))
+    lengths = np.array([L - (i % L) for i in range(N)]) if N > 1 else None
+    with TeamRuns(8):                   # 2 layers x 2 directions, forward and backward
+        out, hn = r.forward(x.astype(dtype), h0.astype(dtype), lengths=lengths)
+        grads = r.backward(go.astype(dtype), gh.astype(dtype))
+    out_e, hn_e, g_e = numpy_run(r, weights, x, h0, go, gh, lengths)
+    assert_close(out, out_e, dtype, "output")
+    assert_close(hn, hn_e, dtype, "h_n")
+    assert set(g_e) == set(grads)
+    for key, expected in g_e.items():
+        assert_close(grads[key], expected, dtype, key)
+
+
+def test_plan_keeps_todays_path_off_the_team_shapes():
+    """The plan picks the team only within its measured range, and only with a team of two
+    or more; forced off it never does, forced on always (where the caller allows it)."""
+    team = _kernels._team_size() >= 2 and _kernels.blas_in_use() == "numpy"
+    # 8 rows and more, 2^19 to 2^20 multiply-adds (see TEAM_* in _blas.pxd), in either
+    # dtype, where no one-thread LIBXSMM kernel is planned
+    for sizes in [(8, 256, 256), (12, 256, 256), (9, 300, 300)]:
+        for float32 in (False, True):
+            assert (_kernels._test_plan_product(*sizes, PLANS, float32) == "team") == team
+    for sizes in [(16, 256, 256), (32, 128, 128)]:
+        assert ((_kernels._test_plan_product(*sizes, PLANS, True) == "team")
+                == (team and not _kernels.LIBXSMM))
+        try:
+            _kernels._set_force_packed(False)       # no LIBXSMM: threaded BLAS otherwise
+            assert (_kernels._test_plan_product(*sizes, PLANS, True) == "team") == team
+        finally:
+            _kernels._set_force_packed(None)
+    # today's path where the team measured no faster: one sequence, char sizes, small
+    # batches, "medium" (32, 256), "large" (64, 1024), few rows, wide states
+    for sizes in [(1, 128, 128), (1, 100, 100), (1, 5, 5), (16, 64, 64), (16, 128, 128),
+                  (8, 128, 128), (4, 256, 256), (7, 256, 256), (32, 256, 256),
+                  (64, 1024, 1024), (8, 512, 512), (64, 256, 256), (17, 256, 256)]:
+        assert _kernels._test_plan_product(*sizes, PLANS, True) != "team"
+    # only where the caller allows it
+    assert _kernels._test_plan_product(8, 256, 256, PLANS[1:], True) != "team"
+    try:
+        _kernels._set_force_team(False)
+        assert _kernels._test_plan_product(8, 256, 256, PLANS, True) != "team"
+        _kernels._set_force_team(True)
+        assert _kernels._test_plan_product(1, 3, 3, PLANS) == "team"
+        assert _kernels._test_plan_product(1, 3, 3, PLANS[1:]) != "team"
+    finally:
+        _kernels._set_force_team(None)
+
+
+def test_team_size_is_within_the_cpus_and_blas_threads():
+    size = _kernels._team_size()
+    assert 1 <= size <= len(os.sched_getaffinity(0))
+
+
+def test_concurrent_callers_get_their_own_results(dtype, panels):
+    """Four Python threads at once: one holds the team, the others run today's path
+    meanwhile; every thread gets the result of its own serial call."""
+    shape = (9, 65, 7, 4, 40)
+    problems = [(make_problem(shape, dtype, seed=s), make_dh(shape, dtype, seed=s + 10))
+                for s in range(4)]
+    expected = []
+    for (x, h0, p), dh in problems:
+        h, y, caches = rnnfast.rnn_forward(x, h0, p)
+        expected.append((h, y, rnnfast.rnn_backward(dh, caches)))
+    barrier = threading.Barrier(4)
+    results, errors = [None] * 4, []
+
+    def work(i):
+        try:
+            (x, h0, p), dh = problems[i]
+            got = []
+            for _ in range(5):
+                barrier.wait()
+                h, y, caches = rnnfast.rnn_forward(x, h0, p)
+                got.append((h, y, rnnfast.rnn_backward(dh, caches)))
+            results[i] = got
+        except BaseException as exc:      # reported in the main thread
+            errors.append(exc)
+            barrier.abort()
+
+    before = _kernels._team_runs()
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert _kernels._team_runs() > before
+    for i in range(4):
+        h_e, y_e, g_e = expected[i]
+        for h, y, g in results[i]:
+            assert_close(h, np.float64(h_e), dtype, "h")
+            assert_close(y, np.float64(y_e), dtype, "y")
+            for key in g_e:
+                assert_close(g[key], np.float64(g_e[key]), dtype, key)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="needs Linux")
+def test_team_is_correct_while_other_processes_load_every_cpu(panels):
+    """Busy processes on every CPU: the team's members are preempted between steps (their
+    barrier yields, then sleeps); the results stay those of the twin and the loops end."""
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            for _ in range(len(os.sched_getaffinity(0)))]
+    try:
+        shape = (5, 40, 6, 3, 60)
+        x, h0, p = make_problem(shape, np.float64, seed=7)
+        dh = make_dh(shape, np.float64)
+        for _ in range(3):
+            with TeamRuns(2):
+                check_forward_backward(x, h0, p, dh, np.float64)
+    finally:
+        for process in busy:
+            process.kill()
+            process.wait()
