@@ -295,6 +295,21 @@ def assert_generation_reads_read_only_parameters(model, vocab):
     assert texts == generate(model, vocab, 40, prime="ab", seed=0, streams=2)
 
 
+def assert_a_misfit_parameter_is_refused(model, name, bad, vocab):
+    """With ``model.parameters[name]`` replaced by ``bad`` (not a C-contiguous float32
+    array), ``forward`` and ``generate_iter`` both raise the model's ``ValueError``."""
+    import pytest
+
+    from rnnfast.text import generate_iter
+
+    model.parameters[name] = bad
+    message = rf"parameters\['{name}'\] must be a C-contiguous float32 array"
+    with pytest.raises(ValueError, match=message):
+        model.forward(np.array([[0, 1]]))
+    with pytest.raises(ValueError, match=message):
+        generate_iter(model, vocab, 5)
+
+
 def mpiexec():
     """The ``mpiexec`` beside this Python (the mpich wheel's) or on PATH; skips the test
     when mpi4py or mpiexec is missing."""

@@ -16,7 +16,10 @@ import rnnfast
 from rnnfast import _kernels, text
 from rnnfast import reference as ref
 from rnnfast.text import generate, generate_iter
-from tests.helpers import assert_generation_reads_read_only_parameters
+from tests.helpers import (
+    assert_a_misfit_parameter_is_refused,
+    assert_generation_reads_read_only_parameters,
+)
 
 VOCAB = list("abcdefg \n")
 DTYPES = [np.float32, np.float64]
@@ -346,12 +349,7 @@ def test_generation_reads_read_only_parameters_and_changes_nothing(cell):
                                        ("bias_ih_l0", np.zeros((48, 2), np.float32)[:, 0])])
 def test_a_replaced_parameter_that_does_not_fit_is_refused_as_forward_refuses_it(name, bad):
     model = model_of(("lstm", "tanh"), 2, np.float32)
-    model.parameters[name] = bad
-    message = rf"parameters\['{name}'\] must be a C-contiguous float32 array"
-    with pytest.raises(ValueError, match=message):
-        model.forward(np.array([[0, 1]]))
-    with pytest.raises(ValueError, match=message):
-        generate_iter(model, VOCAB, 5)
+    assert_a_misfit_parameter_is_refused(model, name, bad, VOCAB)
 
 
 def test_a_replaced_parameter_that_fits_is_the_one_generation_reads():
