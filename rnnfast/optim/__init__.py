@@ -650,18 +650,25 @@ def _as_array(value):
     return value
 
 
-def _as_groups(params):
-    """``params`` as a list of parameter-group dicts."""
-    if isinstance(params, np.ndarray):
-        raise TypeError(f"{_PARAMS_EXPECTED}; got one array (put it in a list)")
-    if isinstance(params, dict):
-        return [{"params": params}]
+def _non_empty_list(params):
+    """The items of the iterable ``params`` as a list: ``TypeError`` if it is not iterable
+    or empty."""
     try:
         items = list(params)
     except TypeError:
         raise TypeError(f"{_PARAMS_EXPECTED}; got {type(params).__name__}") from None
     if not items:
         raise TypeError(_PARAMS_EXPECTED)
+    return items
+
+
+def _as_groups(params):
+    """``params`` as a list of parameter-group dicts."""
+    if isinstance(params, np.ndarray):
+        raise TypeError(f"{_PARAMS_EXPECTED}; got one array (put it in a list)")
+    if isinstance(params, dict):
+        return [{"params": params}]
+    items = _non_empty_list(params)
     if all(isinstance(x, dict) for x in items):
         return items
     return [{"params": items}]
@@ -678,12 +685,7 @@ def _group_members(params, index):
             if not isinstance(name, str):
                 raise TypeError(f"parameter names must be strings; got {name!r}")
         return list(params), list(params.values()), params
-    try:
-        items = list(params)
-    except TypeError:
-        raise TypeError(f"{_PARAMS_EXPECTED}; got {type(params).__name__}") from None
-    if not items:
-        raise TypeError(_PARAMS_EXPECTED)
+    items = _non_empty_list(params)
     names, arrays = [], []
     for j, item in enumerate(items):
         if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
