@@ -41,6 +41,7 @@ import functools
 import itertools
 import math
 import operator
+import re
 
 import numpy as np
 
@@ -649,18 +650,25 @@ def _as_array(value):
     return value
 
 
-def _as_groups(params):
-    """``params`` as a list of parameter-group dicts."""
-    if isinstance(params, np.ndarray):
-        raise TypeError(f"{_PARAMS_EXPECTED}; got one array (put it in a list)")
-    if isinstance(params, dict):
-        return [{"params": params}]
+def _non_empty_list(params):
+    """The items of the iterable ``params`` as a list: ``TypeError`` if it is not iterable
+    or empty."""
     try:
         items = list(params)
     except TypeError:
         raise TypeError(f"{_PARAMS_EXPECTED}; got {type(params).__name__}") from None
     if not items:
         raise TypeError(_PARAMS_EXPECTED)
+    return items
+
+
+def _as_groups(params):
+    """``params`` as a list of parameter-group dicts."""
+    if isinstance(params, np.ndarray):
+        raise TypeError(f"{_PARAMS_EXPECTED}; got one array (put it in a list)")
+    if isinstance(params, dict):
+        return [{"params": params}]
+    items = _non_empty_list(params)
     if all(isinstance(x, dict) for x in items):
         return items
     return [{"params": items}]
@@ -677,12 +685,7 @@ def _group_members(params, index):
             if not isinstance(name, str):
                 raise TypeError(f"parameter names must be strings; got {name!r}")
         return list(params), list(params.values()), params
-    try:
-        items = list(params)
-    except TypeError:
-        raise TypeError(f"{_PARAMS_EXPECTED}; got {type(params).__name__}") from None
-    if not items:
-        raise TypeError(_PARAMS_EXPECTED)
+    items = _non_empty_list(params)
     names, arrays = [], []
     for j, item in enumerate(items):
         if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
@@ -717,12 +720,105 @@ def _lerp(start, end, weight):
         start[...] = end - (end - start) * (1 - weight)
 
 
+def _l2_gradient(p, g, hp):
+    """``g`` negated with ``maximize``, plus the L2 penalty ``weight_decay * p``."""
+    if hp["maximize"]:
+        g = -g
+    if hp["weight_decay"]:
+        g = g + hp["weight_decay"] * p
+    return g
+
+
+def _decayed_gradient(p, g, hp):
+    """:func:`_l2_gradient`, but with ``decoupled_weight_decay`` the decay shrinks ``p``
+    in place (``p *= 1 - lr * weight_decay``) and ``g`` keeps no penalty."""
+    if hp["maximize"]:
+        g = -g
+    weight_decay = hp["weight_decay"]
+    if weight_decay:
+        if hp["decoupled_weight_decay"]:
+            p *= 1 - hp["lr"] * weight_decay
+        else:
+            g = g + weight_decay * p
+    return g
+
+
+def _new_buffers(state, p, names):
+    """Zero buffers ``names`` of ``p``'s shape and dtype in a parameter's empty ``state``."""
+    if not state:
+        for name in names:
+            state[name] = np.zeros_like(p)
+
+
+def _moments(m, v, g, beta1, beta2):
+    """Adam's averages in place: ``m = lerp(m, g, 1 - beta1)``,
+    ``v = beta2 v + (1 - beta2) g^2``."""
+    _lerp(m, g, 1 - beta1)
+    v *= beta2
+    v += (1 - beta2) * g * g
+
+
+# -- the docstring sections every optimizer shares ---------------------------------
+
+# A line ``{name}`` alone in an optimizer's docstring stands for _DOCS[name],
+# put in place (at the line's indentation) by @_shared_docs when the class is made.
+_DOCS = {
+    "params": """\
+params : dict, iterable of (str, ndarray), iterable of ndarray or iterable of dict
+    The parameters to update in place, or parameter groups (see
+    :class:`Optimizer`).""",
+    "betas": """\
+betas : tuple of (float, float), default (0.9, 0.999)
+    Decay rates of the averages of the gradient and of its square, each in
+    ``[0, 1)``.""",
+    "foreach": """\
+foreach : bool or None, default None
+    Accepted and ignored (the single-tensor rule always runs).""",
+    "maximize": """\
+maximize : bool, default False
+    Ascend the gradient instead.""",
+    "capturable": """\
+capturable : bool, default False
+    Only False: there are no CUDA graphs.""",
+    "differentiable": """\
+differentiable : bool, default False
+    Only False: NumPy arrays have no autograd.""",
+    "fused": """\
+fused : bool or None, default None
+    Only None or False: there is no fused kernel.""",
+    "raises": """\
+Raises
+------
+TypeError
+    If ``params`` is empty or of another kind, a parameter is not a
+    float32/float64 ndarray, or a hyperparameter is not a real number
+    (a flag not a bool).
+ValueError
+    If a parameter is read-only or not C-contiguous, a name repeats, or a
+    hyperparameter is negative, not finite, out of range or an option
+    rnnfast cannot honour.""",
+}
+
+_DOC_SECTION = re.compile(r"^([ \t]*)\{(\w+)\}$", re.MULTILINE)
+
+
+def _shared_docs(cls):
+    """``cls`` with each ``{name}`` line of its docstring replaced by ``_DOCS[name]``."""
+    def section(match):
+        indent = match.group(1)
+        return "\n".join(indent + line if line else line
+                         for line in _DOCS[match.group(2)].splitlines())
+    cls.__doc__ = _DOC_SECTION.sub(section, cls.__doc__)
+    return cls
+
+
 _ADAM_SPEC = {"lr": _number, "betas": _betas, "eps": _number, "weight_decay": _number,
               "amsgrad": _flag, "maximize": _flag, "foreach": _foreach,
               "capturable": _capturable, "differentiable": _differentiable, "fused": _fused,
               "decoupled_weight_decay": _flag}
 
 
+@_shared_docs
 class SGD(Optimizer):
     """Stochastic gradient descent, as ``torch.optim.SGD``.
 
@@ -735,9 +831,7 @@ class SGD(Optimizer):
 
     Parameters
     ----------
-    params : dict, iterable of (str, ndarray), iterable of ndarray or iterable of dict
-        The parameters to update in place, or parameter groups (see
-        :class:`Optimizer`).
+    {params}
     lr : float, default 1e-3
         Learning rate.
     momentum : float, default 0.0
@@ -748,25 +842,12 @@ class SGD(Optimizer):
         L2 penalty added to the gradient.
     nesterov : bool, default False
         Nesterov momentum; needs ``momentum > 0`` and ``dampening == 0``.
-    maximize : bool, default False
-        Ascend the gradient instead.
-    foreach : bool or None, default None
-        Accepted and ignored (the single-tensor rule always runs).
-    differentiable : bool, default False
-        Only False: NumPy arrays have no autograd.
-    fused : bool or None, default None
-        Only None or False: there is no fused kernel.
+    {maximize}
+    {foreach}
+    {differentiable}
+    {fused}
 
-    Raises
-    ------
-    TypeError
-        If ``params`` is empty or of another kind, a parameter is not a
-        float32/float64 ndarray, or a hyperparameter is not a real number
-        (a flag not a bool).
-    ValueError
-        If a parameter is read-only or not C-contiguous, a name repeats, or a
-        hyperparameter is negative, not finite, out of range or an option
-        rnnfast cannot honour.
+    {raises}
 
     See Also
     --------
@@ -808,10 +889,7 @@ class SGD(Optimizer):
                              "momentum and zero dampening")
 
     def _update(self, p, g, state, hp, counts):
-        if hp["maximize"]:
-            g = -g
-        if hp["weight_decay"]:
-            g = g + hp["weight_decay"] * p
+        g = _l2_gradient(p, g, hp)
         momentum = hp["momentum"]
         if momentum:
             buf = state.get("momentum_buffer")
@@ -824,6 +902,7 @@ class SGD(Optimizer):
         p -= hp["lr"] * g
 
 
+@_shared_docs
 class Adam(Optimizer):
     """Adam, as ``torch.optim.Adam`` (L2 ``weight_decay`` added to the gradient).
 
@@ -841,43 +920,25 @@ class Adam(Optimizer):
 
     Parameters
     ----------
-    params : dict, iterable of (str, ndarray), iterable of ndarray or iterable of dict
-        The parameters to update in place, or parameter groups (see
-        :class:`Optimizer`).
+    {params}
     lr : float, default 1e-3
         Learning rate.
-    betas : tuple of (float, float), default (0.9, 0.999)
-        Decay rates of the averages of the gradient and of its square, each in
-        ``[0, 1)``.
+    {betas}
     eps : float, default 1e-8
         Added to the denominator.
     weight_decay : float, default 0.0
         L2 penalty added to the gradient (or decoupled, below).
     amsgrad : bool, default False
         Use the largest ``v`` seen so far (AMSGrad).
-    foreach : bool or None, default None
-        Accepted and ignored (the single-tensor rule always runs).
-    maximize : bool, default False
-        Ascend the gradient instead.
-    capturable : bool, default False
-        Only False: there are no CUDA graphs.
-    differentiable : bool, default False
-        Only False: NumPy arrays have no autograd.
-    fused : bool or None, default None
-        Only None or False: there is no fused kernel.
+    {foreach}
+    {maximize}
+    {capturable}
+    {differentiable}
+    {fused}
     decoupled_weight_decay : bool, default False
         Decay the weights as :class:`AdamW` does instead.
 
-    Raises
-    ------
-    TypeError
-        If ``params`` is empty or of another kind, a parameter is not a
-        float32/float64 ndarray, or a hyperparameter is not a real number
-        (a flag not a bool).
-    ValueError
-        If a parameter is read-only or not C-contiguous, a name repeats, or a
-        hyperparameter is negative, not finite, out of range or an option
-        rnnfast cannot honour.
+    {raises}
 
     See Also
     --------
@@ -915,9 +976,7 @@ class Adam(Optimizer):
                          decoupled_weight_decay=decoupled_weight_decay)
 
     def _update(self, p, g, state, hp, counts):
-        if not state:
-            state["exp_avg"] = np.zeros_like(p)
-            state["exp_avg_sq"] = np.zeros_like(p)
+        _new_buffers(state, p, ("exp_avg", "exp_avg_sq"))
         amsgrad = hp["amsgrad"]
         if amsgrad and "max_exp_avg_sq" not in state:
             state["max_exp_avg_sq"] = np.zeros_like(p)
@@ -937,15 +996,14 @@ class Adam(Optimizer):
         if weight_decay:
             g = g + weight_decay * p
         m, v, v_max = state["exp_avg"], state["exp_avg_sq"], state["max_exp_avg_sq"]
-        _lerp(m, g, 1 - beta1)
-        v *= beta2
-        v += (1 - beta2) * g * g
+        _moments(m, v, g, beta1, beta2)
         np.maximum(v_max, v, out=v_max)
         step_size = lr / (1 - beta1 ** step)
         denom = np.sqrt(v_max) / math.sqrt(1 - beta2 ** step) + eps
         p += -step_size * (m / denom)
 
 
+@_shared_docs
 class AdamW(Adam):
     """AdamW, as ``torch.optim.AdamW``: Adam with decoupled weight decay.
 
@@ -955,41 +1013,23 @@ class AdamW(Adam):
 
     Parameters
     ----------
-    params : dict, iterable of (str, ndarray), iterable of ndarray or iterable of dict
-        The parameters to update in place, or parameter groups (see
-        :class:`Optimizer`).
+    {params}
     lr : float, default 1e-3
         Learning rate.
-    betas : tuple of (float, float), default (0.9, 0.999)
-        Decay rates of the averages of the gradient and of its square, each in
-        ``[0, 1)``.
+    {betas}
     eps : float, default 1e-8
         Added to the denominator.
     weight_decay : float, default 1e-2
         Decoupled weight decay.
     amsgrad : bool, default False
         Use the largest ``v`` seen so far (AMSGrad).
-    maximize : bool, default False
-        Ascend the gradient instead.
-    foreach : bool or None, default None
-        Accepted and ignored (the single-tensor rule always runs).
-    capturable : bool, default False
-        Only False: there are no CUDA graphs.
-    differentiable : bool, default False
-        Only False: NumPy arrays have no autograd.
-    fused : bool or None, default None
-        Only None or False: there is no fused kernel.
+    {maximize}
+    {foreach}
+    {capturable}
+    {differentiable}
+    {fused}
 
-    Raises
-    ------
-    TypeError
-        If ``params`` is empty or of another kind, a parameter is not a
-        float32/float64 ndarray, or a hyperparameter is not a real number
-        (a flag not a bool).
-    ValueError
-        If a parameter is read-only or not C-contiguous, a name repeats, or a
-        hyperparameter is negative, not finite, out of range or an option
-        rnnfast cannot honour.
+    {raises}
 
     See Also
     --------
@@ -1007,6 +1047,7 @@ class AdamW(Adam):
                          decoupled_weight_decay=True)
 
 
+@_shared_docs
 class RMSprop(Optimizer):
     """RMSprop, as ``torch.optim.RMSprop``.
 
@@ -1020,9 +1061,7 @@ class RMSprop(Optimizer):
 
     Parameters
     ----------
-    params : dict, iterable of (str, ndarray), iterable of ndarray or iterable of dict
-        The parameters to update in place, or parameter groups (see
-        :class:`Optimizer`).
+    {params}
     lr : float, default 1e-2
         Learning rate.
     alpha : float, default 0.99
@@ -1036,25 +1075,12 @@ class RMSprop(Optimizer):
     centered : bool, default False
         Divide by an estimate of the gradient's variance rather than of its
         second moment.
-    capturable : bool, default False
-        Only False: there are no CUDA graphs.
-    foreach : bool or None, default None
-        Accepted and ignored (the single-tensor rule always runs).
-    maximize : bool, default False
-        Ascend the gradient instead.
-    differentiable : bool, default False
-        Only False: NumPy arrays have no autograd.
+    {capturable}
+    {foreach}
+    {maximize}
+    {differentiable}
 
-    Raises
-    ------
-    TypeError
-        If ``params`` is empty or of another kind, a parameter is not a
-        float32/float64 ndarray, or a hyperparameter is not a real number
-        (a flag not a bool).
-    ValueError
-        If a parameter is read-only or not C-contiguous, a name repeats, or a
-        hyperparameter is negative, not finite, out of range or an option
-        rnnfast cannot honour.
+    {raises}
 
     See Also
     --------
@@ -1084,10 +1110,7 @@ class RMSprop(Optimizer):
             state["momentum_buffer"] = np.zeros_like(p)
         if hp["centered"] and "grad_avg" not in state:
             state["grad_avg"] = np.zeros_like(p)
-        if hp["maximize"]:
-            g = -g
-        if hp["weight_decay"]:
-            g = g + hp["weight_decay"] * p
+        g = _l2_gradient(p, g, hp)
         s = state["square_avg"]
         s *= alpha
         s += (1 - alpha) * g * g
@@ -1107,6 +1130,7 @@ class RMSprop(Optimizer):
             p += -hp["lr"] * (g / avg)
 
 
+@_shared_docs
 class Adagrad(Optimizer):
     """Adagrad, as ``torch.optim.Adagrad``.
 
@@ -1123,9 +1147,7 @@ class Adagrad(Optimizer):
 
     Parameters
     ----------
-    params : dict, iterable of (str, ndarray), iterable of ndarray or iterable of dict
-        The parameters to update in place, or parameter groups (see
-        :class:`Optimizer`).
+    {params}
     lr : float, default 1e-2
         Learning rate.
     lr_decay : float, default 0.0
@@ -1136,25 +1158,12 @@ class Adagrad(Optimizer):
         Starting value of the sum of squared gradients.
     eps : float, default 1e-10
         Added to the denominator.
-    foreach : bool or None, default None
-        Accepted and ignored (the single-tensor rule always runs).
-    maximize : bool, default False
-        Ascend the gradient instead.
-    differentiable : bool, default False
-        Only False: NumPy arrays have no autograd.
-    fused : bool or None, default None
-        Only None or False: there is no fused kernel.
+    {foreach}
+    {maximize}
+    {differentiable}
+    {fused}
 
-    Raises
-    ------
-    TypeError
-        If ``params`` is empty or of another kind, a parameter is not a
-        float32/float64 ndarray, or a hyperparameter is not a real number
-        (a flag not a bool).
-    ValueError
-        If a parameter is read-only or not C-contiguous, a name repeats, or a
-        hyperparameter is negative, not finite, out of range or an option
-        rnnfast cannot honour.
+    {raises}
 
     See Also
     --------
@@ -1180,10 +1189,7 @@ class Adagrad(Optimizer):
         if not state:
             # torch starts every sum at the constructor's value, whatever the group's
             state["sum"] = np.full_like(p, self.defaults["initial_accumulator_value"])
-        if hp["maximize"]:
-            g = -g
-        if hp["weight_decay"]:
-            g = g + hp["weight_decay"] * p
+        g = _l2_gradient(p, g, hp)
         clr = hp["lr"] / (1 + (counts["step"] - 1) * hp["lr_decay"])
         s = state["sum"]
         s += g * g
@@ -1195,6 +1201,7 @@ def _f32(x):
     return float(np.float32(x))
 
 
+@_shared_docs
 class NAdam(Optimizer):
     """NAdam (Adam with Nesterov momentum), as ``torch.optim.NAdam``.
 
@@ -1212,14 +1219,10 @@ class NAdam(Optimizer):
 
     Parameters
     ----------
-    params : dict, iterable of (str, ndarray), iterable of ndarray or iterable of dict
-        The parameters to update in place, or parameter groups (see
-        :class:`Optimizer`).
+    {params}
     lr : float, default 2e-3
         Learning rate.
-    betas : tuple of (float, float), default (0.9, 0.999)
-        Decay rates of the averages of the gradient and of its square, each in
-        ``[0, 1)``.
+    {betas}
     eps : float, default 1e-8
         Added to the denominator.
     weight_decay : float, default 0.0
@@ -1228,25 +1231,12 @@ class NAdam(Optimizer):
         How fast the momentum schedule ``mu_t`` rises to ``beta1``.
     decoupled_weight_decay : bool, default False
         Decay the weights (NAdamW) instead of adding the penalty to the gradient.
-    foreach : bool or None, default None
-        Accepted and ignored (the single-tensor rule always runs).
-    maximize : bool, default False
-        Ascend the gradient instead.
-    capturable : bool, default False
-        Only False: there are no CUDA graphs.
-    differentiable : bool, default False
-        Only False: NumPy arrays have no autograd.
+    {foreach}
+    {maximize}
+    {capturable}
+    {differentiable}
 
-    Raises
-    ------
-    TypeError
-        If ``params`` is empty or of another kind, a parameter is not a
-        float32/float64 ndarray, or a hyperparameter is not a real number
-        (a flag not a bool).
-    ValueError
-        If a parameter is read-only or not C-contiguous, a name repeats, or a
-        hyperparameter is negative, not finite, out of range or an option
-        rnnfast cannot honour.
+    {raises}
 
     See Also
     --------
@@ -1284,29 +1274,19 @@ class NAdam(Optimizer):
         return {"step": steps, "mu_product": mu_product}
 
     def _update(self, p, g, state, hp, counts):
-        if not state:
-            state["exp_avg"] = np.zeros_like(p)
-            state["exp_avg_sq"] = np.zeros_like(p)
-        if hp["maximize"]:
-            g = -g
-        lr, weight_decay = hp["lr"], hp["weight_decay"]
+        _new_buffers(state, p, ("exp_avg", "exp_avg_sq"))
+        g = _decayed_gradient(p, g, hp)
+        lr = hp["lr"]
         beta1, beta2 = hp["betas"]
         step = float(counts["step"])
         bias_correction2 = 1 - beta2 ** step
-        if weight_decay:
-            if hp["decoupled_weight_decay"]:
-                p *= 1 - lr * weight_decay
-            else:
-                g = g + weight_decay * p
         mu = self._mu(beta1, hp["momentum_decay"], step)
         mu_next = self._mu(beta1, hp["momentum_decay"], step + 1)
         # torch keeps the product as a float32 scalar tensor: float32 multiply and rounding
         mu_product = counts["mu_product"] = _f32(np.float32(counts["mu_product"])
                                                  * np.float32(mu))
         m, v = state["exp_avg"], state["exp_avg_sq"]
-        _lerp(m, g, 1 - beta1)
-        v *= beta2
-        v += (1 - beta2) * g * g
+        _moments(m, v, g, beta1, beta2)
         denom = np.sqrt(v / bias_correction2)
         mu_product_next = mu_product * mu_next
         denom += hp["eps"]
@@ -1314,6 +1294,7 @@ class NAdam(Optimizer):
         p += ((-lr * mu_next) / (1.0 - mu_product_next)) * (m / denom)
 
 
+@_shared_docs
 class RAdam(Optimizer):
     """RAdam (rectified Adam), as ``torch.optim.RAdam``.
 
@@ -1330,39 +1311,22 @@ class RAdam(Optimizer):
 
     Parameters
     ----------
-    params : dict, iterable of (str, ndarray), iterable of ndarray or iterable of dict
-        The parameters to update in place, or parameter groups (see
-        :class:`Optimizer`).
+    {params}
     lr : float, default 1e-3
         Learning rate.
-    betas : tuple of (float, float), default (0.9, 0.999)
-        Decay rates of the averages of the gradient and of its square, each in
-        ``[0, 1)``.
+    {betas}
     eps : float, default 1e-8
         Added to the denominator.
     weight_decay : float, default 0.0
         L2 penalty added to the gradient (or decoupled, below).
     decoupled_weight_decay : bool, default False
         Decay the weights (as AdamW) instead of adding the penalty to the gradient.
-    foreach : bool or None, default None
-        Accepted and ignored (the single-tensor rule always runs).
-    maximize : bool, default False
-        Ascend the gradient instead.
-    capturable : bool, default False
-        Only False: there are no CUDA graphs.
-    differentiable : bool, default False
-        Only False: NumPy arrays have no autograd.
+    {foreach}
+    {maximize}
+    {capturable}
+    {differentiable}
 
-    Raises
-    ------
-    TypeError
-        If ``params`` is empty or of another kind, a parameter is not a
-        float32/float64 ndarray, or a hyperparameter is not a real number
-        (a flag not a bool).
-    ValueError
-        If a parameter is read-only or not C-contiguous, a name repeats, or a
-        hyperparameter is negative, not finite, out of range or an option
-        rnnfast cannot honour.
+    {raises}
 
     See Also
     --------
@@ -1386,23 +1350,13 @@ class RAdam(Optimizer):
                          differentiable=differentiable)
 
     def _update(self, p, g, state, hp, counts):
-        if not state:
-            state["exp_avg"] = np.zeros_like(p)
-            state["exp_avg_sq"] = np.zeros_like(p)
-        if hp["maximize"]:
-            g = -g
-        lr, weight_decay = hp["lr"], hp["weight_decay"]
+        _new_buffers(state, p, ("exp_avg", "exp_avg_sq"))
+        g = _decayed_gradient(p, g, hp)
+        lr = hp["lr"]
         beta1, beta2 = hp["betas"]
         step = float(counts["step"])
-        if weight_decay:
-            if hp["decoupled_weight_decay"]:
-                p *= 1 - lr * weight_decay
-            else:
-                g = g + weight_decay * p
         m, v = state["exp_avg"], state["exp_avg_sq"]
-        _lerp(m, g, 1 - beta1)
-        v *= beta2
-        v += (1 - beta2) * g * g
+        _moments(m, v, g, beta1, beta2)
         bias_correction1 = 1 - beta1 ** step
         bias_correction2 = 1 - beta2 ** step
         corrected = m / bias_correction1
@@ -1419,6 +1373,7 @@ class RAdam(Optimizer):
             p -= corrected * lr
 
 
+@_shared_docs
 class Adamax(Optimizer):
     """Adamax (Adam with the infinity norm), as ``torch.optim.Adamax``.
 
@@ -1430,9 +1385,7 @@ class Adamax(Optimizer):
 
     Parameters
     ----------
-    params : dict, iterable of (str, ndarray), iterable of ndarray or iterable of dict
-        The parameters to update in place, or parameter groups (see
-        :class:`Optimizer`).
+    {params}
     lr : float, default 2e-3
         Learning rate.
     betas : tuple of (float, float), default (0.9, 0.999)
@@ -1442,25 +1395,12 @@ class Adamax(Optimizer):
         Added to ``|g|``.
     weight_decay : float, default 0.0
         L2 penalty added to the gradient.
-    foreach : bool or None, default None
-        Accepted and ignored (the single-tensor rule always runs).
-    maximize : bool, default False
-        Ascend the gradient instead.
-    differentiable : bool, default False
-        Only False: NumPy arrays have no autograd.
-    capturable : bool, default False
-        Only False: there are no CUDA graphs.
+    {foreach}
+    {maximize}
+    {differentiable}
+    {capturable}
 
-    Raises
-    ------
-    TypeError
-        If ``params`` is empty or of another kind, a parameter is not a
-        float32/float64 ndarray, or a hyperparameter is not a real number
-        (a flag not a bool).
-    ValueError
-        If a parameter is read-only or not C-contiguous, a name repeats, or a
-        hyperparameter is negative, not finite, out of range or an option
-        rnnfast cannot honour.
+    {raises}
 
     See Also
     --------
@@ -1482,13 +1422,8 @@ class Adamax(Optimizer):
                          capturable=capturable)
 
     def _update(self, p, g, state, hp, counts):
-        if not state:
-            state["exp_avg"] = np.zeros_like(p)
-            state["exp_inf"] = np.zeros_like(p)
-        if hp["maximize"]:
-            g = -g
-        if hp["weight_decay"]:
-            g = g + hp["weight_decay"] * p
+        _new_buffers(state, p, ("exp_avg", "exp_inf"))
+        g = _l2_gradient(p, g, hp)
         beta1, beta2 = hp["betas"]
         m, u = state["exp_avg"], state["exp_inf"]
         _lerp(m, g, 1 - beta1)

@@ -73,6 +73,23 @@ def _per_group(name, optimizer, value):
     return [V.check_number(name, value)] * len(optimizer.param_groups)
 
 
+def _load_state_dict_doc(method):
+    """``method`` with the docstring of a subclass's ``load_state_dict``."""
+    method.__doc__ = """Restore a state returned by :meth:`state_dict`.
+
+        Parameters
+        ----------
+        state_dict : dict
+            What :meth:`state_dict` returned.
+
+        Raises
+        ------
+        TypeError
+            If ``state_dict`` is not a dict.
+        """
+    return method
+
+
 class LRScheduler:
     """Base class of the schedulers, as ``torch.optim.lr_scheduler.LRScheduler``.
 
@@ -180,6 +197,19 @@ class LRScheduler:
     def _lr_values(self):
         return [group["lr"] for group in self.optimizer.param_groups]
 
+    def _attributes(self, *skip):
+        """The attributes that :meth:`state_dict` saves as they are: all but the
+        optimizer and ``skip``."""
+        return {k: v for k, v in self.__dict__.items() if k != "optimizer" and k not in skip}
+
+    def _restore_attributes(self, state_dict, *skip):
+        """Take the values of ``state_dict`` (a dict, or ``TypeError``) but the
+        optimizer's and ``skip``'s as attributes."""
+        if not isinstance(state_dict, dict):
+            raise TypeError("state_dict must be what a scheduler's state_dict() returned")
+        self.__dict__.update({k: v for k, v in state_dict.items()
+                              if k != "optimizer" and k not in skip})
+
     def state_dict(self):
         """Return the scheduler's state: every attribute but the optimizer.
 
@@ -188,7 +218,7 @@ class LRScheduler:
         state_dict : dict
             A new dict (its values are the scheduler's own).
         """
-        return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
+        return self._attributes()
 
     def load_state_dict(self, state_dict):
         """Restore a state returned by :meth:`state_dict`.
@@ -203,9 +233,7 @@ class LRScheduler:
         TypeError
             If ``state_dict`` is not a dict.
         """
-        if not isinstance(state_dict, dict):
-            raise TypeError("state_dict must be what a scheduler's state_dict() returned")
-        self.__dict__.update({k: v for k, v in state_dict.items() if k != "optimizer"})
+        self._restore_attributes(state_dict)
 
 
 def _lambdas(optimizer, lr_lambda):
@@ -271,29 +299,15 @@ class LambdaLR(LRScheduler):
             Every attribute but the optimizer; ``"lr_lambdas"`` holds, per
             group, the ``__dict__`` of a callable object or None for a function.
         """
-        out = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "lr_lambdas")}
+        out = self._attributes("lr_lambdas")
         out["lr_lambdas"] = [None if isinstance(f, types.FunctionType) else f.__dict__.copy()
                              for f in self.lr_lambdas]
         return out
 
+    @_load_state_dict_doc
     def load_state_dict(self, state_dict):
-        """Restore a state returned by :meth:`state_dict`.
-
-        Parameters
-        ----------
-        state_dict : dict
-            What :meth:`state_dict` returned.
-
-        Raises
-        ------
-        TypeError
-            If ``state_dict`` is not a dict.
-        """
-        if not isinstance(state_dict, dict):
-            raise TypeError("state_dict must be what a scheduler's state_dict() returned")
+        self._restore_attributes(state_dict, "lr_lambdas")
         lambdas = state_dict.get("lr_lambdas", [])
-        self.__dict__.update({k: v for k, v in state_dict.items()
-                              if k not in ("optimizer", "lr_lambdas")})
         for f, saved in zip(self.lr_lambdas, lambdas, strict=False):
             if saved is not None:
                 f.__dict__.update(saved)
@@ -610,27 +624,13 @@ class SequentialLR(LRScheduler):
             Every attribute but the optimizer; ``"_schedulers"`` holds their
             state dicts.
         """
-        out = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "_schedulers")}
+        out = self._attributes("_schedulers")
         out["_schedulers"] = [s.state_dict() for s in self._schedulers]
         return out
 
+    @_load_state_dict_doc
     def load_state_dict(self, state_dict):
-        """Restore a state returned by :meth:`state_dict`.
-
-        Parameters
-        ----------
-        state_dict : dict
-            What :meth:`state_dict` returned.
-
-        Raises
-        ------
-        TypeError
-            If ``state_dict`` is not a dict.
-        """
-        if not isinstance(state_dict, dict):
-            raise TypeError("state_dict must be what a scheduler's state_dict() returned")
-        self.__dict__.update({k: v for k, v in state_dict.items()
-                              if k not in ("optimizer", "_schedulers")})
+        self._restore_attributes(state_dict, "_schedulers")
         for s, saved in zip(self._schedulers, state_dict.get("_schedulers", []), strict=False):
             s.load_state_dict(saved)
 
@@ -924,18 +924,7 @@ class ReduceLROnPlateau(LRScheduler):
         self.threshold = threshold
         self.threshold_mode = threshold_mode
 
+    @_load_state_dict_doc
     def load_state_dict(self, state_dict):
-        """Restore a state returned by :meth:`state_dict`.
-
-        Parameters
-        ----------
-        state_dict : dict
-            What :meth:`state_dict` returned.
-
-        Raises
-        ------
-        TypeError
-            If ``state_dict`` is not a dict.
-        """
         super().load_state_dict(state_dict)
         self._init_is_better(self.mode, self.threshold, self.threshold_mode)

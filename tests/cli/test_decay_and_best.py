@@ -11,18 +11,17 @@ from rnnfast.__main__ import main
 from rnnfast.checkpoint import load_checkpoint, model_from_checkpoint
 from rnnfast.model import RNNModel
 from rnnfast.training import TrainSettings, learning_rate, steps_per_epoch
-from tests.helpers import TEXT
+from tests.helpers import (
+    TEXT,
+    assert_a_resumed_run_is_exact,
+    assert_training_ends_elsewhere,
+    error_line,
+)
 
 # 2370 characters as 4 streams of 592, 50 a chunk: 11 steps an epoch
 DECAY = ["--hidden", "16", "--seq-len", "50", "--batch", "4", "--quiet", "--lr-decay", "0.5",
          "--decay-after", "1"]
 EPOCH = 11
-
-
-def error_line(excinfo):
-    message = str(excinfo.value)
-    assert message.startswith("error: ") and "\n" not in message, message
-    return message
 
 
 def char_rnn_rates(lr, decay, decay_after, epoch_steps, steps):
@@ -85,19 +84,9 @@ def test_the_rate_is_said_and_recorded(text_file, tmp_path, capsys):
 def test_a_resumed_decaying_run_equals_an_uninterrupted_one(text_file, tmp_path, options):
     # decays at the ends of steps 11, 22, 33: one before the break at 16, two after
     args = ["train", text_file, *DECAY, *options]
-    straight, resumed, ckpt = (str(tmp_path / n) for n in ("s.npz", "r.npz", "c.npz"))
-    assert main([*args, "--steps", "40", "--save", straight]) == 0
-    assert main([*args, "--steps", "19", "--checkpoint-every", "8", "--checkpoint", ckpt]) == 0
-    assert load_checkpoint(ckpt)[0]["step"] == 16
-    assert main([*args, "--steps", "40", "--resume", ckpt, "--save", resumed]) == 0
-    a, b = RNNModel.load(straight).parameters, RNNModel.load(resumed).parameters
-    for name in a:
-        np.testing.assert_array_equal(b[name], a[name], err_msg=name)
+    a = assert_a_resumed_run_is_exact(args, tmp_path)
     # and the decay did change the training
-    constant = str(tmp_path / "constant.npz")
-    assert main([*args, "--lr-decay", "1", "--steps", "40", "--save", constant]) == 0
-    c = RNNModel.load(constant).parameters
-    assert any(not np.array_equal(c[name], a[name]) for name in a)
+    assert_training_ends_elsewhere([*args, "--lr-decay", "1"], a, tmp_path / "constant.npz")
 
 
 def test_a_resume_with_another_decay_is_refused(text_file, tmp_path):

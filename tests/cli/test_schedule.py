@@ -8,16 +8,10 @@ import pytest
 
 from rnnfast.__main__ import main
 from rnnfast.checkpoint import load_checkpoint
-from rnnfast.model import RNNModel
 from rnnfast.training import SCHEDULES, TrainingError, TrainSettings, schedule_rates
+from tests.helpers import assert_a_resumed_run_is_exact, assert_training_ends_elsewhere, error_line
 
 BASE = ["--hidden", "16", "--seq-len", "50", "--batch", "4", "--quiet"]
-
-
-def error_line(excinfo):
-    message = str(excinfo.value)
-    assert message.startswith("error: ") and "\n" not in message, message
-    return message
 
 
 def test_the_rates_are_the_schedules_closed_forms():
@@ -78,20 +72,10 @@ def test_training_follows_the_schedule_and_records_it(text_file, tmp_path):
 ], ids=["cosine-adam", "onecycle-sgd"])
 def test_a_resumed_scheduled_run_equals_an_uninterrupted_one(text_file, tmp_path, options):
     args = ["train", text_file, *BASE, *options]
-    straight, resumed, ckpt = (str(tmp_path / n) for n in ("s.npz", "r.npz", "c.npz"))
-    assert main([*args, "--steps", "40", "--save", straight]) == 0
-    assert main([*args, "--steps", "19", "--checkpoint-every", "8", "--checkpoint", ckpt]) == 0
-    assert load_checkpoint(ckpt)[0]["step"] == 16
-    assert main([*args, "--steps", "40", "--resume", ckpt, "--save", resumed]) == 0
-    a, b = RNNModel.load(straight).parameters, RNNModel.load(resumed).parameters
-    for name in a:
-        np.testing.assert_array_equal(b[name], a[name], err_msg=name)
+    a = assert_a_resumed_run_is_exact(args, tmp_path)
     # and the schedule did change the training
     constant = [x for x in args if x not in options[-2:]]
-    plain = str(tmp_path / "plain.npz")
-    assert main([*constant, "--steps", "40", "--save", plain]) == 0
-    c = RNNModel.load(plain).parameters
-    assert any(not np.array_equal(c[name], a[name]) for name in a)
+    assert_training_ends_elsewhere(constant, a, tmp_path / "plain.npz")
 
 
 def test_a_resume_with_another_schedule_is_refused(text_file, tmp_path):

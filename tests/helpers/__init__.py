@@ -241,6 +241,75 @@ TEXT = "the quick brown fox jumps over the lazy dog; pack my box with five dozen
 BASE = ["--hidden", "16", "--seq-len", "10", "--batch", "4", "--quiet"]
 
 
+def error_line(excinfo):
+    """The message of a CLI's ``SystemExit``, checked to be one line starting ``error: ``."""
+    message = str(excinfo.value)
+    assert message.startswith("error: ") and "\n" not in message, message
+    return message
+
+
+def assert_a_resumed_run_is_exact(args, tmp_path):
+    """``main(args)`` (a ``train`` command line without ``--steps``) run 40 steps straight,
+    and run 19 steps with a checkpoint every 8 (the last at step 16) then resumed from it to
+    step 40, ends at the same parameters to the bit.  Returns the straight run's parameters.
+    """
+    from rnnfast.__main__ import main
+    from rnnfast.checkpoint import load_checkpoint
+    from rnnfast.model import RNNModel
+
+    straight, resumed, ckpt = (str(tmp_path / n) for n in ("s.npz", "r.npz", "c.npz"))
+    assert main([*args, "--steps", "40", "--save", straight]) == 0
+    assert main([*args, "--steps", "19", "--checkpoint-every", "8", "--checkpoint", ckpt]) == 0
+    assert load_checkpoint(ckpt)[0]["step"] == 16
+    assert main([*args, "--steps", "40", "--resume", ckpt, "--save", resumed]) == 0
+    a, b = RNNModel.load(straight).parameters, RNNModel.load(resumed).parameters
+    for name in a:
+        np.testing.assert_array_equal(b[name], a[name], err_msg=name)
+    return a
+
+
+def assert_training_ends_elsewhere(args, parameters, path):
+    """``main(args)`` run 40 steps (the model saved at ``path``) ends at parameters other
+    than ``parameters`` (a name to array dict): what ``args`` leave out changed the run."""
+    from rnnfast.__main__ import main
+    from rnnfast.model import RNNModel
+
+    assert main([*args, "--steps", "40", "--save", str(path)]) == 0
+    c = RNNModel.load(str(path)).parameters
+    assert any(not np.array_equal(c[name], parameters[name]) for name in parameters)
+
+
+def assert_generation_reads_read_only_parameters(model, vocab):
+    """``generate`` from ``model`` with its parameters read-only changes none of them, and
+    draws what it draws from them writeable."""
+    from rnnfast.text import generate
+
+    before = model.state_dict()
+    for a in model.parameters.values():
+        a.flags.writeable = False
+    texts = generate(model, vocab, 40, prime="ab", seed=0, streams=2)
+    for name, a in model.parameters.items():
+        np.testing.assert_array_equal(a, before[name])
+    for a in model.parameters.values():
+        a.flags.writeable = True
+    assert texts == generate(model, vocab, 40, prime="ab", seed=0, streams=2)
+
+
+def assert_a_misfit_parameter_is_refused(model, name, bad, vocab):
+    """With ``model.parameters[name]`` replaced by ``bad`` (not a C-contiguous float32
+    array), ``forward`` and ``generate_iter`` both raise the model's ``ValueError``."""
+    import pytest
+
+    from rnnfast.text import generate_iter
+
+    model.parameters[name] = bad
+    message = rf"parameters\['{name}'\] must be a C-contiguous float32 array"
+    with pytest.raises(ValueError, match=message):
+        model.forward(np.array([[0, 1]]))
+    with pytest.raises(ValueError, match=message):
+        generate_iter(model, vocab, 5)
+
+
 def mpiexec():
     """The ``mpiexec`` beside this Python (the mpich wheel's) or on PATH; skips the test
     when mpi4py or mpiexec is missing."""

@@ -8,6 +8,10 @@ import pytest
 import rnnfast
 from rnnfast import reference as ref
 from rnnfast.text import generate, generate_iter, sample_text, sample_text_iter
+from tests.helpers import (
+    assert_a_misfit_parameter_is_refused,
+    assert_generation_reads_read_only_parameters,
+)
 
 VOCAB = list("abcdefg \n")
 
@@ -124,15 +128,7 @@ def test_every_model_takes_every_option_and_greedy_is_the_forward_argmax(config)
 
 def test_generation_reads_read_only_parameters_and_changes_nothing():
     model = fused()
-    before = model.state_dict()
-    for a in model.parameters.values():
-        a.flags.writeable = False
-    texts = generate(model, VOCAB, 40, prime="ab", seed=0, streams=2)
-    for name, a in model.parameters.items():
-        np.testing.assert_array_equal(a, before[name])
-    for a in model.parameters.values():
-        a.flags.writeable = True
-    assert texts == generate(model, VOCAB, 40, prime="ab", seed=0, streams=2)
+    assert_generation_reads_read_only_parameters(model, VOCAB)
 
 
 def test_seeds_repeat_and_differ():
@@ -197,9 +193,4 @@ def test_chunk_and_vocabulary_size_are_checked():
 def test_a_replaced_parameter_that_does_not_fit_is_refused_as_forward_refuses_it(name, bad):
     # the compiled loop reads the arrays as they are: the model's own check, before any draw
     model = fused()
-    model.parameters[name] = bad
-    message = rf"parameters\['{name}'\] must be a C-contiguous float32 array"
-    with pytest.raises(ValueError, match=message):
-        model.forward(np.array([[0, 1]]))
-    with pytest.raises(ValueError, match=message):
-        generate_iter(model, VOCAB, 5)
+    assert_a_misfit_parameter_is_refused(model, name, bad, VOCAB)

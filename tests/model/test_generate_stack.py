@@ -16,6 +16,10 @@ import rnnfast
 from rnnfast import _kernels, text
 from rnnfast import reference as ref
 from rnnfast.text import generate, generate_iter
+from tests.helpers import (
+    assert_a_misfit_parameter_is_refused,
+    assert_generation_reads_read_only_parameters,
+)
 
 VOCAB = list("abcdefg \n")
 DTYPES = [np.float32, np.float64]
@@ -337,15 +341,7 @@ def test_dropout_is_off_while_generating_and_the_mode_comes_back():
 @pytest.mark.parametrize("cell", CELLS, ids=cell_id)
 def test_generation_reads_read_only_parameters_and_changes_nothing(cell):
     model = model_of(cell, 2, np.float32)
-    before = model.state_dict()
-    for a in model.parameters.values():
-        a.flags.writeable = False
-    texts = generate(model, VOCAB, 40, prime="ab", seed=0, streams=2)
-    for name, a in model.parameters.items():
-        np.testing.assert_array_equal(a, before[name])
-    for a in model.parameters.values():
-        a.flags.writeable = True
-    assert texts == generate(model, VOCAB, 40, prime="ab", seed=0, streams=2)
+    assert_generation_reads_read_only_parameters(model, VOCAB)
 
 
 @pytest.mark.parametrize("name, bad", [("weight_hh_l1", np.zeros((48, 11), np.float32)),
@@ -353,12 +349,7 @@ def test_generation_reads_read_only_parameters_and_changes_nothing(cell):
                                        ("bias_ih_l0", np.zeros((48, 2), np.float32)[:, 0])])
 def test_a_replaced_parameter_that_does_not_fit_is_refused_as_forward_refuses_it(name, bad):
     model = model_of(("lstm", "tanh"), 2, np.float32)
-    model.parameters[name] = bad
-    message = rf"parameters\['{name}'\] must be a C-contiguous float32 array"
-    with pytest.raises(ValueError, match=message):
-        model.forward(np.array([[0, 1]]))
-    with pytest.raises(ValueError, match=message):
-        generate_iter(model, VOCAB, 5)
+    assert_a_misfit_parameter_is_refused(model, name, bad, VOCAB)
 
 
 def test_a_replaced_parameter_that_fits_is_the_one_generation_reads():

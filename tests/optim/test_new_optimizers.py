@@ -86,19 +86,31 @@ def _f32_product(a, b):
     return float(np.float32(a) * np.float32(b))
 
 
-def nadam_twin(p, g, st, t, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-               momentum_decay=4e-3, decoupled_weight_decay=False, maximize=False):
-    b1, b2 = betas
+def _decayed(p, g, lr, weight_decay, decoupled_weight_decay, maximize):
+    """``(p, g)``: ``g`` negated with maximize; the weight decay shrinks a new ``p``
+    (decoupled) or adds ``weight_decay p`` to ``g``."""
     g = -g if maximize else g
     if decoupled_weight_decay:
         p = p * (1 - lr * weight_decay)
     else:
         g = g + weight_decay * p
+    return p, g
+
+
+def _average_moments(st, g, b1, b2):
+    """Adam's averages ``st["m"]`` of ``g`` and ``st["v"]`` of ``g^2`` (from 0)."""
+    st["m"] = b1 * st.get("m", 0) + (1 - b1) * g
+    st["v"] = b2 * st.get("v", 0) + (1 - b2) * g * g
+
+
+def nadam_twin(p, g, st, t, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+               momentum_decay=4e-3, decoupled_weight_decay=False, maximize=False):
+    b1, b2 = betas
+    p, g = _decayed(p, g, lr, weight_decay, decoupled_weight_decay, maximize)
     mu = b1 * (1 - 0.5 * 0.96 ** (t * momentum_decay))
     mu_next = b1 * (1 - 0.5 * 0.96 ** ((t + 1) * momentum_decay))
     st["mu_product"] = _f32_product(st.get("mu_product", 1.0), mu)   # float32, as torch
-    st["m"] = b1 * st.get("m", 0) + (1 - b1) * g
-    st["v"] = b2 * st.get("v", 0) + (1 - b2) * g * g
+    _average_moments(st, g, b1, b2)
     denom = np.sqrt(st["v"] / (1 - b2 ** t)) + eps
     return (p - lr * (1 - mu) / (1 - st["mu_product"]) * g / denom
             - lr * mu_next / (1 - st["mu_product"] * mu_next) * st["m"] / denom)
@@ -107,13 +119,8 @@ def nadam_twin(p, g, st, t, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=
 def radam_twin(p, g, st, t, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                decoupled_weight_decay=False, maximize=False):
     b1, b2 = betas
-    g = -g if maximize else g
-    if decoupled_weight_decay:
-        p = p * (1 - lr * weight_decay)
-    else:
-        g = g + weight_decay * p
-    st["m"] = b1 * st.get("m", 0) + (1 - b1) * g
-    st["v"] = b2 * st.get("v", 0) + (1 - b2) * g * g
+    p, g = _decayed(p, g, lr, weight_decay, decoupled_weight_decay, maximize)
+    _average_moments(st, g, b1, b2)
     m_hat = st["m"] / (1 - b1 ** t)
     rho_inf = 2 / (1 - b2) - 1
     rho = rho_inf - 2 * t * b2 ** t / (1 - b2 ** t)
@@ -135,13 +142,8 @@ def adamax_twin(p, g, st, t, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay
 def adam_twin(p, g, st, t, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
               decoupled_weight_decay=False, maximize=False, amsgrad=False):
     b1, b2 = betas
-    g = -g if maximize else g
-    if decoupled_weight_decay:
-        p = p * (1 - lr * weight_decay)
-    else:
-        g = g + weight_decay * p
-    st["m"] = b1 * st.get("m", 0) + (1 - b1) * g
-    st["v"] = b2 * st.get("v", 0) + (1 - b2) * g * g
+    p, g = _decayed(p, g, lr, weight_decay, decoupled_weight_decay, maximize)
+    _average_moments(st, g, b1, b2)
     v = st["v"]
     if amsgrad:
         v = st["v_max"] = np.maximum(st.get("v_max", 0), v)
