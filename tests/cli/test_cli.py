@@ -12,6 +12,7 @@ import pytest
 
 from rnnfast import RNNModel, bench
 from rnnfast.__main__ import main
+from tests.helpers import error_line
 
 TEXT = "the quick brown fox jumps over the lazy dog. " * 40
 
@@ -157,12 +158,6 @@ def model_file(tmp_path):
     model.save(path)
     return path
 
-
-def error_line(excinfo):
-    """The message of a SystemExit raised by main, checked to be one 'error: ' line."""
-    message = str(excinfo.value)
-    assert message.startswith("error: ") and "\n" not in message, message
-    return message
 
 
 TRAIN = ["--hidden", "8", "--seq-len", "8", "--batch", "2", "--steps", "2", "--quiet"]

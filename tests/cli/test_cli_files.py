@@ -13,14 +13,7 @@ from rnnfast import model as model_module
 from rnnfast.__main__ import main
 from rnnfast._io import write_npz_atomically
 from rnnfast.model import RNNModel
-from tests.helpers import BASE, TEXT
-
-
-def error_line(excinfo):
-    message = str(excinfo.value)
-    assert message.startswith("error: ") and "\n" not in message, message
-    return message
-
+from tests.helpers import BASE, TEXT, error_line
 
 # -- durable atomic writes ----------------------------------------------------------
 

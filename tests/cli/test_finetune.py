@@ -8,16 +8,11 @@ from rnnfast.__main__ import main
 from rnnfast.checkpoint import load_checkpoint, model_from_checkpoint
 from rnnfast.model import RNNModel
 from rnnfast.text import encode, streams
-from tests.helpers import BASE
+from tests.helpers import BASE, error_line
 
 #: A new text of the training text's characters only.
 NEW_TEXT = "a lazy dog and a quick fox pack five boxes; the jugs are brown. " * 20
 
-
-def error_line(excinfo):
-    message = str(excinfo.value)
-    assert message.startswith("error: ") and "\n" not in message, message
-    return message
 
 
 @pytest.fixture

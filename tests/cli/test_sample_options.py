@@ -8,6 +8,7 @@ from rnnfast import RNNModel
 from rnnfast.__main__ import main
 from rnnfast.cli import sample as sample_command
 from rnnfast.text import generate
+from tests.helpers import error_line
 
 VOCAB = "abcdefg \n"
 
@@ -21,11 +22,6 @@ def save(tmp_path, **config):
     model.save(path)
     return str(path), RNNModel.load(path)
 
-
-def error_line(excinfo):
-    message = str(excinfo.value)
-    assert message.startswith("error: ") and "\n" not in message, message
-    return message
 
 
 @pytest.mark.parametrize("option, value, expected", [
