@@ -1044,7 +1044,7 @@ _TORCHS_DTYPES = (torch.float16, torch.bfloat16)
 _OUR_DTYPES = (torch.float32, torch.float64)
 
 # The modules that said once that they run torch's own implementation.
-_WARNED = weakref.WeakSet()
+_WARNED: "weakref.WeakSet[torch.nn.Module]" = weakref.WeakSet()
 
 _TORCH_FOLDER = os.path.dirname(torch.__file__)
 

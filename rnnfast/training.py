@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -410,7 +411,7 @@ def learning_rate(settings, step, epoch_steps):
 
 
 # (schedule, lr) -> (scheduler, rates so far): a schedule is replayed once per process
-_SCHEDULES_MADE = {}
+_SCHEDULES_MADE: dict[tuple[str, float], tuple[Any, list[float]]] = {}
 
 
 def schedule_rates(settings, steps):
