@@ -7,6 +7,7 @@ inputs.  Both figures are a few times the error measured (see RTOL).
 Fixtures live in tests/conftest.py; hypothesis strategies in helpers/strategies.py.
 """
 
+import contextlib
 import os
 
 import numpy as np
@@ -362,3 +363,49 @@ def gated_twin_run(m, weights, x, s0, go, gf, lengths, batched, masks):
         for n in names:
             grads[n] = grads[n][:, 0]
     return user(out), finals, grads
+
+
+def assert_elman_layer_kernels_match_the_twin(T, N, n_in, H, reverse, with_lengths, activation,
+                                              dtype, each_call=contextlib.nullcontext):
+    """``_kernels.layer_forward``/``layer_backward`` of one Elman layer against the twins
+    ``rnn_layer_forward``/``rnn_layer_backward`` (seeded by the sizes), each kernel call run
+    inside ``each_call()``; the caller's read-only ``w_hh`` stays untouched."""
+    from rnnfast import _kernels
+    from rnnfast import reference as ref
+    rng = np.random.default_rng(T + 10 * N + H)
+    x = rng.standard_normal((T, N, n_in))
+    h0 = 0.5 * rng.standard_normal((N, H))
+    w_ih = rng.standard_normal((H, n_in)) / np.sqrt(n_in)
+    w_hh = rng.standard_normal((H, H)) / np.sqrt(H)
+    b_ih, b_hh = 0.1 * rng.standard_normal(H), 0.1 * rng.standard_normal(H)
+    d_out, d_hn = rng.standard_normal((T, N, H)), rng.standard_normal((N, H))
+    lengths = None
+    if with_lengths:
+        lengths = [T - (i % T) for i in range(N)]
+        lengths[-1] = max(1, T // 2)
+    out_e, hn_e, cache = ref.rnn_layer_forward(x, h0, w_ih, w_hh, b_ih, b_hh,
+                                               activation.name.lower(), reverse, lengths)
+    grads_e = ref.rnn_layer_backward(d_out, d_hn, cache)
+
+    def cast(a):
+        return np.ascontiguousarray(a, dtype=dtype)
+    lengths_c = None if lengths is None else np.array(lengths, dtype=np.intp)
+    x_rows = cast(x.transpose(1, 0, 2).reshape(N * T, n_in))
+    w_hh_c = cast(w_hh)
+    w_hh_c.flags.writeable = False              # read-only weights are fine
+    with each_call():
+        states = _kernels.layer_forward(x_rows, cast(h0), cast(w_ih), w_hh_c,
+                                        cast(b_ih + b_hh), lengths_c, reverse, activation, False)
+    valid = np.ones((T, N), bool) if lengths is None else np.arange(T)[:, None] < lengths
+    assert_close(np.where(valid[:, :, None], states.transpose(1, 0, 2), 0), out_e, dtype,
+                 "output")
+    assert_close(states[:, 0] if reverse else states[:, -1], hn_e, dtype, "h_n")
+    d_states = cast(np.where(valid[:, :, None], d_out, 0).transpose(1, 0, 2))
+    with each_call():
+        dx, dh0, dw_ih, dw_hh, db = _kernels.layer_backward(
+            x_rows, cast(h0), states, d_states, cast(d_hn), cast(w_ih), w_hh_c, lengths_c,
+            reverse, activation, False)
+    assert_close(dx.reshape(N, T, n_in).transpose(1, 0, 2), grads_e["input"], dtype, "input")
+    for key, got in (("hx", dh0), ("weight_ih", dw_ih), ("weight_hh", dw_hh), ("bias_ih", db)):
+        assert_close(got, grads_e[key], dtype, key)
+    assert np.array_equal(w_hh_c, cast(w_hh))   # the caller's weights are untouched

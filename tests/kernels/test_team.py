@@ -21,6 +21,7 @@ from rnnfast import _kernels
 from rnnfast import reference as ref
 from tests.helpers import (
     assert_close,
+    assert_elman_layer_kernels_match_the_twin,
     check_forward_backward,
     in_layout,
     make_dh,
@@ -60,17 +61,6 @@ class TeamRuns:
             assert _kernels._team_runs() - self.before == self.expected
 
 
-def layer_problem(T, N, n_in, H, seed):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((T, N, n_in))
-    h0 = 0.5 * rng.standard_normal((N, H))
-    w_ih = rng.standard_normal((H, n_in)) / np.sqrt(n_in)
-    w_hh = rng.standard_normal((H, H)) / np.sqrt(H)
-    b_ih, b_hh = 0.1 * rng.standard_normal(H), 0.1 * rng.standard_normal(H)
-    d_out, d_hn = rng.standard_normal((T, N, H)), rng.standard_normal((N, H))
-    return x, h0, w_ih, w_hh, b_ih, b_hh, d_out, d_hn
-
-
 @pytest.mark.parametrize("sizes", [(1, 1, 1, 1), (1, 1, 3, 7), (5, 1, 4, 33), (4, 3, 5, 257),
                                    (6, 2, 3, 16), (3, 17, 2, 100), (7, 5, 3, 33)],
                          ids=lambda s: "T{}-m{}-nin{}-H{}".format(*s))
@@ -80,39 +70,8 @@ def layer_problem(T, N, n_in, H, seed):
                          ids=["tanh", "relu"])
 def test_layer_kernels_on_the_team_match_the_twin(sizes, reverse, with_lengths, activation,
                                                   dtype, panels):
-    T, N, n_in, H = sizes
-    x, h0, w_ih, w_hh, b_ih, b_hh, d_out, d_hn = layer_problem(T, N, n_in, H, T + 10 * N + H)
-    lengths = None
-    if with_lengths:
-        lengths = [T - (i % T) for i in range(N)]
-        lengths[-1] = max(1, T // 2)
-    name = activation.name.lower()
-    out_e, hn_e, cache = ref.rnn_layer_forward(x, h0, w_ih, w_hh, b_ih, b_hh, name, reverse,
-                                               lengths)
-    grads_e = ref.rnn_layer_backward(d_out, d_hn, cache)
-
-    def cast(a):
-        return np.ascontiguousarray(a, dtype=dtype)
-    lengths_c = None if lengths is None else np.array(lengths, dtype=np.intp)
-    x_rows = cast(x.transpose(1, 0, 2).reshape(N * T, n_in))
-    w_hh_c = cast(w_hh)
-    w_hh_c.flags.writeable = False              # read-only weights are fine
-    with TeamRuns(1):
-        states = _kernels.layer_forward(x_rows, cast(h0), cast(w_ih), w_hh_c,
-                                        cast(b_ih + b_hh), lengths_c, reverse, activation, False)
-    valid = np.ones((T, N), bool) if lengths is None else np.arange(T)[:, None] < lengths
-    assert_close(np.where(valid[:, :, None], states.transpose(1, 0, 2), 0), out_e, dtype,
-                 "output")
-    assert_close(states[:, 0] if reverse else states[:, -1], hn_e, dtype, "h_n")
-    d_states = cast(np.where(valid[:, :, None], d_out, 0).transpose(1, 0, 2))
-    with TeamRuns(1):
-        dx, dh0, dw_ih, dw_hh, db = _kernels.layer_backward(
-            x_rows, cast(h0), states, d_states, cast(d_hn), cast(w_ih), w_hh_c, lengths_c,
-            reverse, activation, False)
-    assert_close(dx.reshape(N, T, n_in).transpose(1, 0, 2), grads_e["input"], dtype, "input")
-    for key, got in (("hx", dh0), ("weight_ih", dw_ih), ("weight_hh", dw_hh), ("bias_ih", db)):
-        assert_close(got, grads_e[key], dtype, key)
-    assert np.array_equal(w_hh_c, cast(w_hh))   # the caller's weights are untouched
+    assert_elman_layer_kernels_match_the_twin(*sizes, reverse, with_lengths, activation, dtype,
+                                              each_call=lambda: TeamRuns(1))
 
 
 # (n_x, n_h, n_y, m, T): odd hidden widths, one sequence, one step
