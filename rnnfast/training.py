@@ -404,10 +404,10 @@ def learning_rate(settings, step, epoch_steps):
     [0.1, 0.1, 0.01, 0.001]
     """
     if settings.schedule is not None:
-        return schedule_rates(settings, step)[step - 1]
+        return _replayed_rates(settings, step)[step - 1]
     ended = (step - 1) // epoch_steps               # epochs ended before this step
     decays = max(0, ended - max(settings.decay_after, 1) + 1)
-    return settings.lr * settings.lr_decay ** decays if decays else settings.lr
+    return settings.lr * settings.lr_decay ** decays
 
 
 # (schedule, lr) -> (scheduler, rates so far): a schedule is replayed once per process
@@ -441,6 +441,12 @@ def schedule_rates(settings, steps):
         If the schedule cannot be parsed, names another class, or the class
         refuses its arguments (the message names ``--schedule``).
     """
+    return _replayed_rates(settings, steps)[:steps]
+
+
+def _replayed_rates(settings, steps):
+    """The kept list of ``settings.schedule``'s rates, replayed to at least ``steps`` (not a
+    copy: :func:`learning_rate` reads it every step)."""
     key = (settings.schedule, float(settings.lr))
     made = _SCHEDULES_MADE.get(key)
     if made is None:
@@ -449,11 +455,13 @@ def schedule_rates(settings, steps):
     while len(rates) < steps:
         rates.append(scheduler.optimizer.param_groups[0]["lr"])
         try:
+            # stepped after every step, the last included, as a torch loop steps it
             scheduler.step()
         except ValueError as exc:         # OneCycleLR past its total_steps
+            del _SCHEDULES_MADE[key]      # it moved on regardless: made anew next time
             raise TrainingError(f"--schedule {settings.schedule!r} at step {len(rates)}: "
                                 f"{exc}") from None
-    return rates[:steps]
+    return rates
 
 
 def _make_schedule(text, lr):

@@ -122,3 +122,13 @@ def test_every_offered_schedule_can_be_made():
         assert len(schedule_rates(TrainSettings(file="x", schedule=f"{name}({args})"), 8)) == 8
     with pytest.raises(TrainingError):
         schedule_rates(TrainSettings(file="x", schedule="LambdaLR(lr_lambda=1)"), 1)
+
+
+def test_a_schedule_that_cannot_run_is_refused_every_time():
+    """The replay kept per process does not remember a failed one as if it had run."""
+    s = TrainSettings(file="x", schedule="OneCycleLR(max_lr=0.1, total_steps=5)")
+    assert len(schedule_rates(s, 5)) == 5
+    for _ in range(2):
+        with pytest.raises(TrainingError, match="at step 6"):
+            schedule_rates(s, 6)
+    assert len(schedule_rates(s, 5)) == 5
