@@ -57,6 +57,7 @@ static long rf_team_runs = 0;
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
+#include <time.h>
 #include <unistd.h>
 #if defined(__linux__)
 #include <limits.h>
@@ -330,10 +331,16 @@ static void rf_team_run(rf_team_fn fn, void *arg, int n_members)
      * ticket, past the last, and return) */
     __atomic_fetch_or(&rf_team_state, RF_TEAM_CLOSED, __ATOMIC_ACQ_REL);
     while (__atomic_load_n(&rf_team_state, __ATOMIC_ACQUIRE) & (RF_TEAM_CLOSED - 1)) {
-        if (++spins < RF_TEAM_SPINS)
+        if (++spins < RF_TEAM_SPINS) {
             rf_team_pause();
-        else
+        } else if (spins < RF_TEAM_SPINS + RF_TEAM_YIELDS) {
             sched_yield();
+        } else {
+            /* a worker preempted before its last ticket: nap instead of burning a CPU
+             * the busy machine needs (it leaves as soon as it runs again) */
+            struct timespec nap = {0, 20000};
+            nanosleep(&nap, NULL);
+        }
     }
     if (rf_team_threads_local)
         rf_team_threads_local(previous > 0 ? previous : 1);

@@ -1110,7 +1110,7 @@ class _RNNfastBase(torch.nn.RNNBase):
         if t.device.type != "cpu":
             raise RuntimeError(f"rnnfast.torch runs on the CPU; {name} is on {t.device} "
                                f"(use torch's own nn.{CELLS[self.mode].torch_name} there)")
-        if t.dtype not in (torch.float32, torch.float64):
+        if t.dtype not in _OUR_DTYPES:
             raise TypeError(f"rnnfast.torch computes in float32 or float64; {name} is "
                             f"{t.dtype}")
 
