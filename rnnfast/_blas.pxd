@@ -184,6 +184,21 @@ cdef enum:
     TEAM_MIN_HIDDEN = 128
     TEAM_MIN_WORK = 524288               # 8 * 256 * 256 = 32 * 128 * 128
     TEAM_MAX_WORK = 1048576              # 16 * 256 * 256
+    # The LSTM's and GRU's steps run in the team (panels of hidden units with all their
+    # gates, the hoisted products on the team too: gated_team.pxi) for m >= 2, H >= 128 and
+    # m H >= TEAM_GATED_MIN_STATES, in float64 only up to m H = TEAM_GATED_MAX_STATES_F64
+    # (a member's float64 LIBXSMM panel runs at 67-100 GFLOP/s, below two-thread BLAS).
+    # Measured on the shared 2-core EPYC (Zen 5), module forward + backward, n_in 128,
+    # T 100 (50 at H 512), team / today's path, medians of 15, separate processes, two
+    # runs each, float32 LSTM / GRU: 1.2-1.4 / 0.9-1.3 at (2, 128); 0.42 / 0.23-0.32 at
+    # (2, 256); 0.43-0.57 at (4, 128); 0.54-0.58 / 0.46-0.61 at (4, 256); 0.59-0.74 at
+    # (8, 128); 0.56-0.69 at (8, 256); 0.74-0.95 / 0.75-0.92 at (16, 256); 0.84-0.94 /
+    # 0.70-0.80 at (32, 256) ("medium"); 0.95-1.3 / 0.85 at (64, 256); 0.77-0.80 /
+    # 0.65-0.74 at (32, 512); at H 64 1.0-2.1 (not planned).  float64: 0.72-0.76 / 0.43-0.70
+    # at (2, 256), 0.59-0.74 at (4, 256), but 1.6-1.9 / 1.0-1.3 at (32, 256).
+    TEAM_GATED_MIN_HIDDEN = 128
+    TEAM_GATED_MIN_STATES = 512          # 2 * 256 = 4 * 128
+    TEAM_GATED_MAX_STATES_F64 = 4096     # 16 * 256
     PACKED_SMALL_HIDDEN = 100
     PACKED_MIN_ROWS = 16
     PACKED_MAX_ROWS = 32
@@ -209,15 +224,21 @@ cdef inline bint packed_product_wins(int64_t n_rows, int64_t n_cols, int64_t n_i
 
 
 cdef inline bint team_product_wins(int64_t n_rows, int64_t n_cols, int64_t n_inner,
-                                   bint float32) noexcept nogil:
-    """Where the thread team measured faster than the one-thread path (see TEAM_* above)."""
+                                   bint float32, int n_gates) noexcept nogil:
+    """Where the thread team measured faster than the path without it (see TEAM_* above):
+    the Elman cell's product (n_gates 1), the LSTM's (n_gates 4, n_cols = 4 n_inner)."""
     cdef int64_t work = product_work(n_rows, n_cols, n_inner)
+    if n_gates > 1:
+        return (n_rows >= 2 and n_inner >= TEAM_GATED_MIN_HIDDEN
+                and n_rows * n_inner >= TEAM_GATED_MIN_STATES
+                and (float32 or n_rows * n_inner <= TEAM_GATED_MAX_STATES_F64))
     return (n_rows >= TEAM_MIN_ROWS and n_cols >= TEAM_MIN_HIDDEN
             and n_inner >= TEAM_MIN_HIDDEN and TEAM_MIN_WORK <= work <= TEAM_MAX_WORK)
 
 
 cdef inline ProductPlan plan_product(int64_t n_rows, int64_t n_cols, int64_t n_inner,
-                                     int allowed, bint float32=False) noexcept nogil:
+                                     int allowed, bint float32=False,
+                                     int n_gates=1) noexcept nogil:
     """How (n_rows, n_inner) (n_inner, n_cols) runs, among the ``allowed`` plans (bits).
 
     PRODUCT_PACKED needs LIBXSMM built in and enabled (``rf_xsmm_enabled``); its limits
@@ -229,9 +250,11 @@ cdef inline ProductPlan plan_product(int64_t n_rows, int64_t n_cols, int64_t n_i
     """
     if allowed & PRODUCT_TEAM and not rf_t_active and (
             rf_team_forced == 1
-            or (rf_team_forced == -1 and team_product_wins(n_rows, n_cols, n_inner, float32)
-                and not (rf_xsmm_enabled and packed_product_wins(n_rows, n_cols, n_inner,
-                                                                 float32))
+            or (rf_team_forced == -1
+                and team_product_wins(n_rows, n_cols, n_inner, float32, n_gates)
+                and (n_gates > 1 or not (rf_xsmm_enabled
+                                         and packed_product_wins(n_rows, n_cols, n_inner,
+                                                                 float32)))
                 and rf_blas_numpy_active() and rf_team_natural_size() >= 2)):
         return PRODUCT_TEAM
     if allowed & PRODUCT_PACKED and rf_xsmm_enabled and (

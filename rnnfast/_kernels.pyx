@@ -6,8 +6,10 @@
 #   blas.pxi       BLAS binding at import, the product policy for Python and the time loops,
 #                  and the BLAS test hooks
 #   elman.pxi      the Elman recurrence (seed model and nn.RNN layer): math, loops, entry points
-#   elman_team.pxi its serial loops split by columns among a thread team (_team.h)
+#   elman_team.pxi its serial loops split by columns among a thread team (_team.h),
+#                  and the team's loop every cell's team runs
 #   gated.pxi      the LSTM and GRU layers: loops and entry points
+#   gated_team.pxi the LSTM's serial loops on the team
 #   seed_api.pxi   the seed API's Model, ForwardCache and fast path
 #   generate.pxi   text generation: the whole sampling loop of RNNModel (any cell, any layers)
 #
@@ -62,7 +64,7 @@ cdef struct Dims:
     int x_mode                  # the form of the seed model's x (X_COLUMNS, X_ROWS, X_INDEX)
     bint own_products           # Elman: recurrent products in the hand-written loops
     bint packed                 # recurrent products in LIBXSMM kernels (PRODUCT_PACKED)
-    int team                    # Elman: members of the thread team running the steps, or 0
+    int team                    # members of the thread team running the steps, or 0
     bint softmax                # seed forward: softmax outputs (else logits)
 
 
@@ -132,5 +134,6 @@ include "_kernel_src/blas.pxi"
 include "_kernel_src/elman_team.pxi"
 include "_kernel_src/elman.pxi"
 include "_kernel_src/gated.pxi"
+include "_kernel_src/gated_team.pxi"
 include "_kernel_src/seed_api.pxi"
 include "_kernel_src/generate.pxi"

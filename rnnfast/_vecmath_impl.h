@@ -225,106 +225,128 @@ static void RF_NAME(rf_small_gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdif
 #define RF_SIGMOID(z) (1 / (1 + RF_EXP(-(z))))
 /* the inputs of RF_MAP below, by the local names they read */
 #define RF_IN_A(j) (a[j])
+#define RF_IN_I(j) (gi[j])
+#define RF_IN_F(j) (gf[j])
 #define RF_IN_G(j) (gg[j])
 #define RF_IN_O(j) (go[j])
 #define RF_IN_C(j) (c[j])
 #define RF_IN_GI(j) (gi[j])
+#define RF_IN_GZ(j) (gz[j])
 #define RF_IN_GN(j) (gn[j])
 
-/* LSTM step.  a (4H): on entry x W_ih^T + h W_hh^T for gates i, f, g, o; bias
- * (4H, b_ih + b_hh) may be NULL.  On return a holds the activated gates,
- * c = f c_prev + i g and m = o tanh(c) (the new h, before any projection). */
+/* LSTM step, on hidden units [0, n) of a row whose four gate blocks lie gs apart
+ * (gs = H for a whole row; a column panel of the thread team passes n < H).  a: on
+ * entry x W_ih^T + h W_hh^T for gates i, f, g, o; bias (b_ih + b_hh, gate blocks gs
+ * apart) may be NULL.  On return a holds the activated gates, c = f c_prev + i g and
+ * m = o tanh(c) (the new h, before any projection). */
 static RF_CLONES void RF_NAME(rf_lstm_cell)(RF_T *restrict a, const RF_T *restrict bias,
                                             const RF_T *restrict c_prev, RF_T *restrict c,
-                                            RF_T *restrict m, ptrdiff_t H)
+                                            RF_T *restrict m, ptrdiff_t n, ptrdiff_t gs)
 {
-    RF_T *gi = a, *gf = a + H, *gg = a + 2 * H, *go = a + 3 * H;    /* based on a */
+    RF_T *gi = a, *gf = a + gs, *gg = a + 2 * gs, *go = a + 3 * gs;   /* based on a */
     if (bias)
-        for (ptrdiff_t j = 0; j < 4 * H; j++)
-            a[j] += bias[j];
-    RF_MAP(a, RF_IN_A, RF_SIGMOID, 2 * H);
-    RF_MAP(gg, RF_IN_G, RF_TANH, H);
-    RF_MAP(go, RF_IN_O, RF_SIGMOID, H);
-    for (ptrdiff_t j = 0; j < H; j++)
+        for (int k = 0; k < 4; k++)
+            for (ptrdiff_t j = 0; j < n; j++)
+                a[k * gs + j] += bias[k * gs + j];
+    if (gs == n) {
+        RF_MAP(a, RF_IN_A, RF_SIGMOID, 2 * n);
+    } else {
+        RF_MAP(gi, RF_IN_I, RF_SIGMOID, n);
+        RF_MAP(gf, RF_IN_F, RF_SIGMOID, n);
+    }
+    RF_MAP(gg, RF_IN_G, RF_TANH, n);
+    RF_MAP(go, RF_IN_O, RF_SIGMOID, n);
+    for (ptrdiff_t j = 0; j < n; j++)
         c[j] = gf[j] * c_prev[j] + gi[j] * gg[j];
-    RF_MAP(m, RF_IN_C, RF_TANH, H);
-    for (ptrdiff_t j = 0; j < H; j++)
+    RF_MAP(m, RF_IN_C, RF_TANH, n);
+    for (ptrdiff_t j = 0; j < n; j++)
         m[j] *= go[j];
 }
 
-/* LSTM step backward.  a: the activated gates; c, c_prev: the cells; dm: the
- * gradient reaching m = o tanh(c); dc (H): on entry the gradient reaching c
- * from the next step, on return the one reaching c_prev.  da (4H): the
- * gradients of the gates' pre-activations. */
+/* LSTM step backward, on hidden units [0, n) with gate blocks gs apart (as
+ * rf_lstm_cell).  a: the activated gates; c, c_prev: the cells; dm: the gradient
+ * reaching m = o tanh(c); dc: on entry the gradient reaching c from the next step, on
+ * return the one reaching c_prev.  da (gate blocks gs apart): the gradients of the
+ * gates' pre-activations. */
 static RF_CLONES void RF_NAME(rf_lstm_cell_grad)(const RF_T *restrict a, const RF_T *restrict c,
                                                  const RF_T *restrict c_prev,
                                                  const RF_T *restrict dm, RF_T *restrict dc,
-                                                 RF_T *restrict da, ptrdiff_t H)
+                                                 RF_T *restrict da, ptrdiff_t n, ptrdiff_t gs)
 {
-    const RF_T *restrict gi = a, *restrict gf = a + H, *restrict gg = a + 2 * H,
-               *restrict go = a + 3 * H;
-    RF_T *dao = da + 3 * H;                                          /* based on da */
+    const RF_T *restrict gi = a, *restrict gf = a + gs, *restrict gg = a + 2 * gs,
+               *restrict go = a + 3 * gs;
+    RF_T *dao = da + 3 * gs;                                         /* based on da */
     /* tanh(c) goes through da's o block first */
-    RF_MAP(dao, RF_IN_C, RF_TANH, H);
-    for (ptrdiff_t j = 0; j < H; j++) {
+    RF_MAP(dao, RF_IN_C, RF_TANH, n);
+    for (ptrdiff_t j = 0; j < n; j++) {
         RF_T tc = dao[j], i = gi[j], f = gf[j], g = gg[j], o = go[j];
         RF_T d = dc[j] + dm[j] * o * (1 - tc * tc);
         da[j] = d * g * i * (1 - i);
-        da[H + j] = d * c_prev[j] * f * (1 - f);
-        da[2 * H + j] = d * i * (1 - g * g);
+        da[gs + j] = d * c_prev[j] * f * (1 - f);
+        da[2 * gs + j] = d * i * (1 - g * g);
         dao[j] = dm[j] * tc * o * (1 - o);
         dc[j] = d * f;
     }
 }
 
-/* GRU step.  gi (3H): x W_ih^T for r, z, n; gh (3H): h_prev W_hh^T; the biases
- * may be NULL.  On return gi holds the activated r, z, n, hn = h_prev W_hn^T +
- * b_hn, and h = (1 - z) n + z h_prev. */
+/* GRU step, on hidden units [0, n) of rows whose three gate blocks lie gs apart (gs
+ * = H for a whole row, as rf_lstm_cell).  gi: x W_ih^T for r, z, n; gh: h_prev
+ * W_hh^T; the biases (gate blocks gs apart) may be NULL.  On return gi holds the
+ * activated r, z, n, hn = h_prev W_hn^T + b_hn, and h = (1 - z) n + z h_prev. */
 static RF_CLONES void RF_NAME(rf_gru_cell)(RF_T *restrict gi, const RF_T *restrict gh,
                                            const RF_T *restrict b_ih, const RF_T *restrict b_hh,
                                            const RF_T *restrict h_prev, RF_T *restrict hn,
-                                           RF_T *restrict h, ptrdiff_t H)
+                                           RF_T *restrict h, ptrdiff_t n, ptrdiff_t gs)
 {
-    RF_T *gn = gi + 2 * H, *gz = gi + H;                             /* based on gi */
-    for (ptrdiff_t j = 0; j < 2 * H; j++)
-        gi[j] += gh[j] + (b_ih ? b_ih[j] : 0) + (b_hh ? b_hh[j] : 0);
-    RF_MAP(gi, RF_IN_GI, RF_SIGMOID, 2 * H);
-    for (ptrdiff_t j = 0; j < H; j++) {
-        hn[j] = gh[2 * H + j] + (b_hh ? b_hh[2 * H + j] : 0);
-        gn[j] += (b_ih ? b_ih[2 * H + j] : 0) + gi[j] * hn[j];
+    RF_T *gz = gi + gs, *gn = gi + 2 * gs;                           /* based on gi */
+    for (int k = 0; k < 2; k++)
+        for (ptrdiff_t j = k * gs; j < k * gs + n; j++)
+            gi[j] += gh[j] + (b_ih ? b_ih[j] : 0) + (b_hh ? b_hh[j] : 0);
+    if (gs == n) {
+        RF_MAP(gi, RF_IN_GI, RF_SIGMOID, 2 * n);
+    } else {
+        RF_MAP(gi, RF_IN_GI, RF_SIGMOID, n);
+        RF_MAP(gz, RF_IN_GZ, RF_SIGMOID, n);
     }
-    RF_MAP(gn, RF_IN_GN, RF_TANH, H);
-    for (ptrdiff_t j = 0; j < H; j++)
+    for (ptrdiff_t j = 0; j < n; j++) {
+        hn[j] = gh[2 * gs + j] + (b_hh ? b_hh[2 * gs + j] : 0);
+        gn[j] += (b_ih ? b_ih[2 * gs + j] : 0) + gi[j] * hn[j];
+    }
+    RF_MAP(gn, RF_IN_GN, RF_TANH, n);
+    for (ptrdiff_t j = 0; j < n; j++)
         h[j] = (1 - gz[j]) * gn[j] + gz[j] * h_prev[j];
 }
 
-/* GRU step backward.  gates: the activated r, z, n; hn, h_prev as saved; g (H):
- * on entry the gradient reaching h, on return its direct share g z (the
- * caller adds dgh W_hh).  dgi, dgh (3H): the gradients of x W_ih^T + b_ih and
- * of h_prev W_hh^T + b_hh. */
+/* GRU step backward, on hidden units [0, n) with gate blocks gs apart.  gates: the
+ * activated r, z, n; hn, h_prev as saved; g: on entry the gradient reaching h, on
+ * return its direct share g z (the caller adds dgh W_hh).  dgi, dgh (gate blocks gs
+ * apart): the gradients of x W_ih^T + b_ih and of h_prev W_hh^T + b_hh. */
 static RF_CLONES void RF_NAME(rf_gru_cell_grad)(const RF_T *restrict gates,
                                                 const RF_T *restrict hn,
                                                 const RF_T *restrict h_prev, RF_T *restrict g,
                                                 RF_T *restrict dgi, RF_T *restrict dgh,
-                                                ptrdiff_t H)
+                                                ptrdiff_t n, ptrdiff_t gs)
 {
-    for (ptrdiff_t j = 0; j < H; j++) {
-        RF_T r = gates[j], z = gates[H + j], n = gates[2 * H + j], d = g[j];
-        RF_T dan = d * (1 - z) * (1 - n * n);
+    for (ptrdiff_t j = 0; j < n; j++) {
+        RF_T r = gates[j], z = gates[gs + j], nn = gates[2 * gs + j], d = g[j];
+        RF_T dan = d * (1 - z) * (1 - nn * nn);
         RF_T dar = dan * hn[j] * r * (1 - r);
-        RF_T daz = d * (h_prev[j] - n) * z * (1 - z);
+        RF_T daz = d * (h_prev[j] - nn) * z * (1 - z);
         dgi[j] = dgh[j] = dar;
-        dgi[H + j] = dgh[H + j] = daz;
-        dgi[2 * H + j] = dan;
-        dgh[2 * H + j] = dan * r;
+        dgi[gs + j] = dgh[gs + j] = daz;
+        dgi[2 * gs + j] = dan;
+        dgh[2 * gs + j] = dan * r;
         g[j] = d * z;
     }
 }
 #undef RF_IN_A
+#undef RF_IN_I
+#undef RF_IN_F
 #undef RF_IN_G
 #undef RF_IN_O
 #undef RF_IN_C
 #undef RF_IN_GI
+#undef RF_IN_GZ
 #undef RF_IN_GN
 #undef RF_SIGMOID
 

@@ -32,20 +32,23 @@ def dtype(request):
     return np.dtype(request.param)
 
 
-@pytest.fixture(params=["auto", "own", "blas", "packed"])
+@pytest.fixture(params=["auto", "own", "blas", "packed", "team"])
 def products(request):
     """Run a test with the recurrent products chosen by size, or forced to one path
-    ("packed": LIBXSMM's kernels on every shape; skipped when not built in)."""
+    ("packed": LIBXSMM's kernels on every shape, skipped when not built in; "team": the
+    Elman and LSTM time loops on the thread team, each member's panels by the plan)."""
     from rnnfast import _kernels
     if request.param == "packed" and not _kernels.LIBXSMM:
         pytest.skip("rnnfast is built without LIBXSMM")
     _kernels._set_force_products({"auto": None, "own": True, "blas": False,
-                                  "packed": False}[request.param])
+                                  "packed": False, "team": False}[request.param])
     _kernels._set_force_packed({"auto": None, "own": None, "blas": False,
-                                "packed": True}[request.param])
+                                "packed": True, "team": None}[request.param])
+    _kernels._set_force_team(True if request.param == "team" else None)
     yield request.param
     _kernels._set_force_products(None)
     _kernels._set_force_packed(None)
+    _kernels._set_force_team(None)
 
 
 @pytest.fixture

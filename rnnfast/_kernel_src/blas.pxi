@@ -181,6 +181,23 @@ cdef inline int _plan_team(const Dims *d) noexcept nogil:
     return members
 
 
+cdef inline int _plan_gated_team(const Dims *d, int n_gates) noexcept nogil:
+    """Members of the thread team that runs a gated loop's steps (the LSTM without a
+    projection), 0 for none: ``plan_product`` chooses TEAM for the step's product
+    (m, H) (H, n_gates H)."""
+    cdef int allowed = (_blas.PRODUCT_TEAM | _blas.PRODUCT_PACKED | _blas.PRODUCT_GEMV
+                        | _blas.PRODUCT_GEMM)
+    cdef int members
+    if (d.n_proj != d.n_hidden
+            or plan_product(d.n_batch, n_gates * d.n_hidden, d.n_hidden, allowed, d.float32,
+                            n_gates) != _blas.PRODUCT_TEAM):
+        return 0
+    members = _blas.rf_team_natural_size()
+    if members < 2:
+        members = 2                 # forced (the plan itself wants two or more)
+    return members
+
+
 cpdef bint use_own_products(Py_ssize_t n_batch, Py_ssize_t n_hidden):
     """Whether the Elman recurrent products (n_batch, n_hidden) (n_hidden, n_hidden) run
     in the hand-written loops rather than BLAS (``plan_product`` chooses VECMAT)."""
@@ -333,11 +350,11 @@ _PLAN_NAMES = {"loop": _blas.PRODUCT_LOOP, "vecmat": _blas.PRODUCT_VECMAT,
 
 
 def _test_plan_product(n_rows, n_cols, n_inner, allowed=("loop", "vecmat", "gemv", "gemm"),
-                       float32=False):
+                       float32=False, n_gates=1):
     """The name of the plan ``plan_product`` picks for these sizes among ``allowed`` names
-    (for a float32 product with ``float32``)."""
+    (for a float32 product with ``float32``; a gated cell's with ``n_gates`` 3 or 4)."""
     cdef int bits = 0
     for name in allowed:
         bits |= _PLAN_NAMES[name]
-    chosen = <int>plan_product(n_rows, n_cols, n_inner, bits, float32)
+    chosen = <int>plan_product(n_rows, n_cols, n_inner, bits, float32, n_gates)
     return next(name for name, bit in _PLAN_NAMES.items() if bit == chosen)

@@ -18,21 +18,27 @@ cdef extern from "_vecmath.h" nogil:
     void rf_vecmat_f(const float *v, const float *a, Py_ssize_t n_k, Py_ssize_t n_j,
                      Py_ssize_t lda, float *out, int accumulate)
     void rf_lstm_cell_d(double *a, const double *bias, const double *c_prev, double *c,
-                        double *m, Py_ssize_t H)
+                        double *m, Py_ssize_t n, Py_ssize_t gs)
     void rf_lstm_cell_f(float *a, const float *bias, const float *c_prev, float *c,
-                        float *m, Py_ssize_t H)
+                        float *m, Py_ssize_t n, Py_ssize_t gs)
     void rf_lstm_cell_grad_d(const double *a, const double *c, const double *c_prev,
-                             const double *dm, double *dc, double *da, Py_ssize_t H)
+                             const double *dm, double *dc, double *da, Py_ssize_t n,
+                             Py_ssize_t gs)
     void rf_lstm_cell_grad_f(const float *a, const float *c, const float *c_prev,
-                             const float *dm, float *dc, float *da, Py_ssize_t H)
+                             const float *dm, float *dc, float *da, Py_ssize_t n,
+                             Py_ssize_t gs)
     void rf_gru_cell_d(double *gi, const double *gh, const double *b_ih, const double *b_hh,
-                       const double *h_prev, double *hn, double *h, Py_ssize_t H)
+                       const double *h_prev, double *hn, double *h, Py_ssize_t n,
+                       Py_ssize_t gs)
     void rf_gru_cell_f(float *gi, const float *gh, const float *b_ih, const float *b_hh,
-                       const float *h_prev, float *hn, float *h, Py_ssize_t H)
+                       const float *h_prev, float *hn, float *h, Py_ssize_t n,
+                       Py_ssize_t gs)
     void rf_gru_cell_grad_d(const double *gates, const double *hn, const double *h_prev,
-                            double *g, double *dgi, double *dgh, Py_ssize_t H)
+                            double *g, double *dgi, double *dgh, Py_ssize_t n,
+                            Py_ssize_t gs)
     void rf_gru_cell_grad_f(const float *gates, const float *hn, const float *h_prev,
-                            float *g, float *dgi, float *dgh, Py_ssize_t H)
+                            float *g, float *dgi, float *dgh, Py_ssize_t n,
+                            Py_ssize_t gs)
 
 
 cdef inline void _bias_act(floating *row, const floating *bias, Py_ssize_t n,
@@ -104,13 +110,15 @@ cdef inline void _zero_row(floating *dst, Py_ssize_t n) noexcept nogil:
 
 
 cdef inline void _column_sums(const floating *a, Py_ssize_t n_rows, Py_ssize_t n,
-                              floating *out) noexcept nogil:
-    """out = the column sums of the (n_rows, n) row-major a."""
+                              floating *out, Py_ssize_t ld=0) noexcept nogil:
+    """out = the column sums of the (n_rows, n) row-major a (row stride ``ld``, n when 0)."""
     cdef Py_ssize_t r, j
+    if ld == 0:
+        ld = n
     _zero_row(out, n)
     for r in range(n_rows):
         for j in range(n):
-            out[j] += a[r * n + j]
+            out[j] += a[r * ld + j]
 
 
 cdef inline bint _padded(const Dims *d, Py_ssize_t i, Py_ssize_t t) noexcept nogil:
@@ -133,12 +141,15 @@ cdef bint _rows_finite(const floating *a, Py_ssize_t n_rows, Py_ssize_t ld,
 
 
 cdef void _recurrent_weight_grad(const Dims *d, floating *dz, int n_out, const floating *h,
-                                 const floating *h0, int n_in, floating *dw_out) noexcept nogil:
+                                 const floating *h0, int n_in, floating *dw_out,
+                                 int ld_out=0) noexcept nogil:
     """dW = sum_t dZ_t^T H_prev(t), with H_prev(first step) = h0.
 
     ``dz`` (m, T, n_out) holds the gradients of the pre-activations of the
     recurrent product H_prev W^T, ``h`` (m, T, n_in) the states and ``h0``
-    (m, n_in); ``dw_out`` is W's shape (n_out, n_in).
+    (m, n_in); ``dw_out`` is W's shape (n_out, n_in).  With ``ld_out`` (0: n_out),
+    ``dz`` is n_out columns of a (m, T, ld_out) array and ``dw_out`` those n_out rows
+    of W (a thread team's share).
 
     In the flat batch-major rows, row r of dZ pairs with row r-1 of H (r+1 when
     reversed) except at each sequence's first step, where it must pair with h0
@@ -156,10 +167,14 @@ cdef void _recurrent_weight_grad(const Dims *d, floating *dz, int n_out, const f
     cdef int n_batch = d.n_batch, n_steps = d.n_steps
     cdef bint reverse = d.reverse
     cdef int n_rows = n_batch * n_steps
-    cdef int ld_z = n_steps * n_out, ld_h = n_steps * n_in      # one sequence's block
-    cdef int first = (n_steps - 1) * n_out if reverse else 0   # dz offset of the first step
+    cdef int ld_z, ld_h = n_steps * n_in                        # one sequence's block
+    cdef int first                                              # dz offset of the first step
     cdef int last = 0 if reverse else (n_steps - 1) * n_in     # h offset of the last step
     cdef Py_ssize_t i, j
+    if ld_out == 0:
+        ld_out = n_out
+    ld_z = n_steps * ld_out
+    first = (n_steps - 1) * ld_out if reverse else 0
     # dW = dZ_first^T h0                   (n_out, n_in) = (n_out, m) (m, n_in)
     gemm(c'T', c'N', n_out, n_in, n_batch, 1, dz + first, ld_z, h0, n_in, 0, dw_out, n_in)
     if n_steps == 1:
@@ -169,10 +184,10 @@ cdef void _recurrent_weight_grad(const Dims *d, floating *dz, int n_out, const f
         # dW += sum_i dZ_i[later steps]^T H_i[earlier steps]
         for i in range(n_batch):
             if reverse:
-                gemm(c'T', c'N', n_out, n_in, n_steps - 1, 1, dz + i * ld_z, n_out,
+                gemm(c'T', c'N', n_out, n_in, n_steps - 1, 1, dz + i * ld_z, ld_out,
                      h + i * ld_h + n_in, n_in, 1, dw_out, n_in)
             else:
-                gemm(c'T', c'N', n_out, n_in, n_steps - 1, 1, dz + i * ld_z + n_out, n_out,
+                gemm(c'T', c'N', n_out, n_in, n_steps - 1, 1, dz + i * ld_z + ld_out, ld_out,
                      h + i * ld_h, n_in, 1, dw_out, n_in)
         return
     for i in range(n_batch):
@@ -180,11 +195,11 @@ cdef void _recurrent_weight_grad(const Dims *d, floating *dz, int n_out, const f
             dz[i * ld_z + first + j] = 0
     if reverse:
         # dW += dZ[:-1]^T H[1:]            (n_out, n_in) = (n_out, m*T-1) (m*T-1, n_in)
-        gemm(c'T', c'N', n_out, n_in, n_rows - 1, 1, dz, n_out, h + n_in, n_in, 1,
+        gemm(c'T', c'N', n_out, n_in, n_rows - 1, 1, dz, ld_out, h + n_in, n_in, 1,
              dw_out, n_in)
     else:
         # dW += dZ[1:]^T H[:-1]            (n_out, n_in) = (n_out, m*T-1) (m*T-1, n_in)
-        gemm(c'T', c'N', n_out, n_in, n_rows - 1, 1, dz + n_out, n_out, h, n_in, 1,
+        gemm(c'T', c'N', n_out, n_in, n_rows - 1, 1, dz + ld_out, ld_out, h, n_in, 1,
              dw_out, n_in)
 
 

@@ -179,61 +179,86 @@ cdef void _team_backward_task(floating tag, ElmanTeamJob *job, Py_ssize_t stage,
                       d.activation)
 
 
-cdef void _team_member(floating tag, ElmanTeamJob *job, int member, bint backward) noexcept nogil:
-    """A member's share: tasks in step order, each once the previous step is done; the
-    caller (member 0) returns once every task is done."""
-    cdef Py_ssize_t n_stages = job.d.n_steps + (1 if backward else 0)
-    cdef long long total = n_stages * job.n_panels
+# -- the team's loop, shared by every cell -----------------------------------------
+
+ctypedef void (*TeamTask)(void *job, Py_ssize_t stage, int panel) noexcept nogil
+
+
+cdef struct TeamLoop:
+    TeamTask task               # runs the task (stage, panel) of the cell's job
+    void *job
+    Py_ssize_t n_stages
+    int n_panels
+
+
+cdef void _team_member(void *arg, int member, int n_members) noexcept nogil:
+    """A member's share of a loop (rf_team_fn): tasks in stage order, each once the
+    previous stage is done; the caller (member 0) returns once every task is done."""
+    cdef TeamLoop *loop = <TeamLoop *>arg
+    cdef long long total = loop.n_stages * loop.n_panels
     cdef long long ticket
     cdef Py_ssize_t stage
     while True:
         ticket = _blas.rf_team_claim()
         if ticket >= total:
             break
-        stage = ticket // job.n_panels
+        stage = ticket // loop.n_panels
         # every task of the previous stage is done
-        _blas.rf_team_wait_done(stage * job.n_panels)
-        if backward:
-            _team_backward_task(tag, job, stage, <int>(ticket % job.n_panels))
-        else:
-            _team_forward_task(tag, job, stage, <int>(ticket % job.n_panels))
+        _blas.rf_team_wait_done(stage * loop.n_panels)
+        loop.task(loop.job, stage, <int>(ticket % loop.n_panels))
         _blas.rf_team_task_done()
     if member == 0:
         _blas.rf_team_wait_done(total)
 
 
-# the members' entry points, one per direction and dtype (rf_team_fn)
-cdef void _team_forward_f(void *job, int member, int n_members) noexcept nogil:
-    _team_member(<float>0, <ElmanTeamJob *>job, member, False)
+cdef int _team_take(const Dims *d) noexcept nogil:
+    """Take the team for ``d.team`` members: the number of members (the panels of each
+    stage are at most TEAM_MAX_PANELS), or 0 when another thread holds the team or no
+    worker could be started (the caller then runs its ordinary loop)."""
+    return _blas.rf_team_acquire(d.team)
 
 
-cdef void _team_forward_d(void *job, int member, int n_members) noexcept nogil:
-    _team_member(<double>0, <ElmanTeamJob *>job, member, False)
+cdef void _team_go(TeamTask task, void *job, Py_ssize_t n_stages, int n_panels,
+                   int n_members) noexcept nogil:
+    """Run ``n_stages`` stages of ``n_panels`` tasks on the team taken by
+    :func:`_team_take` (``n_members``), then give the team back."""
+    cdef TeamLoop loop
+    loop.task, loop.job, loop.n_stages, loop.n_panels = task, job, n_stages, n_panels
+    _blas.rf_team_run(_team_member, &loop, n_members)
+    _blas.rf_team_release()
 
 
-cdef void _team_backward_f(void *job, int member, int n_members) noexcept nogil:
-    _team_member(<float>0, <ElmanTeamJob *>job, member, True)
+# the Elman tasks, one per direction and dtype (TeamTask)
+cdef void _team_forward_f(void *job, Py_ssize_t stage, int panel) noexcept nogil:
+    _team_forward_task(<float>0, <ElmanTeamJob *>job, stage, panel)
 
 
-cdef void _team_backward_d(void *job, int member, int n_members) noexcept nogil:
-    _team_member(<double>0, <ElmanTeamJob *>job, member, True)
+cdef void _team_forward_d(void *job, Py_ssize_t stage, int panel) noexcept nogil:
+    _team_forward_task(<double>0, <ElmanTeamJob *>job, stage, panel)
+
+
+cdef void _team_backward_f(void *job, Py_ssize_t stage, int panel) noexcept nogil:
+    _team_backward_task(<float>0, <ElmanTeamJob *>job, stage, panel)
+
+
+cdef void _team_backward_d(void *job, Py_ssize_t stage, int panel) noexcept nogil:
+    _team_backward_task(<double>0, <ElmanTeamJob *>job, stage, panel)
 
 
 cdef bint _team_run(const Dims *d, ElmanTeamJob *job, bint backward) noexcept nogil:
-    """Run the loop on the team (``d.team`` members wanted); False, nothing done, when
-    another thread holds the team or no worker could be started."""
-    cdef int n_members = _blas.rf_team_acquire(d.team)
-    cdef _blas.rf_team_fn fn
+    """Run the Elman loop on the team (``d.team`` members wanted); False, nothing done,
+    when another thread holds the team or no worker could be started."""
+    cdef int n_members = _team_take(d)
+    cdef TeamTask task
     if n_members == 0:
         return False
     job.d = d
     job.n_panels = min(n_members, <int>TEAM_MAX_PANELS)
     if d.float32:
         _team_prepare(<float>0, job, backward)
-        fn = _team_backward_f if backward else _team_forward_f
+        task = _team_backward_f if backward else _team_forward_f
     else:
         _team_prepare(<double>0, job, backward)
-        fn = _team_backward_d if backward else _team_forward_d
-    _blas.rf_team_run(fn, job, n_members)
-    _blas.rf_team_release()
+        task = _team_backward_d if backward else _team_forward_d
+    _team_go(task, job, d.n_steps + (1 if backward else 0), job.n_panels, n_members)
     return True

@@ -110,12 +110,15 @@ cdef void _lstm_forward(floating tag, const Dims *d, void *buffers) noexcept nog
     cdef void *first_kernel = NULL               # LIBXSMM's, for H_prev = h0
     cdef void *step_kernel = NULL                # and for H_prev a step of h
     cdef void *kernel
+    if d.packed or d.team:
+        # W_hh^T (P, 4H), row-major: A_t += H_prev W_hh^T is then LIBXSMM's NN product
+        _transpose(w_hh, G, P, w_hh_t)
+    if d.team and _gated_team_run(d, 4, b, False):
+        return                  # the thread team ran it all (gated_team.pxi)
     # A = X W_ih^T                         (m*T, 4H) = (m*T, n_in) (n_in, 4H)
     gemm(c'N', c'T', n_batch * n_steps, G, n_input, 1, x, n_input, w_ih, n_input, 0, gates, G)
     if d.packed:
-        # W_hh^T (P, 4H), row-major: A_t += H_prev W_hh^T is then LIBXSMM's NN product;
         # kernels for h0's row stride and for a step's (NULL: BLAS)
-        _transpose(w_hh, G, P, w_hh_t)
         first_kernel = _packed_kernel(w_hh_t, n_batch, G, P, P, G, ld_g, True)
         step_kernel = _packed_kernel(w_hh_t, n_batch, G, P, ld_h, G, ld_g, True)
     for s in range(n_steps):
@@ -141,10 +144,10 @@ cdef void _lstm_forward(floating tag, const Dims *d, void *buffers) noexcept nog
             out = m_buf + i * H if w_hr != NULL else h + i * ld_h + t * P
             if floating is float:
                 rf_lstm_cell_f(gates + i * ld_g + t * G, bias, c_prev + i * ld_cp,
-                               c + i * ld_c + t * H, out, H)
+                               c + i * ld_c + t * H, out, H, H)
             else:
                 rf_lstm_cell_d(gates + i * ld_g + t * G, bias, c_prev + i * ld_cp,
-                               c + i * ld_c + t * H, out, H)
+                               c + i * ld_c + t * H, out, H, H)
         if w_hr != NULL:
             # H_t = M W_hr^T               (m, P) = (m, H) (H, P)
             _rows_times(m_buf, H, w_hr, True, h + t * P, ld_h, 0, n_batch, H, P)
@@ -190,6 +193,8 @@ cdef void _lstm_backward(floating tag, const Dims *d, void *buffers) noexcept no
     cdef const floating *dm_row
     cdef const floating *a_row
     cdef void *kernel = NULL
+    if d.team and _gated_team_run(d, 4, b, True):
+        return                  # the thread team ran it all (gated_team.pxi)
     if d.packed:
         # G_h = dA_t W_hh in a LIBXSMM kernel, W_hh as stored (NULL: BLAS)
         kernel = _packed_kernel(w_hh, n_batch, P, G, ld_g, P, P, False)
@@ -220,10 +225,10 @@ cdef void _lstm_backward(floating tag, const Dims *d, void *buffers) noexcept no
             a_row = gates + i * ld_g + t * G
             if floating is float:
                 rf_lstm_cell_grad_f(a_row, c + i * ld_c + t * H, c_prev + i * ld_cp, dm_row,
-                                    grad_c + i * H, da + i * ld_g + t * G, H)
+                                    grad_c + i * H, da + i * ld_g + t * G, H, H)
             else:
                 rf_lstm_cell_grad_d(a_row, c + i * ld_c + t * H, c_prev + i * ld_cp, dm_row,
-                                    grad_c + i * H, da + i * ld_g + t * G, H)
+                                    grad_c + i * H, da + i * ld_g + t * G, H, H)
         # G_h = dA_t W_hh                  (m, P) = (m, 4H) (4H, P)
         if kernel != NULL:
             _packed_times(kernel, da + t * G, w_hh, grad_h)
@@ -291,12 +296,15 @@ cdef void _gru_forward(floating tag, const Dims *d, void *buffers) noexcept nogi
     cdef void *first_kernel = NULL               # LIBXSMM's, for H_prev = h0
     cdef void *step_kernel = NULL                # and for H_prev a step of h
     cdef void *kernel
+    if d.packed or d.team:
+        # W_hh^T (H, 3H), row-major: GH = H_prev W_hh^T is then LIBXSMM's NN product
+        _transpose(w_hh, G, H, w_hh_t)
+    if d.team and _gated_team_run(d, 3, b, False):
+        return                  # the thread team ran it all (gated_team.pxi)
     # GI = X W_ih^T                        (m*T, 3H) = (m*T, n_in) (n_in, 3H)
     gemm(c'N', c'T', n_batch * n_steps, G, n_input, 1, x, n_input, w_ih, n_input, 0, gates, G)
     if d.packed:
-        # W_hh^T (H, 3H), row-major: GH = H_prev W_hh^T is then LIBXSMM's NN product;
         # kernels for h0's row stride and for a step's (NULL: BLAS)
-        _transpose(w_hh, G, H, w_hh_t)
         first_kernel = _packed_kernel(w_hh_t, n_batch, G, H, H, G, G, False)
         step_kernel = _packed_kernel(w_hh_t, n_batch, G, H, ld_h, G, G, False)
     for s in range(n_steps):
@@ -320,10 +328,12 @@ cdef void _gru_forward(floating tag, const Dims *d, void *buffers) noexcept nogi
                 _zero_row(hn + i * ld_h + t * H, H)
             elif floating is float:
                 rf_gru_cell_f(gates + i * ld_g + t * G, gh + i * G, b_ih, b_hh,
-                              h_prev + i * ld_hp, hn + i * ld_h + t * H, h + i * ld_h + t * H, H)
+                              h_prev + i * ld_hp, hn + i * ld_h + t * H,
+                              h + i * ld_h + t * H, H, H)
             else:
                 rf_gru_cell_d(gates + i * ld_g + t * G, gh + i * G, b_ih, b_hh,
-                              h_prev + i * ld_hp, hn + i * ld_h + t * H, h + i * ld_h + t * H, H)
+                              h_prev + i * ld_hp, hn + i * ld_h + t * H,
+                              h + i * ld_h + t * H, H, H)
 
 
 cdef void _gru_backward(floating tag, const Dims *d, void *buffers) noexcept nogil:
@@ -352,6 +362,8 @@ cdef void _gru_backward(floating tag, const Dims *d, void *buffers) noexcept nog
     cdef const floating *h_prev
     cdef int ld_hp
     cdef void *kernel = NULL
+    if d.team and _gated_team_run(d, 3, b, True):
+        return                  # the thread team ran it all (gated_team.pxi)
     if d.packed:
         # G += dGH_t W_hh in a LIBXSMM kernel, W_hh as stored (NULL: BLAS)
         kernel = _packed_kernel(w_hh, n_batch, H, G, ld_g, H, H, True)
@@ -374,11 +386,11 @@ cdef void _gru_backward(floating tag, const Dims *d, void *buffers) noexcept nog
             if floating is float:
                 rf_gru_cell_grad_f(gates + i * ld_g + t * G, hn + i * ld_h + t * H,
                                    h_prev + i * ld_hp, direct + i * H, dgi + i * ld_g + t * G,
-                                   dgh + i * ld_g + t * G, H)
+                                   dgh + i * ld_g + t * G, H, H)
             else:
                 rf_gru_cell_grad_d(gates + i * ld_g + t * G, hn + i * ld_h + t * H,
                                    h_prev + i * ld_hp, direct + i * H, dgi + i * ld_g + t * G,
-                                   dgh + i * ld_g + t * G, H)
+                                   dgh + i * ld_g + t * G, H, H)
         # G = direct + dGH_t W_hh          (m, H) = (m, 3H) (3H, H)
         _copy_row(grad, direct, n_batch * H)
         if kernel != NULL:
@@ -426,7 +438,8 @@ def lstm_layer_forward(cnp.ndarray x not None, cnp.ndarray h0 not None,
     cdef cnp.ndarray gates = _empty3(n_batch, d.n_steps, 4 * H, type_num)
     cdef cnp.ndarray m_buf = _empty3(1, n_batch if w_hr is not None else 1, H, type_num)
     d.packed = _plan_packed(&d, 4 * d.n_hidden, d.n_proj)
-    cdef cnp.ndarray w_hh_t = _scratch(d.packed, w_hh)          # (P, 4H) W_hh^T
+    d.team = _plan_gated_team(&d, 4)
+    cdef cnp.ndarray w_hh_t = _scratch(d.packed or d.team, w_hh)    # (P, 4H) W_hh^T
     cdef LstmBuffers b
     memset(&b, 0, sizeof(LstmBuffers))
     b.x, b.h0, b.c0, b.w_ih, b.w_hh = _ptr(x), _ptr(h0), _ptr(c0), _ptr(w_ih), _ptr(w_hh)
@@ -456,6 +469,7 @@ def lstm_layer_backward(cnp.ndarray x not None, cnp.ndarray h0 not None,
     cdef Dims d = _gated_dims(h0, w_ih, n_batch, n_steps, H, reverse, lengths)
     cdef bint proj = w_hr is not None
     d.packed = _plan_packed(&d, 4 * d.n_hidden, d.n_proj)
+    d.team = _plan_gated_team(&d, 4)
     cdef cnp.ndarray grad_h = cnp.PyArray_NewCopy(grad_h_n, cnp.NPY_CORDER)
     cdef cnp.ndarray grad_c = cnp.PyArray_NewCopy(grad_c_n, cnp.NPY_CORDER)
     cdef cnp.ndarray da = _empty3(n_batch, n_steps, 4 * H, type_num)
@@ -494,7 +508,8 @@ def gru_layer_forward(cnp.ndarray x not None, cnp.ndarray h0 not None,
     cdef cnp.ndarray hn = _empty3(n_batch, d.n_steps, H, type_num)
     cdef cnp.ndarray gh = _empty3(1, n_batch, 3 * H, type_num)
     d.packed = _plan_packed(&d, 3 * d.n_hidden, d.n_proj)
-    cdef cnp.ndarray w_hh_t = _scratch(d.packed, w_hh)          # (H, 3H) W_hh^T
+    d.team = _plan_gated_team(&d, 3)
+    cdef cnp.ndarray w_hh_t = _scratch(d.packed or d.team, w_hh)    # (H, 3H) W_hh^T
     cdef GruBuffers b
     memset(&b, 0, sizeof(GruBuffers))
     b.x, b.h0, b.w_ih, b.w_hh = _ptr(x), _ptr(h0), _ptr(w_ih), _ptr(w_hh)
@@ -519,6 +534,7 @@ def gru_layer_backward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndar
     cdef int n_batch = <int>dims[0], n_steps = <int>dims[1], H = <int>dims[2]
     cdef Dims d = _gated_dims(h0, w_ih, n_batch, n_steps, H, reverse, lengths)
     d.packed = _plan_packed(&d, 3 * d.n_hidden, d.n_proj)
+    d.team = _plan_gated_team(&d, 3)
     cdef cnp.ndarray grad = cnp.PyArray_NewCopy(grad_h_n, cnp.NPY_CORDER)
     cdef cnp.ndarray dgi = _empty3(n_batch, n_steps, 3 * H, type_num)
     cdef cnp.ndarray dgh = _empty3(n_batch, n_steps, 3 * H, type_num)

@@ -225,18 +225,18 @@ cdef void _stack_step(const Dims *d, const GenerateBuffers *b, const GeneratePro
             elif cell == GEN_LSTM:
                 # c = f c_prev + i g, h = o tanh(c)   (into s, then c_l: the cell reads c_prev)
                 if floating is float:
-                    rf_lstm_cell_f(a + i * G, bias, c_l + i * H, s + i * H, h_l + i * H, H)
+                    rf_lstm_cell_f(a + i * G, bias, c_l + i * H, s + i * H, h_l + i * H, H, H)
                 else:
-                    rf_lstm_cell_d(a + i * G, bias, c_l + i * H, s + i * H, h_l + i * H, H)
+                    rf_lstm_cell_d(a + i * G, bias, c_l + i * H, s + i * H, h_l + i * H, H, H)
                 _copy_row(c_l + i * H, s + i * H, H)
             else:
                 # n = tanh(A_n + b_in + r (GH_n + b_hn)), h = (1 - z) n + z h_prev   (into s)
                 if floating is float:
                     rf_gru_cell_f(a + i * G, gh + i * G, bias, bias + G, h_l + i * H, hn,
-                                  s + i * H, H)
+                                  s + i * H, H, H)
                 else:
                     rf_gru_cell_d(a + i * G, gh + i * G, bias, bias + G, h_l + i * H, hn,
-                                  s + i * H, H)
+                                  s + i * H, H, H)
                 _copy_row(h_l + i * H, s + i * H, H)
 
 

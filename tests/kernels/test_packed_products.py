@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 
 from rnnfast import _kernels
-from rnnfast import reference as ref
-from tests.helpers import assert_close, assert_elman_layer_kernels_match_the_twin
+from tests.helpers import (
+    assert_close,
+    assert_elman_layer_kernels_match_the_twin,
+    assert_gated_layer_kernels_match_the_twin,
+)
 
 needs_libxsmm = pytest.mark.skipif(not _kernels.LIBXSMM,
                                    reason="rnnfast is built without LIBXSMM")
@@ -129,59 +132,5 @@ def test_packed_gated_layer_kernels_match_the_twin(sizes, kind, reverse, with_le
     T, N, n_in, H, P = sizes
     G, width = (4 if kind == "lstm" else 3), P or H
     assert _kernels._test_plan_product(N, G * H, width, PLANS) == "packed"
-    rng = np.random.default_rng(T + 10 * N + H + P)
-    x = rng.standard_normal((T, N, n_in))
-    h0, c0 = 0.5 * rng.standard_normal((N, width)), 0.5 * rng.standard_normal((N, H))
-    w_ih = rng.standard_normal((G * H, n_in)) / np.sqrt(n_in)
-    w_hh = rng.standard_normal((G * H, width)) / np.sqrt(width)
-    w_hr = rng.standard_normal((P, H)) / np.sqrt(H) if P else None
-    b_ih, b_hh = 0.1 * rng.standard_normal(G * H), 0.1 * rng.standard_normal(G * H)
-    d_out, d_hn = rng.standard_normal((T, N, width)), rng.standard_normal((N, width))
-    d_cn = rng.standard_normal((N, H))
-    lengths = None
-    if with_lengths:
-        lengths = np.array([T - (i % T) for i in range(N)], dtype=np.intp)
-        lengths[-1] = max(1, T // 2)
-    valid = np.ones((T, N), bool) if lengths is None else np.arange(T)[:, None] < lengths
-    d_out = np.where(valid[:, :, None], d_out, 0)
-
-    def cast(a):
-        return None if a is None else np.ascontiguousarray(a, dtype=dtype)
-    x_rows = cast(x.transpose(1, 0, 2).reshape(N * T, n_in))
-    w_hh_c = cast(w_hh)
-    w_hh_c.flags.writeable = False              # read-only weights are fine
-    d_states = cast(d_out.transpose(1, 0, 2))
-    if kind == "lstm":
-        out_e, hn_e, cn_e, cache = ref.lstm_layer_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh,
-                                                          w_hr, reverse, lengths)
-        grads_e = ref.lstm_layer_backward(d_out, d_hn, d_cn, cache)
-        h, c, gates = _kernels.lstm_layer_forward(x_rows, cast(h0), cast(c0), cast(w_ih),
-                                                  w_hh_c, cast(b_ih + b_hh), cast(w_hr),
-                                                  lengths, reverse)
-        dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr = _kernels.lstm_layer_backward(
-            x_rows, cast(h0), cast(c0), h, c, gates, d_states, cast(d_hn), cast(d_cn),
-            cast(w_ih), w_hh_c, cast(w_hr), lengths, reverse)
-        got = {"hx": dh0, "cx": dc0, "weight_ih": dw_ih, "weight_hh": dw_hh, "bias_ih": db}
-        if P:
-            got["weight_hr"] = dw_hr
-    else:
-        out_e, hn_e, cache = ref.gru_layer_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse,
-                                                   lengths)
-        grads_e = ref.gru_layer_backward(d_out, d_hn, cache)
-        h, gates, hn = _kernels.gru_layer_forward(x_rows, cast(h0), cast(w_ih), w_hh_c,
-                                                  cast(b_ih), cast(b_hh), lengths, reverse)
-        dx, dh0, dw_ih, dw_hh, db_ih, db_hh = _kernels.gru_layer_backward(
-            x_rows, cast(h0), h, gates, hn, d_states, cast(d_hn), cast(w_ih), w_hh_c,
-            lengths, reverse)
-        got = {"hx": dh0, "weight_ih": dw_ih, "weight_hh": dw_hh, "bias_ih": db_ih,
-               "bias_hh": db_hh}
-    assert_close(np.where(valid[:, :, None], h.transpose(1, 0, 2), 0), out_e, dtype, "output")
-    last = np.array([0 if reverse else (T - 1 if lengths is None else lengths[i] - 1)
-                     for i in range(N)])
-    assert_close(h[np.arange(N), last], hn_e, dtype, "h_n")
-    if kind == "lstm":
-        assert_close(c[np.arange(N), last], cn_e, dtype, "c_n")
-    assert_close(dx.reshape(N, T, n_in).transpose(1, 0, 2), grads_e["input"], dtype, "input")
-    for key, value in got.items():
-        assert_close(value, grads_e[key], dtype, key)
-    assert np.array_equal(w_hh_c, cast(w_hh))   # the caller's weights are untouched
+    assert_gated_layer_kernels_match_the_twin(kind, T, N, n_in, H, P, reverse, with_lengths,
+                                              dtype)

@@ -22,6 +22,7 @@ from rnnfast import reference as ref
 from tests.helpers import (
     assert_close,
     assert_elman_layer_kernels_match_the_twin,
+    assert_gated_layer_kernels_match_the_twin,
     check_forward_backward,
     in_layout,
     make_dh,
@@ -249,3 +250,80 @@ def test_team_is_correct_while_other_processes_load_every_cpu(panels):
         for process in busy:
             process.kill()
             process.wait()
+
+
+# -- the LSTM's and GRU's loops on the team (gated_team.pxi) ------------------------
+
+@pytest.mark.parametrize("kind, sizes", [
+    (kind, sizes) for sizes in [(1, 1, 3, 7), (4, 1, 2, 65), (3, 5, 4, 33), (6, 2, 3, 16),
+                                (2, 17, 2, 24), (5, 3, 4, 1), (3, 4, 5, 257), (1, 2, 1, 40)]
+    for kind in ("lstm", "gru")],
+    ids=lambda v: v if isinstance(v, str) else "T{}-m{}-nin{}-H{}".format(*v))
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+def test_gated_layer_kernels_on_the_team_match_the_twin(kind, sizes, reverse, with_lengths,
+                                                        dtype, panels):
+    """Forward (the input projection, then the steps) and backward (the steps, then the
+    weight gradients) each run once on the team, read-only weights, against the twins."""
+    assert_gated_layer_kernels_match_the_twin(kind, *sizes, 0, reverse, with_lengths, dtype,
+                                              each_call=lambda: TeamRuns(1))
+
+
+def test_lstm_with_a_projection_keeps_todays_path(dtype, panels):
+    """The team serves the LSTM without a projection only; with one, forced or not, the
+    ordinary loop runs (and matches the twin)."""
+    assert_gated_layer_kernels_match_the_twin("lstm", 3, 5, 4, 33, 9, False, True, dtype,
+                                              each_call=lambda: TeamRuns(0))
+
+
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_gated_modules_on_the_team_match_the_twin(mode, dtype, panels):
+    """Two bidirectional layers with lengths: 8 loops on the team, results as the twin's."""
+    m64 = getattr(rnnfast, mode)(4, 33, num_layers=2, bidirectional=True,
+                                 dtype=np.float64, seed=2)
+    m = getattr(rnnfast, mode)(4, 33, num_layers=2, bidirectional=True, dtype=dtype)
+    weights = m64.state_dict()
+    m.load_state_dict(weights)
+    rng = np.random.default_rng(6)
+    L, N = 5, 3
+    x, go = rng.standard_normal((L, N, 4)), rng.standard_normal((L, N, 66))
+    h0, gh = rng.standard_normal((4, N, 33)), rng.standard_normal((4, N, 33))
+    lengths = np.array([5, 2, 4])
+    if mode == "LSTM":
+        c0, gc = rng.standard_normal((4, N, 33)), rng.standard_normal((4, N, 33))
+        with TeamRuns(8):               # 2 layers x 2 directions, forward and backward
+            out, (hn, cn) = m.forward(x.astype(dtype), (h0.astype(dtype), c0.astype(dtype)),
+                                      lengths=lengths)
+            grads = m.backward(go.astype(dtype), gh.astype(dtype), gc.astype(dtype))
+        out_e, hn_e, cn_e, cache = ref.lstm_module_forward(x, h0, c0, weights, 2, True,
+                                                           lengths=lengths)
+        grads_e = ref.lstm_module_backward(go, gh, gc, cache)
+        assert_close(cn, cn_e, dtype, "c_n")
+    else:
+        with TeamRuns(8):
+            out, hn = m.forward(x.astype(dtype), h0.astype(dtype), lengths=lengths)
+            grads = m.backward(go.astype(dtype), gh.astype(dtype))
+        out_e, hn_e, cache = ref.gru_module_forward(x, h0, weights, 2, True, lengths=lengths)
+        grads_e = ref.gru_module_backward(go, gh, cache)
+    assert_close(out, out_e, dtype, "output")
+    assert_close(hn, hn_e, dtype, "h_n")
+    assert set(grads) == set(grads_e)
+    for key, expected in grads_e.items():
+        assert_close(grads[key], expected, dtype, key)
+
+
+def test_plan_puts_the_gated_loops_on_the_team_where_it_measured_faster():
+    """LSTM (4 gates) and GRU (3): m >= 2, H >= 128, m H >= 512, float64 up to m H 4096
+    (see TEAM_GATED_* in _blas.pxd); the Elman limits do not apply to them."""
+    team = _kernels._team_size() >= 2 and _kernels.blas_in_use() == "numpy"
+    for n_gates in (3, 4):
+        def plan(m, H, float32, n_gates=n_gates):
+            return _kernels._test_plan_product(m, n_gates * H, H, PLANS, float32, n_gates)
+        for m, H in [(2, 256), (4, 128), (8, 256), (16, 256), (32, 256), (64, 256), (32, 512)]:
+            assert (plan(m, H, True) == "team") == team
+        for m, H in [(2, 256), (4, 256), (16, 256)]:
+            assert (plan(m, H, False) == "team") == team
+        for m, H in [(1, 256), (1, 1024), (2, 128), (8, 64), (64, 64), (3, 100)]:
+            assert plan(m, H, True) != "team"
+        for m, H in [(32, 256), (64, 256), (16, 512)]:
+            assert plan(m, H, False) != "team"
