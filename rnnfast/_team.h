@@ -33,8 +33,10 @@
  *
  * BLAS inside the team: each member calls NumPy's OpenBLAS on its own panel, so
  * OpenBLAS must run each such call on the calling thread alone
- * (openblas_set_num_threads_local(1), bound by rf_team_bind_openblas); the caller
- * gets its previous setting back after the run.
+ * (openblas_set_num_threads_local(1), bound by rf_team_bind_openblas).  NumPy's
+ * OpenBLAS applies that call to its process-wide thread count as well, so members
+ * make it only inside a run, and the caller sets the count back once every member
+ * has left the run.
  *
  * The size: rf_team_natural_size() is the number of threads NumPy's OpenBLAS uses,
  * never more than the CPUs in the calling thread's affinity mask (1: no team).
@@ -185,8 +187,6 @@ static void *rf_team_worker(void *index_and_job)
     rf_team_fn fn;
     void *arg;
     int n_members;
-    if (rf_team_threads_local)
-        rf_team_threads_local(1);               /* its BLAS calls stay on this thread */
     pthread_mutex_lock(&rf_team_lock);
     for (;;) {
         while (rf_team_job == seen)
@@ -197,6 +197,13 @@ static void *rf_team_worker(void *index_and_job)
         n_members = rf_team_job_members;
         pthread_mutex_unlock(&rf_team_lock);
         if (member < n_members && rf_team_join(seen)) {
+            /* its BLAS calls stay on this thread.  NumPy's OpenBLAS applies this to its
+             * process-wide count too, which the caller sets back once every member has
+             * left the run: so it is set only inside a run (a worker setting it when it
+             * started, after the caller had set it back, left every later BLAS call of
+             * the process on one thread, and the plan without a team) */
+            if (rf_team_threads_local)
+                rf_team_threads_local(1);
             fn(arg, member, n_members);
             __atomic_sub_fetch(&rf_team_state, 1, __ATOMIC_ACQ_REL);       /* leave */
         }

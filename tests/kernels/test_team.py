@@ -233,6 +233,32 @@ def test_concurrent_callers_get_their_own_results(dtype, panels):
                 assert_close(g[key], np.float64(g_e[key]), dtype, key)
 
 
+@pytest.mark.skipif(_kernels._team_size() < 2, reason="needs a team of two or more")
+def test_a_team_run_leaves_numpys_blas_threads_as_they_were():
+    """NumPy's OpenBLAS counts the members' one-thread setting process-wide: every run
+    must leave its thread count (and so the plan's team size) as it found it, including
+    the first, which starts the workers (the pause lets a worker that is still starting
+    get that far).  Fresh processes, as the workers start once per process."""
+    script = (
+        "import time\n"
+        "import numpy as np, rnnfast\n"
+        "from rnnfast import _kernels\n"
+        "before = _kernels._team_size()\n"
+        "m = rnnfast.LSTM(8, 128, dtype=np.float32)\n"
+        "x = np.ones((3, 8, 8), np.float32)\n"
+        "for _ in range(5):\n"
+        "    runs = _kernels._team_runs()\n"
+        "    m.forward(x)\n"
+        "    time.sleep(0.02)\n"
+        "    assert _kernels._team_runs() == runs + 1\n"
+        "    assert _kernels._team_size() == before, (_kernels._team_size(), before)\n"
+        "print('ok')\n")
+    for _ in range(4):
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="needs Linux")
 def test_team_is_correct_while_other_processes_load_every_cpu(panels):
     """Busy processes on every CPU: the team's members are preempted between steps (their
