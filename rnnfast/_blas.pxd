@@ -190,12 +190,13 @@ cdef enum:
     # (a member's float64 LIBXSMM panel runs at 67-100 GFLOP/s, below two-thread BLAS).
     # Measured on the shared 2-core EPYC (Zen 5), module forward + backward, n_in 128,
     # T 100 (50 at H 512), team / today's path, medians of 15, separate processes, two
-    # runs each, float32 LSTM / GRU: 1.2-1.4 / 0.9-1.3 at (2, 128); 0.42 / 0.23-0.32 at
-    # (2, 256); 0.43-0.57 at (4, 128); 0.54-0.58 / 0.46-0.61 at (4, 256); 0.59-0.74 at
-    # (8, 128); 0.56-0.69 at (8, 256); 0.74-0.95 / 0.75-0.92 at (16, 256); 0.84-0.94 /
-    # 0.70-0.80 at (32, 256) ("medium"); 0.95-1.3 / 0.85 at (64, 256); 0.77-0.80 /
-    # 0.65-0.74 at (32, 512); at H 64 1.0-2.1 (not planned).  float64: 0.72-0.76 / 0.43-0.70
-    # at (2, 256), 0.59-0.74 at (4, 256), but 1.6-1.9 / 1.0-1.3 at (32, 256).
+    # rounds, float32 LSTM / GRU: 0.87-1.22 / 1.18-1.53 at (2, 128) (not planned);
+    # 0.29-0.37 / 0.29-0.39 at (2, 256); 0.35-0.43 / 0.49-0.79 at (4, 128); 0.70-0.87 /
+    # 0.65-1.04 at (8, 128); 0.70-0.72 / 0.64-0.79 at (8, 256); 0.77-0.79 / 0.97-1.15 at
+    # (16, 256); 0.82-1.00 / 0.61-0.98 at (32, 256) ("medium"); 0.84-1.11 / 0.54-0.96 at
+    # (64, 256); 0.83-1.34 / 0.68-0.70 at (32, 512); at H 64 1.0-2.1 (not planned).
+    # float64: 0.72-0.76 / 0.43-0.70 at (2, 256), 0.59-0.74 at (4, 256), but 1.6-1.9 /
+    # 1.0-1.3 at (32, 256).
     TEAM_GATED_MIN_HIDDEN = 128
     TEAM_GATED_MIN_STATES = 512          # 2 * 256 = 4 * 128
     TEAM_GATED_MAX_STATES_F64 = 4096     # 16 * 256

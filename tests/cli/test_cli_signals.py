@@ -78,7 +78,11 @@ class SlowImport:
         if name == os.environ.get("RNNFAST_TEST_SLOW_IMPORT"):
             sys.meta_path.remove(self)
             print("importing", name, flush=True)
-            time.sleep(60)
+            # short sleeps: a SIGINT that the kernel hands to another thread (NumPy's
+            # OpenBLAS pool) does not cut a long sleep short; the handler then waits
+            # for the main thread's next bytecode
+            for _ in range(600):
+                time.sleep(0.1)
         return None
 
 sys.meta_path.insert(0, SlowImport())
