@@ -212,10 +212,14 @@ static void *rf_team_worker(void *index_and_job)
     return NULL;
 }
 
-/* In a child after fork(), the workers are gone: start afresh. */
+/* fork(): the lock is held across it, so that the child never gets it locked by a
+ * thread that does not exist there; in the child the workers are gone: start afresh. */
+static void rf_team_before_fork(void) { pthread_mutex_lock(&rf_team_lock); }
+static void rf_team_parent_after_fork(void) { pthread_mutex_unlock(&rf_team_lock); }
+
 static void rf_team_after_fork(void)
 {
-    pthread_mutex_init(&rf_team_lock, NULL);
+    pthread_mutex_unlock(&rf_team_lock);        /* this thread took it before the fork */
     pthread_cond_init(&rf_team_wake, NULL);
     rf_team_busy = 0;
     rf_team_workers = 0;
@@ -283,7 +287,7 @@ static int rf_team_acquire(int n_members)
         return 0;                                /* another thread runs it */
     pthread_mutex_lock(&rf_team_lock);
     if (!rf_team_atfork_set) {
-        pthread_atfork(NULL, NULL, rf_team_after_fork);
+        pthread_atfork(rf_team_before_fork, rf_team_parent_after_fork, rf_team_after_fork);
         rf_team_atfork_set = 1;
     }
     while (rf_team_workers < n_members - 1) {

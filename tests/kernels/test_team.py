@@ -259,6 +259,40 @@ def test_a_team_run_leaves_numpys_blas_threads_as_they_were():
         assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
 
 
+FORK_SCRIPT = """
+import os
+import numpy as np, rnnfast
+from rnnfast import _kernels
+_kernels._set_force_team(True)
+rng = np.random.default_rng(0)
+m = rnnfast.GRU(8, 128, dtype=np.float64, seed=1)
+x = rng.standard_normal((40, 8, 8))
+expected = m.forward(x)[0]
+children = []
+for _ in range(4):
+    pid = os.fork()
+    if pid == 0:                # the child: the team starts afresh and gives the same result
+        before = _kernels._team_runs()
+        ok = np.array_equal(m.forward(x)[0], expected) and _kernels._team_runs() == before + 1
+        os._exit(0 if ok else 3)
+    children.append(pid)
+    assert np.array_equal(m.forward(x)[0], expected)    # the parent's team still works
+codes = [os.waitpid(pid, 0)[1] for pid in children]
+assert codes == [0] * len(children), codes
+print("ok")
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or _kernels._team_size() < 2,
+                    reason="needs fork() and a team of two or more")
+def test_a_forked_child_runs_the_team_afresh():
+    """After fork() the child, where no worker exists, starts a team of its own, and the
+    parent's team goes on working."""
+    done = subprocess.run([sys.executable, "-c", FORK_SCRIPT], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="needs Linux")
 def test_team_is_correct_while_other_processes_load_every_cpu(panels):
     """Busy processes on every CPU: the team's members are preempted between steps (their
