@@ -67,7 +67,7 @@ cdef extern from "_blas_numpy.h" nogil:
     int rf_blas_scipy_bound()
     int rf_t_active
     int rf_blas_bind_torch(const char *path)
-    void rf_blas_use_torch(int on)
+    void rf_blas_use_torch(int on, int n_threads)
     int rf_blas_torch_active()
     rf_dgemm64_t rf_np_dgemm
     rf_sgemm64_t rf_np_sgemm
@@ -93,7 +93,9 @@ cdef extern from "_team.h" nogil:
     int rf_team_forced
     void rf_team_force(int forced)
     long rf_team_runs
+    int rf_team_workers
     int rf_team_bind_openblas(const char *path)
+    int rf_team_bind_gomp(const char *path)
     int rf_team_natural_size()
     int rf_team_acquire(int n_members)
     void rf_team_run(rf_team_fn fn, void *arg, int n_members)
@@ -246,17 +248,20 @@ cdef inline ProductPlan plan_product(int64_t n_rows, int64_t n_cols, int64_t n_i
     depend on the dtype (``float32``; the float64 ones, the stricter, otherwise).
     ``rf_xsmm_forced`` (tests) plans it on every shape that allows it.
     PRODUCT_TEAM (a time loop's steps split among a thread team, _team.h) needs a team
-    of two or more (NumPy's OpenBLAS threads, bound and in use) and no torch BLAS on this
-    thread; ``rf_team_forced`` (tests) plans it on every shape (1) or never (0).
+    of two or more: NumPy's OpenBLAS threads, bound and in use, or inside an
+    rnnfast.torch operator (torch's BLAS on this thread) torch's intra-op threads, with
+    MKL's per-thread setting bound; ``rf_team_forced`` (tests) plans it on every shape
+    (1) or never (0).
     """
-    if allowed & PRODUCT_TEAM and not rf_t_active and (
+    if allowed & PRODUCT_TEAM and (
             rf_team_forced == 1
             or (rf_team_forced == -1
                 and team_product_wins(n_rows, n_cols, n_inner, float32, n_gates)
                 and (n_gates > 1 or not (rf_xsmm_enabled
                                          and packed_product_wins(n_rows, n_cols, n_inner,
                                                                  float32)))
-                and rf_blas_numpy_active() and rf_team_natural_size() >= 2)):
+                and (rf_t_active or rf_blas_numpy_active())
+                and rf_team_natural_size() >= 2)):
         return PRODUCT_TEAM
     if allowed & PRODUCT_PACKED and rf_xsmm_enabled and (
             rf_xsmm_forced or packed_product_wins(n_rows, n_cols, n_inner, float32)):

@@ -98,6 +98,9 @@ static rf_sgemv32_t rf_t_sgemv = 0;
 #endif
 /* 1 while this thread runs an rnnfast.torch operator with torch's BLAS bound */
 static RF_THREAD_LOCAL int rf_t_active = 0;
+/* torch's intra-op threads (torch.get_num_threads()) as the operator found them: the
+ * thread team's size inside the operator (_team.h) */
+static RF_THREAD_LOCAL int rf_t_threads = 1;
 
 #if defined(__unix__) || defined(__APPLE__)
 /* Bind dgemm_, sgemm_, dgemv_, sgemv_ of the already-loaded library `path`; 1 on success. */
@@ -145,8 +148,13 @@ static void rf_blas_set_scipy(void *d, void *s, void *dv, void *sv)
 }
 static int rf_blas_scipy_bound(void) { return rf_s_dgemm != 0; }
 
-/* this thread calls torch's BLAS (when bound) until told otherwise */
-static void rf_blas_use_torch(int on) { rf_t_active = on && rf_t_dgemm != 0; }
+/* this thread calls torch's BLAS (when bound) until told otherwise; `n_threads` is
+ * torch's intra-op thread count */
+static void rf_blas_use_torch(int on, int n_threads)
+{
+    rf_t_active = on && rf_t_dgemm != 0;
+    rf_t_threads = n_threads > 1 ? n_threads : 1;
+}
 static int rf_blas_torch_active(void) { return rf_t_active; }
 
 /* 1 when NumPy's BLAS is bound and in use */

@@ -38,13 +38,29 @@
  * make it only inside a run, and the caller sets the count back once every member
  * has left the run.
  *
- * The size: rf_team_natural_size() is the number of threads NumPy's OpenBLAS uses,
- * never more than the CPUs in the calling thread's affinity mask (1: no team).
+ * Inside an rnnfast.torch operator (rf_t_active, _blas_numpy.h: the kernels call
+ * torch's MKL) the team is torch's own intra-op pool: rf_team_run hands the run to
+ * torch's OpenMP runtime (GOMP_parallel of the libgomp torch loaded, bound by
+ * rf_team_bind_gomp), whose threads are members 1, 2, ... for the run.  A team of
+ * its own threads measured slower there: after each of torch's ops, torch's OpenMP
+ * threads spin for a while, and took the second core from the team's worker (LSTM
+ * (8, 256) forward + backward: 41 ms with that team, 26 without; 21 ms with
+ * OMP_WAIT_POLICY=PASSIVE).  The members' products run as everywhere else in the
+ * team, in NumPy's OpenBLAS on their own thread (rf_t_active is 0 for the run):
+ * torch's MKL on one thread measured slower on the AMD EPYC here (MKL's generic
+ * kernels; LSTM (32, 256): 57-72 ms against 50-55).  So one pool runs at a time.
+ * Without GOMP_parallel bound, no team runs inside the operators.
+ *
+ * The size: rf_team_natural_size() is the number of threads NumPy's OpenBLAS uses
+ * (inside an rnnfast.torch operator: torch's intra-op threads), never more than the
+ * CPUs in the calling thread's affinity mask (1: no team).
  *
  * Like _blas_numpy.h, all state here is `static` to rnnfast._kernels.
  */
 #ifndef RNNFAST_TEAM_H
 #define RNNFAST_TEAM_H
+
+#include "_blas_numpy.h"        /* rf_t_active, rf_t_threads, rf_t_threads_local */
 
 typedef void (*rf_team_fn)(void *arg, int member, int n_members);
 
@@ -76,6 +92,12 @@ typedef int (*rf_team_threads_local_t)(int);
 typedef int (*rf_team_get_threads_t)(void);
 static rf_team_threads_local_t rf_team_threads_local = 0;
 static rf_team_get_threads_t rf_team_blas_threads = 0;
+/* torch's OpenMP runtime: GOMP_parallel (libgomp's entry for `omp parallel`, which
+ * Intel's runtime provides too) and omp_get_thread_num */
+typedef void (*rf_gomp_parallel_t)(void (*)(void *), void *, unsigned, unsigned);
+typedef int (*rf_omp_thread_num_t)(void);
+static rf_gomp_parallel_t rf_gomp_parallel = 0;
+static rf_omp_thread_num_t rf_omp_thread_num = 0;
 
 static pthread_mutex_t rf_team_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t rf_team_wake = PTHREAD_COND_INITIALIZER;
@@ -259,14 +281,59 @@ static int rf_team_bind_openblas(const char *path)
     return 1;
 }
 
-/* Members the plan may use: NumPy's OpenBLAS threads, within the affinity mask;
- * 1 (no team) when OpenBLAS's per-thread setting is not bound. */
+/* Bind GOMP_parallel and omp_get_thread_num of the OpenMP runtime `path` (torch's,
+ * already loaded); 1 when both are found. */
+static int rf_team_bind_gomp(const char *path)
+{
+    void *handle = dlopen(path, RTLD_LAZY | RTLD_NOLOAD);
+    void *parallel, *thread_num;
+    if (!handle)
+        return 0;
+    parallel = dlsym(handle, "GOMP_parallel");
+    thread_num = dlsym(handle, "omp_get_thread_num");
+    if (!parallel || !thread_num) {
+        dlclose(handle);
+        return 0;
+    }
+    rf_gomp_parallel = (rf_gomp_parallel_t)parallel;
+    rf_omp_thread_num = (rf_omp_thread_num_t)thread_num;
+    return 1;
+}
+
+/* One run on torch's OpenMP threads: what each of them runs. */
+typedef struct {
+    rf_team_fn fn;
+    void *arg;
+    int n_members;
+} rf_team_gomp_run_t;
+
+static void rf_team_gomp_member(void *p)
+{
+    rf_team_gomp_run_t *run = (rf_team_gomp_run_t *)p;
+    int member = rf_omp_thread_num();
+    /* NumPy's OpenBLAS on this thread alone, as for the team's own workers (the
+     * caller, member 0, is set up by rf_team_run; the setting stays on torch's
+     * threads, which call no other OpenBLAS) */
+    if (member != 0 && rf_team_threads_local)
+        rf_team_threads_local(1);
+    run->fn(run->arg, member, run->n_members);
+}
+
+/* Members the plan may use: NumPy's OpenBLAS threads (inside an rnnfast.torch
+ * operator, torch's intra-op threads), within the affinity mask; 1 (no team) when
+ * that BLAS's per-thread setting is not bound. */
 static int rf_team_natural_size(void)
 {
     int n, cpus;
     if (!rf_team_threads_local || !rf_team_blas_threads)
         return 1;
-    n = rf_team_blas_threads();
+    if (rf_t_active) {
+        if (!rf_gomp_parallel)
+            return 1;
+        n = rf_t_threads;
+    } else {
+        n = rf_team_blas_threads();
+    }
     cpus = rf_team_cpus();
     if (n > cpus)
         n = cpus;
@@ -285,6 +352,8 @@ static int rf_team_acquire(int n_members)
     if (!__atomic_compare_exchange_n(&rf_team_busy, &expected, 1, 0, __ATOMIC_ACQUIRE,
                                      __ATOMIC_RELAXED))
         return 0;                                /* another thread runs it */
+    if (rf_t_active && rf_gomp_parallel)
+        return n_members;                       /* torch's OpenMP threads: rf_team_run */
     pthread_mutex_lock(&rf_team_lock);
     if (!rf_team_atfork_set) {
         pthread_atfork(rf_team_before_fork, rf_team_parent_after_fork, rf_team_after_fork);
@@ -318,13 +387,11 @@ static void rf_team_release(void)
     __atomic_store_n(&rf_team_busy, 0, __ATOMIC_RELEASE);
 }
 
-static void rf_team_run(rf_team_fn fn, void *arg, int n_members)
+/* rf_team_run on the team's own workers */
+static void rf_team_run_own(rf_team_fn fn, void *arg, int n_members)
 {
-    int previous = 0, spins = 0;
+    int spins = 0;
     unsigned run;
-    if (rf_team_threads_local)
-        previous = rf_team_threads_local(1);
-    rf_team_runs += 1;
     /* no worker is inside a run here (the last one waited for them to leave) */
     __atomic_store_n(&rf_team_next_ticket, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&rf_team_done, 0, __ATOMIC_RELAXED);
@@ -353,12 +420,37 @@ static void rf_team_run(rf_team_fn fn, void *arg, int n_members)
             nanosleep(&nap, NULL);
         }
     }
+}
+
+/* Run fn on the team: torch's OpenMP threads inside an rnnfast.torch operator, the
+ * team's own workers elsewhere; NumPy's OpenBLAS on each member's own thread. */
+static void rf_team_run(rf_team_fn fn, void *arg, int n_members)
+{
+    int previous = 0, torch = rf_t_active;
+    if (rf_team_threads_local)
+        previous = rf_team_threads_local(1);
+    rf_team_runs += 1;
+    rf_t_active = 0;            /* the members' products: NumPy's OpenBLAS (see the top) */
+    if (torch && rf_gomp_parallel) {
+        /* torch's intra-op pool is the team (see the top of this file) */
+        rf_team_gomp_run_t gomp_run;
+        gomp_run.fn = fn;
+        gomp_run.arg = arg;
+        gomp_run.n_members = n_members;
+        __atomic_store_n(&rf_team_next_ticket, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&rf_team_done, 0, __ATOMIC_RELAXED);
+        rf_gomp_parallel(rf_team_gomp_member, &gomp_run, (unsigned)n_members, 0);
+    } else {
+        rf_team_run_own(fn, arg, n_members);
+    }
+    rf_t_active = torch;
     if (rf_team_threads_local)
         rf_team_threads_local(previous > 0 ? previous : 1);
 }
 
 #else   /* no pthreads: no team */
 static int rf_team_bind_openblas(const char *path) { (void)path; return 0; }
+static int rf_team_bind_gomp(const char *path) { (void)path; return 0; }
 static int rf_team_natural_size(void) { return 1; }
 static int rf_team_acquire(int n_members) { (void)n_members; return 0; }
 static void rf_team_release(void) {}

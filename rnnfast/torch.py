@@ -78,6 +78,30 @@ def _bind_torch_blas():
 TORCH_BLAS = _bind_torch_blas()
 
 
+def _bind_torch_openmp():
+    """Let the kernels' thread team run on torch's OpenMP threads; the runtime's path, or None.
+
+    Inside the operators the team is torch's intra-op pool itself (one pool): a
+    team of the kernels' own threads lost to torch's OpenMP threads, which spin
+    for a while after each of torch's ops.
+    """
+    import glob
+    import os
+    if TORCH_BLAS is None:
+        return None
+    folder = os.path.dirname(torch.__file__)
+    for pattern in ("lib/libgomp*.so*", "lib/libiomp5*.so*", "../torch.libs/libgomp*.so*"):
+        for path in sorted(glob.glob(os.path.join(folder, pattern))):
+            if _kernels._bind_torch_openmp(path):
+                return path
+    return None
+
+
+#: torch's OpenMP runtime, whose threads run the kernels' thread team inside the
+#: operators below, or None (no team there).
+TORCH_OPENMP = _bind_torch_openmp()
+
+
 def _mkl_threads_local():
     """``set(n) -> previous``: MKL's thread-local thread count in torch's library, or None.
 
@@ -106,12 +130,14 @@ def _on_torch_blas(step_work, kernel, *args):
     ``step_work`` is the multiply-adds of one step's recurrent product; small
     ones keep MKL on this thread for the whole call (the kernels' product
     policy decides which: forking torch's OpenMP team for every step's product
-    at char size cost more than the product).
+    at char size cost more than the product).  Where the policy plans the
+    kernels' thread team, its size is torch's intra-op thread count, and each
+    member calls MKL on its own thread alone, so that torch's pool stays idle.
     """
     sequential = (_MKL_THREADS_LOCAL is not None
                   and _kernels.product_is_sequential(step_work, 1, 1))
     previous = _MKL_THREADS_LOCAL(1) if sequential else None
-    _kernels._use_torch_blas(True)
+    _kernels._use_torch_blas(True, torch.get_num_threads())
     try:
         return kernel(*args)
     finally:

@@ -104,9 +104,17 @@ def _bind_torch_blas(path):
     return bool(rf_blas_bind_torch(os.fsencode(path)))
 
 
-def _use_torch_blas(bint on):
-    """Make this thread's kernel calls use torch's BLAS (when bound) or not."""
-    rf_blas_use_torch(on)
+def _bind_torch_openmp(path):
+    """Bind the OpenMP runtime torch loaded (``GOMP_parallel`` of ``path``), whose
+    threads are the thread team inside ``rnnfast.torch``'s operators; True on success."""
+    import os
+    return bool(_blas.rf_team_bind_gomp(os.fsencode(path)))
+
+
+def _use_torch_blas(bint on, int n_threads=1):
+    """Make this thread's kernel calls use torch's BLAS (when bound) or not;
+    ``n_threads``, torch's intra-op threads, sizes the thread team inside them."""
+    rf_blas_use_torch(on, n_threads)
 
 
 def _torch_blas_active():
@@ -160,9 +168,16 @@ def _team_runs():
     return _blas.rf_team_runs
 
 
+def _team_workers():
+    """Tests only: the threads the team has started of its own (inside rnnfast.torch's
+    operators it starts none: torch's OpenMP threads are its members)."""
+    return _blas.rf_team_workers
+
+
 def _team_size():
     """Members of the thread team the plan would use (1: no team): NumPy's OpenBLAS
-    threads, within this thread's CPU affinity."""
+    threads (with torch's BLAS on this thread, torch's intra-op threads), within this
+    thread's CPU affinity."""
     return _blas.rf_team_natural_size()
 
 

@@ -61,6 +61,33 @@ def assert_close(actual, expected, dtype, name=""):
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale, err_msg=name)
 
 
+def assert_module_results_match(actual, expected, dtype):
+    """A module's ``(output, h_n, gradients)`` against the twin's (float64); the
+    gradients are dicts with the same names."""
+    (out, hn, grads), (out_e, hn_e, grads_e) = actual, expected
+    assert_close(out, out_e, dtype, "output")
+    assert_close(hn, hn_e, dtype, "h_n")
+    assert set(grads) == set(grads_e)
+    for key, value in grads_e.items():
+        assert_close(grads[key], value, dtype, key)
+
+
+class TeamRuns:
+    """Asserts that the block ran ``expected`` time loops on the thread team."""
+
+    def __init__(self, expected):
+        self.expected = expected
+
+    def __enter__(self):
+        from rnnfast import _kernels
+        self.before = _kernels._team_runs()
+
+    def __exit__(self, *exc):
+        from rnnfast import _kernels
+        if exc[0] is None:
+            assert _kernels._team_runs() - self.before == self.expected
+
+
 def make_problem(shape, dtype=np.float64, seed=0):
     """Random ``(x, h0, parameters)`` of ``shape = (n_x, n_h, n_y, m, T)``.
 

@@ -20,9 +20,11 @@ import rnnfast
 from rnnfast import _kernels
 from rnnfast import reference as ref
 from tests.helpers import (
+    TeamRuns,
     assert_close,
     assert_elman_layer_kernels_match_the_twin,
     assert_gated_layer_kernels_match_the_twin,
+    assert_module_results_match,
     check_forward_backward,
     in_layout,
     make_dh,
@@ -46,20 +48,6 @@ def panels(request):
     _kernels._set_force_team(None)
     _kernels._set_force_packed(None)
     _kernels._set_force_products(None)
-
-
-class TeamRuns:
-    """Asserts that the block ran ``expected`` loops on the team."""
-
-    def __init__(self, expected):
-        self.expected = expected
-
-    def __enter__(self):
-        self.before = _kernels._team_runs()
-
-    def __exit__(self, *exc):
-        if exc[0] is None:
-            assert _kernels._team_runs() - self.before == self.expected
 
 
 @pytest.mark.parametrize("sizes", [(1, 1, 1, 1), (1, 1, 3, 7), (5, 1, 4, 33), (4, 3, 5, 257),
@@ -143,11 +131,7 @@ def test_rnn_module_on_the_team_matches_the_twin(nonlinearity, hidden, N, L, dty
         out, hn = r.forward(x.astype(dtype), h0.astype(dtype), lengths=lengths)
         grads = r.backward(go.astype(dtype), gh.astype(dtype))
     out_e, hn_e, g_e = numpy_run(r, weights, x, h0, go, gh, lengths)
-    assert_close(out, out_e, dtype, "output")
-    assert_close(hn, hn_e, dtype, "h_n")
-    assert set(g_e) == set(grads)
-    for key, expected in g_e.items():
-        assert_close(grads[key], expected, dtype, key)
+    assert_module_results_match((out, hn, grads), (out_e, hn_e, g_e), dtype)
 
 
 def test_plan_keeps_todays_path_off_the_team_shapes():
@@ -365,11 +349,7 @@ def test_gated_modules_on_the_team_match_the_twin(mode, dtype, panels):
             grads = m.backward(go.astype(dtype), gh.astype(dtype))
         out_e, hn_e, cache = ref.gru_module_forward(x, h0, weights, 2, True, lengths=lengths)
         grads_e = ref.gru_module_backward(go, gh, cache)
-    assert_close(out, out_e, dtype, "output")
-    assert_close(hn, hn_e, dtype, "h_n")
-    assert set(grads) == set(grads_e)
-    for key, expected in grads_e.items():
-        assert_close(grads[key], expected, dtype, key)
+    assert_module_results_match((out, hn, grads), (out_e, hn_e, grads_e), dtype)
 
 
 def test_plan_puts_the_gated_loops_on_the_team_where_it_measured_faster():
