@@ -93,6 +93,7 @@ cdef extern from "_team.h" nogil:
     int rf_team_forced
     void rf_team_force(int forced)
     long rf_team_runs
+    long rf_team_product_runs
     int rf_team_workers
     int rf_team_bind_openblas(const char *path)
     int rf_team_bind_gomp(const char *path)
@@ -165,40 +166,27 @@ cdef enum:
     PACKED_MAX_OUTPUT_F64 = 8192         # 32 * 256
     # The Elman recurrence's steps run in the thread team (_team.h: each step's product
     # (m, n_h) (n_h, n_h) split by columns, each panel's product and epilogue on one
-    # thread) for m >= TEAM_MIN_ROWS, n_h >= TEAM_MIN_HIDDEN and TEAM_MIN_WORK to
-    # TEAM_MAX_WORK multiply-adds per step, where the product would otherwise run in
-    # threaded BLAS (not where a one-thread LIBXSMM kernel is planned: the team's gain
-    # there, at (16, 256) and (32, 128) below, turned into a loss whenever the machine
-    # was busy).  Measured on the shared 2-core EPYC (Zen 5),
-    # seed API forward + BPTT, n_x = n_y = 128, T = 100 (50 at n_h 512), team / today's
-    # path, medians of 9-15 interleaved samples, float32 / float64, over 3-5 runs:
-    # 0.48-0.75 / 0.69-0.90 at (8, 256) (today: threaded BLAS every step), 0.82-1.03 /
-    # 0.82-1.05 at (16, 256), 0.90-1.02 / 0.84-1.03 at (32, 128) (today: LIBXSMM on one
-    # thread); no gain at (8, 128) and (16, 128) (0.96-1.02); slower at (2, 256) and
-    # (4, 256) (1.04-1.31), at (32, 256) ("medium": 0.92-1.12 / 0.90-1.39), (8, 512)
-    # (1.43-1.46), (64, 256) (1.25-1.46), (32, 512) in float64 (1.18-1.80) and (64, 1024)
-    # ("large": 0.97-1.59).  A step's hand-off between members costs about 0.4 us; a
-    # member's LIBXSMM panel (32, 256) (256, 128) runs at 217 GFLOP/s in float32, 113
-    # in float64, so that at "medium" the team saves about 9 us (float32) of a step's
-    # product, which a busy second core or BLAS's own threads still spinning from the
-    # hoisted products take back.
+    # thread; the products hoisted out of the loop split by rows on the team too) for
+    # TEAM_MIN_ROWS <= m <= TEAM_MAX_ROWS, n_h >= TEAM_MIN_HIDDEN and from TEAM_MIN_WORK
+    # to TEAM_MAX_WORK_F32 (float32) or TEAM_MAX_WORK_F64 (float64) multiply-adds per
+    # step, in place of threaded BLAS or a one-thread LIBXSMM kernel.  Measured on a
+    # shared 2-core EPYC (Zen 4, AVX-512), nn.RNN-shaped layer forward + backward,
+    # n_in 128, T 100, team / the path without it, separate processes, two rounds,
+    # float32: 0.63-0.67 at (8, 256), 0.81-0.83 at (16, 256), 0.84-0.87 at (32, 256)
+    # ("medium"), 0.86 at (32, 128), 0.71-0.78 at (32, 512), 0.93-1.00 at (8, 512); but
+    # 0.98-1.30 at (64, 256), 1.03-1.14 at (64, 1024) ("large"); float64: 0.85 at
+    # (8, 256), 0.80-0.85 at (16, 256), 0.82-0.85 at (32, 256), 0.84 at (32, 128), but
+    # 1.00-1.02 at (32, 512) and 1.00-1.05 at (16, 128).  Before the hoisted products ran
+    # on the team (they ran in threaded BLAS, whose pool kept spinning through the loop:
+    # perf, blas_thread_server 36% of the time) the team gained nothing at (32, 256)
+    # (0.92-1.12 on a Zen 5, 1.00-1.03 here) and lost at (16, 256) here (1.2-1.3).  A
+    # step's hand-off between members costs about 0.4 us.
     TEAM_MIN_ROWS = 8
+    TEAM_MAX_ROWS = 32
     TEAM_MIN_HIDDEN = 128
     TEAM_MIN_WORK = 524288               # 8 * 256 * 256 = 32 * 128 * 128
-    TEAM_MAX_WORK = 1048576              # 16 * 256 * 256
-    # The LSTM's and GRU's steps run in the team (panels of hidden units with all their
-    # gates, the hoisted products on the team too: gated_team.pxi) for m >= 2, H >= 128 and
-    # m H >= TEAM_GATED_MIN_STATES, in float64 only up to m H = TEAM_GATED_MAX_STATES_F64
-    # (a member's float64 LIBXSMM panel runs at 67-100 GFLOP/s, below two-thread BLAS).
-    # Measured on the shared 2-core EPYC (Zen 5), module forward + backward, n_in 128,
-    # T 100 (50 at H 512), team / today's path, medians of 15, separate processes, two
-    # rounds, float32 LSTM / GRU: 0.87-1.22 / 1.18-1.53 at (2, 128) (not planned);
-    # 0.29-0.37 / 0.29-0.39 at (2, 256); 0.35-0.43 / 0.49-0.79 at (4, 128); 0.70-0.87 /
-    # 0.65-1.04 at (8, 128); 0.70-0.72 / 0.64-0.79 at (8, 256); 0.77-0.79 / 0.97-1.15 at
-    # (16, 256); 0.82-1.00 / 0.61-0.98 at (32, 256) ("medium"); 0.84-1.11 / 0.54-0.96 at
-    # (64, 256); 0.83-1.34 / 0.68-0.70 at (32, 512); at H 64 1.0-2.1 (not planned).
-    # float64: 0.72-0.76 / 0.43-0.70 at (2, 256), 0.59-0.74 at (4, 256), but 1.6-1.9 /
-    # 1.0-1.3 at (32, 256).
+    TEAM_MAX_WORK_F32 = 8388608          # 32 * 512 * 512
+    TEAM_MAX_WORK_F64 = 2097152          # 32 * 256 * 256
     TEAM_GATED_MIN_HIDDEN = 128
     TEAM_GATED_MIN_STATES = 512          # 2 * 256 = 4 * 128
     TEAM_GATED_MAX_STATES_F64 = 4096     # 16 * 256
@@ -235,8 +223,9 @@ cdef inline bint team_product_wins(int64_t n_rows, int64_t n_cols, int64_t n_inn
         return (n_rows >= 2 and n_inner >= TEAM_GATED_MIN_HIDDEN
                 and n_rows * n_inner >= TEAM_GATED_MIN_STATES
                 and (float32 or n_rows * n_inner <= TEAM_GATED_MAX_STATES_F64))
-    return (n_rows >= TEAM_MIN_ROWS and n_cols >= TEAM_MIN_HIDDEN
-            and n_inner >= TEAM_MIN_HIDDEN and TEAM_MIN_WORK <= work <= TEAM_MAX_WORK)
+    return (TEAM_MIN_ROWS <= n_rows <= TEAM_MAX_ROWS and n_cols >= TEAM_MIN_HIDDEN
+            and n_inner >= TEAM_MIN_HIDDEN and TEAM_MIN_WORK <= work
+            and work <= (TEAM_MAX_WORK_F32 if float32 else TEAM_MAX_WORK_F64))
 
 
 cdef inline ProductPlan plan_product(int64_t n_rows, int64_t n_cols, int64_t n_inner,
@@ -247,20 +236,17 @@ cdef inline ProductPlan plan_product(int64_t n_rows, int64_t n_cols, int64_t n_i
     PRODUCT_PACKED needs LIBXSMM built in and enabled (``rf_xsmm_enabled``); its limits
     depend on the dtype (``float32``; the float64 ones, the stricter, otherwise).
     ``rf_xsmm_forced`` (tests) plans it on every shape that allows it.
-    PRODUCT_TEAM (a time loop's steps split among a thread team, _team.h) needs a team
-    of two or more: NumPy's OpenBLAS threads, bound and in use, or inside an
-    rnnfast.torch operator (torch's BLAS on this thread) torch's intra-op threads, with
-    MKL's per-thread setting bound; ``rf_team_forced`` (tests) plans it on every shape
-    (1) or never (0).
+    PRODUCT_TEAM (a time loop's steps split among a thread team, _team.h) needs NumPy's
+    OpenBLAS, bound and in use (the members' products), and a team of two or more: its
+    threads, or inside an rnnfast.torch operator (torch's BLAS on this thread) torch's
+    intra-op threads, its OpenMP runtime bound; ``rf_team_forced`` (tests) plans it on
+    every shape (1) or never (0).
     """
     if allowed & PRODUCT_TEAM and (
             rf_team_forced == 1
             or (rf_team_forced == -1
                 and team_product_wins(n_rows, n_cols, n_inner, float32, n_gates)
-                and (n_gates > 1 or not (rf_xsmm_enabled
-                                         and packed_product_wins(n_rows, n_cols, n_inner,
-                                                                 float32)))
-                and (rf_t_active or rf_blas_numpy_active())
+                and rf_blas_numpy_active()
                 and rf_team_natural_size() >= 2)):
         return PRODUCT_TEAM
     if allowed & PRODUCT_PACKED and rf_xsmm_enabled and (

@@ -67,8 +67,10 @@ typedef void (*rf_team_fn)(void *arg, int member, int n_members);
 /* Tests: 1 plans the team on every shape, 0 never, -1 by the measured plan. */
 static int rf_team_forced = -1;
 static void rf_team_force(int forced) { rf_team_forced = forced; }
-/* Tests: runs of the team so far (written by the team's holder only). */
+/* Tests: time loops, and products hoisted out of them, run on the team so far
+ * (written by the team's holder only, in _kernel_src/elman_team.pxi's _team_go). */
 static long rf_team_runs = 0;
+static long rf_team_product_runs = 0;
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <dlfcn.h>
@@ -429,7 +431,6 @@ static void rf_team_run(rf_team_fn fn, void *arg, int n_members)
     int previous = 0, torch = rf_t_active;
     if (rf_team_threads_local)
         previous = rf_team_threads_local(1);
-    rf_team_runs += 1;
     rf_t_active = 0;            /* the members' products: NumPy's OpenBLAS (see the top) */
     if (torch && rf_gomp_parallel) {
         /* torch's intra-op pool is the team (see the top of this file) */

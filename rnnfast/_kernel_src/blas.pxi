@@ -168,6 +168,12 @@ def _team_runs():
     return _blas.rf_team_runs
 
 
+def _team_product_runs():
+    """Tests only: how many products hoisted out of time loops have run on the thread
+    team in this process (split by rows among its members)."""
+    return _blas.rf_team_product_runs
+
+
 def _team_workers():
     """Tests only: the threads the team has started of its own (inside rnnfast.torch's
     operators it starts none: torch's OpenMP threads are its members)."""

@@ -82,11 +82,11 @@ cdef void _project_input(const Dims *d, const void *x, const floating *w_hx,
     cdef int n_input = d.n_input, n_hidden = d.n_hidden, n_rows = d.n_batch * d.n_steps
     cdef Py_ssize_t r, j, k
     if d.x_mode == X_COLUMNS:
-        gemm(c'T', c'T', n_rows, n_hidden, n_input, 1, <const floating *>x, n_rows,
-             w_hx, n_input, 0, z, n_hidden)
+        _hoisted_gemm(d, c'T', c'T', n_rows, n_hidden, n_input, 1, <const floating *>x,
+                      n_rows, w_hx, n_input, 0, z, n_hidden)
     elif d.x_mode == X_ROWS:
-        gemm(c'N', c'T', n_rows, n_hidden, n_input, 1, <const floating *>x, n_input,
-             w_hx, n_input, 0, z, n_hidden)
+        _hoisted_gemm(d, c'N', c'T', n_rows, n_hidden, n_input, 1, <const floating *>x,
+                      n_input, w_hx, n_input, 0, z, n_hidden)
     else:
         # Z[r, :] = Whx[:, x[r]]
         for r in range(n_rows):
@@ -223,18 +223,18 @@ cdef void _input_grads(const Dims *d, const void *x, const floating *dz, const f
     cdef Py_ssize_t i, j, k
     if d.x_mode == X_COLUMNS:
         # dWhx = dZ^T X                   (n_h, n_x) = (n_h, m*T) (m*T, n_x)
-        gemm(c'T', c'T', n_hidden, n_input, n_rows, 1, dz, n_hidden,
-             <const floating *>x, n_rows, 0, dw_hx_out, n_input)
+        _hoisted_gemm(d, c'T', c'T', n_hidden, n_input, n_rows, 1, dz, n_hidden,
+                      <const floating *>x, n_rows, 0, dw_hx_out, n_input)
         # dX^T = Whx^T dZ^T, into x's (n_x, m*T) layout
-        gemm(c'T', c'T', n_input, n_rows, n_hidden, 1, w_hx, n_input, dz, n_hidden,
-             0, dx_out, n_rows)
+        _hoisted_gemm(d, c'T', c'T', n_input, n_rows, n_hidden, 1, w_hx, n_input, dz,
+                      n_hidden, 0, dx_out, n_rows)
     elif d.x_mode == X_ROWS:
         # dWhx = dZ^T X                   (n_h, n_x) = (n_h, m*T) (m*T, n_x)
-        gemm(c'T', c'N', n_hidden, n_input, n_rows, 1, dz, n_hidden,
-             <const floating *>x, n_input, 0, dw_hx_out, n_input)
+        _hoisted_gemm(d, c'T', c'N', n_hidden, n_input, n_rows, 1, dz, n_hidden,
+                      <const floating *>x, n_input, 0, dw_hx_out, n_input)
         # dX = dZ Whx                     (m*T, n_x) = (m*T, n_h) (n_h, n_x)
-        gemm(c'N', c'N', n_rows, n_input, n_hidden, 1, dz, n_hidden, w_hx, n_input,
-             0, dx_out, n_input)
+        _hoisted_gemm(d, c'N', c'N', n_rows, n_input, n_hidden, 1, dz, n_hidden, w_hx,
+                      n_input, 0, dx_out, n_input)
     else:
         # dWhx[:, x[r]] += dZ[r, :]; class indices have no gradient
         for j in range(n_hidden * n_input):
@@ -261,8 +261,8 @@ cdef void _forward(floating tag, const Dims *d, void *buffers) noexcept nogil:
     _recur_forward(d, h, <const floating *>b.h0, <const floating *>b.w_hh,
                    <const floating *>b.b_h, <floating *>b.w_hh_t)
     # Y = H Wyh^T                         (m*T, n_y) = (m*T, n_h) (n_h, n_y)
-    gemm(c'N', c'T', n_rows, n_output, n_hidden, 1, h, n_hidden,
-         <const floating *>b.w_yh, n_hidden, 0, y, n_output)
+    _hoisted_gemm(d, c'N', c'T', n_rows, n_output, n_hidden, 1, h, n_hidden,
+                  <const floating *>b.w_yh, n_hidden, 0, y, n_output)
     for i in range(n_rows):
         row = y + i * n_output
         if d.softmax:
@@ -288,8 +288,8 @@ cdef void _backward(floating tag, const Dims *d, void *buffers) noexcept nogil:
                     <const floating *>b.w_hh, <floating *>b.db_h)
     _input_grads(d, b.x, dz, <const floating *>b.w_hx, <floating *>b.dx, <floating *>b.dw_hx)
     # dWhh = sum_t dZ_t^T H_prev(t)       (n_h, n_h)
-    _recurrent_weight_grad(d, dz, d.n_hidden, h, <const floating *>b.h0, d.n_hidden,
-                           <floating *>b.dw_hh)
+    _hoisted_weight_grad(d, dz, d.n_hidden, h, <const floating *>b.h0, d.n_hidden,
+                         <floating *>b.dw_hh)
 
 
 cdef void _loss(floating tag, const Dims *d, void *buffers) noexcept nogil:
@@ -315,11 +315,11 @@ cdef void _loss(floating tag, const Dims *d, void *buffers) noexcept nogil:
         for j in range(n_output):
             db_y[j] += row[j]
     # dWyh = dY^T H                       (n_y, n_h) = (n_y, m*T) (m*T, n_h)
-    gemm(c'T', c'N', n_output, n_hidden, n_rows, 1, logits, n_output, h, n_hidden,
-         0, <floating *>b.dw_yh, n_hidden)
+    _hoisted_gemm(d, c'T', c'N', n_output, n_hidden, n_rows, 1, logits, n_output, h,
+                  n_hidden, 0, <floating *>b.dw_yh, n_hidden)
     # dH = dY Wyh                         (m*T, n_h) = (m*T, n_y) (n_y, n_h)
-    gemm(c'N', c'N', n_rows, n_hidden, n_output, 1, logits, n_output,
-         <const floating *>b.w_yh, n_hidden, 0, <floating *>b.dh, n_hidden)
+    _hoisted_gemm(d, c'N', c'N', n_rows, n_hidden, n_output, 1, logits, n_output,
+                  <const floating *>b.w_yh, n_hidden, 0, <floating *>b.dh, n_hidden)
     _backward(tag, d, buffers)
     b.loss = total / n_rows
 

@@ -15,10 +15,10 @@
 # once every task of the previous step (stage) is done: the forward's product reads
 # all of H_prev, the backward's all of dZ_t.  Which member runs which panel changes
 # from step to step; a member that falls behind just takes fewer tasks.  The hoisted
-# products (the input projection, the weight gradients, dX) stay outside the team,
-# in threaded BLAS: only one pool runs at a time.  Same math as _recur_forward /
-# _recur_backward (elman.pxi), which run whenever the team is not planned or
-# another thread holds it.
+# products (the input projection, the read-out, the weight gradients, dX) run on the
+# team too, split by rows (_hoisted_gemm, at the end of this file).  Same math as
+# _recur_forward / _recur_backward (elman.pxi), which run whenever the team is not
+# planned or another thread holds it.
 
 cdef enum:
     TEAM_MAX_PANELS = 64        # RF_TEAM_MAX in _team.h: one panel per member
@@ -219,12 +219,18 @@ cdef int _team_take(const Dims *d) noexcept nogil:
 
 
 cdef void _team_go(TeamTask task, void *job, Py_ssize_t n_stages, int n_panels,
-                   int n_members) noexcept nogil:
+                   int n_members, bint loop=True) noexcept nogil:
     """Run ``n_stages`` stages of ``n_panels`` tasks on the team taken by
-    :func:`_team_take` (``n_members``), then give the team back."""
-    cdef TeamLoop loop
-    loop.task, loop.job, loop.n_stages, loop.n_panels = task, job, n_stages, n_panels
-    _blas.rf_team_run(_team_member, &loop, n_members)
+    :func:`_team_take` (``n_members``), then give the team back; ``loop``: a time loop
+    (else a hoisted product), for the tests' counts."""
+    cdef TeamLoop team_loop
+    team_loop.task, team_loop.job = task, job
+    team_loop.n_stages, team_loop.n_panels = n_stages, n_panels
+    if loop:
+        _blas.rf_team_runs += 1
+    else:
+        _blas.rf_team_product_runs += 1
+    _blas.rf_team_run(_team_member, &team_loop, n_members)
     _blas.rf_team_release()
 
 
@@ -262,3 +268,98 @@ cdef bint _team_run(const Dims *d, ElmanTeamJob *job, bint backward) noexcept no
         task = _team_backward_d if backward else _team_forward_d
     _team_go(task, job, d.n_steps + (1 if backward else 0), job.n_panels, n_members)
     return True
+
+
+# -- the products hoisted out of the Elman loop, on the team too ------------------------
+#
+# Where the loop runs on the team, the big products before and after it (the input
+# projection, the seed model's read-out, the weight gradients, dX) run on the team as
+# well, split by rows of the result, each member's share in one-thread BLAS.  In
+# NumPy's threaded OpenBLAS instead, its pool's threads kept spinning long after the
+# call and took the second core from the team's loop (perf: blas_thread_server 36% of
+# the seed model's (32, 256) forward + BPTT on the team).
+
+cdef struct TeamGemm:
+    # C (n_rows, n_cols) = alpha op(A) op(B) + beta C, row-major, as gemm() takes it
+    char trans_a
+    char trans_b
+    int n_rows, n_cols, n_inner, lda, ldb, ldc, n_panels
+    double alpha, beta
+    const void *a
+    const void *b
+    void *c
+    # dW = sum_t dZ_t^T H_prev(t) by rows of dW instead (_recurrent_weight_grad): with
+    # dims set, the job is that product (dz (m, T, n_rows), h, h0, c = dW (n_rows, n_cols))
+    const Dims *dims
+    const void *h0
+
+
+cdef void _team_gemm_rows(floating tag, TeamGemm *job, int panel) noexcept nogil:
+    """One member's rows [r0, r1) of the job's product."""
+    cdef int r0, r1
+    _team_panel(job.n_rows, panel, job.n_panels, &r0, &r1)
+    if r1 <= r0:
+        return
+    if job.dims != NULL:
+        # dW[r0:r1] = sum_t dZ_t[:, r0:r1]^T H_prev(t)
+        _recurrent_weight_grad(job.dims, <floating *>job.a + r0, r1 - r0,
+                               <const floating *>job.b, <const floating *>job.h0, job.n_cols,
+                               <floating *>job.c + r0 * job.ldc, job.n_rows)
+        return
+    # rows r0.. of op(A): a row offset of A, or a column offset when A is transposed
+    gemm(job.trans_a, job.trans_b, r1 - r0, job.n_cols, job.n_inner, <floating>job.alpha,
+         <const floating *>job.a + (r0 if job.trans_a == c'T' else r0 * job.lda), job.lda,
+         <const floating *>job.b, job.ldb, <floating>job.beta,
+         <floating *>job.c + r0 * job.ldc, job.ldc)
+
+
+cdef void _team_gemm_f(void *job, Py_ssize_t stage, int panel) noexcept nogil:
+    _team_gemm_rows(<float>0, <TeamGemm *>job, panel)
+
+
+cdef void _team_gemm_d(void *job, Py_ssize_t stage, int panel) noexcept nogil:
+    _team_gemm_rows(<double>0, <TeamGemm *>job, panel)
+
+
+cdef bint _team_product(const Dims *d, TeamGemm *job) noexcept nogil:
+    """Run the job on the team, split by rows; False, nothing done, when another thread
+    holds the team or no worker could be started."""
+    cdef int n_members = _team_take(d)
+    if n_members == 0:
+        return False
+    job.n_panels = min(n_members, <int>TEAM_MAX_PANELS)
+    _team_go(_team_gemm_f if d.float32 else _team_gemm_d, job, 1, job.n_panels, n_members,
+             False)
+    return True
+
+
+cdef void _hoisted_gemm(const Dims *d, char trans_a, char trans_b, int n_rows, int n_cols,
+                        int n_inner, floating alpha, const floating *a, int lda,
+                        const floating *b, int ldb, floating beta, floating *c,
+                        int ldc) noexcept nogil:
+    """gemm() for a product hoisted out of a time loop: on the team, by rows, where the
+    loop runs on it (``d.team``) and the product is not tiny; else as gemm()."""
+    cdef TeamGemm job
+    if (d.team and n_rows >= 2
+            and _blas.product_work(n_rows, n_cols, n_inner) > _blas.TINY_PRODUCT_WORK):
+        memset(&job, 0, sizeof(TeamGemm))
+        job.trans_a, job.trans_b = trans_a, trans_b
+        job.n_rows, job.n_cols, job.n_inner = n_rows, n_cols, n_inner
+        job.lda, job.ldb, job.ldc, job.alpha, job.beta = lda, ldb, ldc, alpha, beta
+        job.a, job.b, job.c = a, b, c
+        if _team_product(d, &job):
+            return
+    gemm(trans_a, trans_b, n_rows, n_cols, n_inner, alpha, a, lda, b, ldb, beta, c, ldc)
+
+
+cdef void _hoisted_weight_grad(const Dims *d, floating *dz, int n_out, const floating *h,
+                               const floating *h0, int n_in, floating *dw_out) noexcept nogil:
+    """_recurrent_weight_grad(), by rows of dW on the team where the loop runs on it."""
+    cdef TeamGemm job
+    if d.team and n_out >= 2:
+        memset(&job, 0, sizeof(TeamGemm))
+        job.dims, job.n_rows, job.n_cols, job.ldc = d, n_out, n_in, n_in
+        job.a, job.b, job.h0, job.c = dz, h, h0, dw_out
+        if _team_product(d, &job):
+            return
+    _recurrent_weight_grad(d, dz, n_out, h, h0, n_in, dw_out)

@@ -73,19 +73,23 @@ def assert_module_results_match(actual, expected, dtype):
 
 
 class TeamRuns:
-    """Asserts that the block ran ``expected`` time loops on the thread team."""
+    """Asserts that the block ran ``expected`` time loops on the thread team (and, when
+    ``products`` is given, that many products hoisted out of them)."""
 
-    def __init__(self, expected):
-        self.expected = expected
+    def __init__(self, expected, products=None):
+        self.expected, self.products = expected, products
 
     def __enter__(self):
         from rnnfast import _kernels
-        self.before = _kernels._team_runs()
+        self.before = _kernels._team_runs(), _kernels._team_product_runs()
 
     def __exit__(self, *exc):
         from rnnfast import _kernels
         if exc[0] is None:
-            assert _kernels._team_runs() - self.before == self.expected
+            assert _kernels._team_runs() - self.before[0] == self.expected
+            if self.products is not None:
+                ran = _kernels._team_product_runs() - self.before[1]
+                assert ran == self.products, (ran, self.products)
 
 
 def make_problem(shape, dtype=np.float64, seed=0):

@@ -97,7 +97,8 @@ def test_model_loss_on_the_team_matches_the_twin(dtype, panels):
     X = rng.standard_normal((3, 8, 5)).astype(dtype)
     Y = rng.integers(0, 6, size=(3, 8))
     h0 = (0.5 * rng.standard_normal((3, 33))).astype(dtype)
-    with TeamRuns(2):
+    # and its 7 products on the team: X Whx^T, H Wyh^T, dWyh, dH, dWhx, dX, dWhh
+    with TeamRuns(2, products=7):
         loss, grads = model.loss_and_grads(X, Y, h0)
     p64 = {k: np.asarray(v, np.float64) for k, v in model.parameters.items()}
     loss_e, grads_e = ref.rnn_loss(X.transpose(2, 0, 1).astype(np.float64),
@@ -127,7 +128,9 @@ def test_rnn_module_on_the_team_matches_the_twin(nonlinearity, hidden, N, L, dty
     x, h0 = rng.standard_normal((L, N, 4)), rng.standard_normal((4, N, hidden))
     go, gh = rng.standard_normal((L, N, 2 * hidden)), rng.standard_normal((4, N, hidden))
     lengths = np.array([L - (i % L) for i in range(N)]) if N > 1 else None
-    with TeamRuns(8):                   # 2 layers x 2 directions, forward and backward
+    # 2 layers x 2 directions, forward and backward; at H 257 each direction's 4 hoisted
+    # products on the team too: X W_ih^T; dW_ih, dX, dW_hh (smaller ones may be tiny)
+    with TeamRuns(8, products=16 if hidden == 257 else None):
         out, hn = r.forward(x.astype(dtype), h0.astype(dtype), lengths=lengths)
         grads = r.backward(go.astype(dtype), gh.astype(dtype))
     out_e, hn_e, g_e = numpy_run(r, weights, x, h0, go, gh, lengths)
@@ -138,24 +141,20 @@ def test_plan_keeps_todays_path_off_the_team_shapes():
     """The plan picks the team only within its measured range, and only with a team of two
     or more; forced off it never does, forced on always (where the caller allows it)."""
     team = _kernels._team_size() >= 2 and _kernels.blas_in_use() == "numpy"
-    # 8 rows and more, 2^19 to 2^20 multiply-adds (see TEAM_* in _blas.pxd), in either
-    # dtype, where no one-thread LIBXSMM kernel is planned
-    for sizes in [(8, 256, 256), (12, 256, 256), (9, 300, 300)]:
+    # 8 to 32 rows, 2^19 multiply-adds and up to 32 x 512 x 512 (float32) or 32 x 256 x 256
+    # (float64) (see TEAM_* in _blas.pxd), whether or not a LIBXSMM kernel would run
+    for sizes in [(8, 256, 256), (12, 256, 256), (9, 300, 300), (16, 256, 256),
+                  (32, 128, 128), (32, 256, 256), (8, 512, 512)]:
         for float32 in (False, True):
             assert (_kernels._test_plan_product(*sizes, PLANS, float32) == "team") == team
-    for sizes in [(16, 256, 256), (32, 128, 128)]:
-        assert ((_kernels._test_plan_product(*sizes, PLANS, True) == "team")
-                == (team and not _kernels.LIBXSMM))
-        try:
-            _kernels._set_force_packed(False)       # no LIBXSMM: threaded BLAS otherwise
-            assert (_kernels._test_plan_product(*sizes, PLANS, True) == "team") == team
-        finally:
-            _kernels._set_force_packed(None)
+    for sizes in [(32, 512, 512), (32, 300, 300)]:
+        assert (_kernels._test_plan_product(*sizes, PLANS, True) == "team") == team
+        assert _kernels._test_plan_product(*sizes, PLANS, False) != "team"
     # today's path where the team measured no faster: one sequence, char sizes, small
-    # batches, "medium" (32, 256), "large" (64, 1024), few rows, wide states
+    # batches, more than 32 rows ("large" (64, 1024) among them), few rows, small products
     for sizes in [(1, 128, 128), (1, 100, 100), (1, 5, 5), (16, 64, 64), (16, 128, 128),
-                  (8, 128, 128), (4, 256, 256), (7, 256, 256), (32, 256, 256),
-                  (64, 1024, 1024), (8, 512, 512), (64, 256, 256), (17, 256, 256)]:
+                  (8, 128, 128), (4, 256, 256), (7, 256, 256), (33, 256, 256),
+                  (64, 1024, 1024), (64, 256, 256), (32, 513, 513), (8, 100, 1000)]:
         assert _kernels._test_plan_product(*sizes, PLANS, True) != "team"
     # only where the caller allows it
     assert _kernels._test_plan_product(8, 256, 256, PLANS[1:], True) != "team"
