@@ -167,26 +167,28 @@ cdef enum:
     # The Elman recurrence's steps run in the thread team (_team.h: each step's product
     # (m, n_h) (n_h, n_h) split by columns, each panel's product and epilogue on one
     # thread; the products hoisted out of the loop split by rows on the team too) for
-    # TEAM_MIN_ROWS <= m <= TEAM_MAX_ROWS, n_h >= TEAM_MIN_HIDDEN and from TEAM_MIN_WORK
-    # to TEAM_MAX_WORK_F32 (float32) or TEAM_MAX_WORK_F64 (float64) multiply-adds per
-    # step, in place of threaded BLAS or a one-thread LIBXSMM kernel.  Measured on a
-    # shared 2-core EPYC (Zen 4, AVX-512), nn.RNN-shaped layer forward + backward,
-    # n_in 128, T 100, team / the path without it, separate processes, two rounds,
-    # float32: 0.63-0.67 at (8, 256), 0.81-0.83 at (16, 256), 0.84-0.87 at (32, 256)
-    # ("medium"), 0.86 at (32, 128), 0.71-0.78 at (32, 512), 0.93-1.00 at (8, 512); but
-    # 0.98-1.30 at (64, 256), 1.03-1.14 at (64, 1024) ("large"); float64: 0.85 at
-    # (8, 256), 0.80-0.85 at (16, 256), 0.82-0.85 at (32, 256), 0.84 at (32, 128), but
-    # 1.00-1.02 at (32, 512) and 1.00-1.05 at (16, 128).  Before the hoisted products ran
-    # on the team (they ran in threaded BLAS, whose pool kept spinning through the loop:
-    # perf, blas_thread_server 36% of the time) the team gained nothing at (32, 256)
-    # (0.92-1.12 on a Zen 5, 1.00-1.03 here) and lost at (16, 256) here (1.2-1.3).  A
-    # step's hand-off between members costs about 0.4 us.
+    # m >= TEAM_MIN_ROWS, n_h >= TEAM_MIN_HIDDEN and TEAM_MIN_WORK to TEAM_MAX_WORK
+    # multiply-adds per step, where the product would otherwise run in threaded BLAS (not
+    # where a one-thread LIBXSMM kernel is planned, below).  Measured on the shared 2-core
+    # EPYC (Zen 5), seed API forward + BPTT, n_x = n_y = 128, T = 100, team / today's
+    # path, medians of 9-15 interleaved samples, float32 / float64, over 3-5 runs, with
+    # the hoisted products still in threaded BLAS: 0.48-0.75 / 0.69-0.90 at (8, 256);
+    # no gain at (8, 128) and (16, 128) (0.96-1.02); slower at (2, 256) and (4, 256)
+    # (1.04-1.31), (8, 512) (1.43-1.46), (64, 256) (1.25-1.46), (64, 1024) ("large":
+    # 0.97-1.59).  With the hoisted products on the team, on a 2-core EPYC (Zen 4,
+    # AVX-512), nn.RNN-shaped layer forward + backward, n_in 128, T 100, separate
+    # processes, float32: 0.63-0.67 at (8, 256), and where LIBXSMM's one-thread kernel
+    # runs 0.81-0.83 at (16, 256), 0.84-0.87 at (32, 256) ("medium"), 0.86 at (32, 128),
+    # 0.71-0.78 at (32, 512) (float64 0.80-0.85 at (16, 256) to (32, 128)); but with one
+    # NumPy matmul (300 x 300) before each call, "medium" took 30.4 ms on the team against
+    # 20 ms without it (forward 10.9 against 5.5 ms alone): NumPy's OpenBLAS threads spin
+    # for a long while after its call and take the second core from the team's member,
+    # while the one-thread kernel does not notice them.  So those shapes keep LIBXSMM.
+    # A step's hand-off between members costs about 0.4 us.
     TEAM_MIN_ROWS = 8
-    TEAM_MAX_ROWS = 32
     TEAM_MIN_HIDDEN = 128
     TEAM_MIN_WORK = 524288               # 8 * 256 * 256 = 32 * 128 * 128
-    TEAM_MAX_WORK_F32 = 8388608          # 32 * 512 * 512
-    TEAM_MAX_WORK_F64 = 2097152          # 32 * 256 * 256
+    TEAM_MAX_WORK = 1048576              # 16 * 256 * 256
     TEAM_GATED_MIN_HIDDEN = 128
     TEAM_GATED_MIN_STATES = 512          # 2 * 256 = 4 * 128
     TEAM_GATED_MAX_STATES_F64 = 4096     # 16 * 256
@@ -223,9 +225,8 @@ cdef inline bint team_product_wins(int64_t n_rows, int64_t n_cols, int64_t n_inn
         return (n_rows >= 2 and n_inner >= TEAM_GATED_MIN_HIDDEN
                 and n_rows * n_inner >= TEAM_GATED_MIN_STATES
                 and (float32 or n_rows * n_inner <= TEAM_GATED_MAX_STATES_F64))
-    return (TEAM_MIN_ROWS <= n_rows <= TEAM_MAX_ROWS and n_cols >= TEAM_MIN_HIDDEN
-            and n_inner >= TEAM_MIN_HIDDEN and TEAM_MIN_WORK <= work
-            and work <= (TEAM_MAX_WORK_F32 if float32 else TEAM_MAX_WORK_F64))
+    return (n_rows >= TEAM_MIN_ROWS and n_cols >= TEAM_MIN_HIDDEN
+            and n_inner >= TEAM_MIN_HIDDEN and TEAM_MIN_WORK <= work <= TEAM_MAX_WORK)
 
 
 cdef inline ProductPlan plan_product(int64_t n_rows, int64_t n_cols, int64_t n_inner,
@@ -246,6 +247,9 @@ cdef inline ProductPlan plan_product(int64_t n_rows, int64_t n_cols, int64_t n_i
             rf_team_forced == 1
             or (rf_team_forced == -1
                 and team_product_wins(n_rows, n_cols, n_inner, float32, n_gates)
+                and (n_gates > 1 or not (rf_xsmm_enabled
+                                         and packed_product_wins(n_rows, n_cols, n_inner,
+                                                                 float32)))
                 and rf_blas_numpy_active()
                 and rf_team_natural_size() >= 2)):
         return PRODUCT_TEAM

@@ -141,20 +141,24 @@ def test_plan_keeps_todays_path_off_the_team_shapes():
     """The plan picks the team only within its measured range, and only with a team of two
     or more; forced off it never does, forced on always (where the caller allows it)."""
     team = _kernels._team_size() >= 2 and _kernels.blas_in_use() == "numpy"
-    # 8 to 32 rows, 2^19 multiply-adds and up to 32 x 512 x 512 (float32) or 32 x 256 x 256
-    # (float64) (see TEAM_* in _blas.pxd), whether or not a LIBXSMM kernel would run
-    for sizes in [(8, 256, 256), (12, 256, 256), (9, 300, 300), (16, 256, 256),
-                  (32, 128, 128), (32, 256, 256), (8, 512, 512)]:
+    # 8 rows and more, 2^19 to 2^20 multiply-adds (see TEAM_* in _blas.pxd), in either
+    # dtype, where no one-thread LIBXSMM kernel is planned
+    for sizes in [(8, 256, 256), (12, 256, 256), (9, 300, 300)]:
         for float32 in (False, True):
             assert (_kernels._test_plan_product(*sizes, PLANS, float32) == "team") == team
-    for sizes in [(32, 512, 512), (32, 300, 300)]:
-        assert (_kernels._test_plan_product(*sizes, PLANS, True) == "team") == team
-        assert _kernels._test_plan_product(*sizes, PLANS, False) != "team"
+    for sizes in [(16, 256, 256), (32, 128, 128)]:
+        assert ((_kernels._test_plan_product(*sizes, PLANS, True) == "team")
+                == (team and not _kernels.LIBXSMM))
+        try:
+            _kernels._set_force_packed(False)       # no LIBXSMM: threaded BLAS otherwise
+            assert (_kernels._test_plan_product(*sizes, PLANS, True) == "team") == team
+        finally:
+            _kernels._set_force_packed(None)
     # today's path where the team measured no faster: one sequence, char sizes, small
-    # batches, more than 32 rows ("large" (64, 1024) among them), few rows, small products
+    # batches, "medium" (32, 256), "large" (64, 1024), few rows, wide states
     for sizes in [(1, 128, 128), (1, 100, 100), (1, 5, 5), (16, 64, 64), (16, 128, 128),
-                  (8, 128, 128), (4, 256, 256), (7, 256, 256), (33, 256, 256),
-                  (64, 1024, 1024), (64, 256, 256), (32, 513, 513), (8, 100, 1000)]:
+                  (8, 128, 128), (4, 256, 256), (7, 256, 256), (32, 256, 256),
+                  (64, 1024, 1024), (8, 512, 512), (64, 256, 256), (17, 256, 256)]:
         assert _kernels._test_plan_product(*sizes, PLANS, True) != "team"
     # only where the caller allows it
     assert _kernels._test_plan_product(8, 256, 256, PLANS[1:], True) != "team"
