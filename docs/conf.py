@@ -109,6 +109,9 @@ intersphinx_mapping = {
     "numpy": ("https://numpy.org/doc/stable/", _inventory("numpy")),
     "torch": ("https://docs.pytorch.org/docs/stable/",
               _inventory("torch")),
+    # numpydoc (1.11 and later) links "bool", "iterable" and "sequence" in parameter types
+    # to Python's documentation; the full inventory when the system has Python's docs
+    "python": ("https://docs.python.org/3/", _inventory("python")),
 }
 for _python_inventory in sorted(Path("/usr/share/doc").glob("python3*/html/objects.inv")):
     intersphinx_mapping["python"] = ("https://docs.python.org/3/", str(_python_inventory))
