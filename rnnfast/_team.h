@@ -264,20 +264,31 @@ static int rf_team_cpus(void)
     }
 }
 
+/* The symbols `first` and `second` of the already-loaded library `path`; 1 when both are
+ * found (the handle then stays open: the library stays loaded anyway). */
+static int rf_team_dlsym2(const char *path, const char *first, const char *second,
+                          void **first_out, void **second_out)
+{
+    void *handle = dlopen(path, RTLD_LAZY | RTLD_NOLOAD);
+    if (!handle)
+        return 0;
+    *first_out = dlsym(handle, first);
+    *second_out = dlsym(handle, second);
+    if (!*first_out || !*second_out) {
+        dlclose(handle);
+        return 0;
+    }
+    return 1;
+}
+
 /* Bind openblas_set_num_threads_local and the thread count of NumPy's OpenBLAS
  * (the library `path`, already loaded); 1 when both are found. */
 static int rf_team_bind_openblas(const char *path)
 {
-    void *handle = dlopen(path, RTLD_LAZY | RTLD_NOLOAD);
     void *local, *count;
-    if (!handle)
+    if (!rf_team_dlsym2(path, "openblas_set_num_threads_local",
+                        "scipy_openblas_get_num_threads64_", &local, &count))
         return 0;
-    local = dlsym(handle, "openblas_set_num_threads_local");
-    count = dlsym(handle, "scipy_openblas_get_num_threads64_");
-    if (!local || !count) {
-        dlclose(handle);
-        return 0;
-    }
     rf_team_threads_local = (rf_team_threads_local_t)local;
     rf_team_blas_threads = (rf_team_get_threads_t)count;
     return 1;
@@ -287,16 +298,9 @@ static int rf_team_bind_openblas(const char *path)
  * already loaded); 1 when both are found. */
 static int rf_team_bind_gomp(const char *path)
 {
-    void *handle = dlopen(path, RTLD_LAZY | RTLD_NOLOAD);
     void *parallel, *thread_num;
-    if (!handle)
+    if (!rf_team_dlsym2(path, "GOMP_parallel", "omp_get_thread_num", &parallel, &thread_num))
         return 0;
-    parallel = dlsym(handle, "GOMP_parallel");
-    thread_num = dlsym(handle, "omp_get_thread_num");
-    if (!parallel || !thread_num) {
-        dlclose(handle);
-        return 0;
-    }
     rf_gomp_parallel = (rf_gomp_parallel_t)parallel;
     rf_omp_thread_num = (rf_omp_thread_num_t)thread_num;
     return 1;

@@ -72,6 +72,25 @@ def assert_module_results_match(actual, expected, dtype):
         assert_close(grads[key], value, dtype, key)
 
 
+def run_on_threads(target, count):
+    """Run ``target(i)`` for i < ``count`` on as many threads at once; return the
+    exceptions they raised (to be reported on the calling thread)."""
+    import threading
+    errors = []
+
+    def guarded(i):
+        try:
+            target(i)
+        except BaseException as exc:
+            errors.append(exc)
+    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
+
 class TeamRuns:
     """Asserts that the block ran ``expected`` time loops on the thread team (and, when
     ``products`` is given, that many products hoisted out of them)."""

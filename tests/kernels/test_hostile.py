@@ -1,13 +1,12 @@
 """Hostile input: NaN/Inf, odd dtypes, zero and huge sizes, tampered caches, threads."""
 
-import threading
 
 import numpy as np
 import pytest
 
 import rnnfast
 from rnnfast import reference as ref
-from tests.helpers import make_dh, make_problem
+from tests.helpers import make_dh, make_problem, run_on_threads
 
 SHAPE = (3, 4, 5, 2, 6)
 
@@ -103,21 +102,14 @@ def test_concurrent_calls_match_serial_calls():
         return [h, y, *g.values(), np.array(loss), *mg.values()]
 
     expected = work()
-    results, errors = [None] * 8, []
+    results = [None] * 8
 
     def run(i):
-        try:
-            for _ in range(5):
-                results[i] = work()
-        except Exception as exc:          # reported below
-            errors.append(exc)
+        for _ in range(5):
+            results[i] = work()
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    errors = run_on_threads(run, 8)
+    assert not errors, errors
     for result in results:
         for got, want in zip(result, expected, strict=True):
             np.testing.assert_array_equal(got, want)

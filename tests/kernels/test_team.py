@@ -30,6 +30,7 @@ from tests.helpers import (
     make_dh,
     make_problem,
     numpy_run,
+    run_on_threads,
 )
 
 PLANS = ("team", "packed", "gemv", "gemm")
@@ -188,7 +189,7 @@ def test_concurrent_callers_get_their_own_results(dtype, panels):
         h, y, caches = rnnfast.rnn_forward(x, h0, p)
         expected.append((h, y, rnnfast.rnn_backward(dh, caches)))
     barrier = threading.Barrier(4)
-    results, errors = [None] * 4, []
+    results = [None] * 4
 
     def work(i):
         try:
@@ -199,16 +200,12 @@ def test_concurrent_callers_get_their_own_results(dtype, panels):
                 h, y, caches = rnnfast.rnn_forward(x, h0, p)
                 got.append((h, y, rnnfast.rnn_backward(dh, caches)))
             results[i] = got
-        except BaseException as exc:      # reported in the main thread
-            errors.append(exc)
-            barrier.abort()
+        except BaseException:
+            barrier.abort()             # the others stop waiting; reported below
+            raise
 
     before = _kernels._team_runs()
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = run_on_threads(work, 4)
     assert not errors, errors
     assert _kernels._team_runs() > before
     for i in range(4):

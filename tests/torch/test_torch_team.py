@@ -11,14 +11,13 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
 
 import numpy as np
 import pytest
 
 from rnnfast import _kernels
 from rnnfast import reference as ref
-from tests.helpers import TeamRuns, assert_close, assert_module_results_match
+from tests.helpers import TeamRuns, assert_close, assert_module_results_match, run_on_threads
 
 torch = pytest.importorskip("torch")
 rt = pytest.importorskip("rnnfast.torch")
@@ -155,18 +154,11 @@ def test_the_operators_start_no_threads_of_their_own():
 def test_python_threads_calling_operators_at_once_get_their_own_results():
     """Four Python threads: each may run the team on an OpenMP pool of its own (or,
     while another holds the team, the ordinary loop); every result matches the twin."""
-    results, errors = {}, []
+    results = {}
 
     def work(seed):
-        try:
-            results[seed] = run_both("GRU", 128, 4, 6, np.float32, seed=seed)
-        except Exception as e:          # reported below, on the test's thread
-            errors.append(e)
-    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+        results[seed] = run_both("GRU", 128, 4, 6, np.float32, seed=seed)
+    errors = run_on_threads(work, 4)
     assert not errors, errors
     for actual, expected in results.values():
         assert_module_results_match(actual, expected, np.float32)
