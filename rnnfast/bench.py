@@ -149,7 +149,8 @@ ROOF_TARGETS = {"float64": {"medium": 0.85, "large": 0.92},
 
 # Environment variables that change the BLAS; printed with the results.
 BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
-            "OPENBLAS_THREAD_TIMEOUT", "OMP_NUM_THREADS", "RNNFAST_BLAS")
+            "OPENBLAS_THREAD_TIMEOUT", "OMP_NUM_THREADS", "RNNFAST_BLAS",
+            "RNNFAST_TEAM")
 
 # The "mixed" scenario: rnnfast after a NumPy matmul of this size.
 MIXED_MATMUL = 300

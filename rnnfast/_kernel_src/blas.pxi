@@ -156,6 +156,19 @@ cdef inline bint _plan_packed(const Dims *d, int n_cols, int n_inner) noexcept n
             == _blas.PRODUCT_PACKED)
 
 
+def _team_from_environment():
+    """``RNNFAST_TEAM=0`` in the environment (read at import) keeps every time loop off
+    the thread team, as if it had one member: for programs that interleave rnnfast's calls
+    with NumPy's threaded BLAS, whose threads spin for a while after each call and take
+    the cores the team's members need."""
+    import os
+    if os.environ.get("RNNFAST_TEAM", "").strip() == "0":
+        _blas.rf_team_force(0)
+
+
+_team_from_environment()
+
+
 def _set_force_team(force):
     """Tests only: the Elman time loops in the thread team on every shape (True), never
     (False), or by the plan (None).  Forced on, the team has at least two members even

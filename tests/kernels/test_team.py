@@ -173,6 +173,32 @@ def test_plan_keeps_todays_path_off_the_team_shapes():
         _kernels._set_force_team(None)
 
 
+@pytest.mark.skipif(_kernels._team_size() < 2 or _kernels.blas_in_use() != "numpy",
+                    reason="needs a team of two or more")
+@pytest.mark.parametrize("value, runs", [("0", 0), ("", 2), ("1", 2)])
+def test_rnnfast_team_0_in_the_environment_keeps_the_loops_off_the_team(value, runs):
+    """A fresh process with RNNFAST_TEAM set: at a planned shape (8, 256) the forward and
+    backward loops run on the team unless it is 0; the results match the twin either way."""
+    code = (
+        "import numpy as np, rnnfast\n"
+        "from rnnfast import _kernels, reference as ref\n"
+        "rng = np.random.default_rng(0)\n"
+        "p = {k: 0.05 * rng.standard_normal(s) for k, s in dict(Whx=(256, 8), Whh=(256, 256),"
+        " Wyh=(4, 256), bh=(256, 1), by=(4, 1)).items()}\n"
+        "x, h0 = rng.standard_normal((8, 8, 3)), rng.standard_normal((256, 8))\n"
+        "h, y, caches = rnnfast.rnn_forward(x, h0, p)\n"
+        "g = rnnfast.rnn_backward(np.ones_like(h), caches)\n"
+        "h_e, y_e, caches_e = ref.rnn_forward(x, h0, p)\n"
+        "g_e = ref.rnn_backward(np.ones_like(h_e), caches_e)\n"
+        "assert np.allclose(h, h_e, rtol=1e-12, atol=1e-12)\n"
+        "assert all(np.allclose(g[k], g_e[k], rtol=1e-10, atol=1e-10) for k in g_e)\n"
+        "print(_kernels._team_runs())\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "RNNFAST_TEAM": value}, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout) == runs
+
+
 def test_team_size_is_within_the_cpus_and_blas_threads():
     size = _kernels._team_size()
     assert 1 <= size <= len(os.sched_getaffinity(0))
