@@ -1,7 +1,7 @@
 # The LSTM's and GRU's serial loops on the thread team (_team.h, the loop in
 # elman_team.pxi), where the product policy plans PRODUCT_TEAM for the gated product
-# (Dims.team members; see _plan_gated_team).  The LSTM without a projection only
-# (P = H).
+# (Dims.team members; see _plan_gated_team); the LSTM with a projection at the end of
+# the LSTM's part.
 #
 # A panel is a range of hidden units [start, stop) and every gate of those units:
 # the columns start + k H .. stop + k H of the (m, G H) gate rows, k = i, f, g, o
@@ -70,13 +70,13 @@ cdef void _team_grads_share(floating tag, GatedTeamJob *job, int panel, bint rec
     (``db_rec`` may be NULL) of its gate rows, dX of its rows.  Second: dW_hh of its gate
     rows."""
     cdef const Dims *d = job.d
-    cdef int n_rows = d.n_batch * d.n_steps, n_in = d.n_input, H = d.n_hidden
+    cdef int n_rows = d.n_batch * d.n_steps, n_in = d.n_input, P = d.n_proj
     cdef int g0, g1, r0, r1
     _team_panel(G, panel, job.n_panels, &g0, &g1)
     if recurrent:
         if g1 > g0:
-            # dW_hh[g] = sum_t dRec_t[:, g]^T H_prev(t)       (g, H)
-            _recurrent_weight_grad(d, d_rec + g0, g1 - g0, h, h0, H, dw_hh + g0 * H, G)
+            # dW_hh[g] = sum_t dRec_t[:, g]^T H_prev(t)       (g, P)
+            _recurrent_weight_grad(d, d_rec + g0, g1 - g0, h, h0, P, dw_hh + g0 * P, G)
         return
     if g1 > g0:
         # dW_ih[g] = dIn[:, g]^T X         (g, n_in) = (g, m*T) (m*T, n_in)
@@ -264,6 +264,216 @@ cdef void _lstm_team_backward_task(floating tag, GatedTeamJob *job, Py_ssize_t s
             rf_lstm_cell_grad_d(gates + i * ld_g + t * G + start, c + off,
                                 c_prev + i * ld_cp + start, dh + off, grad_c + own,
                                 da + i * ld_g + t * G + start, width, H)
+
+
+# -- the LSTM with a projection (w_hr, P < H) -----------------------------------------
+#
+# A step takes two stages: the gates' products (inner size P) and the cell on panels of
+# hidden units, as without a projection, then the projection on panels of the P outputs,
+# which reads all of M = o tanh(c).  The panels' products run in one-thread BLAS.
+#
+#   forward   stage 0: A = X W_ih^T, by rows
+#             stage 2s + 1 (units p): A_t[:, gates of p] += H_prev W_hh^T[:, gates of p],
+#                   then the cell: c_t[:, p] and M[:, p]
+#             stage 2s + 2 (outputs q): H_t[:, q] = M W_hr^T[:, q]; carried rows
+#   backward  stage 2k (outputs q): G[:, q] = dA W_hh[:, q] of the step before (none at
+#                   k = 0; carried rows restored), then dH_t[:, q] += G[:, q] (none at
+#                   k = T)
+#             stage 2k + 1 (units p): dM[:, p] = dH_t W_hr[:, p], then the cell's
+#                   gradient on p: dA_t of the gates of p and grad_c[:, p]
+#             then dW_ih, db, dX and M at every step (by rows); then dW_hh and dW_hr.
+
+cdef void _lstmp_team_forward_task(floating tag, GatedTeamJob *job, Py_ssize_t stage,
+                                   int panel) noexcept nogil:
+    """Forward stage of the LSTM with a projection (see above)."""
+    cdef const Dims *d = job.d
+    cdef LstmBuffers *b = <LstmBuffers *>job.b
+    cdef const floating *w_hh = <const floating *>b.w_hh
+    cdef const floating *w_hr = <const floating *>b.w_hr
+    cdef const floating *bias = <const floating *>b.bias
+    cdef floating *h = <floating *>b.h
+    cdef floating *c = <floating *>b.c
+    cdef floating *gates = <floating *>b.gates
+    cdef floating *m_buf = <floating *>b.m_buf
+    cdef int H = d.n_hidden, P = d.n_proj, m = d.n_batch, n_steps = d.n_steps, G = 4 * H
+    cdef int ld_g = n_steps * G, ld_c = n_steps * H, ld_h = n_steps * P
+    cdef int start, stop, width, ld_hp, ld_cp, k
+    cdef Py_ssize_t s, t, i, col
+    cdef const floating *h_prev
+    cdef const floating *c_prev
+    cdef const floating *bias_p = NULL
+    cdef floating *a_t
+
+    if stage == 0:
+        # A = X W_ih^T                     (m*T, 4H) = (m*T, n_in) (n_in, 4H)
+        _team_input_share(tag, job, panel, <const floating *>b.x,
+                          <const floating *>b.w_ih, gates, G)
+        return
+    s = (stage - 1) // 2
+    t = n_steps - 1 - s if d.reverse else s
+    if s == 0:
+        h_prev, ld_hp = <const floating *>b.h0, P
+        c_prev, ld_cp = <const floating *>b.c0, H
+    else:
+        h_prev, ld_hp = h + (t + 1 if d.reverse else t - 1) * P, ld_h
+        c_prev, ld_cp = c + (t + 1 if d.reverse else t - 1) * H, ld_c
+    if (stage - 1) % 2 == 1:
+        # H_t[:, q] = M W_hr^T[:, q]       (m, w) = (m, H) (H, w)
+        _team_panel(P, panel, job.n_panels, &start, &stop)
+        width = stop - start
+        if width == 0:
+            return
+        gemm(c'N', c'T', m, width, H, 1, m_buf, H, w_hr + start * H, H, 0,
+             h + t * P + start, ld_h)
+        for i in range(m):
+            if _padded(d, i, t):
+                _copy_row(h + i * ld_h + t * P + start, h_prev + i * ld_hp + start, width)
+        return
+    _team_panel(H, panel, job.n_panels, &start, &stop)
+    width = stop - start
+    if width == 0:
+        return
+    a_t = gates + t * G
+    if bias != NULL:
+        bias_p = bias + start
+    for k in range(4):
+        # A_t[:, gate k of p] += H_prev W_hh^T[:, gate k of p]     (m, w) = (m, P) (P, w)
+        col = k * H + start
+        gemm(c'N', c'T', m, width, P, 1, h_prev, ld_hp, w_hh + col * P, P, 1, a_t + col, ld_g)
+    for i in range(m):
+        if _padded(d, i, t):
+            # the cell is carried, the gates and M are zeros
+            _copy_row(c + i * ld_c + t * H + start, c_prev + i * ld_cp + start, width)
+            for k in range(4):
+                _zero_row(a_t + i * ld_g + k * H + start, width)
+            _zero_row(m_buf + i * H + start, width)
+            continue
+        if floating is float:
+            rf_lstm_cell_f(a_t + i * ld_g + start, bias_p, c_prev + i * ld_cp + start,
+                           c + i * ld_c + t * H + start, m_buf + i * H + start, width, H)
+        else:
+            rf_lstm_cell_d(a_t + i * ld_g + start, bias_p, c_prev + i * ld_cp + start,
+                           c + i * ld_c + t * H + start, m_buf + i * H + start, width, H)
+
+
+cdef void _lstmp_team_backward_task(floating tag, GatedTeamJob *job, Py_ssize_t stage,
+                                    int panel) noexcept nogil:
+    """Backward stage of the LSTM with a projection (see above)."""
+    cdef const Dims *d = job.d
+    cdef LstmBuffers *b = <LstmBuffers *>job.b
+    cdef const floating *w_hh = <const floating *>b.w_hh
+    cdef const floating *w_hr = <const floating *>b.w_hr
+    cdef const floating *gates = <const floating *>b.gates
+    cdef const floating *c = <const floating *>b.c
+    cdef floating *dh = <floating *>b.dh
+    cdef floating *grad_h = <floating *>b.grad_h
+    cdef floating *grad_c = <floating *>b.grad_c
+    cdef floating *da = <floating *>b.da
+    cdef floating *dm = <floating *>b.dm
+    cdef floating *carry = <floating *>b.carry
+    cdef floating *m_all = <floating *>b.m_all
+    cdef int H = d.n_hidden, P = d.n_proj, m = d.n_batch, n_steps = d.n_steps, G = 4 * H
+    cdef int ld_g = n_steps * G, ld_c = n_steps * H, ld_h = n_steps * P
+    cdef int n_rows = m * n_steps
+    cdef int start, stop, width, ld_cp, kk
+    cdef Py_ssize_t k = stage // 2, t, i, j, r, own, off
+    cdef const floating *c_prev
+
+    if stage > 2 * n_steps:
+        if stage == 2 * n_steps + 1:
+            # dW_ih, dX, db = column sums of dA; M = o tanh(c) of its rows (zeros at
+            # padded steps)
+            _team_grads_share(tag, job, panel, False, G, <const floating *>b.x,
+                              <const floating *>b.w_ih, <const floating *>b.h,
+                              <const floating *>b.h0, da, da, <floating *>b.dx,
+                              <floating *>b.dw_ih, <floating *>b.dw_hh, <floating *>b.db, NULL)
+            _team_panel(n_rows, panel, job.n_panels, &start, &stop)
+            for r in range(start, stop):
+                if _padded(d, r // n_steps, r % n_steps):
+                    _zero_row(m_all + r * H, H)
+                else:
+                    _lstm_output(gates + r * G, c + r * H, m_all + r * H, H)
+            return
+        # dW_hh of its gate rows; dW_hr[q] = dH[:, q]^T M     (q, H) = (q, m*T) (m*T, H)
+        _team_grads_share(tag, job, panel, True, G, <const floating *>b.x,
+                          <const floating *>b.w_ih, <const floating *>b.h,
+                          <const floating *>b.h0, da, da, <floating *>b.dx,
+                          <floating *>b.dw_ih, <floating *>b.dw_hh, <floating *>b.db, NULL)
+        _team_panel(P, panel, job.n_panels, &start, &stop)
+        if stop > start:
+            gemm(c'T', c'N', stop - start, H, n_rows, 1, dh + start, P, m_all, H, 0,
+                 <floating *>b.dw_hr + start * H, H)
+        return
+    if stage % 2 == 0:
+        _team_panel(P, panel, job.n_panels, &start, &stop)
+        width = stop - start
+        if width == 0:
+            return
+        if k > 0:
+            t = k - 1 if d.reverse else n_steps - k
+            # G[:, q] = dA_t W_hh[:, q]        (m, w) = (m, 4H) (4H, w)
+            gemm(c'N', c'N', m, width, G, 1, da + t * G, ld_g, w_hh + start, P, 0,
+                 grad_h + start, P)
+            if d.lengths != NULL:
+                for i in range(m):
+                    if t >= d.lengths[i]:
+                        _copy_row(grad_h + i * P + start, carry + i * P + start, width)
+        if k == n_steps:
+            return
+        t = k if d.reverse else n_steps - 1 - k
+        for i in range(m):
+            own = i * P + start
+            off = i * ld_h + t * P + start
+            if _padded(d, i, t):
+                # no gradient from a padded output; G passes through unchanged
+                _zero_row(dh + off, width)
+                _copy_row(carry + own, grad_h + own, width)
+                continue
+            # the total gradient reaching h_t
+            for j in range(width):
+                dh[off + j] += grad_h[own + j]
+        return
+    t = k if d.reverse else n_steps - 1 - k
+    _team_panel(H, panel, job.n_panels, &start, &stop)
+    width = stop - start
+    if width == 0:
+        return
+    # dM[:, p] = dH_t W_hr[:, p]           (m, w) = (m, P) (P, w)
+    gemm(c'N', c'N', m, width, P, 1, dh + t * P, ld_h, w_hr + start, H, 0, dm + start, H)
+    if k == n_steps - 1:
+        c_prev, ld_cp = <const floating *>b.c0, H
+    else:
+        c_prev, ld_cp = c + (t + 1 if d.reverse else t - 1) * H, ld_c
+    for i in range(m):
+        off = i * ld_g + t * G + start
+        if _padded(d, i, t):
+            for kk in range(4):
+                _zero_row(da + off + kk * H, width)
+            continue
+        if floating is float:
+            rf_lstm_cell_grad_f(gates + off, c + i * ld_c + t * H + start,
+                                c_prev + i * ld_cp + start, dm + i * H + start,
+                                grad_c + i * H + start, da + off, width, H)
+        else:
+            rf_lstm_cell_grad_d(gates + off, c + i * ld_c + t * H + start,
+                                c_prev + i * ld_cp + start, dm + i * H + start,
+                                grad_c + i * H + start, da + off, width, H)
+
+
+cdef void _lstmp_team_forward_f(void *job, Py_ssize_t stage, int panel) noexcept nogil:
+    _lstmp_team_forward_task(<float>0, <GatedTeamJob *>job, stage, panel)
+
+
+cdef void _lstmp_team_forward_d(void *job, Py_ssize_t stage, int panel) noexcept nogil:
+    _lstmp_team_forward_task(<double>0, <GatedTeamJob *>job, stage, panel)
+
+
+cdef void _lstmp_team_backward_f(void *job, Py_ssize_t stage, int panel) noexcept nogil:
+    _lstmp_team_backward_task(<float>0, <GatedTeamJob *>job, stage, panel)
+
+
+cdef void _lstmp_team_backward_d(void *job, Py_ssize_t stage, int panel) noexcept nogil:
+    _lstmp_team_backward_task(<double>0, <GatedTeamJob *>job, stage, panel)
 
 
 # the LSTM tasks, one per direction and dtype (TeamTask)
@@ -455,6 +665,15 @@ cdef bint _gated_team_run(const Dims *d, int n_gates, void *buffers,
         return False
     job.d, job.b = d, buffers
     job.n_panels = min(n_members, <int>TEAM_MAX_PANELS)
+    if n_gates == 4 and (<LstmBuffers *>buffers).w_hr != NULL:
+        # the LSTM with a projection: two stages a step, one-thread BLAS panels
+        if d.float32:
+            task = _lstmp_team_backward_f if backward else _lstmp_team_forward_f
+        else:
+            task = _lstmp_team_backward_d if backward else _lstmp_team_forward_d
+        _team_go(task, &job, 2 * d.n_steps + (3 if backward else 1), job.n_panels,
+                 n_members)
+        return True
     if n_gates == 4:
         w_hh, w_hh_t = (<LstmBuffers *>buffers).w_hh, (<LstmBuffers *>buffers).w_hh_t
     else:

@@ -339,25 +339,44 @@ def test_gated_layer_kernels_on_the_team_match_the_twin(kind, sizes, reverse, wi
                                               each_call=lambda: TeamRuns(1))
 
 
-def test_lstm_with_a_projection_keeps_todays_path(dtype, panels):
-    """The team serves the LSTM without a projection only; with one, forced or not, the
-    ordinary loop runs (and matches the twin)."""
-    assert_gated_layer_kernels_match_the_twin("lstm", 3, 5, 4, 33, 9, False, True, dtype,
-                                              each_call=lambda: TeamRuns(0))
+@pytest.mark.parametrize("sizes", [(1, 1, 1, 2, 1), (3, 5, 4, 33, 9), (4, 3, 5, 40, 17),
+                                   (6, 2, 3, 65, 64), (2, 17, 2, 24, 7), (5, 4, 3, 257, 100)],
+                         ids=lambda s: "T{}-N{}-in{}-H{}-P{}".format(*s))
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+def test_lstm_with_a_projection_on_the_team_matches_the_twin(sizes, reverse, with_lengths,
+                                                             dtype, panels):
+    """The LSTM with a projection (two stages a step: the gates and cell by hidden units,
+    the projection by outputs), forward and backward each once on the team."""
+    assert_gated_layer_kernels_match_the_twin("lstm", *sizes, reverse, with_lengths, dtype,
+                                              each_call=lambda: TeamRuns(1))
 
 
-@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
-def test_gated_modules_on_the_team_match_the_twin(mode, dtype, panels):
+@pytest.mark.skipif(_kernels._team_size() < 2 or _kernels.blas_in_use() != "numpy",
+                    reason="needs a team of two or more")
+def test_the_plan_takes_the_team_for_the_lstm_with_a_projection_by_its_cell_size():
+    """By the plan (not forced): m H = 512 with H 128 runs on the team whatever P is; the
+    results match the twin."""
+    assert_gated_layer_kernels_match_the_twin("lstm", 3, 4, 5, 128, 64, False, True,
+                                              np.float32, each_call=lambda: TeamRuns(1))
+    assert_gated_layer_kernels_match_the_twin("lstm", 3, 2, 5, 128, 64, False, False,
+                                              np.float32, each_call=lambda: TeamRuns(0))
+
+
+@pytest.mark.parametrize("mode, proj", [("LSTM", 0), ("LSTM", 9), ("GRU", 0)],
+                         ids=["LSTM", "LSTM-proj", "GRU"])
+def test_gated_modules_on_the_team_match_the_twin(mode, proj, dtype, panels):
     """Two bidirectional layers with lengths: 8 loops on the team, results as the twin's."""
+    kwargs = {"proj_size": proj} if proj else {}
     m64 = getattr(rnnfast, mode)(4, 33, num_layers=2, bidirectional=True,
-                                 dtype=np.float64, seed=2)
-    m = getattr(rnnfast, mode)(4, 33, num_layers=2, bidirectional=True, dtype=dtype)
+                                 dtype=np.float64, seed=2, **kwargs)
+    m = getattr(rnnfast, mode)(4, 33, num_layers=2, bidirectional=True, dtype=dtype, **kwargs)
     weights = m64.state_dict()
     m.load_state_dict(weights)
     rng = np.random.default_rng(6)
-    L, N = 5, 3
-    x, go = rng.standard_normal((L, N, 4)), rng.standard_normal((L, N, 66))
-    h0, gh = rng.standard_normal((4, N, 33)), rng.standard_normal((4, N, 33))
+    L, N, out_size = 5, 3, proj or 33
+    x, go = rng.standard_normal((L, N, 4)), rng.standard_normal((L, N, 2 * out_size))
+    h0, gh = rng.standard_normal((4, N, out_size)), rng.standard_normal((4, N, out_size))
     lengths = np.array([5, 2, 4])
     if mode == "LSTM":
         c0, gc = rng.standard_normal((4, N, 33)), rng.standard_normal((4, N, 33))
@@ -366,7 +385,7 @@ def test_gated_modules_on_the_team_match_the_twin(mode, dtype, panels):
                                       lengths=lengths)
             grads = m.backward(go.astype(dtype), gh.astype(dtype), gc.astype(dtype))
         out_e, hn_e, cn_e, cache = ref.lstm_module_forward(x, h0, c0, weights, 2, True,
-                                                           lengths=lengths)
+                                                           proj_size=proj, lengths=lengths)
         grads_e = ref.lstm_module_backward(go, gh, gc, cache)
         assert_close(cn, cn_e, dtype, "c_n")
     else:
