@@ -60,7 +60,7 @@
 #ifndef RNNFAST_TEAM_H
 #define RNNFAST_TEAM_H
 
-#include "_blas_numpy.h"        /* rf_t_active, rf_t_threads, rf_t_threads_local */
+#include "_blas_numpy.h"        /* rf_t_active, rf_t_threads */
 
 typedef void (*rf_team_fn)(void *arg, int member, int n_members);
 
